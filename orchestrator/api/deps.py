@@ -1,0 +1,24 @@
+"""Dependencies of the routes, as ``Annotated`` aliases."""
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from temporalio.client import Client
+
+from infra.settings import Settings
+
+__all__ = ["SettingsDep", "TemporalClientDep"]
+
+
+def _temporal_client(request: Request) -> Client:
+    client: Client = request.app.state.temporal
+    return client
+
+
+def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+TemporalClientDep = Annotated[Client, Depends(_temporal_client)]
+SettingsDep = Annotated[Settings, Depends(_settings)]

@@ -1,0 +1,166 @@
+"""The ``saga`` command line: run the stack on one machine and look at it."""
+
+import argparse
+import json
+import logging
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+
+from infra.settings import ConfigurationError, Settings, load_settings
+
+__all__ = ["main", "run"]
+
+
+def _table(rows: Sequence[Sequence[str]], headers: Sequence[str]) -> str:
+    widths = [
+        max(len(str(cell)) for cell in column) for column in zip(headers, *rows, strict=False)
+    ]
+    lines = [headers, *rows]
+    return "\n".join(
+        "  ".join(str(cell).ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+        for line in lines
+    )
+
+
+def _up(settings: Settings, args: argparse.Namespace) -> int:
+    from infra.stack import Stack
+
+    Stack(settings).up()
+    print()
+    print("The stack is up:")
+    print(f"  API          {settings.api_url}")
+    print(f"  API docs     {settings.api_url}/docs")
+    print(f"  Temporal UI  {settings.temporal_ui_url}")
+    print(f"  Kafka        {settings.kafka_bootstrap_servers}")
+    print(
+        "See it with `saga ps`, follow a component with `saga logs NAME`, stop it with `saga down`."
+    )
+    return 0
+
+
+def _fetch(settings: Settings, args: argparse.Namespace) -> int:
+    from infra.kafka_broker import ensure_kafka_jars
+
+    libs = ensure_kafka_jars(settings.kafka_cache_dir, settings.kafka_version, maven=settings.maven)
+    print(f"Apache Kafka {settings.kafka_version} jars are in {libs}")
+    return 0
+
+
+def _down(settings: Settings, args: argparse.Namespace) -> int:
+    from infra.stack import Stack
+
+    stopped = Stack(settings).down()
+    print("stopped: " + ", ".join(stopped) if stopped else "nothing was running")
+    return 0
+
+
+def _ps(settings: Settings, args: argparse.Namespace) -> int:
+    from infra.stack import Stack
+
+    statuses = Stack(settings).status()
+    if args.json:
+        print(json.dumps([status.as_dict() for status in statuses], indent=2))
+        return 0
+    rows = [[s.name, s.state, s.address, str(s.pid or "-"), s.version or "-"] for s in statuses]
+    print(_table(rows, ["NAME", "STATE", "ADDRESS", "PID", "VERSION"]))
+    return 0
+
+
+def _logs(settings: Settings, args: argparse.Namespace) -> int:
+    from infra.stack import COMPONENTS
+
+    if args.name not in COMPONENTS:
+        print(
+            f"saga: no component {args.name!r}; choose one of {', '.join(COMPONENTS)}",
+            file=sys.stderr,
+        )
+        return 2
+    log = settings.run_dir / "logs" / f"{args.name}.log"
+    if not log.exists():
+        print(
+            f"saga: {args.name} has no log yet at {log}: start it with `saga up`", file=sys.stderr
+        )
+        return 1
+    command = ["tail", "-n", str(args.lines), *(["-F"] if args.follow else []), str(log)]
+    try:
+        return subprocess.call(command)
+    except KeyboardInterrupt:
+        return 0
+
+
+def _config(settings: Settings, args: argparse.Namespace) -> int:
+    from infra.settings import ENV_PREFIX
+
+    values = settings.model_dump(mode="json")
+    if args.json:
+        print(
+            json.dumps(
+                {ENV_PREFIX + name.upper(): value for name, value in values.items()}, indent=2
+            )
+        )
+        return 0
+    rows = [
+        [ENV_PREFIX + name.upper(), str(values[name]), field.description or ""]
+        for name, field in Settings.model_fields.items()
+    ]
+    print(_table(rows, ["SETTING", "VALUE", "MEANING"]))
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="saga",
+        description="Run and inspect the saga orchestrator stack (settings: SAGA_* or .env).",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(
+        name: str, handler: Callable[[Settings, argparse.Namespace], int], help_: str
+    ) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_, description=help_)
+        sub.set_defaults(handler=handler)
+        return sub
+
+    add("up", _up, "Start Kafka, Temporal, the three services and the API in the background.")
+    add("fetch", _fetch, "Fetch Kafka's jars from Maven Central into the cache (once).")
+    add("down", _down, "Stop exactly the processes `saga up` started.")
+    ps = add("ps", _ps, "Show each component's state, address, process id and version.")
+    ps.add_argument("--json", action="store_true", help="one JSON array, for scripts")
+    logs = add("logs", _logs, "Show the end of one component's log.")
+    logs.add_argument("name", help="kafka, temporal, payment, inventory, shipping or api")
+    logs.add_argument("-n", "--lines", type=int, default=50, help="how many lines (default 50)")
+    logs.add_argument("-f", "--follow", action="store_true", help="keep following the log")
+    config = add("config", _config, "Show every setting with its value and meaning.")
+    config.add_argument("--json", action="store_true", help="one JSON object, for scripts")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one ``saga`` command; expected failures print one line and exit non-zero."""
+    from infra.kafka_broker import KafkaUnavailableError, MissingToolError
+    from infra.stack import StackError
+    from infra.temporal_server import TemporalUnavailableError
+
+    args = _parser().parse_args(argv)
+    # The Kafka client logs every refused connection while `saga up` waits for the broker.
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    try:
+        settings = load_settings()
+        code: int = args.handler(settings, args)
+    except ConfigurationError as exc:
+        print(f"saga: {exc}", file=sys.stderr)
+        return 2
+    except (StackError, MissingToolError, KafkaUnavailableError, TemporalUnavailableError) as exc:
+        print(f"saga: {exc}", file=sys.stderr)
+        return 1
+    return code
+
+
+def run() -> None:
+    """The console script's entry point."""
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()

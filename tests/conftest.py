@@ -1,0 +1,100 @@
+"""Session fixtures that start the real engines: Apache Kafka (KRaft) and Temporal's dev server.
+
+Each starts on free loopback ports with a throw-away data directory and is stopped by its
+process id at the end. A server that cannot start fails the tests that need it; nothing is
+skipped.
+"""
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+
+from contracts.topics import all_topics
+from infra.kafka_broker import KafkaBroker, apply_topic_catalog, ensure_kafka_jars, wait_for_kafka
+from infra.processes import free_port, spawn, stop_process
+from infra.settings import Settings
+from infra.temporal_server import TemporalDevServer, find_temporal_cli, wait_for_temporal
+
+logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+
+_START_TIMEOUT = 90.0
+
+
+def _log_tail(path: Path, lines: int = 30) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+@pytest.fixture(scope="session")
+def kafka_libs() -> Path:
+    """Kafka's jars, from the cache (fetched from Maven Central the first time)."""
+    settings = Settings()
+    return ensure_kafka_jars(settings.kafka_cache_dir, settings.kafka_version, maven=settings.maven)
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(
+    kafka_libs: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[KafkaBroker]:
+    """A real Apache Kafka broker on a free port, with the topic catalog applied."""
+    broker = KafkaBroker(
+        libs=kafka_libs,
+        data_dir=tmp_path_factory.mktemp("kafka"),
+        port=free_port(),
+        controller_port=free_port(),
+    )
+    broker.format_storage()
+    log = broker.data_dir / "broker.log"
+    _, record = spawn("kafka", broker.command(), log)
+    try:
+        asyncio.run(wait_for_kafka(broker.bootstrap_servers, wait_seconds=_START_TIMEOUT))
+        asyncio.run(apply_topic_catalog(broker.bootstrap_servers, all_topics()))
+    except Exception as exc:  # noqa: BLE001 - any failure to start is reported with the log
+        stop_process(record)
+        pytest.fail(f"the Kafka broker did not start: {exc}\n{_log_tail(log)}", pytrace=False)
+    yield broker
+    stop_process(record)
+
+
+@pytest.fixture(scope="session")
+def temporal_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TemporalDevServer]:
+    """A real Temporal dev server (headless) on free ports, with the saga's search attributes."""
+    data = tmp_path_factory.mktemp("temporal")
+    server = TemporalDevServer(
+        cli=find_temporal_cli(),
+        port=free_port(),
+        ui_port=None,
+        http_port=free_port(),
+        metrics_port=free_port(),
+        db_file=data / "temporal.db",
+    )
+    log = data / "temporal.log"
+    _, record = spawn("temporal", server.command(), log)
+    try:
+        asyncio.run(
+            wait_for_temporal(server.address, server.namespace, wait_seconds=_START_TIMEOUT)
+        )
+    except Exception as exc:  # noqa: BLE001 - any failure to start is reported with the log
+        stop_process(record)
+        pytest.fail(
+            f"the Temporal dev server did not start: {exc}\n{_log_tail(log)}", pytrace=False
+        )
+    yield server
+    stop_process(record)
+
+
+@pytest.fixture(scope="session")
+async def temporal_client(temporal_server: TemporalDevServer) -> AsyncIterator[Client]:
+    """A client of the session's Temporal server, with the pydantic data converter."""
+    yield await Client.connect(
+        temporal_server.address,
+        namespace=temporal_server.namespace,
+        data_converter=pydantic_data_converter,
+    )

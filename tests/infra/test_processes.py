@@ -1,0 +1,35 @@
+"""Processes are recognised by id and start time, and stopped by their id."""
+
+import dataclasses
+import subprocess
+from pathlib import Path
+
+from infra.processes import ProcessTable, spawn, stop_process
+
+
+def test_a_spawned_process_is_recorded_and_stopped(tmp_path: Path) -> None:
+    """The record survives a round trip through the table, and stopping it ends the process."""
+    process, record = spawn("sleeper", ["sleep", "60"], tmp_path / "sleeper.log")
+    table = ProcessTable(tmp_path)
+    table.put(record)
+    recorded = table.get("sleeper")
+    assert recorded == record
+    assert recorded.is_alive()
+    assert stop_process(recorded)
+    assert process.wait(timeout=5) != 0
+    assert not recorded.is_alive()
+    assert not stop_process(recorded)
+
+
+def test_a_reused_process_id_is_never_signalled(tmp_path: Path) -> None:
+    """A record whose start time does not match the running process is not that process."""
+    bystander = subprocess.Popen(["sleep", "60"])
+    try:
+        _, mine = spawn("mine", ["true"], tmp_path / "mine.log")
+        impostor = dataclasses.replace(mine, pid=bystander.pid)
+        assert not impostor.is_alive()
+        assert not stop_process(impostor)
+        assert bystander.poll() is None
+    finally:
+        bystander.kill()
+        bystander.wait()

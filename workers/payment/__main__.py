@@ -1,0 +1,5 @@
+"""Run the payment service: `python -m workers.payment`."""
+
+from workers.payment.service import main
+
+main()

@@ -1,0 +1,5 @@
+"""Run the shipping service: `python -m workers.shipping`."""
+
+from workers.shipping.service import main
+
+main()
