@@ -16,7 +16,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 
 from contracts.topics import all_topics
 from infra.kafka_broker import KafkaBroker, apply_topic_catalog, ensure_kafka_jars, wait_for_kafka
-from infra.processes import free_port, spawn, stop_process
+from infra.processes import ProcessRecord, free_port, spawn, stop_process
 from infra.settings import Settings
 from infra.temporal_server import TemporalDevServer, find_temporal_cli, wait_for_temporal
 
@@ -39,6 +39,23 @@ def kafka_libs() -> Path:
     return ensure_kafka_jars(settings.kafka_cache_dir, settings.kafka_version, maven=settings.maven)
 
 
+def start_broker(broker: KafkaBroker) -> ProcessRecord:
+    """Start ``broker`` (formatting its storage the first time) and apply the topic catalog.
+
+    Fails the calling test, with the broker's log, if the broker does not come up.
+    """
+    broker.format_storage()
+    log = broker.data_dir / "broker.log"
+    _, record = spawn("kafka", broker.command(), log)
+    try:
+        asyncio.run(wait_for_kafka(broker.bootstrap_servers, wait_seconds=_START_TIMEOUT))
+        asyncio.run(apply_topic_catalog(broker.bootstrap_servers, all_topics()))
+    except Exception as exc:  # noqa: BLE001 - any failure to start is reported with the log
+        stop_process(record)
+        pytest.fail(f"the Kafka broker did not start: {exc}\n{_log_tail(log)}", pytrace=False)
+    return record
+
+
 @pytest.fixture(scope="session")
 def kafka_broker(
     kafka_libs: Path, tmp_path_factory: pytest.TempPathFactory
@@ -50,17 +67,17 @@ def kafka_broker(
         port=free_port(),
         controller_port=free_port(),
     )
-    broker.format_storage()
-    log = broker.data_dir / "broker.log"
-    _, record = spawn("kafka", broker.command(), log)
-    try:
-        asyncio.run(wait_for_kafka(broker.bootstrap_servers, wait_seconds=_START_TIMEOUT))
-        asyncio.run(apply_topic_catalog(broker.bootstrap_servers, all_topics()))
-    except Exception as exc:  # noqa: BLE001 - any failure to start is reported with the log
-        stop_process(record)
-        pytest.fail(f"the Kafka broker did not start: {exc}\n{_log_tail(log)}", pytrace=False)
+    record = start_broker(broker)
     yield broker
     stop_process(record)
+
+
+@pytest.fixture
+def own_kafka_broker(kafka_libs: Path, tmp_path: Path) -> KafkaBroker:
+    """A broker of the test's own, not started: for tests that stop and start it."""
+    return KafkaBroker(
+        libs=kafka_libs, data_dir=tmp_path / "kafka", port=free_port(), controller_port=free_port()
+    )
 
 
 @pytest.fixture(scope="session")

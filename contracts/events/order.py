@@ -1,0 +1,78 @@
+"""Events of the order service: the saga's start and its two endings."""
+
+from typing import ClassVar
+
+from pydantic import Field
+
+from contracts.envelope import CountryCode, Event, EventData
+from contracts.events.common import Money, OrderLine
+
+__all__ = [
+    "OrderCancelled",
+    "OrderCancelledData",
+    "OrderCompleted",
+    "OrderCompletedData",
+    "OrderPlaced",
+    "OrderPlacedData",
+    "OrderPlacedV2",
+    "OrderPlacedV2Data",
+]
+
+
+class OrderPlacedData(EventData):
+    """A customer placed an order; only the country of the address travels (no PII)."""
+
+    customer_id: str = Field(min_length=1)
+    items: list[OrderLine] = Field(min_length=1)
+    total: Money
+    shipping_country: CountryCode
+
+
+class OrderPlaced(Event[OrderPlacedData]):
+    """``order.placed.v1``: the saga starts."""
+
+    EVENT_TYPE: ClassVar[str] = "order.placed.v1"
+    EVENT_VERSION: ClassVar[str] = "1.0.0"
+
+
+class OrderPlacedV2Data(OrderPlacedData):
+    """``order.placed`` data of version 2: adds the sales channel, when it is known."""
+
+    channel: str | None = None
+
+
+class OrderPlacedV2(Event[OrderPlacedV2Data]):
+    """``order.placed.v2``: the saga starts, and says through which channel."""
+
+    EVENT_TYPE: ClassVar[str] = "order.placed.v2"
+    EVENT_VERSION: ClassVar[str] = "2.0.0"
+
+
+class OrderCompletedData(EventData):
+    """Every step succeeded: the ids of what each service holds for the order."""
+
+    payment_id: str = Field(min_length=1)
+    reservation_id: str = Field(min_length=1)
+    shipment_id: str = Field(min_length=1)
+
+
+class OrderCompleted(Event[OrderCompletedData]):
+    """``order.completed.v1``: the saga ended with the order fulfilled."""
+
+    EVENT_TYPE: ClassVar[str] = "order.completed.v1"
+    EVENT_VERSION: ClassVar[str] = "1.0.0"
+
+
+class OrderCancelledData(EventData):
+    """The order was cancelled and every completed step compensated."""
+
+    reason: str = Field(min_length=1)
+    failed_step: str | None = None
+    """The saga step that failed (``charge_payment``), or none when the customer cancelled."""
+
+
+class OrderCancelled(Event[OrderCancelledData]):
+    """``order.cancelled.v1``: the saga ended without fulfilling the order."""
+
+    EVENT_TYPE: ClassVar[str] = "order.cancelled.v1"
+    EVENT_VERSION: ClassVar[str] = "1.0.0"
