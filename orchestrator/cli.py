@@ -1,11 +1,13 @@
 """The ``saga`` command line: run the stack on one machine and look at it."""
 
 import argparse
+import asyncio
 import json
 import logging
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from infra.settings import ConfigurationError, Settings, load_settings
 
@@ -108,6 +110,69 @@ def _config(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _redriven_ledger(settings: Settings) -> Path:
+    return settings.run_dir / "dlq-redriven.txt"
+
+
+def _dlq_list(settings: Settings, args: argparse.Namespace) -> int:
+    from eventbus.dead_letters import list_dead_letters
+
+    letters = asyncio.run(list_dead_letters(settings.kafka_bootstrap_servers, args.topic or None))
+    ledger = _redriven_ledger(settings)
+    redriven = set(ledger.read_text().split()) if ledger.exists() else set()
+    rows = [{**letter.as_dict(), "redriven": letter.position in redriven} for letter in letters]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print("no dead letters")
+        return 0
+    table = [
+        [
+            str(r["position"]),
+            str(r["event_type"] or "-"),
+            str(r["key"] or "-"),
+            str(r["reason"]),
+            str(r["attempts"]),
+            "yes" if r["redriven"] else "-",
+            str(r["error"] or "")[:60],
+        ]
+        for r in rows
+    ]
+    print(
+        _table(table, ["POSITION", "EVENT TYPE", "KEY", "REASON", "ATTEMPTS", "REDRIVEN", "ERROR"])
+    )
+    print(f"{len(rows)} dead letter(s); send chosen ones back with `saga dlq redrive POSITION...`")
+    return 0
+
+
+def _dlq_redrive(settings: Settings, args: argparse.Namespace) -> int:
+    from eventbus.dead_letters import list_dead_letters, redrive
+
+    if not args.positions and not args.all:
+        print("saga: name the dead letters to redrive (POSITION...) or pass --all", file=sys.stderr)
+        return 2
+    letters = asyncio.run(list_dead_letters(settings.kafka_bootstrap_servers, args.topic or None))
+    ledger = _redriven_ledger(settings)
+    redriven = set(ledger.read_text().split()) if ledger.exists() else set()
+    by_position = {letter.position: letter for letter in letters}
+    unknown = [position for position in args.positions if position not in by_position]
+    if unknown:
+        print(f"saga: no dead letter at {', '.join(unknown)}: see `saga dlq list`", file=sys.stderr)
+        return 1
+    chosen = (
+        [by_position[position] for position in args.positions]
+        if args.positions
+        else [letter for letter in letters if letter.position not in redriven]
+    )
+    count = asyncio.run(redrive(settings.kafka_bootstrap_servers, chosen))
+    ledger.parent.mkdir(parents=True, exist_ok=True)
+    with ledger.open("a") as out:
+        out.writelines(f"{letter.position}\n" for letter in chosen)
+    print(f"redriven {count} dead letter(s) to their original topics")
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="saga",
@@ -133,11 +198,32 @@ def _parser() -> argparse.ArgumentParser:
     logs.add_argument("-f", "--follow", action="store_true", help="keep following the log")
     config = add("config", _config, "Show every setting with its value and meaning.")
     config.add_argument("--json", action="store_true", help="one JSON object, for scripts")
+    dlq = commands.add_parser("dlq", help="Dead letters: list them, send them back.")
+    dlq_commands = dlq.add_subparsers(dest="dlq_command", required=True, metavar="COMMAND")
+    dlq_list = dlq_commands.add_parser("list", help="Show the records in the dead-letter topics.")
+    dlq_list.set_defaults(handler=_dlq_list)
+    dlq_list.add_argument("--json", action="store_true", help="one JSON array, for scripts")
+    dlq_redrive = dlq_commands.add_parser(
+        "redrive", help="Send dead letters back to their original topic."
+    )
+    dlq_redrive.set_defaults(handler=_dlq_redrive)
+    dlq_redrive.add_argument(
+        "positions", nargs="*", metavar="POSITION", help="topic:partition:offset"
+    )
+    dlq_redrive.add_argument(
+        "--all", action="store_true", help="every dead letter not yet redriven"
+    )
+    for sub in (dlq_list, dlq_redrive):
+        sub.add_argument(
+            "--topic", action="append", help="a domain topic (payment.events); default: all"
+        )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one ``saga`` command; expected failures print one line and exit non-zero."""
+    from aiokafka.errors import KafkaError
+
     from infra.kafka_broker import KafkaUnavailableError, MissingToolError
     from infra.stack import StackError
     from infra.temporal_server import TemporalUnavailableError
@@ -153,6 +239,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except (StackError, MissingToolError, KafkaUnavailableError, TemporalUnavailableError) as exc:
         print(f"saga: {exc}", file=sys.stderr)
+        return 1
+    except KafkaError as exc:
+        print(
+            f"saga: Kafka at {settings.kafka_bootstrap_servers} does not answer "
+            f"({type(exc).__name__}): is the stack up? (`saga ps`, `saga up`)",
+            file=sys.stderr,
+        )
         return 1
     return code
 
