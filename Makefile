@@ -15,9 +15,10 @@ $(BIN)/saga: pyproject.toml
 install: $(BIN)/saga
 	$(BIN)/saga fetch
 
-## up: install, then bring the whole stack up in the background
+## up: install, bring the whole stack up in the background, run one demo order through it
 up: install
 	$(BIN)/saga up
+	$(BIN)/saga demo
 
 ## down: stop what `make up` started
 down:

@@ -41,7 +41,12 @@ log = logging.getLogger(__name__)
 DLQ_HEADER_PREFIX = "dlq_"
 
 EventHandler = Callable[[AnyEvent, sqlite3.Connection], Awaitable[None]]
-"""Handles one event; its database writes join the inbox's transaction."""
+"""Handles one event; its database writes join the inbox's transaction.
+
+A handler that awaits while the transaction is open (a network call) needs a database file
+that no other writer of the same process uses: SQLite waits for a lock by blocking the
+event loop, and the lock's holder could then never finish.
+"""
 
 
 @dataclass(frozen=True)

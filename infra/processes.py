@@ -21,6 +21,7 @@ __all__ = [
     "free_port",
     "port_in_use",
     "spawn",
+    "start_ticks_of",
     "stop_process",
 ]
 
@@ -37,11 +38,11 @@ class ProcessRecord:
 
     def is_alive(self) -> bool:
         """Whether this very process (same id, same start time) is still running."""
-        ticks = _start_ticks(self.pid)
+        ticks = start_ticks_of(self.pid)
         return ticks is not None and ticks == self.start_ticks
 
 
-def _start_ticks(pid: int) -> int | None:
+def start_ticks_of(pid: int) -> int | None:
     """The start time of ``pid`` in clock ticks since boot, or None if there is no such process."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
@@ -74,7 +75,7 @@ def spawn(
             cwd=cwd,
             start_new_session=True,
         )
-    ticks = _start_ticks(process.pid) or 0
+    ticks = start_ticks_of(process.pid) or 0
     return process, ProcessRecord(name, process.pid, ticks, list(command), str(log_path))
 
 

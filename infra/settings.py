@@ -78,8 +78,44 @@ class Settings(BaseSettings):
     shipping_port: int = Field(
         8103, ge=1, le=65535, description="Health and metrics port of the shipping service."
     )
+    orchestrator_port: int = Field(
+        8104, ge=1, le=65535, description="Health and metrics port of the orchestrator's worker."
+    )
     startup_timeout_seconds: float = Field(
         120.0, gt=0, description="How long `saga up` waits for each component to be healthy."
+    )
+
+    # Services
+    payment_flaky_failures: int = Field(
+        2,
+        ge=0,
+        description=(
+            "How many times the simulated card processor fails transiently for each order "
+            "paid with the test token `tok_flaky` before it succeeds."
+        ),
+    )
+    inventory_seed_file: Path | None = Field(
+        None,
+        description=(
+            "JSON file ({sku: units}) that stocks an empty inventory database "
+            "(default: workers/inventory/seed.json)."
+        ),
+    )
+    shipping_countries: str = Field(
+        "AT,AU,BE,BR,CA,CH,CN,CZ,DE,DK,ES,FI,FR,GB,GR,HU,IE,IN,IT,JP,KR,LU,MX,NL,NO,NZ,PL,"
+        "PT,RO,SE,SG,SK,US,ZA",
+        description=(
+            "Comma-separated ISO 3166-1 alpha-2 codes the shipping service delivers to; "
+            "an order to any other country is refused."
+        ),
+    )
+    carrier_dispatch_delay_seconds: float = Field(
+        1.0,
+        ge=0,
+        description=(
+            "How long after scheduling the simulated carrier collects a shipment "
+            "(publishes `shipping.dispatched`)."
+        ),
     )
 
     @field_validator("kafka_bootstrap_servers", "temporal_address")
@@ -112,9 +148,19 @@ class Settings(BaseSettings):
         """The orchestrator API's address."""
         return f"http://{self.api_host}:{self.api_port}"
 
+    def as_env(self) -> dict[str, str]:
+        """These settings as ``SAGA_*`` variables, for the processes `saga up` starts."""
+        env = {}
+        for name, value in self.model_dump(mode="json").items():
+            if value is not None:
+                text = str(value).lower() if isinstance(value, bool) else str(value)
+                env[ENV_PREFIX + name.upper()] = text
+        return env
+
     def service_port(self, service: str) -> int:
-        """The health and metrics port of ``service`` (payment, inventory, shipping)."""
+        """The health and metrics port of a worker process (orchestrator, payment, ...)."""
         ports = {
+            "orchestrator": self.orchestrator_port,
             "payment": self.payment_port,
             "inventory": self.inventory_port,
             "shipping": self.shipping_port,

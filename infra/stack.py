@@ -32,7 +32,7 @@ _T = TypeVar("_T")
 
 __all__ = ["COMPONENTS", "SERVICES", "ComponentStatus", "Stack", "StackError"]
 
-SERVICES: tuple[str, ...] = ("payment", "inventory", "shipping")
+SERVICES: tuple[str, ...] = ("payment", "inventory", "shipping", "orchestrator")
 COMPONENTS: tuple[str, ...] = ("kafka", "temporal", *SERVICES, "api")
 
 
@@ -141,6 +141,8 @@ class Stack:
             return self._temporal_server().command()
         if name == "api":
             return [sys.executable, "-m", "orchestrator.api"]
+        if name == "orchestrator":
+            return [sys.executable, "-m", "orchestrator.worker"]
         return [sys.executable, "-m", f"workers.{name}"]
 
     # -- up ----------------------------------------------------------------------------------
@@ -171,7 +173,7 @@ class Stack:
                     f"port {host}:{port} that {name} needs is already in use by another process: "
                     f"stop that process, or give {name} another port (see `saga config`)"
                 )
-            env = {**os.environ, "SAGA_RUN_DIR": str(self._run_dir)}
+            env = {**os.environ, **self._settings.as_env(), "SAGA_RUN_DIR": str(self._run_dir)}
             _, record = spawn(name, self._command(name), self._log_path(name), env=env)
             self._table.put(record)
             self._say(f"{name:<10} started (pid {record.pid}), log {record.log}")

@@ -8,8 +8,12 @@ import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from infra.settings import ConfigurationError, Settings, load_settings
+
+if TYPE_CHECKING:
+    from orchestrator.replay import ReplayReport
 
 __all__ = ["main", "run"]
 
@@ -173,6 +177,38 @@ def _dlq_redrive(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _demo(settings: Settings, args: argparse.Namespace) -> int:
+    from orchestrator.demo import demo_order, run_demo
+
+    result, _ = asyncio.run(run_demo(settings, demo_order(args.payment_token, args.country)))
+    return 0 if result.status in ("COMPLETED", "CANCELLED") else 1
+
+
+def _replay(settings: Settings, args: argparse.Namespace) -> int:
+    from temporalio.contrib.pydantic import pydantic_data_converter
+
+    from infra.temporal_server import wait_for_temporal
+    from orchestrator.replay import replay_files, replay_recent
+
+    async def replay() -> "ReplayReport":
+        if args.files:
+            return await replay_files([Path(f) for f in args.files])
+        client = await wait_for_temporal(
+            settings.temporal_address,
+            settings.temporal_namespace,
+            wait_seconds=5,
+            data_converter=pydantic_data_converter,
+        )
+        return await replay_recent(client, args.limit)
+
+    report = asyncio.run(replay())
+    if args.json:
+        print(json.dumps(report.as_dict(), indent=2))
+    else:
+        print(report.summary())
+    return 0 if report.ok else 1
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="saga",
@@ -198,6 +234,23 @@ def _parser() -> argparse.ArgumentParser:
     logs.add_argument("-f", "--follow", action="store_true", help="keep following the log")
     config = add("config", _config, "Show every setting with its value and meaning.")
     config.add_argument("--json", action="store_true", help="one JSON object, for scripts")
+    demo = add("demo", _demo, "Run one demo order through the running stack and show its saga.")
+    demo.add_argument(
+        "--payment-token",
+        default="tok_visa",
+        help="tok_visa (default), tok_chargeDeclined or tok_flaky",
+    )
+    demo.add_argument("--country", default="DE", help="destination country (AQ: refused)")
+    replay = add(
+        "replay",
+        _replay,
+        "Replay saga histories against this code: recent ones from Temporal, or JSON files.",
+    )
+    replay.add_argument("files", nargs="*", metavar="HISTORY.json", help="exported histories")
+    replay.add_argument(
+        "--limit", type=int, default=100, help="how many recent sagas (default 100)"
+    )
+    replay.add_argument("--json", action="store_true", help="one JSON object, for scripts")
     dlq = commands.add_parser("dlq", help="Dead letters: list them, send them back.")
     dlq_commands = dlq.add_subparsers(dest="dlq_command", required=True, metavar="COMMAND")
     dlq_list = dlq_commands.add_parser("list", help="Show the records in the dead-letter topics.")

@@ -1,27 +1,84 @@
-"""What every service process shares: its Temporal worker, its health and metrics endpoint."""
+"""What every service process shares.
+
+A service process is a Temporal worker on the service's task queue, the service's own SQLite
+database with its outbox, the relay that publishes the outbox to Kafka, any background tasks
+of the service (the carrier simulator) and ``/healthz`` + ``/metrics``. The service's
+composition root only says which activities and background tasks it has (:class:`ServiceParts`).
+"""
 
 import asyncio
+import contextlib
 import logging
 import signal
+import sqlite3
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry, make_asgi_app
 from temporalio import activity
+from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 
+from eventbus import EventBusMetrics, Outbox, OutboxRelay, new_producer, open_database
 from infra.kafka_broker import KafkaUnavailableError, wait_for_kafka
 from infra.logs import configure_logging
 from infra.settings import ConfigurationError, Settings, load_settings
 from infra.temporal_server import TemporalUnavailableError, wait_for_temporal
 
-__all__ = ["health_app", "ping_activity", "run_service", "serve"]
+__all__ = [
+    "ServiceContext",
+    "ServiceFactory",
+    "ServiceParts",
+    "causation_id",
+    "health_app",
+    "ping_activity",
+    "run_service",
+    "serve",
+]
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ServiceParts:
+    """What a service runs besides the runtime's own parts: activities and background tasks."""
+
+    activities: Sequence[Callable[..., Any]]
+    background: Sequence[Callable[[], Coroutine[Any, Any, None]]] = ()
+    """Coroutines that run as long as the process (they are cancelled on shutdown)."""
+    workflows: Sequence[type] = ()
+    """Workflow classes the process's Temporal worker runs (the orchestrator's)."""
+
+
+@dataclass(frozen=True)
+class ServiceContext:
+    """What the runtime hands a service's factory: settings, database, outbox, clients."""
+
+    settings: Settings
+    db: sqlite3.Connection
+    outbox: Outbox
+    temporal: Client
+    metrics: EventBusMetrics
+
+
+ServiceFactory = Callable[[ServiceContext], ServiceParts]
+"""Builds a service's parts from its context."""
+
+
+def causation_id() -> str | None:
+    """``<workflow id>/<activity id>`` of the running activity, or None outside of one."""
+    try:
+        info = activity.info()
+    except RuntimeError:
+        return None
+    if info.workflow_id is None:
+        return info.activity_id
+    return f"{info.workflow_id}/{info.activity_id}"
 
 
 def ping_activity(service: str) -> Callable[[], Any]:
@@ -55,10 +112,15 @@ async def serve(
     settings: Settings,
     *,
     task_queue: str,
-    activities: Sequence[Callable[..., Any]],
+    build: ServiceFactory,
     registry: CollectorRegistry,
 ) -> None:
-    """Connect to Kafka and Temporal, then poll ``task_queue`` until SIGTERM or SIGINT."""
+    """Connect to Kafka and Temporal, then run the service until SIGTERM or SIGINT.
+
+    Opens ``<run_dir>/<service>.db``, builds the service's parts on it and runs, side by side,
+    the Temporal worker polling ``task_queue``, the outbox relay, the service's background
+    tasks and the health endpoint. If a background task fails the process stops with its error.
+    """
     timeout = settings.startup_timeout_seconds
     await wait_for_kafka(settings.kafka_bootstrap_servers, wait_seconds=timeout)
     client = await wait_for_temporal(
@@ -67,43 +129,88 @@ async def serve(
         wait_seconds=timeout,
         data_converter=pydantic_data_converter,
     )
-    config = uvicorn.Config(
-        health_app(service, registry),
-        host=settings.api_host,
-        port=settings.service_port(service),
-        log_level="warning",
-    )
-    server = uvicorn.Server(config)
-    # uvicorn catches SIGTERM/SIGINT while serving and raises them again when it returns;
-    # ignoring them then lets the worker below finish its running activities.
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: None)
-    async with Worker(
-        client, task_queue=task_queue, activities=[ping_activity(service), *activities]
-    ):
-        log.info("%s service polling task queue %r", service, task_queue)
-        await server.serve()
+    db = open_database(settings.run_dir / f"{service}.db")
+    try:
+        outbox = Outbox(db)
+        metrics = EventBusMetrics(registry)
+        parts = build(ServiceContext(settings, db, outbox, client, metrics))
+        relay = OutboxRelay(
+            outbox, lambda: new_producer(settings.kafka_bootstrap_servers), metrics=metrics
+        )
+        config = uvicorn.Config(
+            health_app(service, registry),
+            host=settings.api_host,
+            port=settings.service_port(service),
+            log_level="warning",
+        )
+        server = uvicorn.Server(config)
+        # uvicorn catches SIGTERM/SIGINT while serving and raises them again when it returns;
+        # this handler then lets the worker below finish its running activities, and a signal
+        # that arrives before uvicorn serves stops it as soon as it starts.
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: setattr(server, "should_exit", True))
+        background = [
+            asyncio.create_task(relay.run(), name=f"{service}-outbox-relay"),
+            *(
+                asyncio.create_task(task(), name=f"{service}-{getattr(task, '__qualname__', task)}")
+                for task in parts.background
+            ),
+        ]
+        try:
+            async with Worker(
+                client,
+                task_queue=task_queue,
+                activities=[ping_activity(service), *parts.activities],
+                workflows=list(parts.workflows),
+            ):
+                log.info("%s service polling task queue %r", service, task_queue)
+                await _serve_until_stopped(server, background)
+        finally:
+            await _cancel(background)
+    finally:
+        db.close()
     log.info("%s service stopped", service)
 
 
-def run_service(
-    service: str,
-    *,
-    task_queue: str,
-    activities: Callable[[Settings, CollectorRegistry], Sequence[Callable[..., Any]]],
+async def _serve_until_stopped(
+    server: uvicorn.Server, background: list[asyncio.Task[None]]
 ) -> None:
+    """Serve HTTP until a signal stops the server, or until a background task ends."""
+    serving = asyncio.create_task(server.serve(), name="health")
+    done, _ = await asyncio.wait([serving, *background], return_when=asyncio.FIRST_COMPLETED)
+    if serving in done:
+        serving.result()
+        return
+    # A background task never ends on its own: it failed, and the process must not go on
+    # looking healthy without it.
+    server.should_exit = True
+    await serving
+    for task in done:
+        task.result()
+    raise RuntimeError(f"background task {next(iter(done)).get_name()} ended")
+
+
+async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
+    running = [task for task in tasks if not task.done()]
+    for task in running:
+        task.cancel()
+    for task in running:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def run_service(service: str, *, task_queue: str, build: ServiceFactory) -> None:
     """The composition root of a service process: settings, logging, then :func:`serve`."""
     configure_logging(f"{service}-service")
     try:
         settings = load_settings()
-        registry = CollectorRegistry()
         asyncio.run(
             serve(
                 service,
                 settings,
                 task_queue=task_queue,
-                activities=activities(settings, registry),
-                registry=registry,
+                build=build,
+                registry=CollectorRegistry(),
             )
         )
     except (ConfigurationError, KafkaUnavailableError, TemporalUnavailableError) as exc:

@@ -18,6 +18,7 @@ from contracts.events.common import Money
 from contracts.events.payment import PaymentCompleted, PaymentCompletedData
 from contracts.topics import topic_for_event_type
 from eventbus import (
+    DeadLetter,
     EventBusMetrics,
     EventConsumer,
     Outbox,
@@ -229,11 +230,20 @@ async def test_a_malformed_record_goes_straight_to_the_dead_letter_topic(
     )
     handler = _Effects(prefix)
     db = open_database(tmp_path / "consumer.db")
+    letters: list[DeadLetter] = []
+
+    async def dead_lettered() -> bool:
+        letters[:] = [
+            d
+            for d in await list_dead_letters(kafka_broker.bootstrap_servers, [TOPIC])
+            if d.key == key
+        ]
+        return bool(letters)
+
     async with _consuming(kafka_broker.bootstrap_servers, db, handler):
+        # The two records have different keys, hence partitions: either may be handled first.
         await _until(lambda: len(_effects(db)) == 1)
-    letters = [
-        d for d in await list_dead_letters(kafka_broker.bootstrap_servers, [TOPIC]) if d.key == key
-    ]
+        await _until(dead_lettered)
     assert [d.as_dict()["reason"] for d in letters] == ["missing-header"]
     assert letters[0].as_dict()["attempts"] == "0"
     assert letters[0].value == b"\x00not avro at all"

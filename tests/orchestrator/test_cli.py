@@ -46,6 +46,7 @@ def stack_env(tmp_path: Path) -> dict[str, str]:
         SAGA_PAYMENT_PORT=str(free_port()),
         SAGA_INVENTORY_PORT=str(free_port()),
         SAGA_SHIPPING_PORT=str(free_port()),
+        SAGA_ORCHESTRATOR_PORT=str(free_port()),
         SAGA_STARTUP_TIMEOUT_SECONDS="90",
     )
     return env

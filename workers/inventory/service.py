@@ -1,21 +1,44 @@
 """The inventory service process: its composition root."""
 
-from collections.abc import Callable, Sequence
-from typing import Any
-
-from prometheus_client import CollectorRegistry
+import logging
+import sqlite3
 
 from contracts.task_queues import INVENTORY
-from infra.settings import Settings
-from workers.runtime import run_service
+from infra.settings import ConfigurationError, Settings
+from workers.inventory.activities import InventoryActivities
+from workers.inventory.stock import DEFAULT_SEED_FILE, StockBook, load_seed
+from workers.runtime import ServiceContext, ServiceParts, run_service
 
-__all__ = ["main"]
+__all__ = ["build", "main", "seeded_stock"]
+
+log = logging.getLogger(__name__)
 
 
-def _activities(settings: Settings, registry: CollectorRegistry) -> Sequence[Callable[..., Any]]:
-    return []
+def seeded_stock(settings: Settings, db: sqlite3.Connection) -> StockBook:
+    """The stock in ``db``, seeded from the seed file the first time the service runs.
+
+    Raises:
+        ConfigurationError: the seed file cannot be read.
+    """
+    stock = StockBook(db)
+    seed_file = settings.inventory_seed_file or DEFAULT_SEED_FILE
+    try:
+        levels = load_seed(seed_file)
+    except (OSError, ValueError) as exc:
+        raise ConfigurationError(
+            f"cannot read the inventory seed file {seed_file}: {exc}"
+        ) from None
+    if stock.seed(levels):
+        log.info("stock seeded from %s", seed_file)
+    return stock
+
+
+def build(context: ServiceContext) -> ServiceParts:
+    """The inventory service's activities on its seeded stock."""
+    inventory = InventoryActivities(seeded_stock(context.settings, context.db), context.outbox)
+    return ServiceParts(activities=[inventory.reserve, inventory.release])
 
 
 def main() -> None:
     """Run the inventory service until SIGTERM."""
-    run_service("inventory", task_queue=INVENTORY, activities=_activities)
+    run_service("inventory", task_queue=INVENTORY, build=build)

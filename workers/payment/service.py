@@ -1,21 +1,21 @@
 """The payment service process: its composition root."""
 
-from collections.abc import Callable, Sequence
-from typing import Any
-
-from prometheus_client import CollectorRegistry
-
 from contracts.task_queues import PAYMENT
-from infra.settings import Settings
-from workers.runtime import run_service
+from workers.payment.activities import PaymentActivities
+from workers.payment.ledger import PaymentLedger
+from workers.payment.processor import CardProcessor
+from workers.runtime import ServiceContext, ServiceParts, run_service
 
-__all__ = ["main"]
+__all__ = ["build", "main"]
 
 
-def _activities(settings: Settings, registry: CollectorRegistry) -> Sequence[Callable[..., Any]]:
-    return []
+def build(context: ServiceContext) -> ServiceParts:
+    """The payment service's activities on its ledger and the simulated card processor."""
+    processor = CardProcessor(flaky_failures=context.settings.payment_flaky_failures)
+    payments = PaymentActivities(PaymentLedger(context.db), context.outbox, processor)
+    return ServiceParts(activities=[payments.charge, payments.refund])
 
 
 def main() -> None:
     """Run the payment service until SIGTERM."""
-    run_service("payment", task_queue=PAYMENT, activities=_activities)
+    run_service("payment", task_queue=PAYMENT, build=build)

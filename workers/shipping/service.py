@@ -1,21 +1,26 @@
 """The shipping service process: its composition root."""
 
-from collections.abc import Callable, Sequence
-from typing import Any
-
-from prometheus_client import CollectorRegistry
-
 from contracts.task_queues import SHIPPING
-from infra.settings import Settings
-from workers.runtime import run_service
+from workers.runtime import ServiceContext, ServiceParts, run_service
+from workers.shipping.activities import ShippingActivities
+from workers.shipping.carrier import CarrierSimulator
+from workers.shipping.shipments import ShipmentBook, parse_countries
 
-__all__ = ["main"]
+__all__ = ["build", "main"]
 
 
-def _activities(settings: Settings, registry: CollectorRegistry) -> Sequence[Callable[..., Any]]:
-    return []
+def build(context: ServiceContext) -> ServiceParts:
+    """The shipping service's activities and the carrier that collects what they schedule."""
+    shipments = ShipmentBook(context.db)
+    shipping = ShippingActivities(
+        shipments, context.outbox, parse_countries(context.settings.shipping_countries)
+    )
+    carrier = CarrierSimulator(
+        shipments, context.outbox, dispatch_delay=context.settings.carrier_dispatch_delay_seconds
+    )
+    return ServiceParts(activities=[shipping.schedule, shipping.cancel], background=[carrier.run])
 
 
 def main() -> None:
     """Run the shipping service until SIGTERM."""
-    run_service("shipping", task_queue=SHIPPING, activities=_activities)
+    run_service("shipping", task_queue=SHIPPING, build=build)

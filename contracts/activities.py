@@ -1,0 +1,427 @@
+"""The activity contract between the orchestrator and the services, and the saga's own API.
+
+The orchestrator calls each activity by the name and task queue published here; the
+service that owns the data registers an activity under that name on that queue
+(``@activity.defn(name=CHARGE_PAYMENT)``). Each activity takes one input model and
+returns one result model, so fields can be added without breaking callers or histories.
+
+Every activity is **idempotent by (order id, step)**: Temporal runs activities at least
+once, so a service that receives the same call again for the same order returns the
+result of the first call instead of acting twice, and an undo for something that never
+happened succeeds and says so (``refunded=False``). Business refusals are raised as
+``ApplicationError(type=PAYMENT_DECLINED, non_retryable=True)`` with the names of
+``contracts.errors``; any other error is technical and is retried.
+
+The workflow side (``OrderSaga``) is described here too: its input and result, its
+signals, its status query and its operator updates.
+"""
+
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from contracts.envelope import CountryCode, CurrencyCode
+from contracts.events.common import Money, OrderLine, StockLine
+
+__all__ = [
+    "CANCEL_ORDER",
+    "CANCEL_ORDER_SIGNAL",
+    "CANCEL_SHIPMENT",
+    "CHARGE_PAYMENT",
+    "COMPLETE_ORDER",
+    "DEFAULT_DISPATCH_DEADLINE_SECONDS",
+    "ORDER_SAGA_WORKFLOW",
+    "PLACE_ORDER",
+    "REFUND_PAYMENT",
+    "RELEASE_STOCK",
+    "RESERVE_STOCK",
+    "RESOLVE_MANUALLY_UPDATE",
+    "RETRY_NOW_UPDATE",
+    "SCHEDULE_SHIPMENT",
+    "SHIPMENT_DISPATCHED_SIGNAL",
+    "STATUS_QUERY",
+    "CancelOrderInput",
+    "CancelOrderRequest",
+    "CancelOrderResult",
+    "CancelShipmentInput",
+    "CancelShipmentResult",
+    "ChargePaymentInput",
+    "ChargePaymentResult",
+    "CompleteOrderInput",
+    "CompleteOrderResult",
+    "ManualResolution",
+    "OperatorActionResult",
+    "Order",
+    "OrderSagaInput",
+    "OrderSagaResult",
+    "PlaceOrderInput",
+    "PlaceOrderResult",
+    "RefundPaymentInput",
+    "RefundPaymentResult",
+    "ReleaseStockInput",
+    "ReleaseStockResult",
+    "ReserveStockInput",
+    "ReserveStockResult",
+    "ResolveManuallyRequest",
+    "RetryNowRequest",
+    "SagaNote",
+    "SagaPhase",
+    "SagaStatus",
+    "ScheduleShipmentInput",
+    "ScheduleShipmentResult",
+    "ShipmentDispatched",
+    "ShippingAddress",
+    "StepPhase",
+    "StepState",
+    "saga_workflow_id",
+]
+
+# --- Activity names (task queue in the comment) ---------------------------------------
+
+PLACE_ORDER = "order.place"
+"""Orchestrator queue: record the order and emit ``order.placed``."""
+COMPLETE_ORDER = "order.complete"
+"""Orchestrator queue: mark the order completed and emit ``order.completed``."""
+CANCEL_ORDER = "order.cancel"
+"""Orchestrator queue: mark the order cancelled and emit ``order.cancelled``."""
+CHARGE_PAYMENT = "payment.charge"
+"""Payment queue: charge the customer; emits ``payment.completed`` or ``payment.failed``."""
+REFUND_PAYMENT = "payment.refund"
+"""Payment queue: refund the order's charge, if there was one; emits ``payment.refunded``."""
+RESERVE_STOCK = "inventory.reserve"
+"""Inventory queue: reserve the items; emits ``inventory.reserved`` or ``.unavailable``."""
+RELEASE_STOCK = "inventory.release"
+"""Inventory queue: release the order's reservation, if any; emits ``inventory.released``."""
+SCHEDULE_SHIPMENT = "shipping.schedule"
+"""Shipping queue: book a carrier; emits ``shipping.scheduled`` or ``shipping.failed``."""
+CANCEL_SHIPMENT = "shipping.cancel"
+"""Shipping queue: cancel the order's shipment, if any; emits ``shipping.cancelled``."""
+
+# --- Workflow, signals, query, updates ------------------------------------------------
+
+ORDER_SAGA_WORKFLOW = "OrderSaga"
+SHIPMENT_DISPATCHED_SIGNAL = "shipment_dispatched"
+CANCEL_ORDER_SIGNAL = "cancel_order"
+STATUS_QUERY = "status"
+RETRY_NOW_UPDATE = "retry_now"
+RESOLVE_MANUALLY_UPDATE = "resolve_manually"
+
+DEFAULT_DISPATCH_DEADLINE_SECONDS = 48 * 3600
+
+
+def saga_workflow_id(order_id: str) -> str:
+    """The id of the saga of ``order_id``: one saga per order, found by its order."""
+    return f"order-{order_id}"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+# --- The order ------------------------------------------------------------------------
+
+
+class ShippingAddress(_Model):
+    """Where the order goes; only the country is needed to choose a carrier."""
+
+    country: CountryCode
+    name: str | None = None
+    line1: str | None = None
+    city: str | None = None
+    postal_code: str | None = None
+
+
+class Order(_Model):
+    """An order as the customer placed it."""
+
+    order_id: str = Field(min_length=1)
+    customer_id: str = Field(min_length=1)
+    items: list[OrderLine] = Field(min_length=1)
+    currency: CurrencyCode
+    payment_token: str = Field(min_length=1)
+    shipping_address: ShippingAddress
+
+    @property
+    def total(self) -> Money:
+        """What the customer pays: the sum of the lines, in the order's currency."""
+        amount = sum(line.quantity * line.unit_price_minor for line in self.items)
+        return Money(amount_minor=amount, currency=self.currency)
+
+    @property
+    def stock_lines(self) -> list[StockLine]:
+        """The items as inventory and shipping see them: SKU and quantity."""
+        return [StockLine(sku=line.sku, quantity=line.quantity) for line in self.items]
+
+
+# --- Orchestrator queue ---------------------------------------------------------------
+
+
+class PlaceOrderInput(_Model):
+    """Input of ``order.place``; idempotent by order id."""
+
+    order: Order
+
+
+class PlaceOrderResult(_Model):
+    """Result of ``order.place``."""
+
+    order_id: str
+
+
+class CompleteOrderInput(_Model):
+    """Input of ``order.complete``; idempotent by order id."""
+
+    order_id: str
+    payment_id: str
+    reservation_id: str
+    shipment_id: str
+
+
+class CompleteOrderResult(_Model):
+    """Result of ``order.complete``."""
+
+    completed: bool
+
+
+class CancelOrderInput(_Model):
+    """Input of ``order.cancel``; idempotent by order id (a second call changes nothing)."""
+
+    order_id: str
+    reason: str
+    failed_step: str | None = None
+
+
+class CancelOrderResult(_Model):
+    """Result of ``order.cancel``: ``cancelled`` is false when it was already cancelled."""
+
+    cancelled: bool
+
+
+# --- Payment queue --------------------------------------------------------------------
+
+
+class ChargePaymentInput(_Model):
+    """Input of ``payment.charge``; idempotent by order id: one charge per order."""
+
+    order_id: str
+    customer_id: str
+    amount: Money
+    payment_token: str
+
+
+class ChargePaymentResult(_Model):
+    """Result of ``payment.charge``."""
+
+    payment_id: str
+
+
+class RefundPaymentInput(_Model):
+    """Input of ``payment.refund``; idempotent by order id, safe when nothing was charged."""
+
+    order_id: str
+    reason: str
+
+
+class RefundPaymentResult(_Model):
+    """Result of ``payment.refund``: ``refunded`` is false when there was nothing to refund."""
+
+    refunded: bool
+    payment_id: str | None = None
+
+
+# --- Inventory queue ------------------------------------------------------------------
+
+
+class ReserveStockInput(_Model):
+    """Input of ``inventory.reserve``; idempotent by order id: one reservation per order."""
+
+    order_id: str
+    items: list[StockLine] = Field(min_length=1)
+
+
+class ReserveStockResult(_Model):
+    """Result of ``inventory.reserve``."""
+
+    reservation_id: str
+
+
+class ReleaseStockInput(_Model):
+    """Input of ``inventory.release``; idempotent by order id, safe when nothing was reserved."""
+
+    order_id: str
+    reason: str
+
+
+class ReleaseStockResult(_Model):
+    """Result of ``inventory.release``: ``released`` is false when nothing was reserved."""
+
+    released: bool
+
+
+# --- Shipping queue -------------------------------------------------------------------
+
+
+class ScheduleShipmentInput(_Model):
+    """Input of ``shipping.schedule``; idempotent by order id: one shipment per order."""
+
+    order_id: str
+    country: CountryCode
+    items: list[StockLine] = Field(min_length=1)
+
+
+class ScheduleShipmentResult(_Model):
+    """Result of ``shipping.schedule``."""
+
+    shipment_id: str
+    carrier: str
+
+
+class CancelShipmentInput(_Model):
+    """Input of ``shipping.cancel``; idempotent by order id, safe when nothing was booked."""
+
+    order_id: str
+    reason: str
+
+
+class CancelShipmentResult(_Model):
+    """Result of ``shipping.cancel``: ``cancelled`` is false when there was no shipment."""
+
+    cancelled: bool
+
+
+# --- The workflow ---------------------------------------------------------------------
+
+
+class OrderSagaInput(_Model):
+    """Input of ``OrderSaga``."""
+
+    order: Order
+    dispatch_deadline_seconds: int = Field(default=DEFAULT_DISPATCH_DEADLINE_SECONDS, gt=0)
+    """How long the carrier has to dispatch once the shipment is scheduled."""
+
+
+class SagaPhase(StrEnum):
+    """Where a saga is: going forward, undoing, or finished one way or the other."""
+
+    RUNNING = "RUNNING"
+    COMPENSATING = "COMPENSATING"
+    COMPLETED = "COMPLETED"
+    CANCELLED = "CANCELLED"
+
+
+class StepPhase(StrEnum):
+    """Where one step of a saga is."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    COMPENSATING = "compensating"
+    COMPENSATED = "compensated"
+    SKIPPED = "skipped"
+
+
+class ManualResolution(_Model):
+    """An operator settled a stuck step or compensation by hand."""
+
+    operator: str
+    reason: str
+    at: datetime
+
+
+class StepState(_Model):
+    """One step as the status query reports it.
+
+    ``attempts`` counts the attempts the saga knows of: a round of retries that ran out
+    counts all its attempts, a round ended early (an error that cannot be retried, a
+    time-out) counts one, and so does the attempt that succeeded; retries inside a round
+    that then succeeds are not seen by the saga. ``stuck`` is set while the step (or its
+    compensation) keeps failing past its policy's attempts; it is still being retried.
+    """
+
+    name: str
+    state: StepPhase = StepPhase.PENDING
+    attempts: int = 0
+    last_error: str | None = None
+    compensation_attempts: int = 0
+    compensation_last_error: str | None = None
+    stuck: bool = False
+    resolution: ManualResolution | None = None
+    updated_at: datetime | None = None
+
+
+class SagaNote(_Model):
+    """Something the saga was asked and refused or ignored, and why."""
+
+    at: datetime
+    kind: str
+    detail: str
+
+
+class SagaStatus(_Model):
+    """The answer of the ``status`` query."""
+
+    order_id: str
+    customer_id: str
+    status: SagaPhase
+    current_step: str | None
+    steps: list[StepState]
+    failure_reason: str | None = None
+    failed_step: str | None = None
+    notes: list[SagaNote] = Field(default_factory=list)
+
+
+class OrderSagaResult(_Model):
+    """What ``OrderSaga`` returns when it ends (completed, or cancelled and undone)."""
+
+    order_id: str
+    status: SagaPhase
+    failure_reason: str | None = None
+    failed_step: str | None = None
+    payment_id: str | None = None
+    reservation_id: str | None = None
+    shipment_id: str | None = None
+    tracking_number: str | None = None
+
+
+class ShipmentDispatched(_Model):
+    """Signal ``shipment_dispatched``: the carrier picked the parcel up."""
+
+    order_id: str
+    shipment_id: str
+    tracking_number: str
+
+
+class CancelOrderRequest(_Model):
+    """Signal ``cancel_order``: the customer (or support) asks to cancel before dispatch."""
+
+    reason: str
+    requested_by: str
+
+
+class RetryNowRequest(_Model):
+    """Update ``retry_now``: stop waiting and try a stuck step or compensation again now."""
+
+    step: str
+    operator: str
+
+
+class ResolveManuallyRequest(_Model):
+    """Update ``resolve_manually``: an operator settled a stuck step by hand.
+
+    For a stuck compensation, the saga counts it as compensated and goes on undoing the
+    others. For a stuck forward step, the operator owns that step's outcome: the step
+    counts as failed and the saga undoes the steps before it.
+    """
+
+    step: str
+    reason: str = Field(min_length=1)
+    operator: str = Field(min_length=1)
+
+
+class OperatorActionResult(_Model):
+    """What an operator update did."""
+
+    step: str
+    detail: str

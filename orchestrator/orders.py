@@ -1,0 +1,161 @@
+"""The order service inside the orchestrator: the orders table and its three activities.
+
+The saga records the order (``order.placed``) before anything else and records how it
+ended (``order.completed`` / ``order.cancelled``). Each activity is idempotent by order id:
+a repeat returns the first answer and writes no second event.
+"""
+
+import sqlite3
+import time
+
+from temporalio import activity
+
+from contracts.activities import (
+    CANCEL_ORDER,
+    COMPLETE_ORDER,
+    PLACE_ORDER,
+    CancelOrderInput,
+    CancelOrderResult,
+    CompleteOrderInput,
+    CompleteOrderResult,
+    PlaceOrderInput,
+    PlaceOrderResult,
+)
+from contracts.events.order import (
+    OrderCancelled,
+    OrderCancelledData,
+    OrderCompleted,
+    OrderCompletedData,
+    OrderPlaced,
+    OrderPlacedData,
+)
+from eventbus import Outbox, transaction
+from workers.runtime import causation_id
+
+__all__ = ["SOURCE", "OrderActivities", "OrderBook"]
+
+SOURCE = "order-service"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS orders (
+    order_id     TEXT PRIMARY KEY,
+    customer_id  TEXT NOT NULL,
+    status       TEXT NOT NULL CHECK (status IN ('placed', 'completed', 'cancelled')),
+    body         TEXT NOT NULL,
+    reason       TEXT,
+    placed_at    REAL NOT NULL,
+    updated_at   REAL NOT NULL
+);
+"""
+
+
+class OrderBook:
+    """The orders the orchestrator has accepted, in its own database."""
+
+    def __init__(self, connection: sqlite3.Connection, outbox: Outbox) -> None:
+        self._db = connection
+        self._outbox = outbox
+        self._db.executescript(_SCHEMA)
+
+    def status(self, order_id: str) -> str | None:
+        """``placed``, ``completed``, ``cancelled``, or None for an unknown order."""
+        row = self._db.execute(
+            "SELECT status FROM orders WHERE order_id = ?", (order_id,)
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+    def place(self, request: PlaceOrderInput, cause: str | None) -> bool:
+        """Record the order and write ``order.placed``; False if it was recorded before."""
+        order = request.order
+        now = time.time()
+        with transaction(self._db):
+            inserted = self._db.execute(
+                "INSERT OR IGNORE INTO orders VALUES (?, ?, 'placed', ?, NULL, ?, ?)",
+                (order.order_id, order.customer_id, order.model_dump_json(), now, now),
+            ).rowcount
+            if inserted:
+                self._outbox.add(
+                    OrderPlaced(
+                        source=SOURCE,
+                        correlation_id=order.order_id,
+                        causation_id=cause,
+                        data=OrderPlacedData(
+                            order_id=order.order_id,
+                            customer_id=order.customer_id,
+                            items=order.items,
+                            total=order.total,
+                            shipping_country=order.shipping_address.country,
+                        ),
+                    )
+                )
+        return bool(inserted)
+
+    def complete(self, request: CompleteOrderInput, cause: str | None) -> bool:
+        """Mark the order completed and write ``order.completed``, once."""
+        with transaction(self._db):
+            changed = self._db.execute(
+                "UPDATE orders SET status = 'completed', updated_at = ?"
+                " WHERE order_id = ? AND status = 'placed'",
+                (time.time(), request.order_id),
+            ).rowcount
+            if changed:
+                self._outbox.add(
+                    OrderCompleted(
+                        source=SOURCE,
+                        correlation_id=request.order_id,
+                        causation_id=cause,
+                        data=OrderCompletedData(
+                            order_id=request.order_id,
+                            payment_id=request.payment_id,
+                            reservation_id=request.reservation_id,
+                            shipment_id=request.shipment_id,
+                        ),
+                    )
+                )
+        return self.status(request.order_id) == "completed"
+
+    def cancel(self, request: CancelOrderInput, cause: str | None) -> bool:
+        """Mark the order cancelled and write ``order.cancelled``; False if it already was."""
+        with transaction(self._db):
+            changed = self._db.execute(
+                "UPDATE orders SET status = 'cancelled', reason = ?, updated_at = ?"
+                " WHERE order_id = ? AND status = 'placed'",
+                (request.reason, time.time(), request.order_id),
+            ).rowcount
+            if changed:
+                self._outbox.add(
+                    OrderCancelled(
+                        source=SOURCE,
+                        correlation_id=request.order_id,
+                        causation_id=cause,
+                        data=OrderCancelledData(
+                            order_id=request.order_id,
+                            reason=request.reason,
+                            failed_step=request.failed_step,
+                        ),
+                    )
+                )
+        return bool(changed)
+
+
+class OrderActivities:
+    """``order.place``, ``order.complete`` and ``order.cancel`` on the orchestrator's queue."""
+
+    def __init__(self, book: OrderBook) -> None:
+        self._book = book
+
+    @activity.defn(name=PLACE_ORDER)
+    async def place(self, request: PlaceOrderInput) -> PlaceOrderResult:
+        """Record the order and emit ``order.placed``."""
+        self._book.place(request, causation_id())
+        return PlaceOrderResult(order_id=request.order.order_id)
+
+    @activity.defn(name=COMPLETE_ORDER)
+    async def complete(self, request: CompleteOrderInput) -> CompleteOrderResult:
+        """Mark the order completed and emit ``order.completed``."""
+        return CompleteOrderResult(completed=self._book.complete(request, causation_id()))
+
+    @activity.defn(name=CANCEL_ORDER)
+    async def cancel(self, request: CancelOrderInput) -> CancelOrderResult:
+        """Mark the order cancelled and emit ``order.cancelled``."""
+        return CancelOrderResult(cancelled=self._book.cancel(request, causation_id()))

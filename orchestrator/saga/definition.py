@@ -1,0 +1,176 @@
+"""How a saga is declared: an ordered list of steps, each with its undo and its failure policy.
+
+Nothing here knows about orders; a saga is data, and ``SagaRunner`` runs it inside a
+workflow. Input builders are plain functions of the ``SagaContext`` (the saga's input and
+the results of the steps before), called in workflow code, so they must be deterministic.
+"""
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel
+
+__all__ = [
+    "ActivityCall",
+    "InputBuilder",
+    "SagaContext",
+    "SagaDefinition",
+    "SagaFailure",
+    "Step",
+    "StepPolicy",
+    "WaitStep",
+]
+
+InputT = TypeVar("InputT")
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class SagaFailure:
+    """Why a saga stopped going forward, and at which step (``None``: between steps)."""
+
+    reason: str
+    step: str | None
+
+
+class SagaContext(Generic[InputT]):
+    """What input builders see: the saga's input, earlier results, and the failure if any."""
+
+    def __init__(self, saga_input: InputT) -> None:
+        self.input = saga_input
+        self.results: dict[str, BaseModel] = {}
+        self.failure: SagaFailure | None = None
+
+    def result(self, step: str, kind: type[ModelT]) -> ModelT:
+        """The result of ``step``, which must have completed with a ``kind``."""
+        value = self.results[step]
+        if not isinstance(value, kind):
+            raise TypeError(f"step {step!r} returned {type(value).__name__}, not {kind.__name__}")
+        return value
+
+    def result_or_none(self, step: str, kind: type[ModelT]) -> ModelT | None:
+        """The result of ``step`` if it completed, else ``None``."""
+        return self.result(step, kind) if step in self.results else None
+
+    @property
+    def failure_reason(self) -> str:
+        """The reason the saga is being undone (empty while it goes forward)."""
+        return self.failure.reason if self.failure else ""
+
+    @property
+    def failed_step(self) -> str | None:
+        """The step at which the saga stopped going forward."""
+        return self.failure.step if self.failure else None
+
+
+InputBuilder = Callable[[SagaContext[Any]], BaseModel]
+"""Builds an activity's input model from the saga's context."""
+
+
+@dataclass(frozen=True)
+class ActivityCall:
+    """One activity, called by name on its task queue, as the contract publishes it."""
+
+    name: str
+    task_queue: str
+    input: InputBuilder
+    result: type[BaseModel]
+    attempt_timeout: timedelta = timedelta(seconds=30)
+    """Start-to-close timeout of one attempt."""
+
+
+@dataclass(frozen=True)
+class StepPolicy:
+    """How a step (and its compensation) fails.
+
+    A business refusal (an ``ApplicationError`` whose ``type`` is in ``business_errors``)
+    is never retried: the saga turns back at once. Any other error is technical and is
+    retried, ``attempts_before_stuck`` times in one round with exponential backoff from
+    ``retry_interval``; when a round runs out the step is flagged stuck in the status and
+    tried again in a new round after ``stuck_backoff`` (doubling, capped at
+    ``max_backoff``). A forward step that has not succeeded within ``time_budget`` fails,
+    and the saga turns back. Compensations ignore both the business errors and the budget:
+    they are retried until they succeed or an operator resolves them.
+    """
+
+    business_errors: frozenset[str] = frozenset()
+    attempts_before_stuck: int = 5
+    time_budget: timedelta | None = timedelta(minutes=5)
+    retry_interval: timedelta = timedelta(seconds=1)
+    stuck_backoff: timedelta = timedelta(seconds=30)
+    max_backoff: timedelta = timedelta(minutes=10)
+
+    def __post_init__(self) -> None:
+        if self.attempts_before_stuck < 1:
+            raise ValueError("attempts_before_stuck must be at least 1")
+
+
+@dataclass(frozen=True)
+class Step:
+    """A forward activity, the activity that undoes it (if any) and its failure policy.
+
+    A step whose outcome is uncertain when the saga turns back (its time budget ran out,
+    or it was interrupted by a cancellation) is compensated too, so compensations must be
+    idempotent and must accept undoing something that never happened; build their input
+    from the saga's input and failure, not from the step's result, which may not exist.
+    """
+
+    name: str
+    action: ActivityCall
+    compensation: ActivityCall | None = None
+    policy: StepPolicy = field(default_factory=StepPolicy)
+    compensation_policy: StepPolicy | None = None
+    """Retry policy of the compensation; ``policy`` when not given."""
+    pivot: bool = False
+    """Once this step is done the saga cannot turn back: later steps are retried until
+    they succeed (or an operator resolves them), and cancel requests are refused."""
+
+
+@dataclass(frozen=True)
+class WaitStep:
+    """A step that waits, on a durable timer, for a value delivered from outside (a signal).
+
+    The step completes with the first delivered value that ``accept`` does not reject
+    (``accept`` returns the reason to reject, or ``None``); when ``timeout`` has passed
+    first, it fails with ``timeout_reason`` and the saga turns back. A value delivered
+    while the step is still pending is kept until the step starts; a value delivered
+    after the step is over changes nothing.
+    """
+
+    name: str
+    result: type[BaseModel]
+    timeout: Callable[[SagaContext[Any]], timedelta]
+    timeout_reason: str
+    accept: Callable[[SagaContext[Any], Any], str | None] | None = None
+    pivot: bool = False
+
+
+@dataclass(frozen=True)
+class SagaDefinition:
+    """A named, ordered list of steps."""
+
+    name: str
+    steps: Sequence[Step | WaitStep]
+
+    def __post_init__(self) -> None:
+        names = [step.name for step in self.steps]
+        if not names:
+            raise ValueError(f"saga {self.name!r} has no steps")
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"saga {self.name!r} repeats step names {duplicates}")
+        if sum(step.pivot for step in self.steps) > 1:
+            raise ValueError(f"saga {self.name!r} has more than one pivot step")
+
+    def step(self, name: str) -> Step | WaitStep:
+        """The step called ``name``.
+
+        Raises:
+            KeyError: there is no such step.
+        """
+        for step in self.steps:
+            if step.name == name:
+                return step
+        raise KeyError(name)

@@ -1,0 +1,568 @@
+"""Runs a ``SagaDefinition`` inside a workflow: forward, then compensations in reverse.
+
+Workflow code only: every wait is a durable timer (``workflow.sleep`` /
+``workflow.wait_condition``), never ``time`` or ``asyncio.sleep``.
+
+Cancellation. The forward steps run in a task of their own; the workflow's main task
+only waits for the saga's body, shielded, so that a workflow cancellation (or a cancel
+request from a signal) interrupts the forward steps and nothing else. Compensations run
+after that, in the body, which no cancellation reaches: they are never cut short. When
+the workflow itself was cancelled, ``run`` re-raises ``CancelledError`` once every
+compensation is done, so the workflow ends as cancelled. Past the pivot step nothing turns
+the saga back: a workflow cancellation is recorded in the notes and the remaining steps
+run to the end.
+"""
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel
+from temporalio import workflow
+from temporalio.common import RetryPolicy, SearchAttributeKey, SearchAttributeUpdate
+from temporalio.exceptions import ActivityError, ApplicationError, RetryState
+from temporalio.exceptions import CancelledError as TemporalCancelledError
+from temporalio.exceptions import TimeoutError as TemporalTimeoutError
+from temporalio.workflow import ActivityCancellationType
+
+from contracts.activities import (
+    ManualResolution,
+    SagaNote,
+    SagaPhase,
+    StepPhase,
+    StepState,
+)
+from orchestrator.saga.definition import (
+    ActivityCall,
+    SagaContext,
+    SagaDefinition,
+    SagaFailure,
+    Step,
+    StepPolicy,
+    WaitStep,
+)
+
+__all__ = [
+    "SAGA_STATUS_KEY",
+    "SAGA_STEP_KEY",
+    "SagaOutcome",
+    "SagaRunner",
+]
+
+InputT = TypeVar("InputT")
+
+# Below this, a forward step's budget is spent: a new round could not even start.
+_LEAST_BUDGET = timedelta(seconds=1)
+
+SAGA_STATUS_KEY = SearchAttributeKey.for_keyword("SagaStatus")
+"""RUNNING, COMPENSATING, COMPLETED or CANCELLED."""
+SAGA_STEP_KEY = SearchAttributeKey.for_keyword("SagaStep")
+"""The step being run or compensated; once finished, the last step or the failed one."""
+
+
+@dataclass(frozen=True)
+class SagaOutcome:
+    """How a saga ended: completed, or cancelled (and undone) for ``failure``."""
+
+    phase: SagaPhase
+    failure: SagaFailure | None = None
+
+
+@dataclass
+class _StepRecord:
+    name: str
+    state: StepPhase = StepPhase.PENDING
+    attempts: int = 0
+    last_error: str | None = None
+    compensation_attempts: int = 0
+    compensation_last_error: str | None = None
+    stuck: bool = False
+    resolution: ManualResolution | None = None
+    updated_at: datetime | None = None
+
+    def view(self) -> StepState:
+        return StepState(
+            name=self.name,
+            state=self.state,
+            attempts=self.attempts,
+            last_error=self.last_error,
+            compensation_attempts=self.compensation_attempts,
+            compensation_last_error=self.compensation_last_error,
+            stuck=self.stuck,
+            resolution=self.resolution,
+            updated_at=self.updated_at,
+        )
+
+
+@dataclass
+class _StepFailed(Exception):
+    """A step failed and the saga turns back (control flow inside the runner)."""
+
+    failure: SagaFailure
+    maybe_applied: bool
+    """The step may have had its effect, so it is compensated too."""
+
+
+@dataclass
+class _Interruption:
+    reason: str
+    by_workflow_cancel: bool = False
+
+
+class SagaRunner(Generic[InputT]):
+    """Runs one saga; the workflow forwards its signals, query and updates to it.
+
+    Args:
+        definition: the saga's steps.
+        saga_input: the workflow's input, available to input builders as ``ctx.input``.
+        search_attributes: set once when the saga starts (``OrderId``...); ``SagaStatus``
+            and ``SagaStep`` are kept up to date by the runner at every transition.
+    """
+
+    def __init__(
+        self,
+        definition: SagaDefinition,
+        saga_input: InputT,
+        *,
+        search_attributes: Sequence[SearchAttributeUpdate[Any]] = (),
+    ) -> None:
+        self.definition = definition
+        self.context: SagaContext[InputT] = SagaContext(saga_input)
+        self._initial_attributes = list(search_attributes)
+        self._records = {step.name: _StepRecord(step.name) for step in definition.steps}
+        self._phase = SagaPhase.RUNNING
+        self._current: str | None = None
+        self._past_pivot = False
+        self._interruption: _Interruption | None = None
+        self._forward_task: asyncio.Task[SagaFailure | None] | None = None
+        self._deliveries: dict[str, BaseModel] = {}
+        self._maybe_applied: str | None = None
+        self._last_forward: str | None = None
+        self._wake_ups = 0
+        self._notes: list[SagaNote] = []
+        self._upserted: tuple[str, str] | None = None
+
+    # --- What the status query reports -------------------------------------------------
+
+    @property
+    def phase(self) -> SagaPhase:
+        """Where the saga is."""
+        return self._phase
+
+    @property
+    def current_step(self) -> str | None:
+        """The step being run or compensated (``None`` once the saga is over)."""
+        return self._current
+
+    @property
+    def failure(self) -> SagaFailure | None:
+        """Why the saga turned back, once it has."""
+        return self.context.failure
+
+    @property
+    def steps(self) -> list[StepState]:
+        """Every step, in order, with its attempts, errors and whether it is stuck."""
+        return [record.view() for record in self._records.values()]
+
+    @property
+    def notes(self) -> list[SagaNote]:
+        """Requests and signals the saga refused or ignored, and operator actions."""
+        return list(self._notes)
+
+    # --- Running -------------------------------------------------------------------------
+
+    async def run(self) -> SagaOutcome:
+        """Run the saga to its end and say how it ended.
+
+        Raises:
+            asyncio.CancelledError: the workflow was cancelled; raised after every
+                compensation has run.
+        """
+        workflow.upsert_search_attributes(self._initial_attributes)
+        self._publish()
+        body = asyncio.create_task(self._body())
+        workflow_cancelled = False
+        while True:
+            try:
+                outcome = await asyncio.shield(body)
+                break
+            except asyncio.CancelledError:
+                if body.done():
+                    raise
+                workflow_cancelled = True
+                self._on_workflow_cancel()
+        if workflow_cancelled and outcome.phase is SagaPhase.CANCELLED:
+            raise asyncio.CancelledError(outcome.failure.reason if outcome.failure else None)
+        return outcome
+
+    async def _body(self) -> SagaOutcome:
+        self._forward_task = asyncio.create_task(self._forward())
+        try:
+            failure = await self._forward_task
+        except asyncio.CancelledError:
+            # The interruption reached the forward task before it could handle it.
+            failure = self._interrupted_failure(self._current)
+            if self._current is not None:
+                self._update(self._records[self._current], StepPhase.FAILED)
+                self._maybe_applied = self._current
+        if failure is None:
+            self._set_current(None, SagaPhase.COMPLETED)
+            return SagaOutcome(SagaPhase.COMPLETED)
+        await self._compensate()
+        return SagaOutcome(SagaPhase.CANCELLED, failure)
+
+    async def _forward(self) -> SagaFailure | None:
+        for step in self.definition.steps:
+            record = self._records[step.name]
+            if self._interruption is not None:
+                self.context.failure = SagaFailure(self._interruption.reason, None)
+                return self.context.failure
+            self._set_current(step.name)
+            self._last_forward = step.name
+            self._update(record, StepPhase.RUNNING)
+            try:
+                if isinstance(step, WaitStep):
+                    result = await self._wait(step, record)
+                else:
+                    result = await self._execute(step, record)
+                if self._interruption is not None and not self._past_pivot:
+                    raise self._interrupted(step.name)
+            except _StepFailed as failed:
+                self.context.failure = failed.failure
+                self._update(record, StepPhase.FAILED)
+                if failed.maybe_applied:
+                    self._maybe_applied = step.name
+                return failed.failure
+            except asyncio.CancelledError:
+                self._update(record, StepPhase.FAILED)
+                self._maybe_applied = step.name
+                return self._interrupted_failure(step.name)
+            self.context.results[step.name] = result
+            record.attempts += 1
+            record.stuck = False
+            self._update(record, StepPhase.DONE)
+            if step.pivot:
+                self._past_pivot = True
+        return None
+
+    async def _execute(self, step: Step, record: _StepRecord) -> BaseModel:
+        policy = step.policy
+        budget = None if self._past_pivot else policy.time_budget
+        deadline = workflow.now() + budget if budget is not None else None
+        backoff = policy.stuck_backoff
+        while True:
+            remaining = deadline - workflow.now() if deadline is not None else None
+            if remaining is not None and remaining < _LEAST_BUDGET:
+                raise _StepFailed(
+                    SagaFailure(
+                        f"{step.name} did not succeed within {budget}: {record.last_error}",
+                        step.name,
+                    ),
+                    maybe_applied=True,
+                )
+            try:
+                return await _call(
+                    step.action,
+                    self.context,
+                    policy,
+                    business_errors=policy.business_errors,
+                    schedule_to_close=remaining,
+                    cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+                )
+            except ActivityError as error:
+                if self._interruption is not None and not self._past_pivot:
+                    raise self._interrupted(step.name) from error
+                record.attempts += _attempts(error, policy)
+                record.last_error = _describe(error)
+                business = _error_type(error) in policy.business_errors
+                if business and not self._past_pivot:
+                    raise _StepFailed(
+                        SagaFailure(record.last_error, step.name), maybe_applied=False
+                    ) from error
+                if error.retry_state is RetryState.TIMEOUT and deadline is not None:
+                    continue  # the budget is spent: the check above fails the step
+                record.stuck = True
+                self._update(record, StepPhase.RUNNING)
+            wait = backoff if deadline is None else min(backoff, deadline - workflow.now())
+            await self._back_off(record, wait)
+            backoff = min(backoff * 2, policy.max_backoff)
+            if record.resolution is not None:
+                resolution = record.resolution
+                raise _StepFailed(
+                    SagaFailure(
+                        f"{step.name} resolved manually by {resolution.operator}: "
+                        f"{resolution.reason}",
+                        step.name,
+                    ),
+                    maybe_applied=False,
+                )
+            if self._interruption is not None and not self._past_pivot:
+                raise self._interrupted(step.name)
+
+    async def _wait(self, step: WaitStep, record: _StepRecord) -> BaseModel:
+        deadline = workflow.now() + step.timeout(self.context)
+        while True:
+            remaining = deadline - workflow.now()
+            if remaining <= timedelta(0) or not await self._woken_within(step, remaining):
+                record.last_error = step.timeout_reason
+                raise _StepFailed(SagaFailure(step.timeout_reason, step.name), maybe_applied=False)
+            if step.name not in self._deliveries:
+                raise self._interrupted(step.name)
+            value = self._deliveries.pop(step.name)
+            rejection = step.accept(self.context, value) if step.accept else None
+            if rejection is None:
+                if not isinstance(value, step.result):
+                    raise TypeError(f"{step.name} expects {step.result.__name__}")
+                return value
+            self._note("delivery-rejected", f"{step.name}: {rejection}")
+
+    async def _woken_within(self, step: WaitStep, remaining: timedelta) -> bool:
+        """Whether a value for ``step`` (or an interruption) came within ``remaining``."""
+        try:
+            await workflow.wait_condition(
+                lambda: step.name in self._deliveries or self._interruption is not None,
+                timeout=remaining,
+                timeout_summary=f"{step.name} deadline",
+            )
+        except TimeoutError:
+            return False
+        return True
+
+    async def _compensate(self) -> None:
+        self._set_current(self._current, SagaPhase.COMPENSATING)
+        to_undo = [
+            step
+            for step in self.definition.steps
+            if self._records[step.name].state is StepPhase.DONE or step.name == self._maybe_applied
+        ]
+        for step in reversed(to_undo):
+            if not isinstance(step, Step) or step.compensation is None:
+                continue
+            record = self._records[step.name]
+            record.stuck = False
+            self._set_current(step.name)
+            self._update(record, StepPhase.COMPENSATING)
+            await self._run_compensation(step, step.compensation, record)
+            self._update(record, StepPhase.COMPENSATED)
+        for record in self._records.values():
+            if record.state is StepPhase.PENDING:
+                self._update(record, StepPhase.SKIPPED)
+        self._current = None
+        self._phase = SagaPhase.CANCELLED
+        self._publish(step=self.context.failed_step or self._last_forward)
+
+    async def _run_compensation(
+        self, step: Step, compensation: ActivityCall, record: _StepRecord
+    ) -> None:
+        policy = step.compensation_policy or step.policy
+        backoff = policy.stuck_backoff
+        while record.resolution is None:
+            try:
+                await _call(compensation, self.context, policy)
+            except ActivityError as error:
+                record.compensation_attempts += _attempts(error, policy)
+                record.compensation_last_error = _describe(error)
+                record.stuck = True
+                self._update(record, StepPhase.COMPENSATING)
+            else:
+                record.compensation_attempts += 1
+                record.stuck = False
+                return
+            await self._back_off(record, backoff)
+            backoff = min(backoff * 2, policy.max_backoff)
+        record.stuck = False
+
+    async def _back_off(self, record: _StepRecord, wait: timedelta) -> None:
+        """Wait ``wait`` on a durable timer, or less if an operator or a cancel steps in."""
+        wake_ups = self._wake_ups
+        if wait <= timedelta(0):
+            return
+        with contextlib.suppress(TimeoutError):
+            await workflow.wait_condition(
+                lambda: self._wake_ups != wake_ups or record.resolution is not None,
+                timeout=wait,
+                timeout_summary=f"{record.name} backoff",
+            )
+
+    # --- What signals and updates do ---------------------------------------------------
+
+    def deliver(self, step: str, value: BaseModel) -> bool:
+        """Hand ``value`` to the wait step ``step``; ``False`` (and a note) if it is too late.
+
+        Raises:
+            KeyError: there is no wait step of that name.
+        """
+        wait_step = self.definition.step(step)
+        if not isinstance(wait_step, WaitStep):
+            raise KeyError(step)
+        record = self._records[step]
+        if record.state is StepPhase.DONE:
+            self._note("delivery-ignored", f"{step}: already received, duplicate ignored")
+        elif self._phase is not SagaPhase.RUNNING or self._interruption is not None:
+            self._note("delivery-ignored", f"{step}: the saga no longer waits for it")
+        elif step in self._deliveries:
+            self._note("delivery-ignored", f"{step}: already delivered, duplicate ignored")
+        elif record.state is StepPhase.RUNNING:
+            # Judged on arrival: a pivot is passed the moment its value is accepted, so a
+            # cancel request handled right after it is refused.
+            rejection = wait_step.accept(self.context, value) if wait_step.accept else None
+            if rejection is not None:
+                self._note("delivery-rejected", f"{step}: {rejection}")
+                return False
+            self._deliveries[step] = value
+            self._past_pivot = self._past_pivot or wait_step.pivot
+            return True
+        else:
+            self._deliveries[step] = value
+            return True
+        return False
+
+    def request_cancel(self, reason: str) -> bool:
+        """Turn the saga back (undo what was done) unless it is past its pivot or over.
+
+        Returns whether the request was accepted; a refused one is recorded in the notes.
+        """
+        if self._phase is not SagaPhase.RUNNING:
+            self._note("cancel-ignored", f"the saga is already {self._phase.value}: {reason}")
+            return False
+        if self._past_pivot:
+            self._note("cancel-refused", f"past the point of no return: {reason}")
+            return False
+        if self._interruption is not None:
+            self._note("cancel-ignored", f"already being cancelled: {reason}")
+            return False
+        self._interrupt(_Interruption(reason))
+        return True
+
+    def check_stuck(self, step: str) -> None:
+        """Validate an operator action on ``step``.
+
+        Raises:
+            ValueError: no such step, or it is not stuck.
+        """
+        if step not in self._records:
+            raise ValueError(f"no step {step!r} in saga {self.definition.name!r}")
+        if not self._records[step].stuck:
+            raise ValueError(f"step {step!r} is not stuck")
+
+    def retry_now(self, step: str, operator: str) -> str:
+        """End the backoff wait of the stuck ``step`` so it is tried again at once."""
+        self.check_stuck(step)
+        self._wake_ups += 1
+        detail = f"{step}: retry now, asked by {operator}"
+        self._note("retry-now", detail)
+        return detail
+
+    def resolve_manually(self, step: str, reason: str, operator: str) -> str:
+        """Mark the stuck ``step`` (or its compensation) as settled by hand."""
+        self.check_stuck(step)
+        record = self._records[step]
+        record.resolution = ManualResolution(operator=operator, reason=reason, at=workflow.now())
+        record.updated_at = workflow.now()
+        detail = f"{step}: resolved manually by {operator}: {reason}"
+        self._note("resolved-manually", detail)
+        return detail
+
+    # --- Helpers -----------------------------------------------------------------------
+
+    def _on_workflow_cancel(self) -> None:
+        if self._phase is SagaPhase.RUNNING and not self._past_pivot:
+            if self._interruption is None:
+                self._interrupt(_Interruption("the workflow was cancelled", True))
+            return
+        where = "past the point of no return" if self._past_pivot else self._phase.value
+        self._note("workflow-cancel", f"cancellation requested while {where}; carrying on")
+
+    def _interrupt(self, interruption: _Interruption) -> None:
+        self._interruption = interruption
+        self._wake_ups += 1
+        if self._forward_task is not None and not self._forward_task.done():
+            self._forward_task.cancel()
+
+    def _interrupted(self, step: str | None) -> _StepFailed:
+        return _StepFailed(self._interrupted_failure(step), maybe_applied=True)
+
+    def _interrupted_failure(self, step: str | None) -> SagaFailure:
+        reason = self._interruption.reason if self._interruption else "cancelled"
+        self.context.failure = SagaFailure(reason, step)
+        return self.context.failure
+
+    def _note(self, kind: str, detail: str) -> None:
+        self._notes.append(SagaNote(at=workflow.now(), kind=kind, detail=detail))
+
+    def _update(self, record: _StepRecord, state: StepPhase) -> None:
+        record.state = state
+        record.updated_at = workflow.now()
+
+    def _set_current(self, step: str | None, phase: SagaPhase | None = None) -> None:
+        self._current = step
+        if phase is not None:
+            self._phase = phase
+        self._publish()
+
+    def _publish(self, step: str | None = None) -> None:
+        shown = step or self._current or self.definition.steps[-1].name
+        values = (self._phase.value, shown)
+        if values == self._upserted:
+            return
+        self._upserted = values
+        workflow.upsert_search_attributes(
+            [SAGA_STATUS_KEY.value_set(values[0]), SAGA_STEP_KEY.value_set(values[1])]
+        )
+
+
+async def _call(
+    call: ActivityCall,
+    context: SagaContext[Any],
+    policy: StepPolicy,
+    *,
+    business_errors: frozenset[str] = frozenset(),
+    schedule_to_close: timedelta | None = None,
+    cancellation_type: ActivityCancellationType = ActivityCancellationType.TRY_CANCEL,
+) -> BaseModel:
+    start_to_close = call.attempt_timeout
+    if schedule_to_close is not None:
+        start_to_close = min(start_to_close, schedule_to_close)
+    result: BaseModel = await workflow.execute_activity(
+        call.name,
+        call.input(context),
+        task_queue=call.task_queue,
+        result_type=call.result,
+        schedule_to_close_timeout=schedule_to_close,
+        start_to_close_timeout=start_to_close,
+        retry_policy=RetryPolicy(
+            initial_interval=policy.retry_interval,
+            backoff_coefficient=2.0,
+            maximum_interval=policy.max_backoff,
+            maximum_attempts=policy.attempts_before_stuck,
+            non_retryable_error_types=sorted(business_errors),
+        ),
+        cancellation_type=cancellation_type,
+    )
+    return result
+
+
+def _error_type(error: ActivityError) -> str | None:
+    cause = error.cause
+    return cause.type if isinstance(cause, ApplicationError) else None
+
+
+def _attempts(error: ActivityError, policy: StepPolicy) -> int:
+    # A round that ran out made all its attempts; one that ended early made at least one.
+    if error.retry_state is RetryState.MAXIMUM_ATTEMPTS_REACHED:
+        return policy.attempts_before_stuck
+    return 1
+
+
+def _describe(error: ActivityError) -> str:
+    cause = error.cause
+    if isinstance(cause, ApplicationError):
+        return f"{cause.type or 'ApplicationError'}: {cause.message}"
+    if isinstance(cause, TemporalTimeoutError):
+        return f"timed out ({cause.type.name if cause.type else 'timeout'})"
+    if isinstance(cause, TemporalCancelledError):
+        return "cancelled"
+    return str(cause or error)

@@ -1,0 +1,85 @@
+"""The orchestrator's worker process: ``OrderSaga``, the order activities, and its consumers.
+
+Beside the Temporal worker on the orchestrator's task queue it runs, each as its own
+consumer group with its own database connection:
+
+- the projector, which keeps every order's event timeline for the API;
+- the dispatch bridge, which turns ``shipping.dispatched`` into the saga's signal;
+- the audit consumer and the notification consumer (choreography: nobody calls them).
+"""
+
+import sqlite3
+
+from contracts.task_queues import ORCHESTRATOR
+from contracts.topics import TOPICS, topic_for_event_type
+from eventbus import EventConsumer, EventHandler, new_consumer, new_producer, open_database
+from orchestrator.choreography import AuditLog, Notifications
+from orchestrator.dispatch_bridge import DispatchBridge
+from orchestrator.orders import OrderActivities, OrderBook
+from orchestrator.timeline import Timeline
+from orchestrator.workflows import OrderSaga
+from workers.runtime import ServiceContext, ServiceParts, run_service
+
+__all__ = ["build", "main"]
+
+_ALL_TOPICS = [spec.name for spec in TOPICS]
+
+
+def build(context: ServiceContext) -> ServiceParts:
+    """The orchestrator's workflow, activities and consumers."""
+    settings = context.settings
+    orders = OrderActivities(OrderBook(context.db, context.outbox))
+
+    def consumer(
+        group: str, topics: list[str], db: sqlite3.Connection, handler: EventHandler
+    ) -> EventConsumer:
+        bootstrap = settings.kafka_bootstrap_servers
+        return EventConsumer(
+            group_id=group,
+            topics=topics,
+            handler=handler,
+            database=db,
+            consumer_factory=lambda group_id: new_consumer(bootstrap, group_id),
+            producer_factory=lambda: new_producer(bootstrap),
+            metrics=context.metrics,
+        )
+
+    # One database file per consumer whose handler awaits inside its transaction: SQLite's
+    # busy wait blocks the whole event loop, so two such writers on one file in one process
+    # would wait for each other with the loop frozen (the bridge awaits a Temporal signal).
+    projector_db = open_database(settings.run_dir / "orchestrator.db")
+    bridge_db = open_database(settings.run_dir / "dispatch-bridge.db")
+    audit_db = open_database(settings.run_dir / "audit.db")
+    notifications_db = open_database(settings.run_dir / "notifications.db")
+    consumers = [
+        consumer(
+            "orchestrator-projector", _ALL_TOPICS, projector_db, Timeline(projector_db).project
+        ),
+        consumer(
+            "orchestrator-dispatch-bridge",
+            [topic_for_event_type("shipping.dispatched.v1")],
+            bridge_db,
+            DispatchBridge(context.temporal).on_event,
+        ),
+        consumer("audit", _ALL_TOPICS, audit_db, AuditLog(audit_db).append),
+        consumer(
+            "notifications",
+            [topic_for_event_type("order.completed.v1")],
+            notifications_db,
+            Notifications(notifications_db).notify,
+        ),
+    ]
+    return ServiceParts(
+        activities=[orders.place, orders.complete, orders.cancel],
+        workflows=[OrderSaga],
+        background=[c.run for c in consumers],
+    )
+
+
+def main() -> None:
+    """Run the orchestrator's worker until SIGTERM."""
+    run_service("orchestrator", task_queue=ORCHESTRATOR, build=build)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,359 @@
+"""``OrderSaga``: one order through payment, stock and shipping, undone when a step fails.
+
+Mostly a declaration of steps on ``orchestrator.saga``; the workflow adds the order's
+signals, its status query and the operator updates. Forward:
+
+    place order → charge payment → reserve stock → schedule shipment
+    → wait for the carrier's ``shipment_dispatched`` (the point of no return) → complete
+
+A failure turns the saga back, undoing what was done in reverse order and ending with
+``order.cancel``: a declined payment undoes only the order; missing stock refunds; an
+unsupported destination releases the stock and refunds; a dispatch deadline that passes
+cancels the shipment, releases, refunds; a ``cancel_order`` signal before dispatch undoes
+whatever was done. After dispatch, cancel requests are refused (and recorded).
+"""
+
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import SearchAttributeKey
+
+with workflow.unsafe.imports_passed_through():
+    from contracts import task_queues
+    from contracts.activities import (
+        CANCEL_ORDER,
+        CANCEL_ORDER_SIGNAL,
+        CANCEL_SHIPMENT,
+        CHARGE_PAYMENT,
+        COMPLETE_ORDER,
+        ORDER_SAGA_WORKFLOW,
+        PLACE_ORDER,
+        REFUND_PAYMENT,
+        RELEASE_STOCK,
+        RESERVE_STOCK,
+        RESOLVE_MANUALLY_UPDATE,
+        RETRY_NOW_UPDATE,
+        SCHEDULE_SHIPMENT,
+        SHIPMENT_DISPATCHED_SIGNAL,
+        STATUS_QUERY,
+        CancelOrderInput,
+        CancelOrderRequest,
+        CancelOrderResult,
+        CancelShipmentInput,
+        CancelShipmentResult,
+        ChargePaymentInput,
+        ChargePaymentResult,
+        CompleteOrderInput,
+        CompleteOrderResult,
+        OperatorActionResult,
+        OrderSagaInput,
+        OrderSagaResult,
+        PlaceOrderInput,
+        PlaceOrderResult,
+        RefundPaymentInput,
+        RefundPaymentResult,
+        ReleaseStockInput,
+        ReleaseStockResult,
+        ReserveStockInput,
+        ReserveStockResult,
+        ResolveManuallyRequest,
+        RetryNowRequest,
+        SagaPhase,
+        SagaStatus,
+        ScheduleShipmentInput,
+        ScheduleShipmentResult,
+        ShipmentDispatched,
+    )
+    from contracts.errors import DESTINATION_UNSUPPORTED, PAYMENT_DECLINED, STOCK_UNAVAILABLE
+    from orchestrator.saga import (
+        ActivityCall,
+        SagaContext,
+        SagaDefinition,
+        SagaRunner,
+        Step,
+        StepPolicy,
+        WaitStep,
+    )
+
+__all__ = [
+    "CUSTOMER_ID_KEY",
+    "ORDER_ID_KEY",
+    "ORDER_SAGA",
+    "OUTCOME_MEMO_PATCH",
+    "OrderSaga",
+    "Steps",
+]
+
+ORDER_ID_KEY = SearchAttributeKey.for_keyword("OrderId")
+CUSTOMER_ID_KEY = SearchAttributeKey.for_keyword("CustomerId")
+
+OUTCOME_MEMO_PATCH = "outcome-memo"
+"""``workflow.patched`` id of the outcome memo (``saga_status``, ``failure_reason``...)."""
+
+Context = SagaContext[OrderSagaInput]
+
+
+class Steps:
+    """The names of the saga's steps, as the status query and ``SagaStep`` show them."""
+
+    PLACE_ORDER = "place_order"
+    CHARGE_PAYMENT = "charge_payment"
+    RESERVE_STOCK = "reserve_stock"
+    SCHEDULE_SHIPMENT = "schedule_shipment"
+    AWAIT_DISPATCH = "await_dispatch"
+    COMPLETE_ORDER = "complete_order"
+
+
+def _order_id(ctx: Context) -> str:
+    return ctx.input.order.order_id
+
+
+def _charge_input(ctx: Context) -> ChargePaymentInput:
+    order = ctx.input.order
+    return ChargePaymentInput(
+        order_id=order.order_id,
+        customer_id=order.customer_id,
+        amount=order.total,
+        payment_token=order.payment_token,
+    )
+
+
+def _complete_input(ctx: Context) -> CompleteOrderInput:
+    return CompleteOrderInput(
+        order_id=_order_id(ctx),
+        payment_id=ctx.result(Steps.CHARGE_PAYMENT, ChargePaymentResult).payment_id,
+        reservation_id=ctx.result(Steps.RESERVE_STOCK, ReserveStockResult).reservation_id,
+        shipment_id=ctx.result(Steps.SCHEDULE_SHIPMENT, ScheduleShipmentResult).shipment_id,
+    )
+
+
+def _dispatch_mismatch(ctx: Context, signal: ShipmentDispatched) -> str | None:
+    shipment = ctx.result(Steps.SCHEDULE_SHIPMENT, ScheduleShipmentResult)
+    if signal.order_id != _order_id(ctx):
+        return f"dispatch of order {signal.order_id!r}, not of this order"
+    if signal.shipment_id != shipment.shipment_id:
+        return f"dispatch of shipment {signal.shipment_id!r}, not {shipment.shipment_id!r}"
+    return None
+
+
+_SERVICE_POLICY = StepPolicy(attempts_before_stuck=5, time_budget=timedelta(minutes=5))
+
+ORDER_SAGA = SagaDefinition(
+    name=ORDER_SAGA_WORKFLOW,
+    steps=[
+        Step(
+            name=Steps.PLACE_ORDER,
+            action=ActivityCall(
+                name=PLACE_ORDER,
+                task_queue=task_queues.ORCHESTRATOR,
+                input=lambda ctx: PlaceOrderInput(order=ctx.input.order),
+                result=PlaceOrderResult,
+            ),
+            compensation=ActivityCall(
+                name=CANCEL_ORDER,
+                task_queue=task_queues.ORCHESTRATOR,
+                input=lambda ctx: CancelOrderInput(
+                    order_id=_order_id(ctx),
+                    reason=ctx.failure_reason,
+                    failed_step=ctx.failed_step,
+                ),
+                result=CancelOrderResult,
+            ),
+            policy=_SERVICE_POLICY,
+        ),
+        Step(
+            name=Steps.CHARGE_PAYMENT,
+            action=ActivityCall(
+                name=CHARGE_PAYMENT,
+                task_queue=task_queues.PAYMENT,
+                input=_charge_input,
+                result=ChargePaymentResult,
+            ),
+            compensation=ActivityCall(
+                name=REFUND_PAYMENT,
+                task_queue=task_queues.PAYMENT,
+                input=lambda ctx: RefundPaymentInput(
+                    order_id=_order_id(ctx), reason=ctx.failure_reason
+                ),
+                result=RefundPaymentResult,
+            ),
+            policy=StepPolicy(
+                business_errors=frozenset({PAYMENT_DECLINED}),
+                attempts_before_stuck=5,
+                time_budget=timedelta(minutes=5),
+            ),
+        ),
+        Step(
+            name=Steps.RESERVE_STOCK,
+            action=ActivityCall(
+                name=RESERVE_STOCK,
+                task_queue=task_queues.INVENTORY,
+                input=lambda ctx: ReserveStockInput(
+                    order_id=_order_id(ctx), items=ctx.input.order.stock_lines
+                ),
+                result=ReserveStockResult,
+            ),
+            compensation=ActivityCall(
+                name=RELEASE_STOCK,
+                task_queue=task_queues.INVENTORY,
+                input=lambda ctx: ReleaseStockInput(
+                    order_id=_order_id(ctx), reason=ctx.failure_reason
+                ),
+                result=ReleaseStockResult,
+            ),
+            policy=StepPolicy(
+                business_errors=frozenset({STOCK_UNAVAILABLE}),
+                attempts_before_stuck=5,
+                time_budget=timedelta(minutes=5),
+            ),
+        ),
+        Step(
+            name=Steps.SCHEDULE_SHIPMENT,
+            action=ActivityCall(
+                name=SCHEDULE_SHIPMENT,
+                task_queue=task_queues.SHIPPING,
+                input=lambda ctx: ScheduleShipmentInput(
+                    order_id=_order_id(ctx),
+                    country=ctx.input.order.shipping_address.country,
+                    items=ctx.input.order.stock_lines,
+                ),
+                result=ScheduleShipmentResult,
+            ),
+            compensation=ActivityCall(
+                name=CANCEL_SHIPMENT,
+                task_queue=task_queues.SHIPPING,
+                input=lambda ctx: CancelShipmentInput(
+                    order_id=_order_id(ctx), reason=ctx.failure_reason
+                ),
+                result=CancelShipmentResult,
+            ),
+            policy=StepPolicy(
+                business_errors=frozenset({DESTINATION_UNSUPPORTED}),
+                attempts_before_stuck=5,
+                time_budget=timedelta(minutes=5),
+            ),
+        ),
+        WaitStep(
+            name=Steps.AWAIT_DISPATCH,
+            result=ShipmentDispatched,
+            timeout=lambda ctx: timedelta(seconds=ctx.input.dispatch_deadline_seconds),
+            timeout_reason="the carrier did not dispatch the shipment before the deadline",
+            accept=_dispatch_mismatch,
+            pivot=True,
+        ),
+        Step(
+            name=Steps.COMPLETE_ORDER,
+            action=ActivityCall(
+                name=COMPLETE_ORDER,
+                task_queue=task_queues.ORCHESTRATOR,
+                input=_complete_input,
+                result=CompleteOrderResult,
+            ),
+            policy=_SERVICE_POLICY,
+        ),
+    ],
+)
+"""The order saga's steps, their compensations and their failure policies."""
+
+
+@workflow.defn(name=ORDER_SAGA_WORKFLOW)
+class OrderSaga:
+    """The saga of one order; its id is ``saga_workflow_id(order_id)``."""
+
+    definition: SagaDefinition = ORDER_SAGA
+
+    @workflow.init
+    def __init__(self, saga_input: OrderSagaInput) -> None:
+        order = saga_input.order
+        self._runner = SagaRunner(
+            self.definition,
+            saga_input,
+            search_attributes=[
+                ORDER_ID_KEY.value_set(order.order_id),
+                CUSTOMER_ID_KEY.value_set(order.customer_id),
+            ],
+        )
+
+    @workflow.run
+    async def run(self, saga_input: OrderSagaInput) -> OrderSagaResult:
+        """Run the order through the saga; raises ``CancelledError`` if cancelled."""
+        try:
+            outcome = await self._runner.run()
+        finally:
+            self._remember_outcome()
+        ctx = self._runner.context
+        payment = ctx.result_or_none(Steps.CHARGE_PAYMENT, ChargePaymentResult)
+        reservation = ctx.result_or_none(Steps.RESERVE_STOCK, ReserveStockResult)
+        shipment = ctx.result_or_none(Steps.SCHEDULE_SHIPMENT, ScheduleShipmentResult)
+        dispatch = ctx.result_or_none(Steps.AWAIT_DISPATCH, ShipmentDispatched)
+        return OrderSagaResult(
+            order_id=saga_input.order.order_id,
+            status=outcome.phase,
+            failure_reason=outcome.failure.reason if outcome.failure else None,
+            failed_step=outcome.failure.step if outcome.failure else None,
+            payment_id=payment.payment_id if payment else None,
+            reservation_id=reservation.reservation_id if reservation else None,
+            shipment_id=shipment.shipment_id if shipment else None,
+            tracking_number=dispatch.tracking_number if dispatch else None,
+        )
+
+    def _remember_outcome(self) -> None:
+        """Put how the saga ended in the memo, readable in lists without a worker."""
+        if self._runner.phase not in (SagaPhase.COMPLETED, SagaPhase.CANCELLED):
+            return
+        # Added after sagas had run without it: the marker keeps their histories replayable.
+        if workflow.patched(OUTCOME_MEMO_PATCH):
+            failure = self._runner.failure
+            workflow.upsert_memo(
+                {
+                    "saga_status": self._runner.phase.value,
+                    "failure_reason": failure.reason if failure else None,
+                    "failed_step": failure.step if failure else None,
+                }
+            )
+
+    @workflow.signal(name=SHIPMENT_DISPATCHED_SIGNAL)
+    def shipment_dispatched(self, signal: ShipmentDispatched) -> None:
+        """The carrier picked the parcel up; duplicates and late signals change nothing."""
+        self._runner.deliver(Steps.AWAIT_DISPATCH, signal)
+
+    @workflow.signal(name=CANCEL_ORDER_SIGNAL)
+    def cancel_order(self, request: CancelOrderRequest) -> None:
+        """Undo the order if it is not dispatched yet; refused (and recorded) after."""
+        self._runner.request_cancel(f"cancelled by {request.requested_by}: {request.reason}")
+
+    @workflow.query(name=STATUS_QUERY)
+    def status(self) -> SagaStatus:
+        """Where the saga is, step by step, with attempts, errors and stuck flags."""
+        order = self._runner.context.input.order
+        failure = self._runner.failure
+        return SagaStatus(
+            order_id=order.order_id,
+            customer_id=order.customer_id,
+            status=self._runner.phase,
+            current_step=self._runner.current_step,
+            steps=self._runner.steps,
+            failure_reason=failure.reason if failure else None,
+            failed_step=failure.step if failure else None,
+            notes=self._runner.notes,
+        )
+
+    @workflow.update(name=RETRY_NOW_UPDATE)
+    def retry_now(self, request: RetryNowRequest) -> OperatorActionResult:
+        """Try a stuck step or compensation again now instead of after its backoff."""
+        detail = self._runner.retry_now(request.step, request.operator)
+        return OperatorActionResult(step=request.step, detail=detail)
+
+    @retry_now.validator
+    def _validate_retry_now(self, request: RetryNowRequest) -> None:
+        self._runner.check_stuck(request.step)
+
+    @workflow.update(name=RESOLVE_MANUALLY_UPDATE)
+    def resolve_manually(self, request: ResolveManuallyRequest) -> OperatorActionResult:
+        """Record that an operator settled a stuck step by hand, so the saga goes on."""
+        detail = self._runner.resolve_manually(request.step, request.reason, request.operator)
+        return OperatorActionResult(step=request.step, detail=detail)
+
+    @resolve_manually.validator
+    def _validate_resolve_manually(self, request: ResolveManuallyRequest) -> None:
+        self._runner.check_stuck(request.step)

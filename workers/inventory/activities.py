@@ -1,0 +1,118 @@
+"""The inventory service's activities: reserve an order's stock, release it."""
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from contracts.activities import (
+    RELEASE_STOCK,
+    RESERVE_STOCK,
+    ReleaseStockInput,
+    ReleaseStockResult,
+    ReserveStockInput,
+    ReserveStockResult,
+)
+from contracts.errors import STOCK_UNAVAILABLE
+from contracts.events.inventory import (
+    InventoryReleased,
+    InventoryReleasedData,
+    InventoryReserved,
+    InventoryReservedData,
+    InventoryUnavailable,
+    InventoryUnavailableData,
+)
+from eventbus import Outbox
+from workers.inventory.stock import Reservation, ReservationStatus, StockBook, merge_lines
+from workers.runtime import causation_id
+
+__all__ = ["SOURCE", "InventoryActivities"]
+
+SOURCE = "inventory-service"
+
+
+class InventoryActivities:
+    """Reservations and releases, each once per order however often it is asked."""
+
+    def __init__(self, stock: StockBook, outbox: Outbox) -> None:
+        self._stock = stock
+        self._outbox = outbox
+
+    @activity.defn(name=RESERVE_STOCK)
+    async def reserve(self, input: ReserveStockInput) -> ReserveStockResult:
+        """Reserve every line or none; a shortage is a non-retryable ``StockUnavailable``.
+
+        A repeat returns the first answer (the same reservation id, or the same refusal)
+        without touching the stock or publishing again.
+        """
+        with self._stock.transaction():
+            reservation = self._stock.reservation(input.order_id)
+            if reservation is None:
+                reservation = self._reserve(input)
+        if reservation.status is ReservationStatus.REFUSED:
+            raise ApplicationError(
+                f"stock unavailable for order {input.order_id}: {reservation.reason}",
+                type=STOCK_UNAVAILABLE,
+                non_retryable=True,
+            )
+        assert reservation.reservation_id is not None
+        return ReserveStockResult(reservation_id=reservation.reservation_id)
+
+    @activity.defn(name=RELEASE_STOCK)
+    async def release(self, input: ReleaseStockInput) -> ReleaseStockResult:
+        """Put the order's reserved stock back; ``released`` is False if none was reserved."""
+        with self._stock.transaction():
+            reservation = self._stock.reservation(input.order_id)
+            if reservation is None or reservation.status is ReservationStatus.REFUSED:
+                return ReleaseStockResult(released=False)
+            if reservation.status is ReservationStatus.RESERVED:
+                released = self._stock.release(reservation)
+                assert released.reservation_id is not None
+                self._outbox.add(
+                    InventoryReleased(
+                        source=SOURCE,
+                        correlation_id=released.order_id,
+                        causation_id=causation_id(),
+                        data=InventoryReleasedData(
+                            order_id=released.order_id,
+                            reservation_id=released.reservation_id,
+                            items=released.lines,
+                        ),
+                    )
+                )
+        return ReleaseStockResult(released=True)
+
+    def _reserve(self, input: ReserveStockInput) -> Reservation:
+        """Inside the caller's transaction: reserve the lines, or record the refusal."""
+        lines = merge_lines(input.items)
+        short = self._stock.shortages(lines)
+        if short:
+            reason = "not enough stock for " + ", ".join(
+                f"{line.sku} (wanted {line.quantity}, on hand {self._stock.on_hand(line.sku) or 0})"
+                for line in short
+            )
+            refused = self._stock.refuse(input.order_id, short, reason)
+            self._outbox.add(
+                InventoryUnavailable(
+                    source=SOURCE,
+                    correlation_id=input.order_id,
+                    causation_id=causation_id(),
+                    data=InventoryUnavailableData(
+                        order_id=input.order_id, items=short, reason=reason
+                    ),
+                )
+            )
+            return refused
+        reservation = self._stock.reserve(input.order_id, lines)
+        assert reservation.reservation_id is not None
+        self._outbox.add(
+            InventoryReserved(
+                source=SOURCE,
+                correlation_id=input.order_id,
+                causation_id=causation_id(),
+                data=InventoryReservedData(
+                    order_id=input.order_id,
+                    reservation_id=reservation.reservation_id,
+                    items=lines,
+                ),
+            )
+        )
+        return reservation

@@ -1,0 +1,192 @@
+"""The payment service's data: one payment per order and its ledger of charges and refunds."""
+
+import sqlite3
+import time
+import uuid
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from enum import StrEnum
+
+from contracts.events.common import Money
+from eventbus import transaction
+
+__all__ = ["Payment", "PaymentLedger", "PaymentStatus"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS payments (
+    order_id        TEXT PRIMARY KEY,
+    payment_id      TEXT NOT NULL UNIQUE,
+    customer_id     TEXT NOT NULL,
+    amount_minor    INTEGER NOT NULL CHECK (amount_minor >= 0),
+    currency        TEXT NOT NULL,
+    status          TEXT NOT NULL CHECK (status IN ('captured', 'declined', 'refunded')),
+    decline_reason  TEXT,
+    created_at      REAL NOT NULL,
+    updated_at      REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS ledger_entries (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    payment_id      TEXT NOT NULL REFERENCES payments (payment_id),
+    order_id        TEXT NOT NULL,
+    kind            TEXT NOT NULL CHECK (kind IN ('charge', 'refund')),
+    amount_minor    INTEGER NOT NULL,
+    currency        TEXT NOT NULL,
+    created_at      REAL NOT NULL,
+    -- the idempotency key of a money movement: one charge and one refund per order at most
+    UNIQUE (order_id, kind)
+);
+CREATE TABLE IF NOT EXISTS charge_attempts (
+    order_id        TEXT PRIMARY KEY,
+    attempts        INTEGER NOT NULL
+);
+"""
+
+
+class PaymentStatus(StrEnum):
+    """Where an order's payment stands."""
+
+    CAPTURED = "captured"
+    DECLINED = "declined"
+    REFUNDED = "refunded"
+
+
+@dataclass(frozen=True)
+class Payment:
+    """The payment of one order."""
+
+    order_id: str
+    payment_id: str
+    customer_id: str
+    amount: Money
+    status: PaymentStatus
+    decline_reason: str | None
+
+
+class PaymentLedger:
+    """Payments and ledger entries in the payment service's database.
+
+    The writing methods expect the caller's open :meth:`transaction`, so that the outbox row
+    of the same change is committed with them.
+    """
+
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self._db = connection
+        self._db.executescript(_SCHEMA)
+
+    def transaction(self) -> AbstractContextManager[sqlite3.Connection]:
+        """A local transaction on the ledger's database (the outbox lives there too)."""
+        return transaction(self._db)
+
+    def payment(self, order_id: str) -> Payment | None:
+        """The payment of ``order_id``, if one was captured or declined."""
+        row = self._db.execute("SELECT * FROM payments WHERE order_id = ?", (order_id,)).fetchone()
+        if row is None:
+            return None
+        return Payment(
+            order_id=row["order_id"],
+            payment_id=row["payment_id"],
+            customer_id=row["customer_id"],
+            amount=Money(amount_minor=row["amount_minor"], currency=row["currency"]),
+            status=PaymentStatus(row["status"]),
+            decline_reason=row["decline_reason"],
+        )
+
+    def count_attempt(self, order_id: str) -> int:
+        """Count one more attempt to charge ``order_id``; return its number (1 for the first)."""
+        row = self._db.execute(
+            "INSERT INTO charge_attempts (order_id, attempts) VALUES (?, 1)"
+            " ON CONFLICT (order_id) DO UPDATE SET attempts = attempts + 1"
+            " RETURNING attempts",
+            (order_id,),
+        ).fetchone()
+        attempts: int = row[0]
+        return attempts
+
+    def attempts(self, order_id: str) -> int:
+        """How many times charging ``order_id`` was attempted."""
+        row = self._db.execute(
+            "SELECT attempts FROM charge_attempts WHERE order_id = ?", (order_id,)
+        ).fetchone()
+        return 0 if row is None else int(row[0])
+
+    def capture(self, order_id: str, customer_id: str, amount: Money) -> Payment:
+        """Record a captured payment and its charge entry."""
+        payment = self._insert(order_id, customer_id, amount, PaymentStatus.CAPTURED, None)
+        self._entry(payment, "charge")
+        return payment
+
+    def decline(self, order_id: str, customer_id: str, amount: Money, reason: str) -> Payment:
+        """Record a declined payment: nothing moves, so no ledger entry."""
+        return self._insert(order_id, customer_id, amount, PaymentStatus.DECLINED, reason)
+
+    def refund(self, payment: Payment) -> Payment:
+        """Mark a captured payment refunded and record the refund entry."""
+        self._db.execute(
+            "UPDATE payments SET status = ?, updated_at = ? WHERE order_id = ?",
+            (PaymentStatus.REFUNDED, time.time(), payment.order_id),
+        )
+        self._entry(payment, "refund")
+        return Payment(
+            order_id=payment.order_id,
+            payment_id=payment.payment_id,
+            customer_id=payment.customer_id,
+            amount=payment.amount,
+            status=PaymentStatus.REFUNDED,
+            decline_reason=None,
+        )
+
+    def entries(self, order_id: str) -> list[tuple[str, int]]:
+        """The ledger entries of ``order_id`` as (kind, amount in minor units), oldest first."""
+        rows = self._db.execute(
+            "SELECT kind, amount_minor FROM ledger_entries WHERE order_id = ? ORDER BY id",
+            (order_id,),
+        ).fetchall()
+        return [(row["kind"], row["amount_minor"]) for row in rows]
+
+    def _insert(
+        self,
+        order_id: str,
+        customer_id: str,
+        amount: Money,
+        status: PaymentStatus,
+        reason: str | None,
+    ) -> Payment:
+        payment = Payment(
+            order_id=order_id,
+            payment_id=f"pay-{uuid.uuid4().hex}",
+            customer_id=customer_id,
+            amount=amount,
+            status=status,
+            decline_reason=reason,
+        )
+        now = time.time()
+        self._db.execute(
+            "INSERT INTO payments (order_id, payment_id, customer_id, amount_minor, currency,"
+            " status, decline_reason, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                order_id,
+                payment.payment_id,
+                customer_id,
+                amount.amount_minor,
+                amount.currency,
+                status,
+                reason,
+                now,
+                now,
+            ),
+        )
+        return payment
+
+    def _entry(self, payment: Payment, kind: str) -> None:
+        self._db.execute(
+            "INSERT INTO ledger_entries (payment_id, order_id, kind, amount_minor, currency,"
+            " created_at) VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                payment.payment_id,
+                payment.order_id,
+                kind,
+                payment.amount.amount_minor,
+                payment.amount.currency,
+                time.time(),
+            ),
+        )

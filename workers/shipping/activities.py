@@ -1,0 +1,126 @@
+"""The shipping service's activities: schedule an order's shipment, cancel it."""
+
+import uuid
+from collections.abc import Set
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from contracts.activities import (
+    CANCEL_SHIPMENT,
+    SCHEDULE_SHIPMENT,
+    CancelShipmentInput,
+    CancelShipmentResult,
+    ScheduleShipmentInput,
+    ScheduleShipmentResult,
+)
+from contracts.errors import DESTINATION_UNSUPPORTED
+from contracts.events.shipping import (
+    ShippingCancelled,
+    ShippingCancelledData,
+    ShippingFailed,
+    ShippingFailedData,
+    ShippingScheduled,
+    ShippingScheduledData,
+)
+from eventbus import Outbox
+from workers.runtime import causation_id
+from workers.shipping.carrier import SOURCE
+from workers.shipping.shipments import Shipment, ShipmentBook, ShipmentStatus
+
+__all__ = ["ShippingActivities"]
+
+
+class ShippingActivities:
+    """Scheduling and cancelling, each once per order however often it is asked."""
+
+    def __init__(self, shipments: ShipmentBook, outbox: Outbox, countries: Set[str]) -> None:
+        self._shipments = shipments
+        self._outbox = outbox
+        self._countries = countries
+
+    @activity.defn(name=SCHEDULE_SHIPMENT)
+    async def schedule(self, input: ScheduleShipmentInput) -> ScheduleShipmentResult:
+        """Book a carrier; a country not served is a non-retryable ``DestinationUnsupported``.
+
+        A repeat returns the first answer (the same shipment, or the same refusal) without
+        booking or publishing again.
+        """
+        with self._shipments.transaction():
+            shipment = self._shipments.shipment(input.order_id)
+            if shipment is None:
+                shipment = self._schedule(input)
+        if shipment.status is ShipmentStatus.REFUSED:
+            raise ApplicationError(
+                f"cannot ship order {shipment.order_id}: {shipment.reason}",
+                type=DESTINATION_UNSUPPORTED,
+                non_retryable=True,
+            )
+        assert shipment.shipment_id is not None and shipment.carrier is not None
+        return ScheduleShipmentResult(shipment_id=shipment.shipment_id, carrier=shipment.carrier)
+
+    @activity.defn(name=CANCEL_SHIPMENT)
+    async def cancel(self, input: CancelShipmentInput) -> CancelShipmentResult:
+        """Call the shipment off; ``cancelled`` is False if none is scheduled or it left."""
+        with self._shipments.transaction():
+            shipment = self._shipments.shipment(input.order_id)
+            if shipment is None or shipment.status in (
+                ShipmentStatus.REFUSED,
+                ShipmentStatus.DISPATCHED,
+            ):
+                return CancelShipmentResult(cancelled=False)
+            if shipment.status is ShipmentStatus.SCHEDULED:
+                assert shipment.shipment_id is not None and shipment.carrier is not None
+                self._shipments.cancel(shipment)
+                self._outbox.add(
+                    ShippingCancelled(
+                        source=SOURCE,
+                        correlation_id=shipment.order_id,
+                        causation_id=causation_id(),
+                        data=ShippingCancelledData(
+                            order_id=shipment.order_id,
+                            shipment_id=shipment.shipment_id,
+                            country=shipment.country,
+                            carrier=shipment.carrier,
+                        ),
+                    )
+                )
+        return CancelShipmentResult(cancelled=True)
+
+    def _schedule(self, input: ScheduleShipmentInput) -> Shipment:
+        """Inside the caller's transaction: book the shipment, or record the refusal."""
+        items = [item.model_dump(mode="json") for item in input.items]
+        if input.country not in self._countries:
+            reason = f"no carrier delivers to {input.country}"
+            refused = self._shipments.refuse(input.order_id, input.country, items, reason)
+            self._outbox.add(
+                ShippingFailed(
+                    source=SOURCE,
+                    correlation_id=input.order_id,
+                    causation_id=causation_id(),
+                    data=ShippingFailedData(
+                        order_id=input.order_id, country=input.country, reason=reason
+                    ),
+                )
+            )
+            return refused
+        event_id = uuid.uuid4()
+        shipment = self._shipments.schedule(
+            input.order_id, input.country, items, event_id=str(event_id)
+        )
+        assert shipment.shipment_id is not None and shipment.carrier is not None
+        self._outbox.add(
+            ShippingScheduled(
+                event_id=event_id,
+                source=SOURCE,
+                correlation_id=input.order_id,
+                causation_id=causation_id(),
+                data=ShippingScheduledData(
+                    order_id=input.order_id,
+                    shipment_id=shipment.shipment_id,
+                    country=shipment.country,
+                    carrier=shipment.carrier,
+                ),
+            )
+        )
+        return shipment

@@ -1,0 +1,70 @@
+"""A simulated carrier that collects scheduled shipments after a delay."""
+
+import asyncio
+import time
+import uuid
+
+from contracts.events.shipping import ShippingDispatched, ShippingDispatchedData
+from eventbus import Outbox
+from workers.shipping.shipments import Shipment, ShipmentBook
+
+__all__ = ["SOURCE", "CarrierSimulator"]
+
+SOURCE = "shipping-service"
+
+
+class CarrierSimulator:
+    """Polls the shipments and dispatches those scheduled at least ``dispatch_delay`` ago.
+
+    Each dispatch marks the shipment and writes ``shipping.dispatched`` in one transaction,
+    and only a shipment still scheduled is dispatched, so a cancelled shipment never is and
+    none is dispatched twice, even across restarts.
+    """
+
+    def __init__(
+        self,
+        shipments: ShipmentBook,
+        outbox: Outbox,
+        *,
+        dispatch_delay: float,
+        poll_interval: float | None = None,
+    ) -> None:
+        self._shipments = shipments
+        self._outbox = outbox
+        self._delay = dispatch_delay
+        self._poll = (
+            poll_interval if poll_interval is not None else min(max(dispatch_delay / 4, 0.01), 0.5)
+        )
+
+    async def run(self) -> None:
+        """Dispatch due shipments until cancelled."""
+        while True:
+            self.dispatch_due()
+            await asyncio.sleep(self._poll)
+
+    def dispatch_due(self) -> int:
+        """Dispatch every shipment that is due now; return how many were dispatched."""
+        due = self._shipments.due_for_dispatch(time.time() - self._delay)
+        return sum(self._dispatch(shipment) for shipment in due)
+
+    def _dispatch(self, shipment: Shipment) -> bool:
+        assert shipment.shipment_id is not None and shipment.carrier is not None
+        tracking_number = f"{shipment.carrier.upper()}{uuid.uuid4().int % 10**12:012d}"
+        with self._shipments.transaction():
+            if not self._shipments.dispatch(shipment, tracking_number):
+                return False  # cancelled since it was read
+            self._outbox.add(
+                ShippingDispatched(
+                    source=SOURCE,
+                    correlation_id=shipment.order_id,
+                    causation_id=shipment.scheduled_event_id,
+                    data=ShippingDispatchedData(
+                        order_id=shipment.order_id,
+                        shipment_id=shipment.shipment_id,
+                        country=shipment.country,
+                        carrier=shipment.carrier,
+                        tracking_number=tracking_number,
+                    ),
+                )
+            )
+        return True

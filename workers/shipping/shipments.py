@@ -1,0 +1,211 @@
+"""The shipping service's data: one shipment per order, from scheduled to dispatched."""
+
+import json
+import sqlite3
+import time
+import uuid
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from enum import StrEnum
+
+from eventbus import transaction
+from infra.settings import ConfigurationError
+
+__all__ = ["Shipment", "ShipmentBook", "ShipmentStatus", "carrier_for", "parse_countries"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS shipments (
+    order_id            TEXT PRIMARY KEY,
+    shipment_id         TEXT UNIQUE,
+    country             TEXT NOT NULL,
+    carrier             TEXT,
+    items               TEXT NOT NULL,
+    status              TEXT NOT NULL
+                        CHECK (status IN ('scheduled', 'dispatched', 'cancelled', 'refused')),
+    reason              TEXT,
+    tracking_number     TEXT,
+    scheduled_event_id  TEXT,
+    scheduled_at        REAL NOT NULL,
+    updated_at          REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS shipments_to_dispatch ON shipments (scheduled_at)
+    WHERE status = 'scheduled';
+"""
+
+_NORTH_AMERICA = frozenset({"CA", "MX", "US"})
+_EUROPE = frozenset(
+    {"AT", "BE", "CH", "CZ", "DE", "DK", "ES", "FI", "FR", "GB", "GR", "HU", "IE", "IT", "LU"}
+    | {"NL", "NO", "PL", "PT", "RO", "SE", "SK"}
+)
+
+
+def carrier_for(country: str) -> str:
+    """The carrier that delivers to ``country``."""
+    if country in _NORTH_AMERICA:
+        return "UPS"
+    if country in _EUROPE:
+        return "DHL"
+    return "FedEx"
+
+
+def parse_countries(text: str) -> frozenset[str]:
+    """The country codes of the ``shipping_countries`` setting (``"DE, fr,US"``).
+
+    Raises:
+        ConfigurationError: an entry is not a two-letter code.
+    """
+    codes = {code.strip().upper() for code in text.split(",") if code.strip()}
+    bad = sorted(code for code in codes if len(code) != 2 or not code.isalpha())
+    if bad:
+        raise ConfigurationError(
+            f"bad setting SAGA_SHIPPING_COUNTRIES: {', '.join(bad)} not ISO 3166-1 alpha-2"
+            " codes (fix it in the environment or in .env)"
+        )
+    return frozenset(codes)
+
+
+class ShipmentStatus(StrEnum):
+    """Where an order's shipment stands."""
+
+    SCHEDULED = "scheduled"
+    DISPATCHED = "dispatched"
+    CANCELLED = "cancelled"
+    REFUSED = "refused"
+
+
+@dataclass(frozen=True)
+class Shipment:
+    """The shipment of one order; a refused one has neither id nor carrier."""
+
+    order_id: str
+    shipment_id: str | None
+    country: str
+    carrier: str | None
+    status: ShipmentStatus
+    reason: str | None
+    tracking_number: str | None
+    scheduled_event_id: str | None
+
+
+class ShipmentBook:
+    """Shipments in the shipping service's database.
+
+    The writing methods expect the caller's open :meth:`transaction`, so that the outbox row
+    of the same change is committed with them.
+    """
+
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self._db = connection
+        self._db.executescript(_SCHEMA)
+
+    def transaction(self) -> AbstractContextManager[sqlite3.Connection]:
+        """A local transaction on the shipments' database (the outbox lives there too)."""
+        return transaction(self._db)
+
+    def shipment(self, order_id: str) -> Shipment | None:
+        """The shipment of ``order_id``, whatever its status."""
+        row = self._db.execute("SELECT * FROM shipments WHERE order_id = ?", (order_id,)).fetchone()
+        return None if row is None else _shipment(row)
+
+    def schedule(
+        self, order_id: str, country: str, items: list[dict[str, object]], event_id: str
+    ) -> Shipment:
+        """Record a shipment for the carrier to collect; ``event_id`` is its scheduled event."""
+        shipment_id = f"shp-{uuid.uuid4().hex}"
+        self._insert(
+            order_id,
+            shipment_id,
+            country,
+            carrier_for(country),
+            items,
+            ShipmentStatus.SCHEDULED,
+            scheduled_event_id=event_id,
+        )
+        shipment = self.shipment(order_id)
+        assert shipment is not None
+        return shipment
+
+    def refuse(
+        self, order_id: str, country: str, items: list[dict[str, object]], reason: str
+    ) -> Shipment:
+        """Record that no shipment can be scheduled for ``order_id``."""
+        self._insert(order_id, None, country, None, items, ShipmentStatus.REFUSED, reason)
+        shipment = self.shipment(order_id)
+        assert shipment is not None
+        return shipment
+
+    def cancel(self, shipment: Shipment) -> bool:
+        """Call off a scheduled shipment; False if it is no longer scheduled."""
+        cursor = self._db.execute(
+            "UPDATE shipments SET status = ?, updated_at = ? WHERE order_id = ? AND status = ?",
+            (ShipmentStatus.CANCELLED, time.time(), shipment.order_id, ShipmentStatus.SCHEDULED),
+        )
+        return cursor.rowcount == 1
+
+    def due_for_dispatch(self, scheduled_before: float, limit: int = 100) -> list[Shipment]:
+        """Scheduled shipments scheduled before ``scheduled_before`` (a Unix time), oldest first."""
+        rows = self._db.execute(
+            "SELECT * FROM shipments WHERE status = ? AND scheduled_at <= ?"
+            " ORDER BY scheduled_at LIMIT ?",
+            (ShipmentStatus.SCHEDULED, scheduled_before, limit),
+        ).fetchall()
+        return [_shipment(row) for row in rows]
+
+    def dispatch(self, shipment: Shipment, tracking_number: str) -> bool:
+        """Mark a scheduled shipment collected; False if it is no longer scheduled."""
+        cursor = self._db.execute(
+            "UPDATE shipments SET status = ?, tracking_number = ?, updated_at = ?"
+            " WHERE order_id = ? AND status = ?",
+            (
+                ShipmentStatus.DISPATCHED,
+                tracking_number,
+                time.time(),
+                shipment.order_id,
+                ShipmentStatus.SCHEDULED,
+            ),
+        )
+        return cursor.rowcount == 1
+
+    def _insert(
+        self,
+        order_id: str,
+        shipment_id: str | None,
+        country: str,
+        carrier: str | None,
+        items: list[dict[str, object]],
+        status: ShipmentStatus,
+        reason: str | None = None,
+        *,
+        scheduled_event_id: str | None = None,
+    ) -> None:
+        now = time.time()
+        self._db.execute(
+            "INSERT INTO shipments (order_id, shipment_id, country, carrier, items, status,"
+            " reason, scheduled_event_id, scheduled_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                order_id,
+                shipment_id,
+                country,
+                carrier,
+                json.dumps(items),
+                status,
+                reason,
+                scheduled_event_id,
+                now,
+                now,
+            ),
+        )
+
+
+def _shipment(row: sqlite3.Row) -> Shipment:
+    return Shipment(
+        order_id=row["order_id"],
+        shipment_id=row["shipment_id"],
+        country=row["country"],
+        carrier=row["carrier"],
+        status=ShipmentStatus(row["status"]),
+        reason=row["reason"],
+        tracking_number=row["tracking_number"],
+        scheduled_event_id=row["scheduled_event_id"],
+    )
