@@ -220,7 +220,8 @@ async def wait_for_kafka(bootstrap_servers: str, *, wait_seconds: float) -> int:
         await asyncio.sleep(0.5)
     raise KafkaUnavailableError(
         f"Kafka at {bootstrap_servers} did not answer within {wait_seconds:.0f} s "
-        f"({type(last_error).__name__}): start it, or set SAGA_KAFKA_BOOTSTRAP_SERVERS "
+        f"({type(last_error).__name__}): start the stack with `saga up`, or set "
+        "SAGA_KAFKA_BOOTSTRAP_SERVERS "
         "to a running cluster"
     )
 

@@ -6,6 +6,8 @@ from typing import Literal
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from contracts.activities import DEFAULT_DISPATCH_DEADLINE_SECONDS
+
 __all__ = ["ENV_PREFIX", "ConfigurationError", "Settings", "load_settings"]
 
 ENV_PREFIX = "SAGA_"
@@ -107,6 +109,14 @@ class Settings(BaseSettings):
         description=(
             "Comma-separated ISO 3166-1 alpha-2 codes the shipping service delivers to; "
             "an order to any other country is refused."
+        ),
+    )
+    dispatch_deadline_seconds: int = Field(
+        DEFAULT_DISPATCH_DEADLINE_SECONDS,
+        gt=0,
+        description=(
+            "How long a new saga waits for the carrier's `shipping.dispatched` before it "
+            "undoes the order (durable: a Temporal timer)."
         ),
     )
     carrier_dispatch_delay_seconds: float = Field(

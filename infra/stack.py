@@ -165,7 +165,7 @@ class Stack:
         for name in names:
             running = self._table.get(name)
             if running is not None and running.is_alive():
-                self._say(f"{name:<10} already running (pid {running.pid})")
+                self._say(f"{name:<12} already running (pid {running.pid})")
                 continue
             host, port = self._listen_port(name)
             if port_in_use(host, port):
@@ -176,7 +176,7 @@ class Stack:
             env = {**os.environ, **self._settings.as_env(), "SAGA_RUN_DIR": str(self._run_dir)}
             _, record = spawn(name, self._command(name), self._log_path(name), env=env)
             self._table.put(record)
-            self._say(f"{name:<10} started (pid {record.pid}), log {record.log}")
+            self._say(f"{name:<12} started (pid {record.pid}), log {record.log}")
 
     async def _wait_for_engines(self) -> None:
         s = self._settings
@@ -188,7 +188,7 @@ class Stack:
             )
             report = await apply_topic_catalog(s.kafka_bootstrap_servers, all_topics())
             if report.created:
-                self._say(f"{'kafka':<10} topics created: {', '.join(report.created)}")
+                self._say(f"{'kafka':<12} topics created: {', '.join(report.created)}")
 
         async def temporal() -> None:
             client = await self._watching(
@@ -204,14 +204,14 @@ class Stack:
         ]
         if failures:
             raise StackError("\n".join(failures))
-        self._say(f"{'kafka':<10} healthy at {s.kafka_bootstrap_servers}")
-        self._say(f"{'temporal':<10} healthy at {s.temporal_address}")
+        self._say(f"{'kafka':<12} healthy at {s.kafka_bootstrap_servers}")
+        self._say(f"{'temporal':<12} healthy at {s.temporal_address}")
 
     async def _wait_for_services(self) -> None:
         async with httpx.AsyncClient(timeout=2.0) as http:
             for name in [*SERVICES, "api"]:
                 await self._watching(name, self._healthy(http, name))
-                self._say(f"{name:<10} healthy at {self._address(name)}")
+                self._say(f"{name:<12} healthy at {self._address(name)}")
 
     async def _healthy(self, http: httpx.AsyncClient, name: str) -> None:
         url = f"{self._address(name)}/healthz"
@@ -261,7 +261,7 @@ class Stack:
                 continue
             if stop_process(record):
                 stopped.append(name)
-                self._say(f"{name:<10} stopped (pid {record.pid})")
+                self._say(f"{name:<12} stopped (pid {record.pid})")
             self._table.remove(name)
         return stopped
 

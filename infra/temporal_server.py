@@ -128,5 +128,6 @@ async def wait_for_temporal(
         await asyncio.sleep(0.5)
     raise TemporalUnavailableError(
         f"Temporal at {address} did not answer within {wait_seconds:.0f} s "
-        f"({type(last_error).__name__}): start it, or set SAGA_TEMPORAL_ADDRESS to a running server"
+        f"({type(last_error).__name__}): start the stack with `saga up`, "
+        "or set SAGA_TEMPORAL_ADDRESS to a running server"
     )

@@ -229,7 +229,9 @@ def _parser() -> argparse.ArgumentParser:
     ps = add("ps", _ps, "Show each component's state, address, process id and version.")
     ps.add_argument("--json", action="store_true", help="one JSON array, for scripts")
     logs = add("logs", _logs, "Show the end of one component's log.")
-    logs.add_argument("name", help="kafka, temporal, payment, inventory, shipping or api")
+    logs.add_argument(
+        "name", help="kafka, temporal, payment, inventory, shipping, orchestrator or api"
+    )
     logs.add_argument("-n", "--lines", type=int, default=50, help="how many lines (default 50)")
     logs.add_argument("-f", "--follow", action="store_true", help="keep following the log")
     config = add("config", _config, "Show every setting with its value and meaning.")

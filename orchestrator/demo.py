@@ -61,7 +61,7 @@ async def run_demo(
     workflow_id = saga_workflow_id(order.order_id)
     handle: WorkflowHandle[object, OrderSagaResult] = await client.start_workflow(
         ORDER_SAGA_WORKFLOW,
-        OrderSagaInput(order=order),
+        OrderSagaInput(order=order, dispatch_deadline_seconds=settings.dispatch_deadline_seconds),
         id=workflow_id,
         task_queue=ORCHESTRATOR,
         result_type=OrderSagaResult,
@@ -70,14 +70,19 @@ async def run_demo(
     say(f"  Web UI: {web_ui_link(settings, workflow_id)}")
     result_task = asyncio.ensure_future(handle.result())
     seen: dict[str, str] = {}
-    while not result_task.done():
+
+    async def report_steps() -> None:
         status = await handle.query(STATUS_QUERY, result_type=SagaStatus)
         for step in status.steps:
             if seen.get(step.name) != step.state:
                 seen[step.name] = step.state
                 if step.state != "pending":
                     say(f"  {step.name:<20} {step.state}")
+
+    while not result_task.done():
+        await report_steps()
         await asyncio.wait({result_task}, timeout=0.2)
+    await report_steps()  # the last moves, between the previous look and the end
     result = result_task.result()
     say(
         f"order {order.order_id}: {result.status}"
