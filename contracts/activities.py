@@ -405,6 +405,8 @@ class RetryNowRequest(_Model):
 
     step: str
     operator: str
+    reason: str = ""
+    """Why (for example: the payment processor is back); empty in requests from before it."""
 
 
 class ResolveManuallyRequest(_Model):

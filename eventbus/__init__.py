@@ -6,6 +6,7 @@ from eventbus.database import open_database
 from eventbus.dead_letters import DeadLetter, list_dead_letters, redrive
 from eventbus.metrics import EventBusMetrics
 from eventbus.outbox import Outbox, OutboxRelay, OutboxRow
+from eventbus.snapshot import TopicSnapshot
 from eventbus.transaction import transaction
 
 __all__ = [
@@ -18,6 +19,7 @@ __all__ = [
     "OutboxRelay",
     "OutboxRow",
     "RetryPolicy",
+    "TopicSnapshot",
     "list_dead_letters",
     "new_consumer",
     "new_producer",

@@ -4,13 +4,11 @@ import asyncio
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
-
 from contracts.codec import EVENT_TYPE_HEADER
 from contracts.topics import TOPICS, dlq_topic
-from eventbus.clients import new_consumer, new_producer
+from eventbus.clients import new_producer
 from eventbus.consumer import DLQ_HEADER_PREFIX
+from eventbus.snapshot import TopicSnapshot
 
 __all__ = ["DeadLetter", "list_dead_letters", "redrive"]
 
@@ -67,54 +65,14 @@ async def list_dead_letters(
 ) -> list[DeadLetter]:
     """Every record now in the dead-letter topics (of ``topics``, or of every domain topic)."""
     dlqs = [dlq_topic(t) for t in (topics or [spec.name for spec in TOPICS])]
-    partitions = await _partitions(bootstrap_servers, dlqs)
-    if not partitions:
-        return []
-    consumer = new_consumer(bootstrap_servers, None, isolation_level="read_uncommitted")
-    await consumer.start()
-    try:
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        ends = await consumer.end_offsets(partitions)
-        letters: list[DeadLetter] = []
-        remaining = {tp for tp in partitions if ends[tp] > await consumer.position(tp)}
-        while remaining:
-            batches = await consumer.getmany(*remaining, timeout_ms=1000)
-            for tp, records in batches.items():
-                letters += [
-                    DeadLetter(tp.topic, tp.partition, r.offset, r.key, r.value, list(r.headers))
-                    for r in records
-                    if r.offset < ends[tp]
-                ]
-            remaining = {tp for tp in remaining if await consumer.position(tp) < ends[tp]}
-        return sorted(letters, key=lambda d: (d.dlq_topic, d.partition, d.offset))
-    finally:
-        await _stop_groupless(consumer)
-
-
-async def _partitions(bootstrap_servers: str, topics: list[str]) -> list[TopicPartition]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
-    await admin.start()
-    try:
-        described = await admin.describe_topics(topics)
-    finally:
-        await admin.close()
-    return [
-        TopicPartition(topic["topic"], partition["partition"])
-        for topic in described
-        if topic["error_code"] == 0
-        for partition in topic["partitions"]
-    ]
-
-
-async def _stop_groupless(consumer: AIOKafkaConsumer) -> None:
-    """Stop a consumer without a group, which can leak its helper task's CancelledError."""
-    try:
-        await consumer.stop()
-    except asyncio.CancelledError:
-        task = asyncio.current_task()
-        if task is not None and task.cancelling():
-            raise  # a real cancellation of ours, not aiokafka's own
+    async with TopicSnapshot(
+        bootstrap_servers, dlqs, isolation_level="read_uncommitted"
+    ) as snapshot:
+        letters = [
+            DeadLetter(r.topic, r.partition, r.offset, r.key, r.value, list(r.headers))
+            async for r in snapshot.records()
+        ]
+    return sorted(letters, key=lambda d: (d.dlq_topic, d.partition, d.offset))
 
 
 async def redrive(bootstrap_servers: str, letters: Iterable[DeadLetter]) -> int:

@@ -177,6 +177,47 @@ def _dlq_redrive(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _projections_rebuild(settings: Settings, args: argparse.Namespace) -> int:
+    import contextlib
+    import sqlite3
+
+    from eventbus import open_database
+    from infra.kafka_broker import wait_for_kafka
+    from orchestrator.projections import (
+        MissingTopicsError,
+        RebuildProgress,
+        RebuildReport,
+        rebuild_timeline,
+    )
+
+    bootstrap = settings.kafka_bootstrap_servers
+    path = settings.run_dir / "orchestrator.db"
+
+    def show(progress: RebuildProgress) -> None:
+        print(f"read {progress.read} of {progress.total} records", file=sys.stderr)
+
+    async def rebuild() -> RebuildReport:
+        await wait_for_kafka(bootstrap, wait_seconds=5)
+        print(f"rebuilding the timeline in {path} from Kafka at {bootstrap}", file=sys.stderr)
+        with contextlib.closing(open_database(path)) as database:
+            return await rebuild_timeline(bootstrap, database, progress=show)
+
+    try:
+        report = asyncio.run(rebuild())
+    except MissingTopicsError as exc:
+        print(f"saga: {exc}", file=sys.stderr)
+        return 1
+    except sqlite3.OperationalError as exc:
+        print(
+            f"saga: cannot write the timeline in {path} ({exc}); it was left as it was: "
+            "try again once the database is free",
+            file=sys.stderr,
+        )
+        return 1
+    print(json.dumps(report.as_dict(), indent=2) if args.json else report.summary())
+    return 0
+
+
 def _demo(settings: Settings, args: argparse.Namespace) -> int:
     from orchestrator.demo import demo_order, run_demo
 
@@ -272,6 +313,18 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument(
             "--topic", action="append", help="a domain topic (payment.events); default: all"
         )
+    projections = commands.add_parser(
+        "projections", help="Read models built from the topics: rebuild them."
+    )
+    projection_commands = projections.add_subparsers(
+        dest="projections_command", required=True, metavar="COMMAND"
+    )
+    rebuild = projection_commands.add_parser(
+        "rebuild",
+        help="Rebuild the order timelines from the topics, from their beginning.",
+    )
+    rebuild.set_defaults(handler=_projections_rebuild)
+    rebuild.add_argument("--json", action="store_true", help="one JSON object, for scripts")
     return parser
 
 

@@ -2,11 +2,13 @@
 
 import json
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from contracts.envelope import AnyEvent
+from eventbus import transaction
 
 __all__ = ["Timeline", "TimelineEntry"]
 
@@ -23,6 +25,37 @@ CREATE TABLE IF NOT EXISTS timeline (
 );
 CREATE INDEX IF NOT EXISTS timeline_by_order ON timeline (order_id, timestamp, seq);
 """
+
+
+_INSERT_NEW = (
+    "INSERT OR IGNORE INTO timeline"
+    " (event_id, order_id, event_type, source, timestamp, causation_id, data)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+_UPSERT = (
+    "INSERT INTO timeline"
+    " (event_id, order_id, event_type, source, timestamp, causation_id, data)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (event_id) DO UPDATE SET order_id = excluded.order_id,"
+    " event_type = excluded.event_type, source = excluded.source,"
+    " timestamp = excluded.timestamp, causation_id = excluded.causation_id,"
+    " data = excluded.data"
+)
+
+_Row = tuple[str, str, str, str, str, str | None, str]
+
+
+def _row(event: AnyEvent) -> _Row:
+    """The projection itself: one event as a row, for the live projector and the rebuild."""
+    return (
+        str(event.event_id),
+        event.correlation_id,
+        event.event_type,
+        event.source,
+        event.timestamp.isoformat(),
+        event.causation_id,
+        json.dumps(event.data.model_dump(mode="json")),
+    )
 
 
 @dataclass(frozen=True)
@@ -46,20 +79,38 @@ class Timeline:
 
     async def project(self, event: AnyEvent, db: sqlite3.Connection) -> None:
         """Handler for the projector's consumer: add ``event`` to its order's timeline."""
-        db.execute(
-            "INSERT OR IGNORE INTO timeline"
-            " (event_id, order_id, event_type, source, timestamp, causation_id, data)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (
-                str(event.event_id),
-                event.correlation_id,
-                event.event_type,
-                event.source,
-                event.timestamp.isoformat(),
-                event.causation_id,
-                json.dumps(event.data.model_dump(mode="json")),
-            ),
-        )
+        db.execute(_INSERT_NEW, _row(event))
+
+    def last_seq(self) -> int:
+        """The position of the newest row; every row added later comes after it."""
+        last: int | None = self._db.execute("SELECT MAX(seq) FROM timeline").fetchone()[0]
+        return last or 0
+
+    def replace(self, events: Sequence[AnyEvent], *, keep_after_seq: int) -> int:
+        """Make the timeline hold ``events`` and whatever was added after ``keep_after_seq``.
+
+        One transaction: each event's row is written in the order given, over the row of
+        the same event if there is one (which keeps its position, so a client reading on
+        from a position misses nothing); every row up to ``keep_after_seq`` whose event is
+        not among ``events`` is deleted. Rows after it were added meanwhile by the live
+        projector, and stay.
+
+        Returns:
+            How many rows were deleted.
+        """
+        rows = [_row(event) for event in events]
+        wanted = {row[0] for row in rows}
+        with transaction(self._db):
+            self._db.executemany(_UPSERT, rows)
+            stale = [
+                (seq,)
+                for seq, event_id in self._db.execute(
+                    "SELECT seq, event_id FROM timeline WHERE seq <= ?", (keep_after_seq,)
+                )
+                if event_id not in wanted
+            ]
+            self._db.executemany("DELETE FROM timeline WHERE seq = ?", stale)
+        return len(stale)
 
     def events_for(self, order_id: str, *, after_seq: int = 0) -> list[tuple[int, TimelineEntry]]:
         """The order's events in the order they happened, each with its position."""

@@ -1,4 +1,5 @@
-"""Session fixtures that start the real engines: Apache Kafka (KRaft) and Temporal's dev server.
+"""Session fixtures that start the real engines (Apache Kafka in KRaft mode, Temporal's dev
+server) and, on them, the whole stack of services.
 
 Each starts on free loopback ports with a throw-away data directory and is stopped by its
 process id at the end. A server that cannot start fails the tests that need it; nothing is
@@ -18,6 +19,7 @@ from contracts.topics import all_topics
 from infra.kafka_broker import KafkaBroker, apply_topic_catalog, ensure_kafka_jars, wait_for_kafka
 from infra.processes import ProcessRecord, free_port, spawn, stop_process
 from infra.settings import Settings
+from infra.stack import Stack
 from infra.temporal_server import TemporalDevServer, find_temporal_cli, wait_for_temporal
 
 logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
@@ -115,3 +117,37 @@ async def temporal_client(temporal_server: TemporalDevServer) -> AsyncIterator[C
         namespace=temporal_server.namespace,
         data_converter=pydantic_data_converter,
     )
+
+
+# The carrier of the stack waits longer than the short dispatch deadline of the deadline
+# paths, and long enough for the customer-cancel paths to cancel before it dispatches.
+CARRIER_DELAY = 4.0
+
+
+@pytest.fixture(scope="session")
+def stack(
+    kafka_broker: KafkaBroker,
+    temporal_server: TemporalDevServer,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Settings]:
+    """The three services, the orchestrator and the API, on the session's Kafka and Temporal."""
+    settings = Settings(
+        run_dir=tmp_path_factory.mktemp("stack"),
+        kafka_embedded=False,
+        kafka_bootstrap_servers=kafka_broker.bootstrap_servers,
+        temporal_embedded=False,
+        temporal_address=temporal_server.address,
+        api_port=free_port(),
+        payment_port=free_port(),
+        inventory_port=free_port(),
+        shipping_port=free_port(),
+        orchestrator_port=free_port(),
+        carrier_dispatch_delay_seconds=CARRIER_DELAY,
+        startup_timeout_seconds=90,
+    )
+    stack = Stack(settings, say=lambda _: None)
+    try:
+        stack.up()
+        yield settings
+    finally:
+        stack.down()

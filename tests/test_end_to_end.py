@@ -8,10 +8,8 @@ import asyncio
 import os
 import signal
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 
-import pytest
 from aiokafka import TopicPartition
 from temporalio.client import Client, WorkflowHandle
 
@@ -32,19 +30,13 @@ from contracts.events.common import OrderLine
 from contracts.task_queues import ORCHESTRATOR
 from contracts.topics import TOPICS
 from eventbus import new_consumer, open_database
-from infra.kafka_broker import KafkaBroker
-from infra.processes import ProcessTable, free_port
+from infra.processes import ProcessTable
 from infra.settings import Settings
 from infra.stack import Stack
-from infra.temporal_server import TemporalDevServer
 from orchestrator.choreography import AuditLog, Notifications
 from workers.inventory.stock import StockBook
 from workers.payment.ledger import PaymentLedger
 from workers.shipping.shipments import ShipmentBook
-
-# The carrier waits longer than the short dispatch deadline of the deadline path, and long
-# enough for the customer-cancel path to cancel before it dispatches.
-_CARRIER_DELAY = 4.0
 
 PLACED, COMPLETED, CANCELLED = "order.placed.v1", "order.completed.v1", "order.cancelled.v1"
 CHARGED, DECLINED, REFUNDED = "payment.completed.v1", "payment.failed.v1", "payment.refunded.v1"
@@ -59,35 +51,6 @@ SCHEDULED, NOT_SHIPPABLE, SHIP_CANCELLED, DISPATCHED = (
     "shipping.cancelled.v1",
     "shipping.dispatched.v1",
 )
-
-
-@pytest.fixture(scope="module")
-def stack(
-    kafka_broker: KafkaBroker,
-    temporal_server: TemporalDevServer,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[Settings]:
-    """The three services, the orchestrator and the API, on the session's Kafka and Temporal."""
-    settings = Settings(
-        run_dir=tmp_path_factory.mktemp("stack"),
-        kafka_embedded=False,
-        kafka_bootstrap_servers=kafka_broker.bootstrap_servers,
-        temporal_embedded=False,
-        temporal_address=temporal_server.address,
-        api_port=free_port(),
-        payment_port=free_port(),
-        inventory_port=free_port(),
-        shipping_port=free_port(),
-        orchestrator_port=free_port(),
-        carrier_dispatch_delay_seconds=_CARRIER_DELAY,
-        startup_timeout_seconds=90,
-    )
-    stack = Stack(settings, say=lambda _: None)
-    try:
-        stack.up()
-        yield settings
-    finally:
-        stack.down()
 
 
 def _order(token: str = "tok_visa", country: str = "DE", quantity: int = 2) -> Order:

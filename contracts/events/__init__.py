@@ -18,6 +18,8 @@ from contracts.events.order import (
     OrderPlacedData,
     OrderPlacedV2,
     OrderPlacedV2Data,
+    OrderRepaired,
+    OrderRepairedData,
 )
 from contracts.events.payment import (
     PaymentCompleted,
@@ -55,6 +57,8 @@ __all__ = [
     "OrderPlacedData",
     "OrderPlacedV2",
     "OrderPlacedV2Data",
+    "OrderRepaired",
+    "OrderRepairedData",
     "PaymentCompleted",
     "PaymentCompletedData",
     "PaymentFailed",

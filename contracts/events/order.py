@@ -1,4 +1,4 @@
-"""Events of the order service: the saga's start and its two endings."""
+"""Events of the order service: the saga's start, its two endings, and operators' repairs."""
 
 from typing import ClassVar
 
@@ -16,6 +16,8 @@ __all__ = [
     "OrderPlacedData",
     "OrderPlacedV2",
     "OrderPlacedV2Data",
+    "OrderRepaired",
+    "OrderRepairedData",
 ]
 
 
@@ -75,4 +77,22 @@ class OrderCancelled(Event[OrderCancelledData]):
     """``order.cancelled.v1``: the saga ended without fulfilling the order."""
 
     EVENT_TYPE: ClassVar[str] = "order.cancelled.v1"
+    EVENT_VERSION: ClassVar[str] = "1.0.0"
+
+
+class OrderRepairedData(EventData):
+    """An operator acted on the order's saga: what, on which step, who, and why."""
+
+    action: str = Field(pattern=r"^(retry_now|resolve_manually)$")
+    step: str = Field(min_length=1)
+    operator: str = Field(min_length=1)
+    reason: str = Field(min_length=1)
+    detail: str
+    """What the saga answered."""
+
+
+class OrderRepaired(Event[OrderRepairedData]):
+    """``order.repaired.v1``: an operator retried or settled a stuck step of the saga."""
+
+    EVENT_TYPE: ClassVar[str] = "order.repaired.v1"
     EVENT_VERSION: ClassVar[str] = "1.0.0"

@@ -6,8 +6,9 @@ from fastapi import Depends, Request
 from temporalio.client import Client
 
 from infra.settings import Settings
+from orchestrator.api.service import SagaService
 
-__all__ = ["SettingsDep", "TemporalClientDep"]
+__all__ = ["SagaServiceDep", "SettingsDep", "TemporalClientDep"]
 
 
 def _temporal_client(request: Request) -> Client:
@@ -20,5 +21,11 @@ def _settings(request: Request) -> Settings:
     return settings
 
 
+def _sagas(request: Request) -> SagaService:
+    service: SagaService = request.app.state.sagas
+    return service
+
+
 TemporalClientDep = Annotated[Client, Depends(_temporal_client)]
 SettingsDep = Annotated[Settings, Depends(_settings)]
+SagaServiceDep = Annotated[SagaService, Depends(_sagas)]

@@ -145,6 +145,8 @@ class WaitStep:
     timeout_reason: str
     accept: Callable[[SagaContext[Any], Any], str | None] | None = None
     pivot: bool = False
+    owner: str | None = None
+    """Who delivers the value (a service's task queue), as operators are shown it."""
 
 
 @dataclass(frozen=True)
@@ -174,3 +176,20 @@ class SagaDefinition:
             if step.name == name:
                 return step
         raise KeyError(name)
+
+    @property
+    def step_names(self) -> list[str]:
+        """The names of the steps, in order."""
+        return [step.name for step in self.steps]
+
+    def owner(self, name: str, *, compensating: bool = False) -> str | None:
+        """Who runs step ``name`` (its task queue), or its compensation when ``compensating``.
+
+        Raises:
+            KeyError: there is no such step.
+        """
+        step = self.step(name)
+        if isinstance(step, WaitStep):
+            return step.owner
+        call = step.compensation if compensating else step.action
+        return call.task_queue if call is not None else None

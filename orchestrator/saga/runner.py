@@ -448,11 +448,11 @@ class SagaRunner(Generic[InputT]):
         if not self._records[step].stuck:
             raise ValueError(f"step {step!r} is not stuck")
 
-    def retry_now(self, step: str, operator: str) -> str:
+    def retry_now(self, step: str, operator: str, reason: str = "") -> str:
         """End the backoff wait of the stuck ``step`` so it is tried again at once."""
         self.check_stuck(step)
         self._wake_ups += 1
-        detail = f"{step}: retry now, asked by {operator}"
+        detail = f"{step}: retry now, asked by {operator}" + (f": {reason}" if reason else "")
         self._note("retry-now", detail)
         return detail
 

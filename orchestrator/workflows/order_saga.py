@@ -240,6 +240,7 @@ ORDER_SAGA = SagaDefinition(
             timeout_reason="the carrier did not dispatch the shipment before the deadline",
             accept=_dispatch_mismatch,
             pivot=True,
+            owner=task_queues.SHIPPING,
         ),
         Step(
             name=Steps.COMPLETE_ORDER,
@@ -341,7 +342,7 @@ class OrderSaga:
     @workflow.update(name=RETRY_NOW_UPDATE)
     def retry_now(self, request: RetryNowRequest) -> OperatorActionResult:
         """Try a stuck step or compensation again now instead of after its backoff."""
-        detail = self._runner.retry_now(request.step, request.operator)
+        detail = self._runner.retry_now(request.step, request.operator, request.reason)
         return OperatorActionResult(step=request.step, detail=detail)
 
     @retry_now.validator

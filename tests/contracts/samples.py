@@ -18,6 +18,8 @@ from contracts import (
     OrderPlacedData,
     OrderPlacedV2,
     OrderPlacedV2Data,
+    OrderRepaired,
+    OrderRepairedData,
     PaymentCompleted,
     PaymentCompletedData,
     PaymentFailed,
@@ -78,6 +80,18 @@ def sample_events() -> dict[str, AnyEvent]:
             ),
             correlation_id=ORDER_ID,
             source="orchestrator",
+        ),
+        OrderRepaired(
+            data=OrderRepairedData(
+                order_id=ORDER_ID,
+                action="resolve_manually",
+                step="refund_payment",
+                operator="ops@example.com",
+                reason="refunded by hand in the processor's console",
+                detail="refund_payment: resolved manually",
+            ),
+            correlation_id=ORDER_ID,
+            source="orchestrator-api",
         ),
         PaymentCompleted(
             data=PaymentCompletedData(order_id=ORDER_ID, payment_id="pay-1", amount=TOTAL),

@@ -1,0 +1,32 @@
+"""``POST /orders``: place an order, which starts its saga."""
+
+from fastapi import APIRouter, Response, status
+
+from orchestrator.api.deps import SagaServiceDep
+from orchestrator.api.models import OrderAccepted, OrderRequest, ProblemDetail
+
+router = APIRouter(tags=["orders"])
+
+
+@router.post(
+    "/orders",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=OrderAccepted,
+    responses={
+        200: {"model": OrderAccepted, "description": "The same order was placed before."},
+        409: {"model": ProblemDetail, "description": "The order id is taken by another order."},
+        503: {"model": ProblemDetail, "description": "Temporal does not answer."},
+    },
+)
+async def place_order(
+    request: OrderRequest, sagas: SagaServiceDep, response: Response
+) -> OrderAccepted:
+    """Start the order's saga (202), or answer with the saga already started for it (200).
+
+    The same ``order_id`` with the same body starts nothing; with a different body it is a
+    conflict (409). Bad input is refused (422) before anything starts.
+    """
+    accepted = await sagas.start(request)
+    if not accepted.created:
+        response.status_code = status.HTTP_200_OK
+    return accepted

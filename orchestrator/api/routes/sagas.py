@@ -1,0 +1,189 @@
+"""``/sagas``: each saga's status beside its events; the stuck ones, and their repair."""
+
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Path, Query
+from fastapi.exceptions import RequestValidationError
+from sse_starlette import EventSourceResponse, ServerSentEvent
+
+from contracts.activities import SagaPhase, SagaStatus
+from orchestrator.api.deps import SagaServiceDep
+from orchestrator.api.models import (
+    BulkRepairReport,
+    BulkRepairRequest,
+    CancelRequest,
+    ProblemDetail,
+    RepairRequest,
+    RepairResult,
+    SagaPage,
+    SagaView,
+    StuckSaga,
+)
+from orchestrator.api.service import SagaFilter, SagaService
+
+router = APIRouter(prefix="/sagas", tags=["sagas"])
+
+OrderId = Annotated[
+    str,
+    Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._@:-]*$"),
+]
+_Responses = dict[int | str, dict[str, Any]]
+_NOT_FOUND: _Responses = {
+    404: {"model": ProblemDetail, "description": "No saga for this order id."}
+}
+_UNAVAILABLE: _Responses = {
+    503: {"model": ProblemDetail, "description": "Temporal or the orchestrator does not answer."}
+}
+_REFUSED: _Responses = {
+    409: {"model": ProblemDetail, "description": "The saga refused the action."}
+}
+
+
+def _known_step(sagas: SagaService, step: str | None, where: tuple[str, str]) -> None:
+    if step is not None and step not in sagas.definition.step_names:
+        raise RequestValidationError(
+            [
+                {
+                    "type": "enum",
+                    "loc": where,
+                    "msg": f"Input should be one of {', '.join(sagas.definition.step_names)}",
+                    "input": step,
+                }
+            ]
+        )
+
+
+@router.get("", response_model=SagaPage, responses=_UNAVAILABLE)
+async def list_sagas(
+    sagas: SagaServiceDep,
+    status: Annotated[SagaPhase | None, Query(description="RUNNING, COMPENSATING...")] = None,
+    step: Annotated[str | None, Query(max_length=64, description="The current step.")] = None,
+    customer_id: Annotated[
+        str | None, Query(max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._@:-]*$")
+    ] = None,
+    older_than_seconds: Annotated[int | None, Query(ge=0, le=10**8)] = None,
+    newer_than_seconds: Annotated[int | None, Query(ge=0, le=10**8)] = None,
+    page_size: Annotated[int, Query(ge=1, le=500)] = 50,
+    page_token: Annotated[str | None, Query(max_length=4096)] = None,
+) -> SagaPage:
+    """Sagas by status, current step, customer and age (seconds since start), newest first."""
+    _known_step(sagas, step, ("query", "step"))
+    filters = SagaFilter(
+        status=status,
+        step=step,
+        customer_id=customer_id,
+        older_than_seconds=older_than_seconds,
+        newer_than_seconds=newer_than_seconds,
+    )
+    try:
+        return await sagas.list_sagas(filters, page_size=page_size, page_token=page_token)
+    except ValueError as exc:
+        raise RequestValidationError(
+            [
+                {
+                    "type": "value_error",
+                    "loc": ("query", "page_token"),
+                    "msg": str(exc),
+                    "input": page_token,
+                }
+            ]
+        ) from None
+
+
+@router.get("/stuck", response_model=list[StuckSaga], responses=_UNAVAILABLE)
+async def stuck_sagas(
+    sagas: SagaServiceDep,
+    older_than_seconds: Annotated[int, Query(ge=0, le=10**8)] = 300,
+    step: Annotated[str | None, Query(max_length=64)] = None,
+) -> list[StuckSaga]:
+    """Running sagas whose current step (or compensation) has not moved for N seconds.
+
+    Each names the step, the service that owns it, the pending activity's attempts and last
+    failure, and how long it has been there. ``flagged_stuck`` says whether the saga's own
+    retries ran out, which is when ``POST /sagas/{order_id}/repair`` can move it.
+    """
+    _known_step(sagas, step, ("query", "step"))
+    return await sagas.stuck(older_than_seconds, step=step)
+
+
+@router.post(
+    "/stuck/repair",
+    response_model=BulkRepairReport,
+    responses={**_UNAVAILABLE},
+)
+async def bulk_repair(request: BulkRepairRequest, sagas: SagaServiceDep) -> BulkRepairReport:
+    """Repair every saga stuck on a step. ``dry_run`` (the default) shows what would be done;
+    a real run acts at ``rate_per_second`` so that a recovering service is not flooded."""
+    _known_step(sagas, request.step, ("body", "step"))
+    return await sagas.bulk_repair(request)
+
+
+@router.get("/{order_id}", response_model=SagaView, responses={**_NOT_FOUND, **_UNAVAILABLE})
+async def get_saga(order_id: OrderId, sagas: SagaServiceDep) -> SagaView:
+    """The saga's status (steps, attempts, errors, failure reason) beside the order's events."""
+    return await sagas.view(order_id)
+
+
+@router.get(
+    "/{order_id}/events",
+    response_class=EventSourceResponse,
+    responses={
+        200: {
+            "content": {"text/event-stream": {}},
+            "description": "One SSE message per event (its type, its position as id, the "
+            "event as JSON data), then an `end` message once the saga has ended.",
+        },
+        **_NOT_FOUND,
+        **_UNAVAILABLE,
+    },
+)
+async def follow_saga(
+    order_id: OrderId,
+    sagas: SagaServiceDep,
+    last_event_id: Annotated[int | None, Header(ge=0, le=2**62)] = None,
+) -> EventSourceResponse:
+    """The order's events as a live Server-Sent Events stream that ends when the saga ends.
+
+    Send ``Last-Event-ID`` to resume after the event with that id.
+    """
+    await sagas.describe(order_id)  # a missing saga answers 404, not an empty stream
+
+    async def messages() -> AsyncIterator[ServerSentEvent]:
+        async for event in sagas.follow(order_id, after=last_event_id or 0):
+            yield ServerSentEvent(
+                data=event.model_dump_json(), event=event.event_type, id=str(event.position)
+            )
+        view = await sagas.view(order_id)
+        yield ServerSentEvent(data=json.dumps({"status": view.saga.status.value}), event="end")
+
+    return EventSourceResponse(messages())
+
+
+@router.post(
+    "/{order_id}/cancel",
+    status_code=202,
+    response_model=SagaStatus,
+    responses={**_NOT_FOUND, **_REFUSED, **_UNAVAILABLE},
+)
+async def cancel_saga(
+    order_id: OrderId, request: CancelRequest, sagas: SagaServiceDep
+) -> SagaStatus:
+    """Ask the saga to cancel the order: it undoes what was done, unless already dispatched
+    (then the request is refused and recorded in the saga's notes)."""
+    return await sagas.cancel(order_id, request)
+
+
+@router.post(
+    "/{order_id}/repair",
+    response_model=RepairResult,
+    responses={**_NOT_FOUND, **_REFUSED, **_UNAVAILABLE},
+)
+async def repair_saga(
+    order_id: OrderId, request: RepairRequest, sagas: SagaServiceDep
+) -> RepairResult:
+    """Move a stuck step or compensation on: ``retry_now``, or ``resolve_manually`` (a person
+    settled it by hand). Recorded in the saga's status and published as ``order.repaired``."""
+    _known_step(sagas, request.step, ("body", "step"))
+    return await sagas.repair(order_id, request)

@@ -1,0 +1,601 @@
+"""Sagas as clients and operators see them: start, look, list, find the stuck, repair.
+
+Temporal knows where each saga is (the ``status`` query, the visibility store's search
+attributes, the pending activities); the read model knows what each service said (the
+timeline). This module puts the two side by side for the routes.
+"""
+
+import asyncio
+import base64
+import binascii
+import sqlite3
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from temporalio.api.enums.v1 import PendingActivityState
+from temporalio.api.workflow.v1 import PendingActivityInfo
+from temporalio.client import (
+    Client,
+    WorkflowExecution,
+    WorkflowExecutionDescription,
+    WorkflowExecutionStatus,
+    WorkflowHandle,
+    WorkflowQueryFailedError,
+    WorkflowUpdateFailedError,
+)
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from contracts.activities import (
+    CANCEL_ORDER_SIGNAL,
+    ORDER_SAGA_WORKFLOW,
+    RESOLVE_MANUALLY_UPDATE,
+    RETRY_NOW_UPDATE,
+    STATUS_QUERY,
+    CancelOrderRequest,
+    OperatorActionResult,
+    OrderSagaInput,
+    ResolveManuallyRequest,
+    RetryNowRequest,
+    SagaPhase,
+    SagaStatus,
+    saga_workflow_id,
+)
+from contracts.events import OrderRepaired, OrderRepairedData
+from contracts.task_queues import ORCHESTRATOR
+from eventbus import Outbox, transaction
+from infra.settings import Settings
+from orchestrator.api.models import (
+    BulkRepairItem,
+    BulkRepairReport,
+    BulkRepairRequest,
+    CancelRequest,
+    EventView,
+    OrderAccepted,
+    OrderRequest,
+    RepairRequest,
+    RepairResult,
+    SagaLinks,
+    SagaPage,
+    SagaSummary,
+    SagaView,
+    StuckSaga,
+)
+from orchestrator.saga import SAGA_STATUS_KEY, SAGA_STEP_KEY, SagaDefinition
+from orchestrator.timeline import Timeline
+from orchestrator.workflows.order_saga import CUSTOMER_ID_KEY, ORDER_ID_KEY, ORDER_SAGA
+
+__all__ = [
+    "ActionRefused",
+    "OrderConflict",
+    "SagaFilter",
+    "SagaNotFound",
+    "SagaService",
+    "SagaUnavailable",
+]
+
+REQUEST_DIGEST_MEMO = "request_digest"
+"""Memo of each saga started by the API: the fingerprint of the order request."""
+
+_END_EVENTS = frozenset({"order.completed.v1", "order.cancelled.v1"})
+_SOURCE = "orchestrator-api"
+_RPC_TIMEOUT = timedelta(seconds=5)
+_LOOKUPS_AT_ONCE = 16
+
+
+class SagaNotFound(LookupError):
+    """No saga for this order id."""
+
+
+class OrderConflict(Exception):
+    """The order id is taken by a saga started for a different order."""
+
+
+class ActionRefused(Exception):
+    """The saga refused the action (the step is not stuck, the saga has ended...)."""
+
+
+class SagaUnavailable(Exception):
+    """The saga did not answer its status query: no orchestrator worker is polling."""
+
+
+@dataclass(frozen=True)
+class SagaFilter:
+    """Filters of ``GET /sagas``; every value has been validated by the route."""
+
+    status: SagaPhase | None = None
+    step: str | None = None
+    customer_id: str | None = None
+    older_than_seconds: int | None = None
+    newer_than_seconds: int | None = None
+    running_only: bool = False
+
+    def query(self, now: datetime) -> str:
+        """The visibility query that selects these sagas."""
+        clauses = [f"WorkflowType = '{ORDER_SAGA_WORKFLOW}'"]
+        if self.status is not None:
+            clauses.append(f"{SAGA_STATUS_KEY.name} = '{self.status.value}'")
+        if self.step is not None:
+            clauses.append(f"{SAGA_STEP_KEY.name} = '{self.step}'")
+        if self.customer_id is not None:
+            clauses.append(f"{CUSTOMER_ID_KEY.name} = '{self.customer_id}'")
+        if self.older_than_seconds is not None:
+            before = now - timedelta(seconds=self.older_than_seconds)
+            clauses.append(f"StartTime < '{before.isoformat()}'")
+        if self.newer_than_seconds is not None:
+            after = now - timedelta(seconds=self.newer_than_seconds)
+            clauses.append(f"StartTime > '{after.isoformat()}'")
+        if self.running_only:
+            clauses.append("ExecutionStatus = 'Running'")
+        return " AND ".join(clauses)
+
+
+class SagaService:
+    """The orchestrator's sagas, for the API's routes."""
+
+    def __init__(
+        self,
+        client: Client,
+        settings: Settings,
+        timeline: Timeline,
+        outbox_db: sqlite3.Connection,
+        outbox: Outbox,
+        *,
+        definition: SagaDefinition = ORDER_SAGA,
+        base_url: str = "",
+    ) -> None:
+        self._client = client
+        self._settings = settings
+        self._timeline = timeline
+        self._outbox_db = outbox_db
+        self._outbox = outbox
+        self.definition = definition
+        self._base_url = base_url
+
+    # --- Starting ----------------------------------------------------------------------
+
+    async def start(self, request: OrderRequest) -> OrderAccepted:
+        """Start the order's saga, or find the one already started for the same order.
+
+        Raises:
+            OrderConflict: the order id belongs to a saga of a different order.
+        """
+        order_id = request.order_id or f"ord-{uuid.uuid4().hex[:16]}"
+        workflow_id = saga_workflow_id(order_id)
+        digest = request.digest()
+        try:
+            await self._client.start_workflow(
+                ORDER_SAGA_WORKFLOW,
+                OrderSagaInput(
+                    order=request.to_order(order_id),
+                    dispatch_deadline_seconds=(
+                        request.dispatch_deadline_seconds
+                        or self._settings.dispatch_deadline_seconds
+                    ),
+                ),
+                id=workflow_id,
+                task_queue=ORCHESTRATOR,
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+                memo={REQUEST_DIGEST_MEMO: digest},
+                rpc_timeout=_RPC_TIMEOUT,
+            )
+        except WorkflowAlreadyStartedError:
+            existing = await self._handle(order_id).describe(rpc_timeout=_RPC_TIMEOUT)
+            memo = await existing.memo()
+            if memo.get(REQUEST_DIGEST_MEMO) != digest:
+                raise OrderConflict(
+                    f"order {order_id!r} was already placed with a different body; "
+                    "use a new order_id for a new order"
+                ) from None
+            return OrderAccepted(
+                order_id=order_id,
+                workflow_id=workflow_id,
+                created=False,
+                links=self.links(order_id),
+            )
+        return OrderAccepted(
+            order_id=order_id, workflow_id=workflow_id, created=True, links=self.links(order_id)
+        )
+
+    # --- Looking -----------------------------------------------------------------------
+
+    async def view(self, order_id: str) -> SagaView:
+        """The saga's status beside the order's events.
+
+        Raises:
+            SagaNotFound: no saga for ``order_id``.
+        """
+        handle = self._handle(order_id)
+        description = await self._describe(handle, order_id)
+        status = await self._status(handle)
+        return SagaView(
+            order_id=order_id,
+            workflow_id=handle.id,
+            execution_status=_execution_status(description.status),
+            saga=status,
+            events=self.events(order_id),
+            links=self.links(order_id),
+        )
+
+    def events(self, order_id: str, *, after: int = 0) -> list[EventView]:
+        """The order's events after position ``after``, in the order they happened."""
+        return [
+            EventView(
+                position=position,
+                event_id=entry.event_id,
+                event_type=entry.event_type,
+                source=entry.source,
+                timestamp=entry.timestamp,
+                causation_id=entry.causation_id,
+                data=entry.data,
+            )
+            for position, entry in self._timeline.events_for(order_id, after_seq=after)
+        ]
+
+    async def follow(
+        self, order_id: str, *, after: int = 0, poll_seconds: float = 0.2
+    ) -> AsyncIterator[EventView]:
+        """The order's events as they arrive, until the saga has ended and said so.
+
+        Raises:
+            SagaNotFound: no saga for ``order_id`` (before anything is yielded).
+        """
+        handle = self._handle(order_id)
+        loop = asyncio.get_running_loop()
+        ended_at: float | None = None
+        last_type: str | None = None
+        next_check = 0.0
+        while True:
+            for event in self.events(order_id, after=after):
+                after = event.position
+                last_type = event.event_type
+                yield event
+            now = loop.time()
+            if ended_at is None and now >= next_check:
+                next_check = now + 1.0
+                description = await self._describe(handle, order_id)
+                if description.status != WorkflowExecutionStatus.RUNNING:
+                    ended_at = now
+            # The saga's last event reaches the read model shortly after the saga ends.
+            if ended_at is not None and (last_type in _END_EVENTS or now - ended_at > 10):
+                return
+            await asyncio.sleep(poll_seconds)
+
+    async def list_sagas(
+        self, filters: SagaFilter, *, page_size: int, page_token: str | None
+    ) -> SagaPage:
+        """One page of the sagas that match ``filters``, newest first.
+
+        Raises:
+            ValueError: ``page_token`` is not one this API gave out.
+        """
+        token = _decode_token(page_token) if page_token else None
+        executions = self._client.list_workflows(
+            filters.query(datetime.now(UTC)),
+            page_size=page_size,
+            next_page_token=token,
+            rpc_timeout=_RPC_TIMEOUT,
+        )
+        await executions.fetch_next_page(page_size=page_size)
+        next_token = executions.next_page_token
+        return SagaPage(
+            sagas=[self._summary(execution) for execution in executions.current_page or []],
+            next_page_token=base64.urlsafe_b64encode(next_token).decode() if next_token else None,
+        )
+
+    async def stuck(
+        self, older_than_seconds: int, *, step: str | None = None, limit: int = 1000
+    ) -> list[StuckSaga]:
+        """Every running saga whose current step has not moved for ``older_than_seconds``."""
+        now = datetime.now(UTC)
+        found: list[WorkflowExecution] = []
+        async for execution in self._client.list_workflows(
+            SagaFilter(running_only=True, step=step).query(now), limit=limit
+        ):
+            found.append(execution)
+        gate = asyncio.Semaphore(_LOOKUPS_AT_ONCE)
+
+        async def look(execution: WorkflowExecution) -> StuckSaga | None:
+            async with gate:
+                return await self._stuck_one(execution, now, older_than_seconds)
+
+        results = await asyncio.gather(*(look(execution) for execution in found))
+        stuck = [saga for saga in results if saga is not None]
+        return sorted(stuck, key=lambda saga: saga.since)
+
+    async def _stuck_one(
+        self, execution: WorkflowExecution, now: datetime, older_than_seconds: int
+    ) -> StuckSaga | None:
+        order_id = _order_id(execution)
+        handle = self._client.get_workflow_handle(execution.id)
+        try:
+            status = await self._status(handle)
+            description = await handle.describe(rpc_timeout=_RPC_TIMEOUT)
+        except SagaNotFound:
+            return None  # gone between the list and the look
+        except SagaUnavailable as exc:
+            return self._unanswered(execution, now, older_than_seconds, str(exc))
+        if status.current_step is None or status.status not in (
+            SagaPhase.RUNNING,
+            SagaPhase.COMPENSATING,
+        ):
+            return None
+        state = next(s for s in status.steps if s.name == status.current_step)
+        since = state.updated_at or execution.start_time
+        if since is None or (now - since).total_seconds() < older_than_seconds:
+            return None
+        compensating = status.status is SagaPhase.COMPENSATING
+        pending = _first_pending(description.raw_description.pending_activities)
+        return StuckSaga(
+            order_id=order_id,
+            workflow_id=execution.id,
+            saga_status=status.status.value,
+            step=status.current_step,
+            compensating=compensating,
+            owner=self.definition.owner(status.current_step, compensating=compensating),
+            since=since,
+            stuck_for_seconds=round((now - since).total_seconds(), 1),
+            flagged_stuck=state.stuck,
+            attempts=pending.attempt if pending else 0,
+            last_failure=(
+                pending.last_failure.message
+                if pending is not None and pending.HasField("last_failure")
+                else (state.compensation_last_error if compensating else state.last_error)
+            ),
+            links=self.links(order_id),
+        )
+
+    def _unanswered(
+        self, execution: WorkflowExecution, now: datetime, older_than_seconds: int, error: str
+    ) -> StuckSaga | None:
+        """A saga that cannot say where it is: shown from its search attributes."""
+        since = execution.start_time
+        if since is None or (now - since).total_seconds() < older_than_seconds:
+            return None
+        attributes = execution.typed_search_attributes
+        step = attributes.get(SAGA_STEP_KEY) or "unknown"
+        saga_status = attributes.get(SAGA_STATUS_KEY) or "UNKNOWN"
+        order_id = _order_id(execution)
+        return StuckSaga(
+            order_id=order_id,
+            workflow_id=execution.id,
+            saga_status=saga_status,
+            step=step,
+            compensating=saga_status == SagaPhase.COMPENSATING.value,
+            owner=ORCHESTRATOR,
+            since=since,
+            stuck_for_seconds=round((now - since).total_seconds(), 1),
+            flagged_stuck=False,
+            attempts=0,
+            last_failure=error,
+            links=self.links(order_id),
+        )
+
+    # --- Acting ------------------------------------------------------------------------
+
+    async def cancel(self, order_id: str, request: CancelRequest) -> SagaStatus:
+        """Ask the saga to cancel the order (refused by the saga after dispatch).
+
+        Raises:
+            SagaNotFound: no saga for ``order_id``.
+            ActionRefused: the saga has ended.
+        """
+        handle = self._handle(order_id)
+        description = await self._describe(handle, order_id)
+        if description.status != WorkflowExecutionStatus.RUNNING:
+            raise ActionRefused(f"the saga of order {order_id!r} has ended: nothing to cancel")
+        await handle.signal(
+            CANCEL_ORDER_SIGNAL,
+            CancelOrderRequest(reason=request.reason, requested_by=request.requested_by),
+            rpc_timeout=_RPC_TIMEOUT,
+        )
+        return await self._status(handle)
+
+    async def repair(self, order_id: str, request: RepairRequest) -> RepairResult:
+        """Retry a stuck step now, or record it as settled by hand; publish what was done.
+
+        Raises:
+            SagaNotFound: no saga for ``order_id``.
+            ActionRefused: the saga refused (the step is unknown or not stuck, or it ended).
+        """
+        handle = self._handle(order_id)
+        description = await self._describe(handle, order_id)
+        if description.status != WorkflowExecutionStatus.RUNNING:
+            raise ActionRefused(f"the saga of order {order_id!r} has ended: nothing to repair")
+        try:
+            if request.action == "retry_now":
+                result: OperatorActionResult = await handle.execute_update(
+                    RETRY_NOW_UPDATE,
+                    RetryNowRequest(
+                        step=request.step, operator=request.operator, reason=request.reason
+                    ),
+                    result_type=OperatorActionResult,
+                    rpc_timeout=_RPC_TIMEOUT,
+                )
+            else:
+                result = await handle.execute_update(
+                    RESOLVE_MANUALLY_UPDATE,
+                    ResolveManuallyRequest(
+                        step=request.step, operator=request.operator, reason=request.reason
+                    ),
+                    result_type=OperatorActionResult,
+                    rpc_timeout=_RPC_TIMEOUT,
+                )
+        except WorkflowUpdateFailedError as exc:
+            cause = exc.cause
+            raise ActionRefused(str(getattr(cause, "message", None) or cause)) from None
+        with transaction(self._outbox_db):
+            self._outbox.add(
+                OrderRepaired(
+                    data=OrderRepairedData(
+                        order_id=order_id,
+                        action=request.action,
+                        step=request.step,
+                        operator=request.operator,
+                        reason=request.reason,
+                        detail=result.detail,
+                    ),
+                    correlation_id=order_id,
+                    source=_SOURCE,
+                )
+            )
+        return RepairResult(
+            order_id=order_id, action=request.action, step=result.step, detail=result.detail
+        )
+
+    async def bulk_repair(self, request: BulkRepairRequest) -> BulkRepairReport:
+        """Repair every saga stuck on ``request.step``: a dry run, or at a bounded rate."""
+        stuck = [
+            saga
+            for saga in await self.stuck(request.older_than_seconds, step=request.step)
+            if saga.step == request.step
+        ][: request.limit]
+        items: list[BulkRepairItem] = []
+        interval = 1.0 / request.rate_per_second
+        for index, saga in enumerate(stuck):
+            if request.dry_run:
+                outcome = "would-repair" if saga.flagged_stuck else "refused"
+                detail = (
+                    f"{request.action} {saga.step} ({saga.owner}, stuck "
+                    f"{saga.stuck_for_seconds:.0f} s)"
+                    if saga.flagged_stuck
+                    else "not flagged stuck by the saga yet: its retries are still running"
+                )
+                items.append(
+                    BulkRepairItem(
+                        order_id=saga.order_id, step=saga.step, outcome=outcome, detail=detail
+                    )
+                )
+                continue
+            if index:
+                await asyncio.sleep(interval)
+            try:
+                result = await self.repair(
+                    saga.order_id,
+                    RepairRequest(
+                        action=request.action,
+                        step=request.step,
+                        operator=request.operator,
+                        reason=request.reason,
+                    ),
+                )
+            except (ActionRefused, SagaNotFound) as exc:
+                items.append(
+                    BulkRepairItem(
+                        order_id=saga.order_id, step=saga.step, outcome="refused", detail=str(exc)
+                    )
+                )
+            else:
+                items.append(
+                    BulkRepairItem(
+                        order_id=saga.order_id,
+                        step=saga.step,
+                        outcome="repaired",
+                        detail=result.detail,
+                    )
+                )
+        return BulkRepairReport(
+            dry_run=request.dry_run,
+            action=request.action,
+            step=request.step,
+            matched=len(stuck),
+            items=items,
+        )
+
+    # --- Helpers -----------------------------------------------------------------------
+
+    def links(self, order_id: str) -> SagaLinks:
+        """Where to look at the saga of ``order_id``."""
+        namespace = self._settings.temporal_namespace
+        workflow_id = saga_workflow_id(order_id)
+        return SagaLinks(
+            saga=f"{self._base_url}/sagas/{order_id}",
+            events=f"{self._base_url}/sagas/{order_id}/events",
+            web_ui=f"{self._settings.temporal_ui_url}/namespaces/{namespace}/workflows/{workflow_id}",
+        )
+
+    async def describe(self, order_id: str) -> WorkflowExecutionDescription:
+        """Temporal's description of the saga of ``order_id``.
+
+        Raises:
+            SagaNotFound: no saga for ``order_id``.
+        """
+        return await self._describe(self._handle(order_id), order_id)
+
+    def _handle(self, order_id: str) -> WorkflowHandle[object, object]:
+        return self._client.get_workflow_handle(saga_workflow_id(order_id))
+
+    async def _describe(
+        self, handle: WorkflowHandle[object, object], order_id: str
+    ) -> WorkflowExecutionDescription:
+        try:
+            return await handle.describe(rpc_timeout=_RPC_TIMEOUT)
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.NOT_FOUND:
+                raise SagaNotFound(f"no saga for order {order_id!r}") from None
+            raise
+
+    async def _status(self, handle: WorkflowHandle[object, object]) -> SagaStatus:
+        try:
+            status: SagaStatus = await handle.query(
+                STATUS_QUERY, result_type=SagaStatus, rpc_timeout=_RPC_TIMEOUT
+            )
+        except WorkflowQueryFailedError as exc:
+            raise SagaUnavailable(
+                f"the saga {handle.id!r} failed its status query: {exc}"
+            ) from None
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.NOT_FOUND:
+                raise SagaNotFound(f"no saga {handle.id!r}") from None
+            if exc.status in (RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.UNAVAILABLE):
+                raise SagaUnavailable(
+                    f"the saga {handle.id!r} did not answer its status query within "
+                    f"{_RPC_TIMEOUT.total_seconds():.0f} s: is the orchestrator worker running? "
+                    "(`saga ps`)"
+                ) from None
+            raise
+        return status
+
+    def _summary(self, execution: WorkflowExecution) -> SagaSummary:
+        attributes = execution.typed_search_attributes
+        order_id = _order_id(execution)
+        return SagaSummary(
+            order_id=order_id,
+            workflow_id=execution.id,
+            customer_id=attributes.get(CUSTOMER_ID_KEY),
+            saga_status=attributes.get(SAGA_STATUS_KEY),
+            saga_step=attributes.get(SAGA_STEP_KEY),
+            execution_status=_execution_status(execution.status),
+            started_at=execution.start_time,
+            closed_at=execution.close_time,
+            links=self.links(order_id),
+        )
+
+
+def _order_id(execution: WorkflowExecution) -> str:
+    order_id = execution.typed_search_attributes.get(ORDER_ID_KEY)
+    return order_id if order_id else execution.id.removeprefix("order-")
+
+
+def _execution_status(status: WorkflowExecutionStatus | None) -> str:
+    return status.name if status is not None else "UNKNOWN"
+
+
+def _first_pending(pending: Sequence[PendingActivityInfo]) -> PendingActivityInfo | None:
+    """The pending activity that matters most: a started one before a scheduled one."""
+    ranked = sorted(
+        pending,
+        key=lambda info: info.state != PendingActivityState.PENDING_ACTIVITY_STATE_STARTED,
+    )
+    return ranked[0] if ranked else None
+
+
+def _decode_token(token: str) -> bytes:
+    try:
+        return base64.urlsafe_b64decode(token.encode())
+    except (binascii.Error, ValueError):
+        raise ValueError("page_token is not one this API gave out") from None
