@@ -221,6 +221,8 @@ class RefundPaymentInput(_Model):
 
     order_id: str
     reason: str
+    payment_token: str | None = None
+    """The card charged, for the processor (absent in requests from before it was sent)."""
 
 
 class RefundPaymentResult(_Model):

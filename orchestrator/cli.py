@@ -325,6 +325,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     rebuild.set_defaults(handler=_projections_rebuild)
     rebuild.add_argument("--json", action="store_true", help="one JSON object, for scripts")
+    from orchestrator import ops_cli
+
+    ops_cli.register(commands, add)
     return parser
 
 

@@ -7,6 +7,7 @@ skipped.
 """
 
 import asyncio
+import json
 import logging
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -122,6 +123,8 @@ async def temporal_client(temporal_server: TemporalDevServer) -> AsyncIterator[C
 # The carrier of the stack waits longer than the short dispatch deadline of the deadline
 # paths, and long enough for the customer-cancel paths to cancel before it dispatches.
 CARRIER_DELAY = 4.0
+DEFAULT_SKUS = ("SKU-1001", "SKU-1002", "SKU-1003")
+E2E_SKUS = ("E2E-A", "E2E-B")
 
 
 @pytest.fixture(scope="session")
@@ -130,9 +133,17 @@ def stack(
     temporal_server: TemporalDevServer,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Settings]:
-    """The three services, the orchestrator and the API, on the session's Kafka and Temporal."""
+    """The three services, the orchestrator and the API, on the session's Kafka and Temporal.
+
+    Inventory holds the default SKUs and the ``E2E-*`` SKUs, which only the end-to-end test
+    orders, so that it can account for every unit.
+    """
+    run_dir = tmp_path_factory.mktemp("stack")
+    seed = run_dir / "seed.json"
+    seed.write_text(json.dumps({sku: 1000 for sku in (*DEFAULT_SKUS, *E2E_SKUS)}))
     settings = Settings(
-        run_dir=tmp_path_factory.mktemp("stack"),
+        run_dir=run_dir,
+        inventory_seed_file=seed,
         kafka_embedded=False,
         kafka_bootstrap_servers=kafka_broker.bootstrap_servers,
         temporal_embedded=False,

@@ -58,8 +58,8 @@ def _order(token: str = "tok_visa", country: str = "DE", quantity: int = 2) -> O
         order_id=f"e2e-{uuid.uuid4().hex[:12]}",
         customer_id="cust-e2e",
         items=[
-            OrderLine(sku="SKU-1001", quantity=quantity, unit_price_minor=1250),
-            OrderLine(sku="SKU-1002", quantity=1, unit_price_minor=900),
+            OrderLine(sku="E2E-A", quantity=quantity, unit_price_minor=1250),
+            OrderLine(sku="E2E-B", quantity=1, unit_price_minor=900),
         ],
         currency="EUR",
         payment_token=token,
@@ -210,8 +210,8 @@ async def test_every_saga_path_end_to_end(stack: Settings, temporal_client: Clie
             assert shipment is None or shipment.status in ("cancelled", "refused"), path.name
     # Every cancelled order gave its stock back: what is missing is exactly the completed ones.
     completed = [p for p in _PATHS if p.status == "COMPLETED"]
-    assert stock.on_hand("SKU-1001") == 1000 - sum(p.order.items[0].quantity for p in completed)
-    assert stock.on_hand("SKU-1002") == 1000 - len(completed)
+    assert stock.on_hand("E2E-A") == 1000 - sum(p.order.items[0].quantity for p in completed)
+    assert stock.on_hand("E2E-B") == 1000 - len(completed)
     # tok_flaky: two transient failures, and still exactly one charge and one payment.completed.
     flaky = next(p for p in _PATHS if p.name == "flaky card")
     assert ledger.attempts(flaky.order.order_id) == 3

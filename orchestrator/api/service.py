@@ -247,12 +247,12 @@ class SagaService:
         handle = self._handle(order_id)
         loop = asyncio.get_running_loop()
         ended_at: float | None = None
-        last_type: str | None = None
+        closing_seen = False
         next_check = 0.0
         while True:
             for event in self.events(order_id, after=after):
                 after = event.position
-                last_type = event.event_type
+                closing_seen = closing_seen or event.event_type in _END_EVENTS
                 yield event
             now = loop.time()
             if ended_at is None and now >= next_check:
@@ -261,7 +261,7 @@ class SagaService:
                 if description.status != WorkflowExecutionStatus.RUNNING:
                     ended_at = now
             # The saga's last event reaches the read model shortly after the saga ends.
-            if ended_at is not None and (last_type in _END_EVENTS or now - ended_at > 10):
+            if ended_at is not None and (closing_seen or now - ended_at > 10):
                 return
             await asyncio.sleep(poll_seconds)
 

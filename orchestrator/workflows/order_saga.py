@@ -173,7 +173,9 @@ ORDER_SAGA = SagaDefinition(
                 name=REFUND_PAYMENT,
                 task_queue=task_queues.PAYMENT,
                 input=lambda ctx: RefundPaymentInput(
-                    order_id=_order_id(ctx), reason=ctx.failure_reason
+                    order_id=_order_id(ctx),
+                    reason=ctx.failure_reason,
+                    payment_token=ctx.input.order.payment_token,
                 ),
                 result=RefundPaymentResult,
             ),

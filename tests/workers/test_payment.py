@@ -170,3 +170,19 @@ async def test_refund_of_a_declined_payment_is_a_no_op(
 
     assert not (await env.run(payments.refund, _refund("o9"))).refunded
     assert [e.event_type for e in events_of("o9")] == ["payment.failed.v1"]
+
+
+async def test_a_refund_the_processor_refuses_is_transient_and_moves_no_money(
+    payments: PaymentActivities, ledger: PaymentLedger, events_of: EventsOf
+) -> None:
+    env = ActivityEnvironment()
+    await env.run(payments.charge, _charge("o9", "tok_refundFail"))
+    refund = RefundPaymentInput(order_id="o9", reason="no stock", payment_token="tok_refundFail")
+    for _ in range(2):
+        with pytest.raises(ApplicationError) as refused:
+            await env.run(payments.refund, refund)
+        assert refused.value.type == PROCESSOR_UNAVAILABLE
+        assert not refused.value.non_retryable
+
+    assert ledger.entries("o9") == [("charge", 4250)]
+    assert [e.event_type for e in events_of("o9")] == ["payment.completed.v1"]

@@ -76,6 +76,12 @@ class PaymentActivities:
             if payment is None or payment.status is PaymentStatus.DECLINED:
                 return RefundPaymentResult(refunded=False, payment_id=None)
             if payment.status is PaymentStatus.CAPTURED:
+                response = self._processor.refund(input.payment_token, payment.amount)
+                if response.outcome is ChargeOutcome.UNAVAILABLE:
+                    raise ApplicationError(
+                        response.reason or "card processor unavailable",
+                        type=PROCESSOR_UNAVAILABLE,
+                    )
                 self._ledger.refund(payment)
                 self._outbox.add(
                     PaymentRefunded(

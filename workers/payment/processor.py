@@ -8,6 +8,7 @@ from contracts.events.common import Money
 __all__ = [
     "DECLINED_TOKEN",
     "FLAKY_TOKEN",
+    "REFUND_FAIL_TOKEN",
     "SUCCESS_TOKEN",
     "CardProcessor",
     "ChargeOutcome",
@@ -17,6 +18,7 @@ __all__ = [
 SUCCESS_TOKEN = "tok_visa"
 DECLINED_TOKEN = "tok_chargeDeclined"
 FLAKY_TOKEN = "tok_flaky"
+REFUND_FAIL_TOKEN = "tok_refundFail"
 
 
 class ChargeOutcome(StrEnum):
@@ -39,6 +41,9 @@ class ChargeResponse:
 class CardProcessor:
     """Approves ``tok_visa``, declines ``tok_chargeDeclined`` and unknown tokens.
 
+    ``tok_refundFail`` is approved, but every refund of it fails transiently: the saga's
+    compensation keeps failing until an operator settles it (an ops drill).
+
     ``tok_flaky`` fails transiently on the first ``flaky_failures`` attempts of an order and
     is approved after that. The attempt number comes from the caller, who counts attempts
     durably, so the behaviour survives a restart of the service.
@@ -49,7 +54,7 @@ class CardProcessor:
 
     def charge(self, token: str, amount: Money, *, attempt: int) -> ChargeResponse:
         """Charge ``amount`` to the card behind ``token``; ``attempt`` counts from 1."""
-        if token == SUCCESS_TOKEN:
+        if token in (SUCCESS_TOKEN, REFUND_FAIL_TOKEN):
             return ChargeResponse(ChargeOutcome.APPROVED)
         if token == FLAKY_TOKEN:
             if attempt <= self._flaky_failures:
@@ -61,3 +66,11 @@ class CardProcessor:
         if token == DECLINED_TOKEN:
             return ChargeResponse(ChargeOutcome.DECLINED, "card declined")
         return ChargeResponse(ChargeOutcome.DECLINED, "unknown payment token")
+
+    def refund(self, token: str | None, amount: Money) -> ChargeResponse:
+        """Give ``amount`` back to the card behind ``token`` (``None``: a card that can be)."""
+        if token == REFUND_FAIL_TOKEN:
+            return ChargeResponse(
+                ChargeOutcome.UNAVAILABLE, "card processor refuses refunds for this card now"
+            )
+        return ChargeResponse(ChargeOutcome.APPROVED)
