@@ -9,6 +9,7 @@ import argparse
 import functools
 import getpass
 import json
+import os
 import re
 import sys
 from collections.abc import Callable
@@ -249,9 +250,9 @@ def _cancel(api: "OrchestratorApiClient", args: argparse.Namespace) -> int:
     if args.json:
         return _print_json(status)
     print(
-        f"order {args.order_id}: asked the saga to cancel; it is {status.status.value} "
-        f"(step {status.current_step or '-'}). It refuses once the parcel has been dispatched: "
-        f"see `saga show {args.order_id}`."
+        f"order {args.order_id}: cancel asked; the saga is {status.status.value} "
+        f"(step {status.current_step or '-'}); it refuses once the parcel is dispatched. "
+        f"Follow it with `saga show {args.order_id} --follow`."
     )
     return 0
 
@@ -498,6 +499,10 @@ def _calling_api(handler: _ApiHandler) -> _Handler:
             return 2
         except OrchestratorApiError as exc:
             print(f"saga: {exc}", file=sys.stderr)
+            return 1
+        except BrokenPipeError:
+            # The reader left (`saga list | head`): say nothing more, not even at exit.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             return 1
 
     return command

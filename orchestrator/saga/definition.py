@@ -79,6 +79,10 @@ class ActivityCall:
     result: type[BaseModel]
     attempt_timeout: timedelta = timedelta(seconds=30)
     """Start-to-close timeout of one attempt."""
+    pickup_timeout: timedelta | None = timedelta(minutes=1)
+    """Schedule-to-start timeout: how long the call may wait for a worker of its task queue.
+    When it passes (the service is down) the call fails like any technical failure, so the
+    step shows up stuck, with a last error that names the task queue, and can be repaired."""
 
 
 @dataclass(frozen=True)

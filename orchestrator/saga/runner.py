@@ -23,7 +23,7 @@ from typing import Any, Generic, TypeVar
 from pydantic import BaseModel
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeKey, SearchAttributeUpdate
-from temporalio.exceptions import ActivityError, ApplicationError, RetryState
+from temporalio.exceptions import ActivityError, ApplicationError, RetryState, TimeoutType
 from temporalio.exceptions import CancelledError as TemporalCancelledError
 from temporalio.exceptions import TimeoutError as TemporalTimeoutError
 from temporalio.workflow import ActivityCancellationType
@@ -276,13 +276,14 @@ class SagaRunner(Generic[InputT]):
                 if self._interruption is not None and not self._past_pivot:
                     raise self._interrupted(step.name) from error
                 record.attempts += _attempts(error, policy)
-                record.last_error = _describe(error)
+                record.last_error = _describe(error, step.action)
                 business = _error_type(error) in policy.business_errors
                 if business and not self._past_pivot:
                     raise _StepFailed(
                         SagaFailure(record.last_error, step.name), maybe_applied=False
                     ) from error
-                if error.retry_state is RetryState.TIMEOUT and deadline is not None:
+                spent = error.retry_state is RetryState.TIMEOUT and not _not_picked_up(error)
+                if spent and deadline is not None:
                     continue  # the budget is spent: the check above fails the step
                 record.stuck = True
                 self._update(record, StepPhase.RUNNING)
@@ -364,7 +365,7 @@ class SagaRunner(Generic[InputT]):
                 await _call(compensation, self.context, policy)
             except ActivityError as error:
                 record.compensation_attempts += _attempts(error, policy)
-                record.compensation_last_error = _describe(error)
+                record.compensation_last_error = _describe(error, compensation)
                 record.stuck = True
                 self._update(record, StepPhase.COMPENSATING)
             else:
@@ -532,6 +533,7 @@ async def _call(
         task_queue=call.task_queue,
         result_type=call.result,
         schedule_to_close_timeout=schedule_to_close,
+        schedule_to_start_timeout=call.pickup_timeout,
         start_to_close_timeout=start_to_close,
         retry_policy=RetryPolicy(
             initial_interval=policy.retry_interval,
@@ -557,10 +559,20 @@ def _attempts(error: ActivityError, policy: StepPolicy) -> int:
     return 1
 
 
-def _describe(error: ActivityError) -> str:
+def _not_picked_up(error: ActivityError) -> bool:
+    cause = error.cause
+    return isinstance(cause, TemporalTimeoutError) and cause.type is TimeoutType.SCHEDULE_TO_START
+
+
+def _describe(error: ActivityError, call: ActivityCall) -> str:
     cause = error.cause
     if isinstance(cause, ApplicationError):
         return f"{cause.type or 'ApplicationError'}: {cause.message}"
+    if _not_picked_up(error):
+        return (
+            f"{call.name} was not picked up within {call.pickup_timeout}: "
+            f"is a worker of task queue {call.task_queue!r} running?"
+        )
     if isinstance(cause, TemporalTimeoutError):
         return f"timed out ({cause.type.name if cause.type else 'timeout'})"
     if isinstance(cause, TemporalCancelledError):

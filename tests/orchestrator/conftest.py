@@ -258,14 +258,18 @@ async def saga_workers(
     *,
     env: WorkflowEnvironment | None = None,
     workflows: list[type] | None = None,
+    down: frozenset[str] = frozenset(),
 ) -> AsyncIterator[SagaHarness]:
-    """Run the saga's worker (fresh task queue) and one stand-in worker per service queue."""
+    """Run the saga's worker (fresh task queue) and one stand-in worker per service queue,
+    except the queues in ``down``: nobody picks their activities up."""
     task_queue = f"saga-{uuid.uuid4()}"
     async with AsyncExitStack() as stack:
         await stack.enter_async_context(
             Worker(client, task_queue=task_queue, workflows=workflows or [OrderSaga])
         )
         for queue, activities in _activities_by_queue(stand_ins).items():
+            if queue in down:
+                continue
             await stack.enter_async_context(
                 Worker(client, task_queue=queue, activities=activities)  # type: ignore[arg-type]
             )

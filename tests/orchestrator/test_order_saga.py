@@ -6,14 +6,18 @@ Re-record the replay histories with ``SAGA_RECORD_HISTORIES=1 pytest tests/orche
 """
 
 import asyncio
+import dataclasses
 from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
+from temporalio import workflow
 from temporalio.client import WorkflowFailureError, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.common import SearchAttributeKey
 from temporalio.exceptions import CancelledError
+from temporalio.testing import WorkflowEnvironment
 
+from contracts import task_queues
 from contracts.activities import (
     CANCEL_ORDER,
     CANCEL_SHIPMENT,
@@ -25,6 +29,7 @@ from contracts.activities import (
     RESERVE_STOCK,
     SCHEDULE_SHIPMENT,
     CancelOrderRequest,
+    OrderSagaInput,
     OrderSagaResult,
     ResolveManuallyRequest,
     RetryNowRequest,
@@ -34,14 +39,18 @@ from contracts.activities import (
     StepPhase,
 )
 from contracts.errors import DESTINATION_UNSUPPORTED, PAYMENT_DECLINED, STOCK_UNAVAILABLE
+from orchestrator.saga import SagaDefinition, Step
 from orchestrator.workflows import OrderSaga, Steps
+from orchestrator.workflows.order_saga import ORDER_SAGA
 from tests.orchestrator.conftest import (
     DECLINED_TOKEN,
     OUT_OF_STOCK_SKU,
     UNSUPPORTED_COUNTRY,
     SagaHarness,
+    StandIns,
     make_order,
     record_history,
+    saga_workers,
 )
 
 Handle = WorkflowHandle[OrderSaga, object]
@@ -488,3 +497,61 @@ async def test_a_forward_step_out_of_time_budget_is_compensated_too(saga: SagaHa
     assert charge.state is StepPhase.COMPENSATED
     assert charge.attempts >= 15
     await record_history(handle, "forward_budget_exhausted")
+
+
+def _impatient_for_payment() -> SagaDefinition:
+    steps = list(ORDER_SAGA.steps)
+    charge = steps[1]
+    assert isinstance(charge, Step)
+    quick = dataclasses.replace(charge.action, pickup_timeout=timedelta(seconds=2))
+    steps[1] = dataclasses.replace(charge, action=quick)
+    return dataclasses.replace(ORDER_SAGA, steps=steps)
+
+
+@workflow.defn(name="OrderSaga")
+class ImpatientOrderSaga(OrderSaga):
+    """The order saga with a 2 s pickup timeout on the charge (a minute in production)."""
+
+    definition = _impatient_for_payment()
+
+    @workflow.run
+    async def run(self, saga_input: OrderSagaInput) -> OrderSagaResult:
+        return await super().run(saga_input)
+
+
+async def test_a_step_whose_service_is_down_shows_stuck_and_can_be_settled(
+    workflow_env: WorkflowEnvironment,
+) -> None:
+    """Nobody polls the payment queue: the charge is flagged stuck, naming the queue, once its
+    pickup timeout passes; an operator settles it and the saga undoes the order."""
+    stand_ins = StandIns()
+    async with saga_workers(
+        workflow_env.client,
+        stand_ins,
+        env=workflow_env,
+        workflows=[ImpatientOrderSaga],
+        down=frozenset({task_queues.PAYMENT}),
+    ) as saga:
+        handle = await saga.start(make_order())
+        status = await skip_until_stuck(saga, handle, Steps.CHARGE_PAYMENT)
+        charge = status.steps[1]
+        assert status.status is SagaPhase.RUNNING
+        assert charge.state is StepPhase.RUNNING
+        assert charge.last_error == (
+            f"{CHARGE_PAYMENT} was not picked up within 0:00:02: "
+            f"is a worker of task queue '{task_queues.PAYMENT}' running?"
+        )
+        assert stand_ins.calls == [PLACE_ORDER]
+
+        await handle.execute_update(
+            OrderSaga.resolve_manually,
+            ResolveManuallyRequest(
+                step=Steps.CHARGE_PAYMENT, reason="payment provider gone", operator="ops-cy"
+            ),
+        )
+        result = await result_of(handle)
+
+    assert result.status is SagaPhase.CANCELLED
+    assert result.failed_step == Steps.CHARGE_PAYMENT
+    assert "resolved manually by ops-cy" in (result.failure_reason or "")
+    assert stand_ins.calls == [PLACE_ORDER, CANCEL_ORDER]
