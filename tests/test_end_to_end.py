@@ -34,23 +34,17 @@ from infra.processes import ProcessTable
 from infra.settings import Settings
 from infra.stack import Stack
 from orchestrator.choreography import AuditLog, Notifications
+from tests.saga_paths import (
+    CANCELLED,
+    CHARGED,
+    COMPLETED,
+    HAPPY_EVENTS,
+    SAGA_PATHS,
+    SagaPath,
+)
 from workers.inventory.stock import StockBook
 from workers.payment.ledger import PaymentLedger
 from workers.shipping.shipments import ShipmentBook
-
-PLACED, COMPLETED, CANCELLED = "order.placed.v1", "order.completed.v1", "order.cancelled.v1"
-CHARGED, DECLINED, REFUNDED = "payment.completed.v1", "payment.failed.v1", "payment.refunded.v1"
-RESERVED, NO_STOCK, RELEASED = (
-    "inventory.reserved.v1",
-    "inventory.unavailable.v1",
-    "inventory.released.v1",
-)
-SCHEDULED, NOT_SHIPPABLE, SHIP_CANCELLED, DISPATCHED = (
-    "shipping.scheduled.v1",
-    "shipping.failed.v1",
-    "shipping.cancelled.v1",
-    "shipping.dispatched.v1",
-)
 
 
 def _order(token: str = "tok_visa", country: str = "DE", quantity: int = 2) -> Order:
@@ -111,62 +105,30 @@ async def _events_on_kafka(
         await consumer.stop()
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Path:
-    name: str
+    path: SagaPath
     order: Order
-    status: str
-    events: list[str]
-    deadline: int = 600
-    customer_cancels: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def status(self) -> str:
+        return self.path.status
+
+    @property
+    def events(self) -> list[str]:
+        return self.path.events
 
 
-_PATHS = [
-    _Path(
-        "happy",
-        _order(),
-        "COMPLETED",
-        [PLACED, CHARGED, RESERVED, SCHEDULED, DISPATCHED, COMPLETED],
-    ),
-    _Path("declined", _order("tok_chargeDeclined"), "CANCELLED", [PLACED, DECLINED, CANCELLED]),
-    _Path(
-        "no stock",
-        _order(quantity=100_000),
-        "CANCELLED",
-        [PLACED, CHARGED, NO_STOCK, REFUNDED, CANCELLED],
-    ),
-    _Path(
-        "unsupported destination",
-        _order(country="AQ"),
-        "CANCELLED",
-        [PLACED, CHARGED, RESERVED, NOT_SHIPPABLE, RELEASED, REFUNDED, CANCELLED],
-    ),
-    _Path(
-        "dispatch deadline",
-        _order(),
-        "CANCELLED",
-        [PLACED, CHARGED, RESERVED, SCHEDULED, SHIP_CANCELLED, RELEASED, REFUNDED, CANCELLED],
-        deadline=1,
-    ),
-    _Path(
-        "customer cancels",
-        _order(),
-        "CANCELLED",
-        [PLACED, CHARGED, RESERVED, SCHEDULED, SHIP_CANCELLED, RELEASED, REFUNDED, CANCELLED],
-        customer_cancels=True,
-    ),
-    _Path(
-        "flaky card",
-        _order("tok_flaky"),
-        "COMPLETED",
-        [PLACED, CHARGED, RESERVED, SCHEDULED, DISPATCHED, COMPLETED],
-    ),
-]
+_PATHS = [_Path(p, _order(p.token, p.country, p.quantity)) for p in SAGA_PATHS]
 
 
 async def _run_path(client: Client, path: _Path) -> OrderSagaResult:
-    handle = await _start(client, path.order, path.deadline)
-    if path.customer_cancels:
+    handle = await _start(client, path.order, path.path.deadline or 600)
+    if path.path.customer_cancels:
         for _ in range(200):
             status = await handle.query(STATUS_QUERY, result_type=SagaStatus)
             if any(s.name.startswith("schedule") and s.state == "done" for s in status.steps):
@@ -252,6 +214,6 @@ async def test_a_killed_service_restarts_and_the_saga_finishes_once(
     result = await asyncio.wait_for(handle.result(), timeout=120)
     assert result.status == "COMPLETED"
     events = await _events_on_kafka(stack.kafka_bootstrap_servers, {order.order_id}, {COMPLETED})
-    assert events[order.order_id] == [PLACED, CHARGED, RESERVED, SCHEDULED, DISPATCHED, COMPLETED]
+    assert events[order.order_id] == HAPPY_EVENTS
     ledger = PaymentLedger(open_database(stack.run_dir / "payment.db"))
     assert [kind for kind, _ in ledger.entries(order.order_id)] == ["charge"]

@@ -5,7 +5,6 @@ import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -14,22 +13,22 @@ import pytest
 from infra.processes import ProcessTable, stop_process
 from infra.settings import Settings
 from infra.stack import Stack
-
-PLACED, COMPLETED, CANCELLED = "order.placed.v1", "order.completed.v1", "order.cancelled.v1"
-CHARGED, DECLINED, REFUNDED = "payment.completed.v1", "payment.failed.v1", "payment.refunded.v1"
-RESERVED, NO_STOCK, RELEASED = (
-    "inventory.reserved.v1",
-    "inventory.unavailable.v1",
-    "inventory.released.v1",
+from tests.saga_paths import (
+    CANCELLED,
+    CHARGED,
+    COMPLETED,
+    DISPATCHED,
+    ENDS,
+    HAPPY_EVENTS,
+    NOT_SHIPPABLE,
+    PLACED,
+    RELEASED,
+    REPAIRED,
+    RESERVED,
+    SAGA_PATHS,
+    SCHEDULED,
+    SagaPath,
 )
-SCHEDULED, NOT_SHIPPABLE, SHIP_CANCELLED, DISPATCHED = (
-    "shipping.scheduled.v1",
-    "shipping.failed.v1",
-    "shipping.cancelled.v1",
-    "shipping.dispatched.v1",
-)
-REPAIRED = "order.repaired.v1"
-_ENDS = {COMPLETED, CANCELLED}
 
 
 @pytest.fixture
@@ -78,7 +77,7 @@ async def _until_ended(api: httpx.AsyncClient, order_id: str) -> dict[str, Any]:
     """The saga once it has ended and its closing event is in the timeline."""
     for _ in range(450):
         saga = await _saga(api, order_id)
-        ended = any(e["event_type"] in _ENDS for e in saga["events"])
+        ended = any(e["event_type"] in ENDS for e in saga["events"])
         if saga["execution_status"] != "RUNNING" and ended:
             return saga
         await asyncio.sleep(0.2)
@@ -94,60 +93,13 @@ async def _until_step_done(api: httpx.AsyncClient, order_id: str, step: str) -> 
     raise AssertionError(f"{step} of {order_id} never done")
 
 
-@dataclass(frozen=True)
-class _Path:
-    name: str
-    body: dict[str, Any]
-    status: str
-    events: list[str]
-    customer_cancels: bool = False
-
-
 async def test_every_saga_path_through_the_api(api: httpx.AsyncClient) -> None:
     """Each path, started with POST /orders, ends in its status with its full timeline."""
-    paths = [
-        _Path(
-            "happy",
-            _body(),
-            "COMPLETED",
-            [PLACED, CHARGED, RESERVED, SCHEDULED, DISPATCHED, COMPLETED],
-        ),
-        _Path("declined", _body("tok_chargeDeclined"), "CANCELLED", [PLACED, DECLINED, CANCELLED]),
-        _Path(
-            "no stock",
-            _body(quantity=5000),
-            "CANCELLED",
-            [PLACED, CHARGED, NO_STOCK, REFUNDED, CANCELLED],
-        ),
-        _Path(
-            "unsupported destination",
-            _body(country="AQ"),
-            "CANCELLED",
-            [PLACED, CHARGED, RESERVED, NOT_SHIPPABLE, RELEASED, REFUNDED, CANCELLED],
-        ),
-        _Path(
-            "dispatch deadline",
-            _body(deadline=1),
-            "CANCELLED",
-            [PLACED, CHARGED, RESERVED, SCHEDULED, SHIP_CANCELLED, RELEASED, REFUNDED, CANCELLED],
-        ),
-        _Path(
-            "customer cancels",
-            _body(),
-            "CANCELLED",
-            [PLACED, CHARGED, RESERVED, SCHEDULED, SHIP_CANCELLED, RELEASED, REFUNDED, CANCELLED],
-            customer_cancels=True,
-        ),
-        _Path(
-            "flaky card",
-            _body("tok_flaky"),
-            "COMPLETED",
-            [PLACED, CHARGED, RESERVED, SCHEDULED, DISPATCHED, COMPLETED],
-        ),
-    ]
 
-    async def run(path: _Path) -> dict[str, Any]:
-        order_id = await _place(api, path.body)
+    async def run(path: SagaPath) -> dict[str, Any]:
+        order_id = await _place(
+            api, _body(path.token, path.country, path.quantity, deadline=path.deadline)
+        )
         if path.customer_cancels:
             await _until_step_done(api, order_id, "schedule_shipment")
             cancel = await api.post(
@@ -157,8 +109,8 @@ async def test_every_saga_path_through_the_api(api: httpx.AsyncClient) -> None:
             assert cancel.status_code == 202, cancel.text
         return await _until_ended(api, order_id)
 
-    sagas = await asyncio.wait_for(asyncio.gather(*(run(p) for p in paths)), timeout=150)
-    for path, saga in zip(paths, sagas, strict=True):
+    sagas = await asyncio.wait_for(asyncio.gather(*(run(p) for p in SAGA_PATHS)), timeout=150)
+    for path, saga in zip(SAGA_PATHS, sagas, strict=True):
         assert saga["saga"]["status"] == path.status, (path.name, saga["saga"])
         assert [e["event_type"] for e in saga["events"]] == path.events, path.name
         assert len({e["event_id"] for e in saga["events"]}) == len(path.events)
@@ -169,8 +121,9 @@ async def test_every_saga_path_through_the_api(api: httpx.AsyncClient) -> None:
         if path.status == "CANCELLED":
             assert saga["saga"]["failure_reason"], path.name
             assert saga["events"][-1]["data"]["reason"] == saga["saga"]["failure_reason"]
-    cancelled = sagas[5]["saga"]
-    assert cancelled["failure_reason"].startswith("cancelled by cust-api: changed my mind")
+        if path.customer_cancels:
+            reason = saga["saga"]["failure_reason"]
+            assert reason.startswith("cancelled by cust-api: changed my mind")
 
 
 def _sse_messages(lines: list[str]) -> list[dict[str, str]]:
@@ -209,14 +162,7 @@ async def test_the_event_stream_delivers_a_running_sagas_events_as_they_happen(
     streamed = [json.loads(m["data"]) for m in messages[:-1]]
     saga = await _saga(api, order_id)
     assert streamed == saga["events"]
-    assert [m["event"] for m in messages[:-1]] == [
-        PLACED,
-        CHARGED,
-        RESERVED,
-        SCHEDULED,
-        DISPATCHED,
-        COMPLETED,
-    ]
+    assert [m["event"] for m in messages[:-1]] == HAPPY_EVENTS
     assert [m["id"] for m in messages[:-1]] == [str(e["position"]) for e in streamed]
 
     # Resuming after the third event sends the rest only.
