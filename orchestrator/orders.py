@@ -29,8 +29,9 @@ from contracts.events.order import (
     OrderPlaced,
     OrderPlacedData,
 )
-from eventbus import Outbox, transaction
-from workers.runtime import causation_id
+from eventbus import Outbox
+from workers.runtime import DomainEvents, causation_id
+from workers.store import Book
 
 __all__ = ["SOURCE", "OrderActivities", "OrderBook"]
 
@@ -49,13 +50,14 @@ CREATE TABLE IF NOT EXISTS orders (
 """
 
 
-class OrderBook:
+class OrderBook(Book):
     """The orders the orchestrator has accepted, in its own database."""
 
+    SCHEMA = _SCHEMA
+
     def __init__(self, connection: sqlite3.Connection, outbox: Outbox) -> None:
-        self._db = connection
-        self._outbox = outbox
-        self._db.executescript(_SCHEMA)
+        super().__init__(connection)
+        self._events = DomainEvents(outbox, SOURCE)
 
     def status(self, order_id: str) -> str | None:
         """``placed``, ``completed``, ``cancelled``, or None for an unknown order."""
@@ -68,72 +70,63 @@ class OrderBook:
         """Record the order and write ``order.placed``; False if it was recorded before."""
         order = request.order
         now = time.time()
-        with transaction(self._db):
+        with self.transaction():
             inserted = self._db.execute(
                 "INSERT OR IGNORE INTO orders VALUES (?, ?, 'placed', ?, NULL, ?, ?)",
                 (order.order_id, order.customer_id, order.model_dump_json(), now, now),
             ).rowcount
             if inserted:
-                self._outbox.add(
-                    OrderPlaced(
-                        source=SOURCE,
-                        correlation_id=order.order_id,
-                        causation_id=cause,
-                        data=OrderPlacedData(
-                            order_id=order.order_id,
-                            customer_id=order.customer_id,
-                            items=order.items,
-                            total=order.total,
-                            shipping_country=order.shipping_address.country,
-                        ),
-                    )
+                self._events.emit(
+                    OrderPlaced,
+                    OrderPlacedData(
+                        order_id=order.order_id,
+                        customer_id=order.customer_id,
+                        items=order.items,
+                        total=order.total,
+                        shipping_country=order.shipping_address.country,
+                    ),
+                    caused_by=cause,
                 )
         return bool(inserted)
 
     def complete(self, request: CompleteOrderInput, cause: str | None) -> bool:
         """Mark the order completed and write ``order.completed``, once."""
-        with transaction(self._db):
+        with self.transaction():
             changed = self._db.execute(
                 "UPDATE orders SET status = 'completed', updated_at = ?"
                 " WHERE order_id = ? AND status = 'placed'",
                 (time.time(), request.order_id),
             ).rowcount
             if changed:
-                self._outbox.add(
-                    OrderCompleted(
-                        source=SOURCE,
-                        correlation_id=request.order_id,
-                        causation_id=cause,
-                        data=OrderCompletedData(
-                            order_id=request.order_id,
-                            payment_id=request.payment_id,
-                            reservation_id=request.reservation_id,
-                            shipment_id=request.shipment_id,
-                        ),
-                    )
+                self._events.emit(
+                    OrderCompleted,
+                    OrderCompletedData(
+                        order_id=request.order_id,
+                        payment_id=request.payment_id,
+                        reservation_id=request.reservation_id,
+                        shipment_id=request.shipment_id,
+                    ),
+                    caused_by=cause,
                 )
         return self.status(request.order_id) == "completed"
 
     def cancel(self, request: CancelOrderInput, cause: str | None) -> bool:
         """Mark the order cancelled and write ``order.cancelled``; False if it already was."""
-        with transaction(self._db):
+        with self.transaction():
             changed = self._db.execute(
                 "UPDATE orders SET status = 'cancelled', reason = ?, updated_at = ?"
                 " WHERE order_id = ? AND status = 'placed'",
                 (request.reason, time.time(), request.order_id),
             ).rowcount
             if changed:
-                self._outbox.add(
-                    OrderCancelled(
-                        source=SOURCE,
-                        correlation_id=request.order_id,
-                        causation_id=cause,
-                        data=OrderCancelledData(
-                            order_id=request.order_id,
-                            reason=request.reason,
-                            failed_step=request.failed_step,
-                        ),
-                    )
+                self._events.emit(
+                    OrderCancelled,
+                    OrderCancelledData(
+                        order_id=request.order_id,
+                        reason=request.reason,
+                        failed_step=request.failed_step,
+                    ),
+                    caused_by=cause,
                 )
         return bool(changed)
 

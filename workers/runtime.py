@@ -14,7 +14,9 @@ import sqlite3
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any
+from uuid import UUID, uuid4
 
 import uvicorn
 from fastapi import FastAPI
@@ -24,6 +26,7 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 
+from contracts.envelope import DataModel, Event
 from eventbus import EventBusMetrics, Outbox, OutboxRelay, new_producer, open_database
 from infra.kafka_broker import KafkaUnavailableError, wait_for_kafka
 from infra.logs import configure_logging
@@ -31,6 +34,7 @@ from infra.settings import ConfigurationError, Settings, load_settings
 from infra.temporal_server import TemporalUnavailableError, wait_for_temporal
 
 __all__ = [
+    "DomainEvents",
     "ServiceContext",
     "ServiceFactory",
     "ServiceParts",
@@ -79,6 +83,47 @@ def causation_id() -> str | None:
     if info.workflow_id is None:
         return info.activity_id
     return f"{info.workflow_id}/{info.activity_id}"
+
+
+class _Cause(Enum):
+    # A marker rather than None, which is a causation id of its own: "caused by nothing known".
+    RUNNING_ACTIVITY = "running activity"
+
+
+class DomainEvents:
+    """The domain events of one service, added to its outbox inside the caller's transaction."""
+
+    def __init__(self, outbox: Outbox, source: str) -> None:
+        self._outbox = outbox
+        self._source = source
+
+    def emit(
+        self,
+        event_type: type[Event[DataModel]],
+        data: DataModel,
+        *,
+        caused_by: str | _Cause | None = _Cause.RUNNING_ACTIVITY,
+        event_id: UUID | None = None,
+    ) -> None:
+        """Add an ``event_type`` event carrying ``data``, correlated with its order.
+
+        Args:
+            event_type: The event's class.
+            data: The event's data; its ``order_id`` is the event's correlation id.
+            caused_by: The causation id; by default the running activity's (:func:`causation_id`).
+            event_id: The event's id, when the caller records it too; by default a new one.
+        """
+        if caused_by is _Cause.RUNNING_ACTIVITY:
+            caused_by = causation_id()
+        self._outbox.add(
+            event_type(
+                event_id=uuid4() if event_id is None else event_id,
+                source=self._source,
+                correlation_id=data.order_id,
+                causation_id=caused_by,
+                data=data,
+            )
+        )
 
 
 def ping_activity(service: str) -> Callable[[], Any]:

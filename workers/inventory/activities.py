@@ -22,7 +22,7 @@ from contracts.events.inventory import (
 )
 from eventbus import Outbox
 from workers.inventory.stock import Reservation, ReservationStatus, StockBook, merge_lines
-from workers.runtime import causation_id
+from workers.runtime import DomainEvents
 
 __all__ = ["SOURCE", "InventoryActivities"]
 
@@ -34,7 +34,7 @@ class InventoryActivities:
 
     def __init__(self, stock: StockBook, outbox: Outbox) -> None:
         self._stock = stock
-        self._outbox = outbox
+        self._events = DomainEvents(outbox, SOURCE)
 
     @activity.defn(name=RESERVE_STOCK)
     async def reserve(self, input: ReserveStockInput) -> ReserveStockResult:
@@ -66,17 +66,13 @@ class InventoryActivities:
             if reservation.status is ReservationStatus.RESERVED:
                 released = self._stock.release(reservation)
                 assert released.reservation_id is not None
-                self._outbox.add(
-                    InventoryReleased(
-                        source=SOURCE,
-                        correlation_id=released.order_id,
-                        causation_id=causation_id(),
-                        data=InventoryReleasedData(
-                            order_id=released.order_id,
-                            reservation_id=released.reservation_id,
-                            items=released.lines,
-                        ),
-                    )
+                self._events.emit(
+                    InventoryReleased,
+                    InventoryReleasedData(
+                        order_id=released.order_id,
+                        reservation_id=released.reservation_id,
+                        items=released.lines,
+                    ),
                 )
         return ReleaseStockResult(released=True)
 
@@ -90,29 +86,19 @@ class InventoryActivities:
                 for line in short
             )
             refused = self._stock.refuse(input.order_id, short, reason)
-            self._outbox.add(
-                InventoryUnavailable(
-                    source=SOURCE,
-                    correlation_id=input.order_id,
-                    causation_id=causation_id(),
-                    data=InventoryUnavailableData(
-                        order_id=input.order_id, items=short, reason=reason
-                    ),
-                )
+            self._events.emit(
+                InventoryUnavailable,
+                InventoryUnavailableData(order_id=input.order_id, items=short, reason=reason),
             )
             return refused
         reservation = self._stock.reserve(input.order_id, lines)
         assert reservation.reservation_id is not None
-        self._outbox.add(
-            InventoryReserved(
-                source=SOURCE,
-                correlation_id=input.order_id,
-                causation_id=causation_id(),
-                data=InventoryReservedData(
-                    order_id=input.order_id,
-                    reservation_id=reservation.reservation_id,
-                    items=lines,
-                ),
-            )
+        self._events.emit(
+            InventoryReserved,
+            InventoryReservedData(
+                order_id=input.order_id,
+                reservation_id=reservation.reservation_id,
+                items=lines,
+            ),
         )
         return reservation

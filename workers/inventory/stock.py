@@ -1,17 +1,15 @@
 """The inventory service's data: units on hand per SKU and the reservations of orders."""
 
 import json
-import sqlite3
 import time
 import uuid
 from collections.abc import Iterable, Mapping
-from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
 
 from contracts.events.common import StockLine
-from eventbus import transaction
+from workers.store import Book
 
 __all__ = [
     "DEFAULT_SEED_FILE",
@@ -84,20 +82,10 @@ def merge_lines(lines: Iterable[StockLine]) -> list[StockLine]:
     return [StockLine(sku=sku, quantity=quantity) for sku, quantity in totals.items()]
 
 
-class StockBook:
-    """Stock levels and reservations in the inventory service's database.
+class StockBook(Book):
+    """Stock levels and reservations in the inventory service's database."""
 
-    The writing methods expect the caller's open :meth:`transaction`, so that the outbox row
-    of the same change is committed with them.
-    """
-
-    def __init__(self, connection: sqlite3.Connection) -> None:
-        self._db = connection
-        self._db.executescript(_SCHEMA)
-
-    def transaction(self) -> AbstractContextManager[sqlite3.Connection]:
-        """A local transaction on the stock's database (the outbox lives there too)."""
-        return transaction(self._db)
+    SCHEMA = _SCHEMA
 
     def seed(self, levels: Mapping[str, int]) -> bool:
         """Stock ``levels`` if the stock table is empty; return whether it was seeded."""
@@ -162,13 +150,7 @@ class StockBook:
             "UPDATE reservations SET status = ?, updated_at = ? WHERE order_id = ?",
             (ReservationStatus.RELEASED, time.time(), reservation.order_id),
         )
-        return Reservation(
-            order_id=reservation.order_id,
-            reservation_id=reservation.reservation_id,
-            status=ReservationStatus.RELEASED,
-            lines=reservation.lines,
-            reason=None,
-        )
+        return replace(reservation, status=ReservationStatus.RELEASED, reason=None)
 
     def _record(
         self,

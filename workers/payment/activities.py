@@ -23,7 +23,7 @@ from contracts.events.payment import (
 from eventbus import Outbox
 from workers.payment.ledger import Payment, PaymentLedger, PaymentStatus
 from workers.payment.processor import CardProcessor, ChargeOutcome, ChargeResponse
-from workers.runtime import causation_id
+from workers.runtime import DomainEvents
 
 __all__ = ["PROCESSOR_UNAVAILABLE", "SOURCE", "PaymentActivities"]
 
@@ -38,7 +38,7 @@ class PaymentActivities:
 
     def __init__(self, ledger: PaymentLedger, outbox: Outbox, processor: CardProcessor) -> None:
         self._ledger = ledger
-        self._outbox = outbox
+        self._events = DomainEvents(outbox, SOURCE)
         self._processor = processor
 
     @activity.defn(name=CHARGE_PAYMENT)
@@ -83,17 +83,13 @@ class PaymentActivities:
                         type=PROCESSOR_UNAVAILABLE,
                     )
                 self._ledger.refund(payment)
-                self._outbox.add(
-                    PaymentRefunded(
-                        source=SOURCE,
-                        correlation_id=payment.order_id,
-                        causation_id=causation_id(),
-                        data=PaymentRefundedData(
-                            order_id=payment.order_id,
-                            payment_id=payment.payment_id,
-                            amount=payment.amount,
-                        ),
-                    )
+                self._events.emit(
+                    PaymentRefunded,
+                    PaymentRefundedData(
+                        order_id=payment.order_id,
+                        payment_id=payment.payment_id,
+                        amount=payment.amount,
+                    ),
                 )
         return RefundPaymentResult(refunded=True, payment_id=payment.payment_id)
 
@@ -105,32 +101,24 @@ class PaymentActivities:
                 return earlier
             if response.outcome is ChargeOutcome.APPROVED:
                 payment = self._ledger.capture(input.order_id, input.customer_id, input.amount)
-                self._outbox.add(
-                    PaymentCompleted(
-                        source=SOURCE,
-                        correlation_id=payment.order_id,
-                        causation_id=causation_id(),
-                        data=PaymentCompletedData(
-                            order_id=payment.order_id,
-                            payment_id=payment.payment_id,
-                            amount=payment.amount,
-                        ),
-                    )
+                self._events.emit(
+                    PaymentCompleted,
+                    PaymentCompletedData(
+                        order_id=payment.order_id,
+                        payment_id=payment.payment_id,
+                        amount=payment.amount,
+                    ),
                 )
                 return payment
             reason = response.reason or "declined"
             payment = self._ledger.decline(input.order_id, input.customer_id, input.amount, reason)
-            self._outbox.add(
-                PaymentFailed(
-                    source=SOURCE,
-                    correlation_id=payment.order_id,
-                    causation_id=causation_id(),
-                    data=PaymentFailedData(
-                        order_id=payment.order_id,
-                        payment_id=payment.payment_id,
-                        amount=payment.amount,
-                        reason=reason,
-                    ),
-                )
+            self._events.emit(
+                PaymentFailed,
+                PaymentFailedData(
+                    order_id=payment.order_id,
+                    payment_id=payment.payment_id,
+                    amount=payment.amount,
+                    reason=reason,
+                ),
             )
             return payment

@@ -1,14 +1,12 @@
 """The payment service's data: one payment per order and its ledger of charges and refunds."""
 
-import sqlite3
 import time
 import uuid
-from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from contracts.events.common import Money
-from eventbus import transaction
+from workers.store import Book
 
 __all__ = ["Payment", "PaymentLedger", "PaymentStatus"]
 
@@ -62,20 +60,10 @@ class Payment:
     decline_reason: str | None
 
 
-class PaymentLedger:
-    """Payments and ledger entries in the payment service's database.
+class PaymentLedger(Book):
+    """Payments and ledger entries in the payment service's database."""
 
-    The writing methods expect the caller's open :meth:`transaction`, so that the outbox row
-    of the same change is committed with them.
-    """
-
-    def __init__(self, connection: sqlite3.Connection) -> None:
-        self._db = connection
-        self._db.executescript(_SCHEMA)
-
-    def transaction(self) -> AbstractContextManager[sqlite3.Connection]:
-        """A local transaction on the ledger's database (the outbox lives there too)."""
-        return transaction(self._db)
+    SCHEMA = _SCHEMA
 
     def payment(self, order_id: str) -> Payment | None:
         """The payment of ``order_id``, if one was captured or declined."""
@@ -126,14 +114,7 @@ class PaymentLedger:
             (PaymentStatus.REFUNDED, time.time(), payment.order_id),
         )
         self._entry(payment, "refund")
-        return Payment(
-            order_id=payment.order_id,
-            payment_id=payment.payment_id,
-            customer_id=payment.customer_id,
-            amount=payment.amount,
-            status=PaymentStatus.REFUNDED,
-            decline_reason=None,
-        )
+        return replace(payment, status=PaymentStatus.REFUNDED, decline_reason=None)
 
     def entries(self, order_id: str) -> list[tuple[str, int]]:
         """The ledger entries of ``order_id`` as (kind, amount in minor units), oldest first."""

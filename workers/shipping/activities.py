@@ -24,7 +24,7 @@ from contracts.events.shipping import (
     ShippingScheduledData,
 )
 from eventbus import Outbox
-from workers.runtime import causation_id
+from workers.runtime import DomainEvents
 from workers.shipping.carrier import SOURCE
 from workers.shipping.shipments import Shipment, ShipmentBook, ShipmentStatus
 
@@ -36,7 +36,7 @@ class ShippingActivities:
 
     def __init__(self, shipments: ShipmentBook, outbox: Outbox, countries: Set[str]) -> None:
         self._shipments = shipments
-        self._outbox = outbox
+        self._events = DomainEvents(outbox, SOURCE)
         self._countries = countries
 
     @activity.defn(name=SCHEDULE_SHIPMENT)
@@ -72,18 +72,14 @@ class ShippingActivities:
             if shipment.status is ShipmentStatus.SCHEDULED:
                 assert shipment.shipment_id is not None and shipment.carrier is not None
                 self._shipments.cancel(shipment)
-                self._outbox.add(
-                    ShippingCancelled(
-                        source=SOURCE,
-                        correlation_id=shipment.order_id,
-                        causation_id=causation_id(),
-                        data=ShippingCancelledData(
-                            order_id=shipment.order_id,
-                            shipment_id=shipment.shipment_id,
-                            country=shipment.country,
-                            carrier=shipment.carrier,
-                        ),
-                    )
+                self._events.emit(
+                    ShippingCancelled,
+                    ShippingCancelledData(
+                        order_id=shipment.order_id,
+                        shipment_id=shipment.shipment_id,
+                        country=shipment.country,
+                        carrier=shipment.carrier,
+                    ),
                 )
         return CancelShipmentResult(cancelled=True)
 
@@ -93,15 +89,9 @@ class ShippingActivities:
         if input.country not in self._countries:
             reason = f"no carrier delivers to {input.country}"
             refused = self._shipments.refuse(input.order_id, input.country, items, reason)
-            self._outbox.add(
-                ShippingFailed(
-                    source=SOURCE,
-                    correlation_id=input.order_id,
-                    causation_id=causation_id(),
-                    data=ShippingFailedData(
-                        order_id=input.order_id, country=input.country, reason=reason
-                    ),
-                )
+            self._events.emit(
+                ShippingFailed,
+                ShippingFailedData(order_id=input.order_id, country=input.country, reason=reason),
             )
             return refused
         event_id = uuid.uuid4()
@@ -109,18 +99,14 @@ class ShippingActivities:
             input.order_id, input.country, items, event_id=str(event_id)
         )
         assert shipment.shipment_id is not None and shipment.carrier is not None
-        self._outbox.add(
-            ShippingScheduled(
-                event_id=event_id,
-                source=SOURCE,
-                correlation_id=input.order_id,
-                causation_id=causation_id(),
-                data=ShippingScheduledData(
-                    order_id=input.order_id,
-                    shipment_id=shipment.shipment_id,
-                    country=shipment.country,
-                    carrier=shipment.carrier,
-                ),
-            )
+        self._events.emit(
+            ShippingScheduled,
+            ShippingScheduledData(
+                order_id=input.order_id,
+                shipment_id=shipment.shipment_id,
+                country=shipment.country,
+                carrier=shipment.carrier,
+            ),
+            event_id=event_id,
         )
         return shipment

@@ -6,6 +6,7 @@ import uuid
 
 from contracts.events.shipping import ShippingDispatched, ShippingDispatchedData
 from eventbus import Outbox
+from workers.runtime import DomainEvents
 from workers.shipping.shipments import Shipment, ShipmentBook
 
 __all__ = ["SOURCE", "CarrierSimulator"]
@@ -30,7 +31,7 @@ class CarrierSimulator:
         poll_interval: float | None = None,
     ) -> None:
         self._shipments = shipments
-        self._outbox = outbox
+        self._events = DomainEvents(outbox, SOURCE)
         self._delay = dispatch_delay
         self._poll = (
             poll_interval if poll_interval is not None else min(max(dispatch_delay / 4, 0.01), 0.5)
@@ -53,18 +54,15 @@ class CarrierSimulator:
         with self._shipments.transaction():
             if not self._shipments.dispatch(shipment, tracking_number):
                 return False  # cancelled since it was read
-            self._outbox.add(
-                ShippingDispatched(
-                    source=SOURCE,
-                    correlation_id=shipment.order_id,
-                    causation_id=shipment.scheduled_event_id,
-                    data=ShippingDispatchedData(
-                        order_id=shipment.order_id,
-                        shipment_id=shipment.shipment_id,
-                        country=shipment.country,
-                        carrier=shipment.carrier,
-                        tracking_number=tracking_number,
-                    ),
-                )
+            self._events.emit(
+                ShippingDispatched,
+                ShippingDispatchedData(
+                    order_id=shipment.order_id,
+                    shipment_id=shipment.shipment_id,
+                    country=shipment.country,
+                    carrier=shipment.carrier,
+                    tracking_number=tracking_number,
+                ),
+                caused_by=shipment.scheduled_event_id,
             )
         return True

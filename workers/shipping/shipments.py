@@ -4,12 +4,11 @@ import json
 import sqlite3
 import time
 import uuid
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from enum import StrEnum
 
-from eventbus import transaction
 from infra.settings import ConfigurationError
+from workers.store import Book
 
 __all__ = ["Shipment", "ShipmentBook", "ShipmentStatus", "carrier_for", "parse_countries"]
 
@@ -87,20 +86,10 @@ class Shipment:
     scheduled_event_id: str | None
 
 
-class ShipmentBook:
-    """Shipments in the shipping service's database.
+class ShipmentBook(Book):
+    """Shipments in the shipping service's database."""
 
-    The writing methods expect the caller's open :meth:`transaction`, so that the outbox row
-    of the same change is committed with them.
-    """
-
-    def __init__(self, connection: sqlite3.Connection) -> None:
-        self._db = connection
-        self._db.executescript(_SCHEMA)
-
-    def transaction(self) -> AbstractContextManager[sqlite3.Connection]:
-        """A local transaction on the shipments' database (the outbox lives there too)."""
-        return transaction(self._db)
+    SCHEMA = _SCHEMA
 
     def shipment(self, order_id: str) -> Shipment | None:
         """The shipment of ``order_id``, whatever its status."""
