@@ -173,7 +173,7 @@ class KafkaBroker:
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         result = subprocess.run(
             [self._java(), "-cp", self._classpath(), "kafka.tools.StorageTool",
-             "format", "-t", cluster_id, "-c", str(config)],
+             "format", f"--cluster-id={cluster_id}", "-c", str(config)],
             capture_output=True, text=True, check=False,
         )  # fmt: skip
         if result.returncode != 0:

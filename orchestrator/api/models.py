@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 
 from contracts.activities import Order, SagaStatus, ShippingAddress
 from contracts.events.common import OrderLine
+from orchestrator.workflows.order_saga import ORDER_SAGA
 
 __all__ = [
     "BulkRepairItem",
@@ -37,6 +38,11 @@ Identifier = Annotated[
 Text = Annotated[str, StringConstraints(min_length=1, max_length=500)]
 
 RepairAction = Literal["retry_now", "resolve_manually"]
+
+CURRENCY_CODES = sorted(currency.alpha_3 for currency in pycountry.currencies)
+"""ISO 4217, as pycountry knows it: what ``currency`` accepts."""
+STEP_NAMES = ORDER_SAGA.step_names
+"""The order saga's steps: what ``step`` accepts."""
 
 
 class _Body(BaseModel):
@@ -69,7 +75,11 @@ class OrderRequest(_Body):
     )
     customer_id: Identifier
     items: list[OrderItem] = Field(min_length=1, max_length=100)
-    currency: str = Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 code, e.g. EUR.")
+    currency: str = Field(
+        pattern=r"^[A-Z]{3}$",
+        description="ISO 4217 code, e.g. EUR.",
+        json_schema_extra={"enum": CURRENCY_CODES},
+    )
     payment_token: Identifier = Field(description="tok_visa, tok_chargeDeclined, tok_flaky...")
     shipping_address: Address
     dispatch_deadline_seconds: int | None = Field(
@@ -202,7 +212,7 @@ class RepairRequest(_Body):
     """
 
     action: RepairAction
-    step: Identifier
+    step: Identifier = Field(json_schema_extra={"enum": [*STEP_NAMES]})
     operator: Identifier = Field(description="Who does it.")
     reason: Text = Field(description="Why.")
 
@@ -224,7 +234,7 @@ class BulkRepairRequest(_Body):
     """
 
     action: RepairAction
-    step: Identifier
+    step: Identifier = Field(json_schema_extra={"enum": [*STEP_NAMES]})
     older_than_seconds: int = Field(ge=0, le=30 * 24 * 3600)
     operator: Identifier
     reason: Text

@@ -8,6 +8,7 @@ timeline). This module puts the two side by side for the routes.
 import asyncio
 import base64
 import binascii
+import hashlib
 import sqlite3
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -247,11 +248,16 @@ class SagaService:
         handle = self._handle(order_id)
         loop = asyncio.get_running_loop()
         ended_at: float | None = None
-        closing_seen = False
+        # A client resuming after the saga's last event has already seen how it ended.
+        closing_seen = any(
+            event.event_type in _END_EVENTS
+            for event in self.events(order_id)
+            if event.position <= after
+        )
         next_check = 0.0
         while True:
             for event in self.events(order_id, after=after):
-                after = event.position
+                after = max(after, event.position)  # listed by time, numbered by arrival
                 closing_seen = closing_seen or event.event_type in _END_EVENTS
                 yield event
             now = loop.time()
@@ -284,7 +290,7 @@ class SagaService:
         next_token = executions.next_page_token
         return SagaPage(
             sagas=[self._summary(execution) for execution in executions.current_page or []],
-            next_page_token=base64.urlsafe_b64encode(next_token).decode() if next_token else None,
+            next_page_token=_encode_token(next_token) if next_token else None,
         )
 
     async def stuck(
@@ -594,8 +600,21 @@ def _first_pending(pending: Sequence[PendingActivityInfo]) -> PendingActivityInf
     return ranked[0] if ranked else None
 
 
+def _token_check(raw: bytes) -> bytes:
+    return hashlib.blake2b(raw, digest_size=8, person=b"saga-page").digest()
+
+
+def _encode_token(raw: bytes) -> str:
+    """Temporal's page token, with a check that only this API's tokens pass."""
+    return base64.urlsafe_b64encode(_token_check(raw) + raw).decode()
+
+
 def _decode_token(token: str) -> bytes:
     try:
-        return base64.urlsafe_b64decode(token.encode())
+        decoded = base64.urlsafe_b64decode(token.encode())
     except (binascii.Error, ValueError):
-        raise ValueError("page_token is not one this API gave out") from None
+        decoded = b""
+    check, raw = decoded[:8], decoded[8:]
+    if not raw or check != _token_check(raw):
+        raise ValueError("page_token is not one this API gave out")
+    return raw

@@ -14,6 +14,7 @@ router = APIRouter(tags=["orders"])
     response_model=OrderAccepted,
     responses={
         200: {"model": OrderAccepted, "description": "The same order was placed before."},
+        400: {"model": ProblemDetail, "description": "The body is not JSON text."},
         409: {"model": ProblemDetail, "description": "The order id is taken by another order."},
         503: {"model": ProblemDetail, "description": "Temporal does not answer."},
     },

@@ -11,6 +11,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from contracts.activities import SagaPhase, SagaStatus
 from orchestrator.api.deps import SagaServiceDep
 from orchestrator.api.models import (
+    STEP_NAMES,
     BulkRepairReport,
     BulkRepairRequest,
     CancelRequest,
@@ -36,6 +37,9 @@ _NOT_FOUND: _Responses = {
 _UNAVAILABLE: _Responses = {
     503: {"model": ProblemDetail, "description": "Temporal or the orchestrator does not answer."}
 }
+_UNREADABLE: _Responses = {
+    400: {"model": ProblemDetail, "description": "The body is not JSON text."}
+}
 _REFUSED: _Responses = {
     409: {"model": ProblemDetail, "description": "The saga refused the action."}
 }
@@ -59,7 +63,14 @@ def _known_step(sagas: SagaService, step: str | None, where: tuple[str, str]) ->
 async def list_sagas(
     sagas: SagaServiceDep,
     status: Annotated[SagaPhase | None, Query(description="RUNNING, COMPENSATING...")] = None,
-    step: Annotated[str | None, Query(max_length=64, description="The current step.")] = None,
+    step: Annotated[
+        str | None,
+        Query(
+            max_length=64,
+            description="The current step.",
+            json_schema_extra={"enum": [*STEP_NAMES]},
+        ),
+    ] = None,
     customer_id: Annotated[
         str | None, Query(max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._@:-]*$")
     ] = None,
@@ -96,7 +107,9 @@ async def list_sagas(
 async def stuck_sagas(
     sagas: SagaServiceDep,
     older_than_seconds: Annotated[int, Query(ge=0, le=10**8)] = 300,
-    step: Annotated[str | None, Query(max_length=64)] = None,
+    step: Annotated[
+        str | None, Query(max_length=64, json_schema_extra={"enum": [*STEP_NAMES]})
+    ] = None,
 ) -> list[StuckSaga]:
     """Running sagas whose current step (or compensation) has not moved for N seconds.
 
@@ -111,7 +124,7 @@ async def stuck_sagas(
 @router.post(
     "/stuck/repair",
     response_model=BulkRepairReport,
-    responses={**_UNAVAILABLE},
+    responses={**_UNREADABLE, **_UNAVAILABLE},
 )
 async def bulk_repair(request: BulkRepairRequest, sagas: SagaServiceDep) -> BulkRepairReport:
     """Repair every saga stuck on a step. ``dry_run`` (the default) shows what would be done;
@@ -165,7 +178,7 @@ async def follow_saga(
     "/{order_id}/cancel",
     status_code=202,
     response_model=SagaStatus,
-    responses={**_NOT_FOUND, **_REFUSED, **_UNAVAILABLE},
+    responses={**_UNREADABLE, **_NOT_FOUND, **_REFUSED, **_UNAVAILABLE},
 )
 async def cancel_saga(
     order_id: OrderId, request: CancelRequest, sagas: SagaServiceDep
@@ -178,7 +191,7 @@ async def cancel_saga(
 @router.post(
     "/{order_id}/repair",
     response_model=RepairResult,
-    responses={**_NOT_FOUND, **_REFUSED, **_UNAVAILABLE},
+    responses={**_UNREADABLE, **_NOT_FOUND, **_REFUSED, **_UNAVAILABLE},
 )
 async def repair_saga(
     order_id: OrderId, request: RepairRequest, sagas: SagaServiceDep
