@@ -26,6 +26,7 @@ from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
+from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -78,8 +79,17 @@ UNSUPPORTED_COUNTRY = "AQ"
 @pytest.fixture(scope="session")
 async def workflow_env() -> AsyncIterator[WorkflowEnvironment]:
     """Temporal's time-skipping test server, with the saga's search attributes registered."""
+    # The test server does not advertise the capabilities of a real server; the SDK core
+    # warns about that on every worker start. Real warnings of its own are errors here.
+    quiet = Runtime(
+        telemetry=TelemetryConfig(
+            logging=LoggingConfig(filter=TelemetryFilter(core_level="ERROR", other_level="ERROR"))
+        )
+    )
     env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=find_test_server(), data_converter=pydantic_data_converter
+        test_server_existing_path=find_test_server(),
+        data_converter=pydantic_data_converter,
+        runtime=quiet,
     )
     try:
         await env.client.operator_service.add_search_attributes(
