@@ -41,6 +41,7 @@ __all__ = [
     "SCHEDULE_SHIPMENT",
     "SHIPMENT_DISPATCHED_SIGNAL",
     "STATUS_QUERY",
+    "CancelCause",
     "CancelOrderInput",
     "CancelOrderRequest",
     "CancelOrderResult",
@@ -184,12 +185,24 @@ class CompleteOrderResult(_Model):
     completed: bool
 
 
+class CancelCause(StrEnum):
+    """Why a saga turned back: a step failed, someone asked, or the workflow was cancelled."""
+
+    STEP_FAILED = "step_failed"
+    CANCEL_REQUESTED = "cancel_requested"
+    """The ``cancel_order`` signal: the customer (or support on their behalf)."""
+    WORKFLOW_CANCELLED = "workflow_cancelled"
+    """A cancellation of the saga's workflow itself (Temporal's cancel)."""
+
+
 class CancelOrderInput(_Model):
     """Input of ``order.cancel``; idempotent by order id (a second call changes nothing)."""
 
     order_id: str
     reason: str
     failed_step: str | None = None
+    cause: CancelCause | None = None
+    """Why the saga turned back (absent in requests from before it was sent)."""
 
 
 class CancelOrderResult(_Model):

@@ -1,6 +1,7 @@
 """The event bus every service shares: outbox, relay, idempotent consumers, dead letters."""
 
 from eventbus.clients import new_consumer, new_producer
+from eventbus.cluster_metrics import KafkaClusterMetrics, KafkaClusterWatch
 from eventbus.consumer import EventConsumer, EventHandler, Inbox, RetryPolicy
 from eventbus.database import open_database
 from eventbus.dead_letters import DeadLetter, list_dead_letters, redrive
@@ -15,6 +16,8 @@ __all__ = [
     "EventConsumer",
     "EventHandler",
     "Inbox",
+    "KafkaClusterMetrics",
+    "KafkaClusterWatch",
     "Outbox",
     "OutboxRelay",
     "OutboxRow",

@@ -14,18 +14,21 @@ import logging
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError, IllegalGenerationError, KafkaError
+from opentelemetry.trace import Span
 
-from contracts.codec import decode_event
+from contracts.codec import EVENT_TYPE_HEADER, decode_event
 from contracts.envelope import AnyEvent
 from contracts.errors import ContractError
 from contracts.topics import dlq_topic
 from eventbus.metrics import EventBusMetrics
+from eventbus.tracing import consume_span, mark_failed
 from eventbus.transaction import transaction
 
 __all__ = [
@@ -98,6 +101,7 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
         await self._owner.commit_handled()
+        self._owner.forget_partitions(revoked)
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         log.info("%s: assigned %s", self._owner.group_id, sorted(str(tp) for tp in assigned))
@@ -150,6 +154,7 @@ class EventConsumer:
                 for partition, records in batches.items():
                     await self._consume_partition(consumer, partition, records)
                 await self.commit_handled()
+                await self._observe(consumer, batches)
         finally:
             with contextlib.suppress(Exception):
                 await self.commit_handled()
@@ -162,7 +167,8 @@ class EventConsumer:
     ) -> None:
         for record in records:
             try:
-                await self._consume(record)
+                with _record_span(record, self.group_id):
+                    await self._consume(record)
             except (KafkaError, TimeoutError) as exc:
                 # The dead-letter write failed: read this record again rather than lose it.
                 log.warning(
@@ -182,12 +188,49 @@ class EventConsumer:
         if not self._handled or self._consumer is None:
             return
         offsets, self._handled = self._handled, {}
+        started = time.perf_counter()
         try:
             await self._consumer.commit(offsets)
         except (CommitFailedError, IllegalGenerationError) as exc:
             # The group moved on (a rebalance): the next owner reads these records again and
             # the inbox drops them (aiokafka #933, #1054).
             log.info("%s: commit after rebalance refused (%s)", self.group_id, exc)
+        else:
+            if self._metrics is not None:
+                self._metrics.commit_latency.labels(self.group_id).observe(
+                    time.perf_counter() - started
+                )
+
+    def forget_partitions(self, partitions: list[TopicPartition]) -> None:
+        """Stop reporting the lag of partitions this member gave up in a rebalance."""
+        if self._metrics is not None:
+            self._metrics.forget_partitions(
+                self.group_id, [(tp.topic, tp.partition) for tp in partitions]
+            )
+
+    async def _observe(
+        self, consumer: AIOKafkaConsumer, batches: dict[TopicPartition, list[ConsumerRecord]]
+    ) -> None:
+        """Count the bytes fetched and set each owned partition's lag, from what the last
+        fetches told the consumer (its high watermarks): no request to the broker."""
+        if self._metrics is None:
+            return
+        for partition, records in batches.items():
+            size = sum(len(record.value or b"") for record in records)
+            self._metrics.fetched_bytes.labels(partition.topic, self.group_id).inc(size)
+        for partition in consumer.assignment():
+            highwater = consumer.highwater(partition)
+            if highwater is None:
+                continue  # nothing fetched from it yet
+            try:
+                # Known locally once the partition has been fetched from; the time-out only
+                # guards a position being reset at this moment.
+                position = await asyncio.wait_for(consumer.position(partition), 1.0)
+            except (KafkaError, TimeoutError):
+                continue
+            self._metrics.lag(
+                self.group_id, partition.topic, partition.partition, max(highwater - position, 0)
+            )
 
     async def _consume(self, record: ConsumerRecord) -> None:
         started = time.perf_counter()
@@ -227,6 +270,19 @@ class EventConsumer:
             self._metrics.processing_duration.labels(event.event_type).observe(
                 time.perf_counter() - started
             )
+        if log.isEnabledFor(logging.INFO):
+            log.info(
+                "Event consumed",
+                extra={
+                    "eventId": event_id,
+                    "eventType": event.event_type,
+                    "topic": record.topic,
+                    "correlationId": event.correlation_id,
+                    "consumerGroup": self.group_id,
+                    "processingTime": round((time.perf_counter() - started) * 1000, 3),
+                    "orderId": event.correlation_id,
+                },
+            )
 
     async def _dead_letter(
         self, record: ConsumerRecord, *, reason: str, error: str, attempts: int
@@ -253,8 +309,25 @@ class EventConsumer:
             "%s: %s@%d offset %d dead-lettered (%s): %s",
             self.group_id, record.topic, record.partition, record.offset, reason, error,
         )  # fmt: skip
+        mark_failed(f"dead-lettered ({reason})")
         if self._metrics is not None:
             self._metrics.dead_letters.labels(record.topic, reason).inc()
+
+
+def _record_span(record: ConsumerRecord, consumer_group: str) -> AbstractContextManager[Span]:
+    """The record's span; its event type and order are read from header and key (the record
+    may not decode)."""
+    event_type = next((v for k, v in record.headers or () if k == EVENT_TYPE_HEADER), None)
+    key = record.key
+    return consume_span(
+        record.headers,
+        topic=record.topic,
+        partition=record.partition,
+        offset=record.offset,
+        consumer_group=consumer_group,
+        event_type=event_type.decode(errors="replace") if isinstance(event_type, bytes) else None,
+        order_id=key.decode(errors="replace") if isinstance(key, bytes) else None,
+    )
 
 
 def _reason(error: ContractError) -> str:

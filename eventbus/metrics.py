@@ -1,12 +1,15 @@
 """The event bus's metrics, named as in design document 002, on a registry handed in."""
 
+import contextlib
+from collections.abc import Iterable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 __all__ = ["EventBusMetrics"]
 
 
 class EventBusMetrics:
-    """Publish, consume, dead-letter and outbox figures of one process."""
+    """Publish, consume, lag, dead-letter and outbox figures of one process."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.events_published = Counter(
@@ -15,11 +18,23 @@ class EventBusMetrics:
             ["event_type", "topic"],
             registry=registry,
         )
+        self.published_bytes = Counter(
+            "events_published_bytes_total",
+            "Bytes of event values acknowledged by Kafka (the broker's bytes in, from our side)",
+            ["topic"],
+            registry=registry,
+        )
         self.publish_latency = Histogram(
             "event_publish_latency_seconds",
             "Time from handing a batch to the producer to the broker's acknowledgement",
             ["topic"],
             buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1, 5),
+            registry=registry,
+        )
+        self.publish_errors = Counter(
+            "events_publish_errors_total",
+            "Batches the outbox relay could not publish (they stay pending and are sent again)",
+            ["error"],
             registry=registry,
         )
         self.events_consumed = Counter(
@@ -33,6 +48,25 @@ class EventBusMetrics:
             "Event processing duration",
             ["event_type"],
             buckets=(0.01, 0.05, 0.1, 0.5, 1, 2, 5),
+            registry=registry,
+        )
+        self.fetched_bytes = Counter(
+            "kafka_consumer_fetched_bytes_total",
+            "Bytes of record values fetched by a consumer group (the broker's bytes out)",
+            ["topic", "consumer_group"],
+            registry=registry,
+        )
+        self.consumer_lag = Gauge(
+            "kafka_consumer_lag",
+            "Records of a partition not yet handled by the group: high watermark - position",
+            ["topic", "partition", "consumer_group"],
+            registry=registry,
+        )
+        self.commit_latency = Histogram(
+            "kafka_consumer_commit_latency_seconds",
+            "Time to commit a consumer group's offsets",
+            ["consumer_group"],
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1, 5),
             registry=registry,
         )
         self.dead_letters = Counter(
@@ -53,7 +87,18 @@ class EventBusMetrics:
             registry=registry,
         )
 
-    def published(self, event_type: str, topic: str, seconds: float) -> None:
-        """Count one acknowledged event."""
+    def published(self, event_type: str, topic: str, seconds: float, size: int = 0) -> None:
+        """Count one acknowledged event of ``size`` bytes."""
         self.events_published.labels(event_type, topic).inc()
+        self.published_bytes.labels(topic).inc(size)
         self.publish_latency.labels(topic).observe(seconds)
+
+    def lag(self, consumer_group: str, topic: str, partition: int, records: int) -> None:
+        """Set how far ``consumer_group`` is behind on one partition."""
+        self.consumer_lag.labels(topic, str(partition), consumer_group).set(records)
+
+    def forget_partitions(self, consumer_group: str, partitions: Iterable[tuple[str, int]]) -> None:
+        """Drop the lag of partitions the group member no longer owns (another one reports it)."""
+        for topic, partition in partitions:
+            with contextlib.suppress(KeyError):
+                self.consumer_lag.remove(topic, str(partition), consumer_group)

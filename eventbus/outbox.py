@@ -18,10 +18,12 @@ from dataclasses import dataclass
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError, OutOfOrderSequenceNumber
+from opentelemetry.trace import Span, Status, StatusCode
 
 from contracts.codec import encode_event
 from contracts.envelope import AnyEvent
 from eventbus.metrics import EventBusMetrics
+from eventbus.tracing import creation_headers, publish_span
 from eventbus.transaction import transaction
 
 __all__ = ["Outbox", "OutboxRelay", "OutboxRow"]
@@ -92,7 +94,15 @@ class Outbox:
             SchemaViolation: the event does not match its schema (nothing is written).
         """
         encoded = encode_event(event)
-        headers = json.dumps([(name, value.hex()) for name, value in encoded.headers])
+        trace_headers = creation_headers(
+            topic=encoded.topic,
+            event_id=str(event.event_id),
+            event_type=type(event).EVENT_TYPE,
+            order_id=event.correlation_id,
+        )
+        headers = json.dumps(
+            [(name, value.hex()) for name, value in [*encoded.headers, *trace_headers]]
+        )
         self._db.execute(
             "INSERT INTO outbox (event_id, event_type, order_id, topic, key, value, headers,"
             " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -147,6 +157,31 @@ class Outbox:
         self._added.clear()
 
 
+def _report_published(rows: list[OutboxRow], spans: list[Span | None], sent: int) -> None:
+    """End the rows' publish spans and log the first ``sent`` rows, which Kafka acknowledged."""
+    for index, span in enumerate(spans):
+        if span is None:
+            continue
+        if index >= sent:
+            span.set_status(Status(StatusCode.ERROR, "not acknowledged by Kafka"))
+        span.end()
+    if not log.isEnabledFor(logging.INFO):
+        return
+    for row, span in zip(rows[:sent], spans, strict=False):
+        fields = {
+            "eventId": row.event_id,
+            "eventType": row.event_type,
+            "topic": row.topic,
+            "correlationId": row.order_id,
+            "orderId": row.order_id,
+        }
+        if span is not None:  # the line joins the event's trace, as consumers' lines do
+            context = span.get_span_context()
+            fields["traceId"] = format(context.trace_id, "032x")
+            fields["spanId"] = format(context.span_id, "016x")
+        log.info("Event published", extra=fields)
+
+
 class OutboxRelay:
     """Publishes an outbox's pending rows in order, until stopped."""
 
@@ -179,6 +214,8 @@ class OutboxRelay:
                     log.warning(
                         "outbox relay: Kafka unavailable (%s), retrying in %.1fs", exc, backoff
                     )
+                    if self._metrics is not None:
+                        self._metrics.publish_errors.labels(type(exc).__name__).inc()
                     await self._drop_producer()
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, 5.0)
@@ -204,10 +241,22 @@ class OutboxRelay:
             return 0
         producer = await self._ensure_producer()
         started = time.perf_counter()
+        sending_since = time.time_ns()
         # Sends are queued in order and batched by the producer; the idempotent producer
         # keeps their order per partition even when it retries.
         futures = [
             await producer.send(row.topic, row.value, key=row.key, headers=row.headers)
+            for row in rows
+        ]
+        spans = [
+            publish_span(
+                row.headers,
+                topic=row.topic,
+                event_id=row.event_id,
+                event_type=row.event_type,
+                order_id=row.order_id,
+                start_time=sending_since,
+            )
             for row in rows
         ]
         acknowledged: list[int] = []
@@ -223,7 +272,8 @@ class OutboxRelay:
             if self._metrics is not None:
                 elapsed = time.perf_counter() - started
                 for row in rows[: len(acknowledged)]:
-                    self._metrics.published(row.event_type, row.topic, elapsed)
+                    self._metrics.published(row.event_type, row.topic, elapsed, size=len(row.value))
+            _report_published(rows, spans, len(acknowledged))
         return len(acknowledged)
 
     async def _ensure_producer(self) -> AIOKafkaProducer:

@@ -7,6 +7,7 @@ process id that the system has since given to somebody else's process is never s
 import contextlib
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -146,8 +147,21 @@ def port_in_use(host: str, port: int) -> bool:
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port on ``host`` that nobody listens on right now."""
+    """A TCP port on ``host`` that nobody listens on right now.
+
+    Taken below Linux's ephemeral range (32768 and up), so that the port is still free when
+    a process restarts on it: the kernel hands ephemeral ports to outgoing connections, and
+    one of them could otherwise take the port while its process is down.
+    """
+    for _ in range(200):
+        port = random.randrange(20_000, 32_000)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind((host, port))
+            except OSError:
+                continue
+            return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind((host, 0))
-        port: int = probe.getsockname()[1]
-        return port
+        chosen: int = probe.getsockname()[1]
+        return chosen

@@ -86,6 +86,16 @@ class Settings(BaseSettings):
     startup_timeout_seconds: float = Field(
         120.0, gt=0, description="How long `saga up` waits for each component to be healthy."
     )
+    sdk_metrics_port_offset: int = Field(
+        1000,
+        ge=0,
+        le=64534,
+        description=(
+            "Each process serves the Temporal SDK's own metrics on 127.0.0.1 at its port plus "
+            "this (API 9000, payment 9101, inventory 9102, shipping 9103, orchestrator 9104); "
+            "0 turns them off."
+        ),
+    )
 
     # Services
     payment_flaky_failures: int = Field(
@@ -127,6 +137,37 @@ class Settings(BaseSettings):
             "(publishes `shipping.dispatched`)."
         ),
     )
+
+    # Logs and traces
+    log_format: Literal["auto", "json", "text"] = Field(
+        "auto",
+        description=(
+            "Log lines of the processes on stderr: `json` (one JSON object a line), `text` "
+            "(for people), or `auto` (text on a terminal, JSON otherwise)."
+        ),
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO",
+        description=("Lowest level logged; INFO logs one line per event published and consumed."),
+    )
+    otlp_endpoint: str | None = Field(
+        None,
+        description=(
+            "OpenTelemetry collector (OTLP over HTTP/protobuf, e.g. http://127.0.0.1:4318) "
+            "that every process sends its traces to; unset, nothing is traced."
+        ),
+    )
+
+    @field_validator("otlp_endpoint")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip().rstrip("/")
+        scheme, sep, rest = value.partition("://")
+        if not sep or scheme not in ("http", "https") or not rest:
+            raise ValueError(f"{value!r} is not an http:// or https:// URL")
+        return value
 
     @field_validator("kafka_bootstrap_servers", "temporal_address")
     @classmethod
@@ -176,6 +217,16 @@ class Settings(BaseSettings):
             "shipping": self.shipping_port,
         }
         return ports[service]
+
+    def sdk_metrics_port(self, process: str) -> int | None:
+        """Where ``process`` (api, orchestrator, payment, ...) serves the Temporal SDK's metrics.
+
+        Its own port plus ``sdk_metrics_port_offset``; None when that offset is 0 (off).
+        """
+        if not self.sdk_metrics_port_offset:
+            return None
+        port = self.api_port if process == "api" else self.service_port(process)
+        return port + self.sdk_metrics_port_offset
 
 
 def load_settings(**overrides: object) -> Settings:

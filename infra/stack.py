@@ -20,6 +20,7 @@ from infra.kafka_broker import (
     wait_for_kafka,
 )
 from infra.processes import ProcessRecord, ProcessTable, port_in_use, spawn, stop_process
+from infra.sdk_metrics import SDK_METRICS_HOST
 from infra.settings import Settings
 from infra.temporal_server import (
     TemporalDevServer,
@@ -50,6 +51,8 @@ class ComponentStatus:
     pid: int | None
     version: str | None
     log: str | None
+    metrics: tuple[str, ...] = ()
+    """Where its Prometheus metrics are: ``/metrics`` and the Temporal SDK's exporter."""
 
     def as_dict(self) -> dict[str, object]:
         """A JSON-ready mapping."""
@@ -60,6 +63,7 @@ class ComponentStatus:
             "pid": self.pid,
             "version": self.version,
             "log": self.log,
+            "metrics": list(self.metrics),
         }
 
 
@@ -96,6 +100,22 @@ class Stack:
         if name == "api":
             return s.api_host, s.api_port
         return s.api_host, s.service_port(name)
+
+    def metrics_urls(self, name: str) -> tuple[str, ...]:
+        """Where component ``name`` serves Prometheus metrics (none for Kafka: the orchestrator
+        worker exports the cluster's figures)."""
+        s = self._settings
+        if name == "kafka":
+            return ()
+        if name == "temporal":
+            return (
+                (f"http://127.0.0.1:{s.temporal_port + 11}/metrics",) if s.temporal_embedded else ()
+            )
+        urls = [f"{self._address(name)}/metrics"]
+        sdk_port = s.sdk_metrics_port(name)
+        if sdk_port is not None:
+            urls.append(f"http://{SDK_METRICS_HOST}:{sdk_port}/metrics")
+        return tuple(urls)
 
     def _embedded(self, name: str) -> bool:
         if name == "kafka":
@@ -168,10 +188,18 @@ class Stack:
                 self._say(f"{name:<12} already running (pid {running.pid})")
                 continue
             host, port = self._listen_port(name)
+            s = self._settings
             if port_in_use(host, port):
                 raise StackError(
                     f"port {host}:{port} that {name} needs is already in use by another process: "
                     f"stop that process, or give {name} another port (see `saga config`)"
+                )
+            sdk_port = None if name in ("kafka", "temporal") else s.sdk_metrics_port(name)
+            if sdk_port is not None and port_in_use(SDK_METRICS_HOST, sdk_port):
+                raise StackError(
+                    f"port {SDK_METRICS_HOST}:{sdk_port} for the Temporal SDK metrics of {name} "
+                    "is already in use by another process: stop that process, or change "
+                    "SAGA_SDK_METRICS_PORT_OFFSET (0 turns these metrics off)"
                 )
             env = {**os.environ, **self._settings.as_env(), "SAGA_RUN_DIR": str(self._run_dir)}
             _, record = spawn(name, self._command(name), self._log_path(name), env=env)
@@ -291,4 +319,5 @@ class Stack:
             pid=record.pid if alive and record is not None else None,
             version=version,
             log=str(self._log_path(name)) if record is not None else None,
+            metrics=self.metrics_urls(name),
         )

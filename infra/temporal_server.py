@@ -4,13 +4,15 @@ import asyncio
 import shutil
 import subprocess
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
 from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
-from temporalio.client import Client
+from temporalio.client import Client, Interceptor
 from temporalio.converter import DataConverter
+from temporalio.runtime import Runtime
 from temporalio.service import RPCError
 
 from contracts.search_attributes import SEARCH_ATTRIBUTES
@@ -105,8 +107,14 @@ async def wait_for_temporal(
     *,
     wait_seconds: float,
     data_converter: DataConverter | None = None,
+    interceptors: Sequence[Interceptor] = (),
+    runtime: Runtime | None = None,
 ) -> Client:
     """Wait until Temporal answers on ``address`` and ``namespace`` exists; return a client.
+
+    ``interceptors`` apply to the client's calls and to the workers made with it (the
+    tracing interceptor of :func:`infra.tracing.temporal_interceptors`). ``runtime`` is the
+    process's Temporal runtime (the one exporting the SDK's metrics, :mod:`infra.sdk_metrics`).
 
     Raises:
         TemporalUnavailableError: no answer within ``wait_seconds`` seconds.
@@ -116,7 +124,11 @@ async def wait_for_temporal(
     while asyncio.get_running_loop().time() < deadline:
         try:
             client = await Client.connect(
-                address, namespace=namespace, data_converter=data_converter or DataConverter.default
+                address,
+                namespace=namespace,
+                data_converter=data_converter or DataConverter.default,
+                interceptors=interceptors,
+                runtime=runtime,
             )
             await client.workflow_service.get_system_info(
                 GetSystemInfoRequest(), timeout=timedelta(seconds=5)

@@ -68,8 +68,18 @@ def _ps(settings: Settings, args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([status.as_dict() for status in statuses], indent=2))
         return 0
-    rows = [[s.name, s.state, s.address, str(s.pid or "-"), s.version or "-"] for s in statuses]
-    print(_table(rows, ["NAME", "STATE", "ADDRESS", "PID", "VERSION"]))
+    rows = [
+        [
+            s.name,
+            s.state,
+            s.address,
+            str(s.pid or "-"),
+            s.version or "-",
+            " ".join(url.removeprefix("http://") for url in s.metrics) or "-",
+        ]
+        for s in statuses
+    ]
+    print(_table(rows, ["NAME", "STATE", "ADDRESS", "PID", "VERSION", "METRICS"]))
     return 0
 
 
@@ -250,6 +260,37 @@ def _replay(settings: Settings, args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def _bench(settings: Settings, args: argparse.Namespace) -> int:
+    from orchestrator.bench import BenchError, BenchOptions, render_text, run_bench
+
+    options = BenchOptions(
+        orders=args.orders,
+        concurrency=args.concurrency,
+        bare_orders=args.bare_orders,
+        bare_dispatch_wait=args.bare_dispatch_wait,
+        records=args.records,
+        skip_bare=args.skip_bare,
+        skip_publishing=args.skip_publishing,
+        skip_kafka_tools=args.skip_kafka_tools,
+        profile=args.profile,
+        report_dir=args.report_dir,
+    )
+    try:
+        run = asyncio.run(
+            run_bench(settings, options, say=lambda line: print(line, file=sys.stderr))
+        )
+    except BenchError as exc:
+        print(f"saga: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(run.report.model_dump_json(indent=2))
+    else:
+        print(render_text(run.report))
+    paths = f"report: {run.json_path}\nreport: {run.markdown_path}"
+    print(paths, file=sys.stderr if args.json else sys.stdout)
+    return 1 if run.report.sagas.load.failed else 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="saga",
@@ -267,7 +308,11 @@ def _parser() -> argparse.ArgumentParser:
     add("up", _up, "Start Kafka, Temporal, the three services and the API in the background.")
     add("fetch", _fetch, "Fetch Kafka's jars from Maven Central into the cache (once).")
     add("down", _down, "Stop exactly the processes `saga up` started.")
-    ps = add("ps", _ps, "Show each component's state, address, process id and version.")
+    ps = add(
+        "ps",
+        _ps,
+        "Show each component's state, address, process id, version and metrics endpoints.",
+    )
     ps.add_argument("--json", action="store_true", help="one JSON array, for scripts")
     logs = add("logs", _logs, "Show the end of one component's log.")
     logs.add_argument(
@@ -294,6 +339,39 @@ def _parser() -> argparse.ArgumentParser:
         "--limit", type=int, default=100, help="how many recent sagas (default 100)"
     )
     replay.add_argument("--json", action="store_true", help="one JSON object, for scripts")
+    bench = add(
+        "bench",
+        _bench,
+        "Measure the running stack (sagas/s, saga and event latency, consumer lag) beside "
+        "a bare Temporal workflow of the saga's shape and Kafka's own producer tool.",
+    )
+    bench.add_argument("--orders", type=int, default=200, help="orders to place (default 200)")
+    bench.add_argument(
+        "--concurrency", type=int, default=50, help="sagas in flight at once (default 50)"
+    )
+    bench.add_argument("--bare-orders", type=int, help="bare workflows (default: --orders)")
+    bench.add_argument(
+        "--bare-dispatch-wait",
+        type=float,
+        metavar="SECONDS",
+        help="the bare workflow's stand-in for the carrier's dispatch delay "
+        "(default: SAGA_CARRIER_DISPATCH_DELAY_SECONDS)",
+    )
+    bench.add_argument(
+        "--records", type=int, default=100_000, help="records per publisher (default 100000)"
+    )
+    bench.add_argument("--skip-bare", action="store_true", help="no bare Temporal workflow")
+    bench.add_argument(
+        "--skip-publishing", action="store_true", help="no publisher comparison at all"
+    )
+    bench.add_argument(
+        "--skip-kafka-tools", action="store_true", help="no Kafka ProducerPerformance (no Java)"
+    )
+    bench.add_argument(
+        "--profile", action="store_true", help="py-spy the stack's processes during the orders"
+    )
+    bench.add_argument("--report-dir", type=Path, help="where to write (default: <run dir>/bench)")
+    bench.add_argument("--json", action="store_true", help="print the JSON report")
     dlq = commands.add_parser("dlq", help="Dead letters: list them, send them back.")
     dlq_commands = dlq.add_subparsers(dest="dlq_command", required=True, metavar="COMMAND")
     dlq_list = dlq_commands.add_parser("list", help="Show the records in the dead-letter topics.")

@@ -2,7 +2,8 @@
 
 The saga records the order (``order.placed``) before anything else and records how it
 ended (``order.completed`` / ``order.cancelled``). Each activity is idempotent by order id:
-a repeat returns the first answer and writes no second event.
+a repeat returns the first answer and writes no second event, and counts no second saga in
+the metrics (only the call that changed the order's state counts it).
 """
 
 import sqlite3
@@ -30,6 +31,7 @@ from contracts.events.order import (
     OrderPlacedData,
 )
 from eventbus import Outbox
+from orchestrator.metrics import SagaMetrics, cancel_reason
 from workers.runtime import DomainEvents, causation_id
 from workers.store import Book
 
@@ -55,9 +57,15 @@ class OrderBook(Book):
 
     SCHEMA = _SCHEMA
 
-    def __init__(self, connection: sqlite3.Connection, outbox: Outbox) -> None:
+    def __init__(
+        self,
+        connection: sqlite3.Connection,
+        outbox: Outbox,
+        metrics: SagaMetrics | None = None,
+    ) -> None:
         super().__init__(connection)
         self._events = DomainEvents(outbox, SOURCE)
+        self._metrics = metrics
 
     def status(self, order_id: str) -> str | None:
         """``placed``, ``completed``, ``cancelled``, or None for an unknown order."""
@@ -87,15 +95,18 @@ class OrderBook(Book):
                     ),
                     caused_by=cause,
                 )
+        if inserted and self._metrics is not None:
+            self._metrics.saga_started()
         return bool(inserted)
 
     def complete(self, request: CompleteOrderInput, cause: str | None) -> bool:
         """Mark the order completed and write ``order.completed``, once."""
+        now = time.time()
         with self.transaction():
             changed = self._db.execute(
                 "UPDATE orders SET status = 'completed', updated_at = ?"
                 " WHERE order_id = ? AND status = 'placed'",
-                (time.time(), request.order_id),
+                (now, request.order_id),
             ).rowcount
             if changed:
                 self._events.emit(
@@ -108,15 +119,18 @@ class OrderBook(Book):
                     ),
                     caused_by=cause,
                 )
+        if changed and self._metrics is not None:
+            self._metrics.saga_completed(now - self._placed_at(request.order_id, now))
         return self.status(request.order_id) == "completed"
 
     def cancel(self, request: CancelOrderInput, cause: str | None) -> bool:
         """Mark the order cancelled and write ``order.cancelled``; False if it already was."""
+        now = time.time()
         with self.transaction():
             changed = self._db.execute(
                 "UPDATE orders SET status = 'cancelled', reason = ?, updated_at = ?"
                 " WHERE order_id = ? AND status = 'placed'",
-                (request.reason, time.time(), request.order_id),
+                (request.reason, now, request.order_id),
             ).rowcount
             if changed:
                 self._events.emit(
@@ -128,7 +142,17 @@ class OrderBook(Book):
                     ),
                     caused_by=cause,
                 )
+        if changed and self._metrics is not None:
+            self._metrics.saga_cancelled(
+                cancel_reason(request), now - self._placed_at(request.order_id, now)
+            )
         return bool(changed)
+
+    def _placed_at(self, order_id: str, default: float) -> float:
+        row = self._db.execute(
+            "SELECT placed_at FROM orders WHERE order_id = ?", (order_id,)
+        ).fetchone()
+        return default if row is None else float(row[0])
 
 
 class OrderActivities:

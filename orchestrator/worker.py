@@ -6,15 +6,28 @@ consumer group with its own database connection:
 - the projector, which keeps every order's event timeline for the API;
 - the dispatch bridge, which turns ``shipping.dispatched`` into the saga's signal;
 - the audit consumer and the notification consumer (choreography: nobody calls them).
+
+It also keeps the saga metrics (:mod:`orchestrator.metrics`) and the Kafka cluster's
+figures (:mod:`eventbus.cluster_metrics`) on its ``/metrics``.
 """
 
 import sqlite3
 
+from contracts.envelope import AnyEvent
 from contracts.task_queues import ORCHESTRATOR
 from contracts.topics import TOPICS, topic_for_event_type
-from eventbus import EventConsumer, EventHandler, new_consumer, new_producer, open_database
+from eventbus import (
+    EventConsumer,
+    EventHandler,
+    KafkaClusterMetrics,
+    KafkaClusterWatch,
+    new_consumer,
+    new_producer,
+    open_database,
+)
 from orchestrator.choreography import AuditLog, Notifications
 from orchestrator.dispatch_bridge import DispatchBridge
+from orchestrator.metrics import SagaMetrics, SagaWatch
 from orchestrator.orders import OrderActivities, OrderBook
 from orchestrator.timeline import Timeline
 from orchestrator.workflows import OrderSaga
@@ -28,7 +41,8 @@ _ALL_TOPICS = [spec.name for spec in TOPICS]
 def build(context: ServiceContext) -> ServiceParts:
     """The orchestrator's workflow, activities and consumers."""
     settings = context.settings
-    orders = OrderActivities(OrderBook(context.db, context.outbox))
+    saga_metrics = SagaMetrics(context.registry)
+    orders = OrderActivities(OrderBook(context.db, context.outbox, saga_metrics))
 
     def consumer(
         group: str, topics: list[str], db: sqlite3.Connection, handler: EventHandler
@@ -51,10 +65,15 @@ def build(context: ServiceContext) -> ServiceParts:
     bridge_db = open_database(settings.run_dir / "dispatch-bridge.db")
     audit_db = open_database(settings.run_dir / "audit.db")
     notifications_db = open_database(settings.run_dir / "notifications.db")
+    timeline = Timeline(projector_db)
+
+    async def project(event: AnyEvent, db: sqlite3.Connection) -> None:
+        await timeline.project(event, db)
+        # The projector's inbox hands it each event once: the place to count compensations.
+        saga_metrics.observe_event(event)
+
     consumers = [
-        consumer(
-            "orchestrator-projector", _ALL_TOPICS, projector_db, Timeline(projector_db).project
-        ),
+        consumer("orchestrator-projector", _ALL_TOPICS, projector_db, project),
         consumer(
             "orchestrator-dispatch-bridge",
             [topic_for_event_type("shipping.dispatched.v1")],
@@ -72,7 +91,13 @@ def build(context: ServiceContext) -> ServiceParts:
     return ServiceParts(
         activities=[orders.place, orders.complete, orders.cancel],
         workflows=[OrderSaga],
-        background=[c.run for c in consumers],
+        background=[
+            *(c.run for c in consumers),
+            KafkaClusterWatch(
+                settings.kafka_bootstrap_servers, KafkaClusterMetrics(context.registry)
+            ).run,
+            SagaWatch(context.temporal, saga_metrics).run,
+        ],
     )
 
 

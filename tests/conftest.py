@@ -18,10 +18,11 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 
 from contracts.topics import all_topics
 from infra.kafka_broker import KafkaBroker, apply_topic_catalog, ensure_kafka_jars, wait_for_kafka
-from infra.processes import ProcessRecord, free_port, spawn, stop_process
+from infra.processes import ProcessRecord, free_port, port_in_use, spawn, stop_process
 from infra.settings import Settings
 from infra.stack import Stack
 from infra.temporal_server import TemporalDevServer, find_temporal_cli, wait_for_temporal
+from tests.otlp_receiver import OtlpReceiver
 
 logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
 
@@ -128,15 +129,36 @@ E2E_SKUS = ("E2E-A", "E2E-B")
 
 
 @pytest.fixture(scope="session")
+def otlp_receiver() -> Iterator[OtlpReceiver]:
+    """An OTLP/HTTP trace endpoint in the test process, which the session's stack sends to."""
+    receiver = OtlpReceiver()
+    receiver.start()
+    yield receiver
+    receiver.stop()
+
+
+def process_port() -> int:
+    """A free port for a stack process whose Temporal SDK metrics port (this port plus the
+    default ``sdk_metrics_port_offset``) is free too."""
+    offset: int = Settings.model_fields["sdk_metrics_port_offset"].default
+    while True:
+        port = free_port()
+        if port + offset <= 65535 and not port_in_use("127.0.0.1", port + offset):
+            return port
+
+
+@pytest.fixture(scope="session")
 def stack(
     kafka_broker: KafkaBroker,
     temporal_server: TemporalDevServer,
+    otlp_receiver: OtlpReceiver,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Settings]:
     """The three services, the orchestrator and the API, on the session's Kafka and Temporal.
 
     Inventory holds the default SKUs and the ``E2E-*`` SKUs, which only the end-to-end test
-    orders, so that it can account for every unit.
+    orders, so that it can account for every unit. Every process logs JSON lines to its log
+    under ``<run_dir>/logs`` and sends its traces to ``otlp_receiver``.
     """
     run_dir = tmp_path_factory.mktemp("stack")
     seed = run_dir / "seed.json"
@@ -148,13 +170,16 @@ def stack(
         kafka_bootstrap_servers=kafka_broker.bootstrap_servers,
         temporal_embedded=False,
         temporal_address=temporal_server.address,
-        api_port=free_port(),
-        payment_port=free_port(),
-        inventory_port=free_port(),
-        shipping_port=free_port(),
-        orchestrator_port=free_port(),
+        api_port=process_port(),
+        payment_port=process_port(),
+        inventory_port=process_port(),
+        shipping_port=process_port(),
+        orchestrator_port=process_port(),
         carrier_dispatch_delay_seconds=CARRIER_DELAY,
         startup_timeout_seconds=90,
+        log_format="json",
+        log_level="INFO",
+        otlp_endpoint=otlp_receiver.endpoint,
     )
     stack = Stack(settings, say=lambda _: None)
     try:

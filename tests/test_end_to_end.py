@@ -207,6 +207,10 @@ async def test_a_killed_service_restarts_and_the_saga_finishes_once(
             break
         await asyncio.sleep(0.05)
     os.kill(payment.pid, signal.SIGKILL)
+    for _ in range(500):  # the kernel frees its port once it has ended
+        if not payment.is_alive():
+            break
+        await asyncio.sleep(0.02)
     await asyncio.to_thread(Stack(stack, say=lambda _: None).up)  # starts only what is missing
     restarted = table.get("payment")
     assert restarted is not None and restarted.pid != payment.pid

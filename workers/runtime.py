@@ -24,14 +24,18 @@ from prometheus_client import CollectorRegistry, make_asgi_app
 from temporalio import activity
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.runtime import Runtime
 from temporalio.worker import Worker
 
 from contracts.envelope import DataModel, Event
 from eventbus import EventBusMetrics, Outbox, OutboxRelay, new_producer, open_database
 from infra.kafka_broker import KafkaUnavailableError, wait_for_kafka
 from infra.logs import configure_logging
+from infra.sdk_metrics import sdk_metrics_runtime
 from infra.settings import ConfigurationError, Settings, load_settings
 from infra.temporal_server import TemporalUnavailableError, wait_for_temporal
+from infra.tracing import export_traces, temporal_interceptors, traced_workflow_runner
+from workers.activity_metrics import ActivityAttempts, ActivityMetrics
 
 __all__ = [
     "DomainEvents",
@@ -68,6 +72,8 @@ class ServiceContext:
     outbox: Outbox
     temporal: Client
     metrics: EventBusMetrics
+    registry: CollectorRegistry
+    """The process's metrics registry, served on ``/metrics``, for the service's own metrics."""
 
 
 ServiceFactory = Callable[[ServiceContext], ServiceParts]
@@ -141,7 +147,13 @@ def ping_activity(service: str) -> Callable[[], Any]:
 
 def health_app(service: str, registry: CollectorRegistry) -> FastAPI:
     """The service's HTTP side: ``/healthz`` and ``/metrics``."""
-    app = FastAPI(title=f"{service} service", docs_url=None, redoc_url=None)
+    # No spans for probes and scrapes, even with traces on.
+    app = FastAPI(
+        title=f"{service} service",
+        docs_url=None,
+        redoc_url=None,
+        telemetry={"tracing": False, "metrics": False, "logs": False},
+    )
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
@@ -159,6 +171,7 @@ async def serve(
     task_queue: str,
     build: ServiceFactory,
     registry: CollectorRegistry,
+    temporal_runtime: Runtime | None = None,
 ) -> None:
     """Connect to Kafka and Temporal, then run the service until SIGTERM or SIGINT.
 
@@ -173,12 +186,14 @@ async def serve(
         settings.temporal_namespace,
         wait_seconds=timeout,
         data_converter=pydantic_data_converter,
+        interceptors=temporal_interceptors(settings.otlp_endpoint),
+        runtime=temporal_runtime,
     )
     db = open_database(settings.run_dir / f"{service}.db")
     try:
         outbox = Outbox(db)
         metrics = EventBusMetrics(registry)
-        parts = build(ServiceContext(settings, db, outbox, client, metrics))
+        parts = build(ServiceContext(settings, db, outbox, client, metrics, registry))
         relay = OutboxRelay(
             outbox, lambda: new_producer(settings.kafka_bootstrap_servers), metrics=metrics
         )
@@ -187,6 +202,7 @@ async def serve(
             host=settings.api_host,
             port=settings.service_port(service),
             log_level="warning",
+            log_config=None,  # uvicorn's records go through this process's log handler
         )
         server = uvicorn.Server(config)
         # uvicorn catches SIGTERM/SIGINT while serving and raises them again when it returns;
@@ -207,6 +223,10 @@ async def serve(
                 task_queue=task_queue,
                 activities=[ping_activity(service), *parts.activities],
                 workflows=list(parts.workflows),
+                workflow_runner=traced_workflow_runner(),
+                interceptors=[
+                    ActivityAttempts(ActivityMetrics(registry), skip=frozenset({f"{service}.ping"}))
+                ],
             ):
                 log.info("%s service polling task queue %r", service, task_queue)
                 await _serve_until_stopped(server, background)
@@ -245,19 +265,22 @@ async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
 
 
 def run_service(service: str, *, task_queue: str, build: ServiceFactory) -> None:
-    """The composition root of a service process: settings, logging, then :func:`serve`."""
-    configure_logging(f"{service}-service")
+    """The composition root of a service process: settings, logs, traces, then :func:`serve`."""
+    process = f"{service}-service"
     try:
         settings = load_settings()
-        asyncio.run(
-            serve(
-                service,
-                settings,
-                task_queue=task_queue,
-                build=build,
-                registry=CollectorRegistry(),
+        configure_logging(process, log_format=settings.log_format, level=settings.log_level)
+        with export_traces(process, settings.otlp_endpoint):
+            asyncio.run(
+                serve(
+                    service,
+                    settings,
+                    task_queue=task_queue,
+                    build=build,
+                    registry=CollectorRegistry(),
+                    temporal_runtime=sdk_metrics_runtime(settings, service),
+                )
             )
-        )
     except (ConfigurationError, KafkaUnavailableError, TemporalUnavailableError) as exc:
         print(f"{service}-service: {exc}", file=sys.stderr)
         raise SystemExit(1) from None

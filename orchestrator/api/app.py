@@ -2,18 +2,21 @@
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, MutableMapping
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry, make_asgi_app
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.runtime import Runtime
 from temporalio.service import RPCError
 
 from eventbus import EventBusMetrics, Outbox, OutboxRelay, new_producer, open_database
 from infra.settings import Settings
 from infra.temporal_server import wait_for_temporal
+from infra.tracing import temporal_interceptors
 from orchestrator.api.routes import health, orders, sagas
 from orchestrator.api.service import (
     ActionRefused,
@@ -34,9 +37,22 @@ _STATUS_OF: dict[type[Exception], int] = {
 }
 
 
-def create_app(settings: Settings, registry: CollectorRegistry | None = None) -> FastAPI:
+def _probe_or_scrape(scope: MutableMapping[str, Any]) -> bool:
+    return str(scope.get("path", "")).startswith(("/healthz", "/readyz", "/metrics"))
+
+
+def create_app(
+    settings: Settings,
+    registry: CollectorRegistry | None = None,
+    *,
+    temporal_runtime: Runtime | None = None,
+) -> FastAPI:
     """Build the API: routes, the Temporal client (connected at start-up), the read model of
-    the orders' events, the outbox of the repairs it publishes, and ``/metrics``."""
+    the orders' events, the outbox of the repairs it publishes, and ``/metrics``.
+
+    ``temporal_runtime`` is the process's Temporal runtime, the one that exports the SDK's
+    metrics (:func:`infra.sdk_metrics.sdk_metrics_runtime`); by default the SDK's own.
+    """
     registry = registry or CollectorRegistry()
 
     @asynccontextmanager
@@ -46,6 +62,8 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
             settings.temporal_namespace,
             wait_seconds=settings.startup_timeout_seconds,
             data_converter=pydantic_data_converter,
+            interceptors=temporal_interceptors(settings.otlp_endpoint),
+            runtime=temporal_runtime,
         )
         settings.run_dir.mkdir(parents=True, exist_ok=True)
         timeline_db = open_database(settings.run_dir / "orchestrator.db")
@@ -75,6 +93,15 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         summary="Start order sagas, follow each saga beside its events, find and repair "
         "the stuck ones.",
         lifespan=lifespan,
+        # FastAPI's own OpenTelemetry: with traces on (SAGA_OTLP_ENDPOINT), one server span
+        # per request, continuing a caller's traceparent. Metrics are Prometheus's and logs
+        # Python's, and probes and scrapes would only bury the orders' traces.
+        telemetry={
+            "operation_spans": False,
+            "metrics": False,
+            "logs": False,
+            "exclude": _probe_or_scrape,
+        },
     )
     app.state.settings = settings
 

@@ -12,6 +12,8 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel
 
+from contracts.activities import CancelCause
+
 __all__ = [
     "ActivityCall",
     "InputBuilder",
@@ -33,6 +35,8 @@ class SagaFailure:
 
     reason: str
     step: str | None
+    cause: CancelCause = CancelCause.STEP_FAILED
+    """A step failed, or the saga was asked to stop (a cancel request, a workflow cancel)."""
 
 
 class SagaContext(Generic[InputT]):
@@ -63,6 +67,11 @@ class SagaContext(Generic[InputT]):
     def failed_step(self) -> str | None:
         """The step at which the saga stopped going forward."""
         return self.failure.step if self.failure else None
+
+    @property
+    def failure_cause(self) -> CancelCause | None:
+        """Why the saga is being undone (``None`` while it goes forward)."""
+        return self.failure.cause if self.failure else None
 
 
 InputBuilder = Callable[[SagaContext[Any]], BaseModel]

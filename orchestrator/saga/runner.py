@@ -29,6 +29,7 @@ from temporalio.exceptions import TimeoutError as TemporalTimeoutError
 from temporalio.workflow import ActivityCancellationType
 
 from contracts.activities import (
+    CancelCause,
     ManualResolution,
     SagaNote,
     SagaPhase,
@@ -218,8 +219,7 @@ class SagaRunner(Generic[InputT]):
         for step in self.definition.steps:
             record = self._records[step.name]
             if self._interruption is not None:
-                self.context.failure = SagaFailure(self._interruption.reason, None)
-                return self.context.failure
+                return self._interrupted_failure(None)
             self._set_current(step.name)
             self._last_forward = step.name
             self._update(record, StepPhase.RUNNING)
@@ -487,8 +487,13 @@ class SagaRunner(Generic[InputT]):
         return _StepFailed(self._interrupted_failure(step), maybe_applied=True)
 
     def _interrupted_failure(self, step: str | None) -> SagaFailure:
-        reason = self._interruption.reason if self._interruption else "cancelled"
-        self.context.failure = SagaFailure(reason, step)
+        interruption = self._interruption or _Interruption("cancelled", by_workflow_cancel=True)
+        cause = (
+            CancelCause.WORKFLOW_CANCELLED
+            if interruption.by_workflow_cancel
+            else CancelCause.CANCEL_REQUESTED
+        )
+        self.context.failure = SagaFailure(interruption.reason, step, cause)
         return self.context.failure
 
     def _note(self, kind: str, detail: str) -> None:

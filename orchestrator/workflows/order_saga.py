@@ -156,6 +156,7 @@ ORDER_SAGA = SagaDefinition(
                     order_id=_order_id(ctx),
                     reason=ctx.failure_reason,
                     failed_step=ctx.failed_step,
+                    cause=ctx.failure_cause,
                 ),
                 result=CancelOrderResult,
             ),

@@ -6,6 +6,7 @@ import uuid
 
 from contracts.events.shipping import ShippingDispatched, ShippingDispatchedData
 from eventbus import Outbox
+from eventbus.tracing import continue_trace
 from workers.runtime import DomainEvents
 from workers.shipping.shipments import Shipment, ShipmentBook
 
@@ -31,6 +32,7 @@ class CarrierSimulator:
         poll_interval: float | None = None,
     ) -> None:
         self._shipments = shipments
+        self._outbox = outbox
         self._events = DomainEvents(outbox, SOURCE)
         self._delay = dispatch_delay
         self._poll = (
@@ -54,15 +56,23 @@ class CarrierSimulator:
         with self._shipments.transaction():
             if not self._shipments.dispatch(shipment, tracking_number):
                 return False  # cancelled since it was read
-            self._events.emit(
-                ShippingDispatched,
-                ShippingDispatchedData(
-                    order_id=shipment.order_id,
-                    shipment_id=shipment.shipment_id,
-                    country=shipment.country,
-                    carrier=shipment.carrier,
-                    tracking_number=tracking_number,
-                ),
-                caused_by=shipment.scheduled_event_id,
-            )
+            with continue_trace(self._scheduled_trace(shipment), "carrier dispatch"):
+                self._events.emit(
+                    ShippingDispatched,
+                    ShippingDispatchedData(
+                        order_id=shipment.order_id,
+                        shipment_id=shipment.shipment_id,
+                        country=shipment.country,
+                        carrier=shipment.carrier,
+                        tracking_number=tracking_number,
+                    ),
+                    caused_by=shipment.scheduled_event_id,
+                )
         return True
+
+    def _scheduled_trace(self, shipment: Shipment) -> list[tuple[str, bytes]]:
+        """The headers of the shipment's ``shipping.scheduled``: the dispatch is in its trace."""
+        for row in self._outbox.rows_for_order(shipment.order_id):
+            if row.event_id == shipment.scheduled_event_id:
+                return row.headers
+        return []

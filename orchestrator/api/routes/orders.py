@@ -1,11 +1,16 @@
 """``POST /orders``: place an order, which starts its saga."""
 
+import logging
+
 from fastapi import APIRouter, Response, status
+from opentelemetry import trace
 
 from orchestrator.api.deps import SagaServiceDep
 from orchestrator.api.models import OrderAccepted, OrderRequest, ProblemDetail
 
 router = APIRouter(tags=["orders"])
+
+log = logging.getLogger(__name__)
 
 
 @router.post(
@@ -28,6 +33,11 @@ async def place_order(
     conflict (409). Bad input is refused (422) before anything starts.
     """
     accepted = await sagas.start(request)
+    trace.get_current_span().set_attribute("saga.order_id", accepted.order_id)
+    log.info(
+        "Order accepted" if accepted.created else "Order accepted again",
+        extra={"orderId": accepted.order_id, "workflowId": accepted.workflow_id},
+    )
     if not accepted.created:
         response.status_code = status.HTTP_200_OK
     return accepted

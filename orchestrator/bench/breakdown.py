@@ -1,0 +1,127 @@
+"""Where a saga's time went, read from the histories of a sample of the run's sagas.
+
+Each history is cut into what Temporal records: workflow tasks queued (from scheduled until
+a worker's poll got them: the server's dispatch, which records the start, and the worker's
+pollers) and running on the worker, activities likewise, and the wait for the carrier (the
+dispatch signal, or the bare workflow's timer). What is left is "other".
+"""
+
+import asyncio
+from collections.abc import Iterable, Sequence
+
+from pydantic import BaseModel
+from temporalio.api.enums.v1 import EventType
+from temporalio.api.history.v1 import HistoryEvent
+from temporalio.client import Client
+from temporalio.service import RPCError
+
+__all__ = [
+    "BREAKDOWN_PARTS",
+    "TimeBreakdown",
+    "sample_breakdown",
+    "sample_indexes",
+    "split_history",
+]
+
+WORKFLOW_TASK_WAIT = "workflow tasks queued (scheduled → started)"
+WORKFLOW_TASK_RUN = "workflow tasks running (started → completed)"
+ACTIVITY_WAIT = "activities queued (scheduled → started)"
+ACTIVITY_RUN = "activities running (started → completed)"
+CARRIER_WAIT = "waiting for the carrier"
+OTHER = "other"
+BREAKDOWN_PARTS = (
+    WORKFLOW_TASK_WAIT,
+    WORKFLOW_TASK_RUN,
+    ACTIVITY_WAIT,
+    ACTIVITY_RUN,
+    CARRIER_WAIT,
+    OTHER,
+)
+
+
+class TimeBreakdown(BaseModel):
+    """The mean time per saga in each part, over ``histories`` sagas of the run."""
+
+    histories: int
+    total_ms: float
+    mean_ms: dict[str, float]
+
+
+def _seconds(event: HistoryEvent) -> float:
+    return event.event_time.ToNanoseconds() / 1e9
+
+
+def split_history(events: Sequence[HistoryEvent]) -> dict[str, float]:
+    """One closed workflow's time, in seconds, by part (see the module's docstring)."""
+    at: dict[int, float] = {}
+    parts = dict.fromkeys(BREAKDOWN_PARTS, 0.0)
+    last_task_completed: float | None = None
+    carrier_waited = False
+    for event in events:
+        time = _seconds(event)
+        at[event.event_id] = time
+        kind = event.event_type
+        if kind == EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED:
+            scheduled = event.workflow_task_started_event_attributes.scheduled_event_id
+            parts[WORKFLOW_TASK_WAIT] += time - at[scheduled]
+        elif kind == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
+            started = event.workflow_task_completed_event_attributes.started_event_id
+            parts[WORKFLOW_TASK_RUN] += time - at[started]
+            last_task_completed = time
+        elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED:
+            scheduled = event.activity_task_started_event_attributes.scheduled_event_id
+            parts[ACTIVITY_WAIT] += time - at[scheduled]
+        elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
+            started = event.activity_task_completed_event_attributes.started_event_id
+            parts[ACTIVITY_RUN] += time - at[started]
+        elif kind == EventType.EVENT_TYPE_TIMER_FIRED:
+            started = event.timer_fired_event_attributes.started_event_id
+            parts[CARRIER_WAIT] += time - at[started]
+        elif (
+            kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
+            and not carrier_waited
+            and last_task_completed is not None
+        ):
+            # The first signal is the dispatch; the saga had nothing else to do meanwhile.
+            parts[CARRIER_WAIT] += max(time - last_task_completed, 0.0)
+            carrier_waited = True
+    if events:
+        total = _seconds(events[-1]) - _seconds(events[0])
+        parts[OTHER] = max(total - sum(parts.values()), 0.0)
+    return parts
+
+
+async def sample_breakdown(
+    client: Client, workflow_ids: Iterable[str], *, concurrency: int = 8
+) -> TimeBreakdown | None:
+    """The mean breakdown of the closed workflows among ``workflow_ids``."""
+    gate = asyncio.Semaphore(concurrency)
+
+    async def split(workflow_id: str) -> dict[str, float] | None:
+        async with gate:
+            try:
+                history = await client.get_workflow_handle(workflow_id).fetch_history()
+            except RPCError:
+                return None
+        events = list(history.events)
+        closed = (
+            events and events[-1].event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED
+        )
+        return split_history(events) if closed else None
+
+    splits = [s for s in await asyncio.gather(*(split(i) for i in workflow_ids)) if s is not None]
+    if not splits:
+        return None
+    mean = {part: sum(s[part] for s in splits) / len(splits) * 1000 for part in BREAKDOWN_PARTS}
+    return TimeBreakdown(
+        histories=len(splits),
+        total_ms=round(sum(mean.values()), 1),
+        mean_ms={part: round(ms, 1) for part, ms in mean.items()},
+    )
+
+
+def sample_indexes(count: int, size: int = 24) -> list[int]:
+    """``size`` indexes spread evenly over ``range(count)``: ramp-up, steady state, ramp-down."""
+    if count <= size:
+        return list(range(count))
+    return [round(i * (count - 1) / (size - 1)) for i in range(size)]
