@@ -45,6 +45,10 @@ class TimeBreakdown(BaseModel):
     histories: int
     total_ms: float
     mean_ms: dict[str, float]
+    events_per_history: float
+    """History events per saga: each is a write on the Temporal server."""
+    search_attribute_upserts: float
+    """Upserts per saga: each is also a visibility write."""
 
 
 def _seconds(event: HistoryEvent) -> float:
@@ -97,26 +101,29 @@ async def sample_breakdown(
     """The mean breakdown of the closed workflows among ``workflow_ids``."""
     gate = asyncio.Semaphore(concurrency)
 
-    async def split(workflow_id: str) -> dict[str, float] | None:
+    async def read(workflow_id: str) -> list[HistoryEvent] | None:
         async with gate:
             try:
                 history = await client.get_workflow_handle(workflow_id).fetch_history()
             except RPCError:
                 return None
         events = list(history.events)
-        closed = (
-            events and events[-1].event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED
-        )
-        return split_history(events) if closed else None
+        completed = EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED
+        return events if events and events[-1].event_type == completed else None
 
-    splits = [s for s in await asyncio.gather(*(split(i) for i in workflow_ids)) if s is not None]
-    if not splits:
+    histories = [h for h in await asyncio.gather(*(read(i) for i in workflow_ids)) if h]
+    if not histories:
         return None
+    splits = [split_history(events) for events in histories]
     mean = {part: sum(s[part] for s in splits) / len(splits) * 1000 for part in BREAKDOWN_PARTS}
+    upsert = EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES
+    upserts = sum(sum(e.event_type == upsert for e in h) for h in histories)
     return TimeBreakdown(
-        histories=len(splits),
+        histories=len(histories),
         total_ms=round(sum(mean.values()), 1),
         mean_ms={part: round(ms, 1) for part, ms in mean.items()},
+        events_per_history=round(sum(len(h) for h in histories) / len(histories), 1),
+        search_attribute_upserts=round(upserts / len(histories), 1),
     )
 
 

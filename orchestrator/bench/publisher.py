@@ -9,10 +9,11 @@ as Kafka's ``ProducerPerformance`` measures it.
 
 import asyncio
 import contextlib
+import logging
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from contracts.topics import TopicSpec
 from eventbus import EventBusMetrics, Outbox, OutboxRelay, new_producer, open_database, transaction
 from eventbus.clients import compression_type
 from infra.kafka_broker import apply_topic_catalog
+from infra.logs import log_handler
 from orchestrator.bench.stats import LatencySummary, summarize
 
 __all__ = [
@@ -178,14 +180,34 @@ class _TimedProducer:
         return getattr(self._producer, name)
 
 
+@contextlib.contextmanager
+def _logging_as_a_service(level: str, path: Path) -> Iterator[None]:
+    """The event bus logs at ``level`` in JSON lines to ``path``, as a service's does."""
+    logger = logging.getLogger("eventbus")
+    saved = (logger.level, logger.propagate)
+    with path.open("w") as stream:
+        handler = log_handler("bench-publisher", "json", stream)
+        logger.addHandler(handler)
+        logger.setLevel(level)
+        logger.propagate = False
+        try:
+            yield
+        finally:
+            logger.removeHandler(handler)
+            logger.setLevel(saved[0])
+            logger.propagate = saved[1]
+
+
 async def measure_project_publisher(
-    bootstrap_servers: str, topic: str, *, records: int, say: Say
+    bootstrap_servers: str, topic: str, *, records: int, log_level: str, say: Say
 ) -> PublisherFigures:
     """The path every service publishes through: events in the outbox, the relay sends them.
 
     The events are written first, each in its own transaction as a service writes them
-    (timed apart), then the relay publishes the backlog with its default batch size and its
-    metrics on; its rate is the publisher's.
+    (timed apart), then the relay publishes the backlog with its default batch size, its
+    metrics on, and the event bus logging at ``log_level`` to a file, as in a service
+    (``SAGA_LOG_LEVEL``: at INFO, a JSON line per event published); its rate is the
+    publisher's.
     """
     latencies: list[float] = []
     with tempfile.TemporaryDirectory(prefix="saga-bench-") as folder:
@@ -222,8 +244,9 @@ async def measure_project_publisher(
             try:
                 # What OutboxRelay.run() does while there is a backlog, without its retries:
                 # a failure here should end the bench, not wait for Kafka.
-                while await relay.publish_pending():
-                    pass
+                with _logging_as_a_service(log_level, Path(folder) / "relay.log"):
+                    while await relay.publish_pending():
+                        pass
                 duration = time.perf_counter() - started
             finally:
                 for producer in producers:
@@ -241,6 +264,7 @@ async def measure_project_publisher(
         notes=[
             f"events written to the outbox first, one transaction each: "
             f"{records / write_duration:,.0f} events/s ({write_duration:.1f} s), not counted",
-            "relay with its defaults (batches of 500) and its metrics on",
+            f"relay with its defaults (batches of 500), its metrics on and the event bus "
+            f"logging at {log_level} to a file, as in a service (SAGA_LOG_LEVEL)",
         ],
     )

@@ -427,6 +427,17 @@ def _breakdown_rows(report: BenchReport) -> list[list[str]]:
     rows = [[part, cell(saga, part), cell(bare, part)] for part in BREAKDOWN_PARTS]
     rows.append(
         [
+            "history events (search attribute upserts)",
+            ""
+            if saga is None
+            else f"{saga.events_per_history:g} ({saga.search_attribute_upserts:g})",
+            ""
+            if bare is None
+            else f"{bare.events_per_history:g} ({bare.search_attribute_upserts:g})",
+        ]
+    )
+    rows.append(
+        [
             "start to close (histories read)",
             "" if saga is None else f"{saga.total_ms:,.0f} ({saga.histories})",
             "" if bare is None else f"{bare.total_ms:,.0f} ({bare.histories})",
@@ -560,7 +571,9 @@ def render_markdown(report: BenchReport) -> str:
             "",
             _markdown_table(_breakdown_rows(report), _BREAKDOWN_HEADERS),
             "",
-            "From the Temporal histories of a sample of the run's sagas, spread over the run.",
+            "From the Temporal histories of a sample of the run's sagas, spread over the run. "
+            "The carrier's delay runs from the shipment's scheduling: what of it the saga spent "
+            "with a workflow task queued counts there.",
         ]
     cpu_rows = _cpu_rows(report)
     if cpu_rows:

@@ -290,7 +290,7 @@ async def _run_publishing(
             bootstrap, topic, records=options.records, say=say
         )
         project = await measure_project_publisher(
-            bootstrap, topic, records=options.records, say=say
+            bootstrap, topic, records=options.records, log_level=settings.log_level, say=say
         )
     return PublishingSection(
         topic=topic,
