@@ -303,6 +303,21 @@ async def _run_publishing(
     )
 
 
+def _contention(phases: dict[str, CpuUse | None], threshold: float = 0.1) -> list[str]:
+    """A warning for each phase during which processes not of the stack took much CPU."""
+    warnings = []
+    for phase, cpu in phases.items():
+        if cpu is None or cpu.others_seconds is None or not cpu.cpus or not cpu.wall_s:
+            continue
+        share = cpu.others_seconds / (cpu.wall_s * cpu.cpus)
+        if share > threshold:
+            warnings.append(
+                f"other processes took {share:.0%} of the machine's CPU during {phase}: "
+                "the figures and the ratios are skewed; run again on a quiet machine"
+            )
+    return warnings
+
+
 @dataclass(frozen=True)
 class BenchRun:
     """A finished run: its report and where it was written."""
@@ -430,6 +445,9 @@ async def run_bench(settings: Settings, options: BenchOptions, *, say: Say) -> B
     if not options.skip_publishing:
         publishing = await _run_publishing(settings, options, run_id, tools, say)
 
+    warnings += _contention(
+        {"the orders": sagas.cpu, "the bare workflows": bare.cpu if bare else None}
+    )
     ratios = ratios_of(sagas, bare, publishing)
     report = BenchReport(
         environment=Environment(
@@ -447,7 +465,9 @@ async def run_bench(settings: Settings, options: BenchOptions, *, say: Say) -> B
         bare=bare,
         publishing=publishing,
         ratios=ratios,
-        targets=evaluate_targets(sagas, bare, publishing, ratios),
+        targets=evaluate_targets(
+            sagas, bare, publishing, ratios, temporal_storage=settings.temporal_storage
+        ),
         profiles=saga_phase.profiles,
         warnings=warnings,
     )
