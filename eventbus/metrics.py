@@ -26,9 +26,9 @@ class EventBusMetrics:
         )
         self.publish_latency = Histogram(
             "event_publish_latency_seconds",
-            "Time from handing a batch to the producer to the broker's acknowledgement",
+            "Time from handing an event to the producer to the broker's acknowledgement",
             ["topic"],
-            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1, 5),
+            buckets=(0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5),
             registry=registry,
         )
         self.publish_errors = Counter(

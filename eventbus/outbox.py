@@ -15,6 +15,7 @@ import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError, OutOfOrderSequenceNumber
@@ -182,6 +183,11 @@ def _report_published(rows: list[OutboxRow], spans: list[Span | None], sent: int
         log.info("Event published", extra=fields)
 
 
+def _stamp(stamps: list[float], index: int, _future: object) -> None:
+    """Note when a send's future settled (its acknowledgement, as the producer saw it)."""
+    stamps[index] = time.perf_counter()
+
+
 class OutboxRelay:
     """Publishes an outbox's pending rows in order, until stopped."""
 
@@ -240,14 +246,18 @@ class OutboxRelay:
         if not rows:
             return 0
         producer = await self._ensure_producer()
-        started = time.perf_counter()
         sending_since = time.time_ns()
         # Sends are queued in order and batched by the producer; the idempotent producer
-        # keeps their order per partition even when it retries.
-        futures = [
-            await producer.send(row.topic, row.value, key=row.key, headers=row.headers)
-            for row in rows
-        ]
+        # keeps their order per partition even when it retries. Each row's publish latency
+        # runs from its own send to its own acknowledgement.
+        sent_at: list[float] = []
+        acked_at = [0.0] * len(rows)
+        futures = []
+        for index, row in enumerate(rows):
+            sent_at.append(time.perf_counter())
+            future = await producer.send(row.topic, row.value, key=row.key, headers=row.headers)
+            future.add_done_callback(partial(_stamp, acked_at, index))
+            futures.append(future)
         spans = [
             publish_span(
                 row.headers,
@@ -270,9 +280,10 @@ class OutboxRelay:
         finally:
             self._outbox.mark_sent(acknowledged)
             if self._metrics is not None:
-                elapsed = time.perf_counter() - started
-                for row in rows[: len(acknowledged)]:
-                    self._metrics.published(row.event_type, row.topic, elapsed, size=len(row.value))
+                for index, row in enumerate(rows[: len(acknowledged)]):
+                    self._metrics.published(
+                        row.event_type, row.topic, acked_at[index] - sent_at[index], len(row.value)
+                    )
             _report_published(rows, spans, len(acknowledged))
         return len(acknowledged)
 

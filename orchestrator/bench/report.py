@@ -213,10 +213,10 @@ def _limits(
     delivery = sagas.delivery
     if sagas.publish is not None:
         limits["publish"] = (
-            "the relay books every row of a batch with the whole batch's send → last ack time, "
-            "and its producer lingers 2 ms (linger.ms) before each send; "
-            f"P50 {_ms(sagas.publish.p50_ms)}; buckets {sagas.publish.bucket_bounds_ms[:5]} ms "
-            f"make the P95 coarse; {busy}"
+            "each event's time from the relay's send to Kafka's ack, which includes the "
+            "producer's 2 ms linger (linger.ms), the broker's acks=all append and the wait for "
+            "the service's event loop to run the ack; "
+            f"P50 {_ms(sagas.publish.p50_ms)}; {busy}"
         )
     if delivery is not None and delivery.end_to_end and delivery.outbox_dwell:
         limits["delivery"] = (
