@@ -71,14 +71,15 @@ def log_handler(process: str, log_format: LogFormat, stream: TextIO) -> logging.
     return handler
 
 
-def temporal_core_logging() -> LoggingConfig:
+def temporal_core_logging(core_level: str = "WARN") -> LoggingConfig:
     """The logging of Temporal's core (Rust): warnings and errors, through Python logging.
 
     A process that builds its own :class:`temporalio.runtime.Runtime` passes this as the
     ``logging`` of its ``TelemetryConfig``, so the core's lines are formatted like the rest.
+    ``core_level`` ``ERROR`` quiets the retries that a client expects (a chaos run).
     """
     return LoggingConfig(
-        filter=TelemetryFilter(core_level="WARN", other_level="ERROR"),
+        filter=TelemetryFilter(core_level=core_level, other_level="ERROR"),
         forwarding=LogForwardingConfig(logger=logging.getLogger("temporalio.core")),
     )
 

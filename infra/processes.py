@@ -20,10 +20,12 @@ __all__ = [
     "ProcessRecord",
     "ProcessTable",
     "free_port",
+    "instance_name",
     "port_in_use",
     "spawn",
     "start_ticks_of",
     "stop_process",
+    "stop_processes",
 ]
 
 
@@ -86,22 +88,39 @@ def stop_process(record: ProcessRecord, *, timeout: float = 20.0) -> bool:
     Returns:
         True if the process was running and has been stopped, False if it was not running.
     """
-    if not record.is_alive():
-        return False
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(record.pid, signal.SIGTERM)
+    return bool(stop_processes([record], timeout=timeout))
+
+
+def stop_processes(
+    records: Sequence[ProcessRecord], *, timeout: float = 20.0
+) -> list[ProcessRecord]:
+    """Stop the recorded processes together: SIGTERM to each, then SIGKILL to any still running
+    ``timeout`` seconds later, so their graceful stops overlap.
+
+    Returns:
+        The records whose processes were running and have been stopped, in the given order.
+    """
+    running = [record for record in records if record.is_alive()]
+    for record in running:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(record.pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        _reap(record.pid)
-        if not record.is_alive():
-            return True
+    waiting = [record for record in running if not _ended(record)]
+    while waiting and time.monotonic() < deadline:
         time.sleep(0.1)
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(record.pid, signal.SIGKILL)
-    while record.is_alive():
-        _reap(record.pid)
+        waiting = [record for record in waiting if not _ended(record)]
+    for record in waiting:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(record.pid, signal.SIGKILL)
+    while waiting:
         time.sleep(0.05)
-    return True
+        waiting = [record for record in waiting if not _ended(record)]
+    return running
+
+
+def _ended(record: ProcessRecord) -> bool:
+    _reap(record.pid)
+    return not record.is_alive()
 
 
 def _reap(pid: int) -> None:
@@ -137,6 +156,21 @@ class ProcessTable:
     def remove(self, name: str) -> None:
         """Forget ``name``."""
         (self._dir / f"{name}.json").unlink(missing_ok=True)
+
+    def names(self) -> list[str]:
+        """The names of every recorded process, in no particular order."""
+        if not self._dir.is_dir():
+            return []
+        return [path.stem for path in self._dir.glob("*.json") if not path.name.startswith(".")]
+
+
+def instance_name(service: str, instance: int) -> str:
+    """The name of copy ``instance`` of ``service`` in the process table and its log file.
+
+    The first copy keeps the service's own name (``payment``); the others are numbered
+    (``payment-2``, ``payment-3``...).
+    """
+    return service if instance == 1 else f"{service}-{instance}"
 
 
 def port_in_use(host: str, port: int) -> bool:

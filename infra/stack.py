@@ -1,10 +1,17 @@
-"""The whole stack on one machine: what `saga up`, `saga ps` and `saga down` act on."""
+"""The whole stack on one machine: what `saga up`, `saga ps` and `saga down` act on.
+
+Each service (and the orchestrator's worker) may run as several copies (``saga up --scale
+payment=2``): copy N is the process ``payment-N`` (the first keeps the name ``payment``),
+with its own log, its own ports (:meth:`infra.settings.Settings.service_port`) and
+``SAGA_INSTANCE=N``. The scale is kept in the run directory, so a later ``saga up`` keeps it.
+"""
 
 import asyncio
+import json
 import os
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -19,9 +26,16 @@ from infra.kafka_broker import (
     ensure_kafka_jars,
     wait_for_kafka,
 )
-from infra.processes import ProcessRecord, ProcessTable, port_in_use, spawn, stop_process
+from infra.processes import (
+    ProcessRecord,
+    ProcessTable,
+    instance_name,
+    port_in_use,
+    spawn,
+    stop_processes,
+)
 from infra.sdk_metrics import SDK_METRICS_HOST
-from infra.settings import Settings
+from infra.settings import ConfigurationError, Settings
 from infra.temporal_server import (
     TemporalDevServer,
     find_temporal_cli,
@@ -31,10 +45,56 @@ from infra.temporal_server import (
 
 _T = TypeVar("_T")
 
-__all__ = ["COMPONENTS", "SERVICES", "ComponentStatus", "Stack", "StackError"]
+__all__ = [
+    "COMPONENTS",
+    "ENGINES",
+    "SERVICES",
+    "ComponentStatus",
+    "Stack",
+    "StackError",
+    "parse_scale",
+    "split_instance",
+]
 
 SERVICES: tuple[str, ...] = ("payment", "inventory", "shipping", "orchestrator")
 COMPONENTS: tuple[str, ...] = ("kafka", "temporal", *SERVICES, "api")
+ENGINES: tuple[str, ...] = ("kafka", "temporal")
+
+_SCALE_FILE = "scale.json"
+_MAX_COPIES = 20
+
+
+def parse_scale(values: Iterable[str]) -> dict[str, int]:
+    """``--scale`` values (``payment=2``, or ``payment=2,inventory=3``) as copies per service.
+
+    Raises:
+        ConfigurationError: a value is not ``SERVICE=N`` with a known service and 1 <= N <= 20.
+    """
+    scale: dict[str, int] = {}
+    for value in values:
+        for item in filter(None, (part.strip() for part in value.split(","))):
+            service, sep, count = item.partition("=")
+            service = service.strip()
+            if not sep or service not in SERVICES or not count.strip().isdigit():
+                raise ConfigurationError(
+                    f"bad --scale {item!r}: expected SERVICE=N with SERVICE one of "
+                    f"{', '.join(SERVICES)} (e.g. --scale payment=2,inventory=2)"
+                )
+            copies = int(count)
+            if not 1 <= copies <= _MAX_COPIES:
+                raise ConfigurationError(
+                    f"bad --scale {item!r}: a service runs as 1 to {_MAX_COPIES} copies"
+                )
+            scale[service] = copies
+    return scale
+
+
+def split_instance(name: str) -> tuple[str, int]:
+    """A process name as its component and copy number: ``payment-2`` → (``payment``, 2)."""
+    base, sep, number = name.rpartition("-")
+    if sep and base in SERVICES and number.isdigit() and int(number) >= 2:
+        return base, int(number)
+    return name, 1
 
 
 class StackError(Exception):
@@ -70,13 +130,61 @@ class ComponentStatus:
 class Stack:
     """The engines and services of one run directory."""
 
-    def __init__(self, settings: Settings, *, say: Callable[[str], None] = print) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        say: Callable[[str], None] = print,
+        scale: Mapping[str, int] | None = None,
+    ) -> None:
+        """``scale``: copies of the services named (the others keep the scale of the run
+        directory's last ``up``, 1 at first); it is kept by :meth:`up`."""
         self._settings = settings
         self._run_dir = settings.run_dir.resolve()
         self._table = ProcessTable(self._run_dir)
         self._say = say
+        self._scale = {service: 1 for service in SERVICES}
+        self._scale.update(self._kept_scale())
+        self._scale.update(scale or {})
 
     # -- what each component is ------------------------------------------------------------
+
+    @property
+    def scale(self) -> dict[str, int]:
+        """How many copies of each service (and of the orchestrator's worker) run."""
+        return dict(self._scale)
+
+    def instances(self) -> list[str]:
+        """Every process of the stack by name: the embedded engines, each copy of each service
+        (``payment``, ``payment-2``...), then the API."""
+        engines = [name for name in ENGINES if self._embedded(name)]
+        return [*engines, *self._service_instances(), "api"]
+
+    def _service_instances(self) -> list[str]:
+        return [
+            instance_name(service, copy)
+            for service in SERVICES
+            for copy in range(1, self._scale[service] + 1)
+        ]
+
+    def _kept_scale(self) -> dict[str, int]:
+        try:
+            kept = json.loads((self._run_dir / _SCALE_FILE).read_text())
+        except (OSError, ValueError):
+            return {}
+        if not isinstance(kept, dict):
+            return {}
+        return {
+            service: copies
+            for service, copies in kept.items()
+            if service in SERVICES and isinstance(copies, int) and 1 <= copies <= _MAX_COPIES
+        }
+
+    def _keep_scale(self) -> None:
+        path = self._run_dir / _SCALE_FILE
+        tmp = path.with_name(f".{_SCALE_FILE}.tmp")
+        tmp.write_text(json.dumps(self._scale, indent=2))
+        tmp.replace(path)
 
     def _log_path(self, name: str) -> Path:
         return self._run_dir / "logs" / f"{name}.log"
@@ -89,7 +197,8 @@ class Stack:
             return f"{s.temporal_address} (Web UI {s.temporal_ui_url})"
         if name == "api":
             return s.api_url
-        return f"http://{s.api_host}:{s.service_port(name)}"
+        service, copy = split_instance(name)
+        return f"http://{s.api_host}:{s.service_port(service, copy)}"
 
     def _listen_port(self, name: str) -> tuple[str, int]:
         s = self._settings
@@ -99,11 +208,19 @@ class Stack:
             return "127.0.0.1", s.temporal_port
         if name == "api":
             return s.api_host, s.api_port
-        return s.api_host, s.service_port(name)
+        service, copy = split_instance(name)
+        return s.api_host, s.service_port(service, copy)
+
+    def _sdk_metrics_port(self, name: str) -> int | None:
+        if name in ENGINES:
+            return None
+        service, copy = split_instance(name)
+        return self._settings.sdk_metrics_port(service, copy)
 
     def metrics_urls(self, name: str) -> tuple[str, ...]:
-        """Where component ``name`` serves Prometheus metrics (none for Kafka: the orchestrator
-        worker exports the cluster's figures)."""
+        """Where process ``name`` (a component, or a copy such as ``payment-2``) serves
+        Prometheus metrics (none for Kafka: the orchestrator worker exports the cluster's
+        figures)."""
         s = self._settings
         if name == "kafka":
             return ()
@@ -112,7 +229,7 @@ class Stack:
                 (f"http://127.0.0.1:{s.temporal_port + 11}/metrics",) if s.temporal_embedded else ()
             )
         urls = [f"{self._address(name)}/metrics"]
-        sdk_port = s.sdk_metrics_port(name)
+        sdk_port = self._sdk_metrics_port(name)
         if sdk_port is not None:
             urls.append(f"http://{SDK_METRICS_HOST}:{sdk_port}/metrics")
         return tuple(urls)
@@ -161,25 +278,61 @@ class Stack:
             return self._temporal_server().command()
         if name == "api":
             return [sys.executable, "-m", "orchestrator.api"]
-        if name == "orchestrator":
+        service, _ = split_instance(name)
+        if service == "orchestrator":
             return [sys.executable, "-m", "orchestrator.worker"]
-        return [sys.executable, "-m", f"workers.{name}"]
+        return [sys.executable, "-m", f"workers.{service}"]
 
     # -- up ----------------------------------------------------------------------------------
 
     def up(self) -> None:
-        """Start every component that is not running yet and wait until each is healthy.
+        """Start every process of the stack that is not running yet (each copy of each service,
+        at the scale given) and wait until each is healthy; stop copies beyond the scale.
 
         Raises:
             StackError: a port is taken, a component did not become healthy, or an
                 external engine is unreachable.
         """
+        self._check_ports()
         self._run_dir.mkdir(parents=True, exist_ok=True)
-        engines = [name for name in ("kafka", "temporal") if self._embedded(name)]
+        self._keep_scale()
+        engines = [name for name in ENGINES if self._embedded(name)]
         self._start(engines)
         asyncio.run(self._wait_for_engines())
-        self._start([*SERVICES, "api"])
+        self._stop_copies_beyond_scale()
+        self._start([*self._service_instances(), "api"])
         asyncio.run(self._wait_for_services())
+
+    def _check_ports(self) -> None:
+        """Every process of the stack listens on ports of its own, within range."""
+        owners: dict[int, str] = {}
+        for name in [*self._service_instances(), "api"]:
+            ports = [self._listen_port(name)[1], self._sdk_metrics_port(name)]
+            for port in filter(None, ports):
+                if port > 65535:
+                    raise StackError(
+                        f"{name} would listen on port {port}: lower its service's port, "
+                        "SAGA_INSTANCE_PORT_STEP or SAGA_SDK_METRICS_PORT_OFFSET"
+                    )
+                if port in owners:
+                    raise StackError(
+                        f"{owners[port]} and {name} would both listen on port {port}: change "
+                        "SAGA_INSTANCE_PORT_STEP or the services' ports (see `saga config`)"
+                    )
+                owners[port] = name
+
+    def _stop_copies_beyond_scale(self) -> None:
+        wanted = set(self._service_instances())
+        extra = [
+            name
+            for name in self._table.names()
+            if split_instance(name)[0] in SERVICES and name not in wanted
+        ]
+        records = [record for record in map(self._table.get, extra) if record is not None]
+        for record in stop_processes(records):
+            self._say(f"{record.name:<12} stopped (pid {record.pid}), beyond the scale")
+        for name in extra:
+            self._table.remove(name)
 
     def _start(self, names: list[str]) -> None:
         for name in names:
@@ -188,20 +341,24 @@ class Stack:
                 self._say(f"{name:<12} already running (pid {running.pid})")
                 continue
             host, port = self._listen_port(name)
-            s = self._settings
             if port_in_use(host, port):
                 raise StackError(
                     f"port {host}:{port} that {name} needs is already in use by another process: "
                     f"stop that process, or give {name} another port (see `saga config`)"
                 )
-            sdk_port = None if name in ("kafka", "temporal") else s.sdk_metrics_port(name)
+            sdk_port = self._sdk_metrics_port(name)
             if sdk_port is not None and port_in_use(SDK_METRICS_HOST, sdk_port):
                 raise StackError(
                     f"port {SDK_METRICS_HOST}:{sdk_port} for the Temporal SDK metrics of {name} "
                     "is already in use by another process: stop that process, or change "
                     "SAGA_SDK_METRICS_PORT_OFFSET (0 turns these metrics off)"
                 )
-            env = {**os.environ, **self._settings.as_env(), "SAGA_RUN_DIR": str(self._run_dir)}
+            env = {
+                **os.environ,
+                **self._settings.as_env(),
+                "SAGA_RUN_DIR": str(self._run_dir),
+                "SAGA_INSTANCE": str(split_instance(name)[1]),
+            }
             _, record = spawn(name, self._command(name), self._log_path(name), env=env)
             self._table.put(record)
             self._say(f"{name:<12} started (pid {record.pid}), log {record.log}")
@@ -237,7 +394,7 @@ class Stack:
 
     async def _wait_for_services(self) -> None:
         async with httpx.AsyncClient(timeout=2.0) as http:
-            for name in [*SERVICES, "api"]:
+            for name in [*self._service_instances(), "api"]:
                 await self._watching(name, self._healthy(http, name))
                 self._say(f"{name:<12} healthy at {self._address(name)}")
 
@@ -281,21 +438,37 @@ class Stack:
     # -- down and ps -------------------------------------------------------------------------
 
     def down(self) -> list[str]:
-        """Stop the recorded processes, services first, engines last; return what was stopped."""
+        """Stop the recorded processes: the API, then every copy of the services together
+        (each stops gracefully, see :mod:`workers.runtime`), then the engines; return the
+        names of what was stopped. The scale is kept for the next :meth:`up`."""
+        recorded = set(self._table.names())
+        services = sorted(recorded - {"api", *ENGINES}, key=self._order)
+        groups = [["api"], services, *([engine] for engine in reversed(ENGINES))]
         stopped = []
-        for name in reversed(COMPONENTS):
-            record = self._table.get(name)
-            if record is None:
-                continue
-            if stop_process(record):
-                stopped.append(name)
-                self._say(f"{name:<12} stopped (pid {record.pid})")
-            self._table.remove(name)
+        for group in groups:
+            records = [record for record in map(self._table.get, group) if record is not None]
+            for record in stop_processes(records):
+                stopped.append(record.name)
+                self._say(f"{record.name:<12} stopped (pid {record.pid})")
+            for name in group:
+                self._table.remove(name)
         return stopped
 
     def status(self) -> list[ComponentStatus]:
-        """Each component's state, address, process id and version."""
-        return [self._status(name, self._table.get(name)) for name in COMPONENTS]
+        """Each process's state, address, process id and version: every component, with each
+        copy of a service after it (and any copy still recorded beyond the scale)."""
+        names = set(COMPONENTS) | set(self._service_instances())
+        names |= {name for name in self._table.names() if split_instance(name)[0] in SERVICES}
+        return [
+            self._status(name, self._table.get(name)) for name in sorted(names, key=self._order)
+        ]
+
+    @staticmethod
+    def _order(name: str) -> tuple[int, int, str]:
+        """Where ``name`` comes in listings: components in their order, copies by number."""
+        component, copy = split_instance(name)
+        rank = COMPONENTS.index(component) if component in COMPONENTS else len(COMPONENTS)
+        return rank, copy, name
 
     def _status(self, name: str, record: ProcessRecord | None) -> ComponentStatus:
         alive = record is not None and record.is_alive()

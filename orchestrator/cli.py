@@ -30,12 +30,16 @@ def _table(rows: Sequence[Sequence[str]], headers: Sequence[str]) -> str:
 
 
 def _up(settings: Settings, args: argparse.Namespace) -> int:
-    from infra.stack import Stack
+    from infra.stack import Stack, parse_scale
 
-    Stack(settings).up()
+    stack = Stack(settings, scale=parse_scale(args.scale))
+    stack.up()
     print()
     print("The stack is up:")
     print(f"  API          {settings.api_url}")
+    copies = [f"{service} x{n}" for service, n in stack.scale.items() if n > 1]
+    if copies:
+        print(f"  Copies       {', '.join(copies)} (see `saga ps`)")
     print(f"  API docs     {settings.api_url}/docs")
     print(f"  Temporal UI  {settings.temporal_ui_url}")
     print(f"  Kafka        {settings.kafka_bootstrap_servers}")
@@ -84,11 +88,12 @@ def _ps(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _logs(settings: Settings, args: argparse.Namespace) -> int:
-    from infra.stack import COMPONENTS
+    from infra.stack import COMPONENTS, split_instance
 
-    if args.name not in COMPONENTS:
+    if split_instance(args.name)[0] not in COMPONENTS:
         print(
-            f"saga: no component {args.name!r}; choose one of {', '.join(COMPONENTS)}",
+            f"saga: no component {args.name!r}; choose one of {', '.join(COMPONENTS)} "
+            "(a copy of a scaled service: payment-2)",
             file=sys.stderr,
         )
         return 2
@@ -305,7 +310,15 @@ def _parser() -> argparse.ArgumentParser:
         sub.set_defaults(handler=handler)
         return sub
 
-    add("up", _up, "Start Kafka, Temporal, the three services and the API in the background.")
+    up = add("up", _up, "Start Kafka, Temporal, the three services and the API in the background.")
+    up.add_argument(
+        "--scale",
+        action="append",
+        default=[],
+        metavar="SERVICE=N[,...]",
+        help="run N copies of a service (payment, inventory, shipping, orchestrator), e.g. "
+        "--scale payment=2,inventory=2; repeatable; kept for later `saga up`s",
+    )
     add("fetch", _fetch, "Fetch Kafka's jars from Maven Central into the cache (once).")
     add("down", _down, "Stop exactly the processes `saga up` started.")
     ps = add(
@@ -403,9 +416,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     rebuild.set_defaults(handler=_projections_rebuild)
     rebuild.add_argument("--json", action="store_true", help="one JSON object, for scripts")
-    from orchestrator import ops_cli
+    from orchestrator import chaos_cli, ops_cli
 
     ops_cli.register(commands, add)
+    chaos_cli.register(add)
+    from orchestrator import audit_cli
+
+    audit_cli.register(commands, add)
     return parser
 
 

@@ -9,6 +9,12 @@ consumer group with its own database connection:
 
 It also keeps the saga metrics (:mod:`orchestrator.metrics`) and the Kafka cluster's
 figures (:mod:`eventbus.cluster_metrics`) on its ``/metrics``.
+
+Copies of the worker (``saga up --scale orchestrator=N``) share the task queue, the
+databases and the consumer groups, whose partitions Kafka splits between them; each inbox
+drops an event a copy handled already. The saga counters count what each copy did, so they
+add up across copies; the cluster and in-flight figures are read (never written) by every
+copy alike, so they are aggregated with ``max``, not ``sum``.
 """
 
 import sqlite3

@@ -4,16 +4,28 @@ A service process is a Temporal worker on the service's task queue, the service'
 database with its outbox, the relay that publishes the outbox to Kafka, any background tasks
 of the service (the carrier simulator) and ``/healthz`` + ``/metrics``. The service's
 composition root only says which activities and background tasks it has (:class:`ServiceParts`).
+
+Several copies of a service may run (``saga up --scale``, ``SAGA_INSTANCE``): they share the
+task queue, the database and the consumer groups; the outbox lease lets one relay of them
+publish at a time.
+
+SIGTERM (or SIGINT) stops a process gracefully, in this order: the health server stops
+answering; the Temporal worker stops polling and lets running activities finish for up to
+:data:`ACTIVITY_GRACE` (then they are cancelled, and Temporal retries them elsewhere); the
+background tasks are cancelled (consumers commit what they handled); the relay publishes
+what is still pending, for at most its flush time-out, and releases the lease.
 """
 
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sqlite3
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from enum import Enum
 from typing import Any
 from uuid import UUID, uuid4
@@ -28,9 +40,18 @@ from temporalio.runtime import Runtime
 from temporalio.worker import Worker
 
 from contracts.envelope import DataModel, Event
-from eventbus import EventBusMetrics, Outbox, OutboxRelay, new_producer, open_database
+from eventbus import (
+    EventBusMetrics,
+    Outbox,
+    OutboxRelay,
+    new_consumer,
+    new_producer,
+    open_database,
+)
+from eventbus.outbox import RelayLease
 from infra.kafka_broker import KafkaUnavailableError, wait_for_kafka
 from infra.logs import configure_logging
+from infra.processes import instance_name
 from infra.sdk_metrics import sdk_metrics_runtime
 from infra.settings import ConfigurationError, Settings, load_settings
 from infra.temporal_server import TemporalUnavailableError, wait_for_temporal
@@ -38,6 +59,7 @@ from infra.tracing import export_traces, temporal_interceptors, traced_workflow_
 from workers.activity_metrics import ActivityAttempts, ActivityMetrics
 
 __all__ = [
+    "ACTIVITY_GRACE",
     "DomainEvents",
     "ServiceContext",
     "ServiceFactory",
@@ -50,6 +72,11 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+ACTIVITY_GRACE = timedelta(seconds=10)
+"""How long a stopping worker lets its running activities finish before cancelling them.
+
+With the relay's flush (5 s at most) it stays below the 20 s after which `saga down` kills."""
 
 
 @dataclass(frozen=True)
@@ -194,8 +221,15 @@ async def serve(
         outbox = Outbox(db)
         metrics = EventBusMetrics(registry)
         parts = build(ServiceContext(settings, db, outbox, client, metrics, registry))
+        bootstrap = settings.kafka_bootstrap_servers
         relay = OutboxRelay(
-            outbox, lambda: new_producer(settings.kafka_bootstrap_servers), metrics=metrics
+            outbox,
+            lambda: new_producer(bootstrap),
+            metrics=metrics,
+            lease=RelayLease(
+                db, _lease_owner(service, settings), ttl=settings.outbox_lease_seconds
+            ),
+            consumer_factory=lambda: new_consumer(bootstrap, None),
         )
         config = uvicorn.Config(
             health_app(service, registry),
@@ -210,12 +244,10 @@ async def serve(
         # that arrives before uvicorn serves stops it as soon as it starts.
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: setattr(server, "should_exit", True))
+        publishing = asyncio.create_task(relay.run(), name=f"{service}-outbox-relay")
         background = [
-            asyncio.create_task(relay.run(), name=f"{service}-outbox-relay"),
-            *(
-                asyncio.create_task(task(), name=f"{service}-{getattr(task, '__qualname__', task)}")
-                for task in parts.background
-            ),
+            asyncio.create_task(task(), name=f"{service}-{getattr(task, '__qualname__', task)}")
+            for task in parts.background
         ]
         try:
             async with Worker(
@@ -227,14 +259,34 @@ async def serve(
                 interceptors=[
                     ActivityAttempts(ActivityMetrics(registry), skip=frozenset({f"{service}.ping"}))
                 ],
+                graceful_shutdown_timeout=ACTIVITY_GRACE,
             ):
                 log.info("%s service polling task queue %r", service, task_queue)
-                await _serve_until_stopped(server, background)
+                await _serve_until_stopped(server, [publishing, *background])
+            log.info("%s service: worker stopped; stopping its background tasks", service)
         finally:
+            # What writes to the outbox stops first; then the relay publishes what it wrote.
             await _cancel(background)
+            await _stop_relay(relay, publishing)
     finally:
         db.close()
     log.info("%s service stopped", service)
+
+
+def _lease_owner(service: str, settings: Settings) -> str:
+    """This process as the outbox lease names it: its name, process id and a random part."""
+    return f"{instance_name(service, settings.instance)}:{os.getpid()}:{uuid4().hex[:8]}"
+
+
+async def _stop_relay(relay: OutboxRelay, publishing: asyncio.Task[None]) -> None:
+    """Let the relay flush and release its lease; cancel it if it takes longer than it should."""
+    if publishing.done():
+        return  # it failed, and the process stops with its error
+    relay.stop()
+    try:
+        await asyncio.wait_for(publishing, relay.flush_timeout + 5.0)
+    except TimeoutError:
+        log.warning("the outbox relay did not stop in time: cancelled")
 
 
 async def _serve_until_stopped(
@@ -269,7 +321,10 @@ def run_service(service: str, *, task_queue: str, build: ServiceFactory) -> None
     process = f"{service}-service"
     try:
         settings = load_settings()
-        configure_logging(process, log_format=settings.log_format, level=settings.log_level)
+        # Copies after the first log under their own name (payment-service-2); traces keep the
+        # service's name.
+        name = process if settings.instance == 1 else f"{process}-{settings.instance}"
+        configure_logging(name, log_format=settings.log_format, level=settings.log_level)
         with export_traces(process, settings.otlp_endpoint):
             asyncio.run(
                 serve(
@@ -282,5 +337,5 @@ def run_service(service: str, *, task_queue: str, build: ServiceFactory) -> None
                 )
             )
     except (ConfigurationError, KafkaUnavailableError, TemporalUnavailableError) as exc:
-        print(f"{service}-service: {exc}", file=sys.stderr)
+        print(f"{process}: {exc}", file=sys.stderr)
         raise SystemExit(1) from None

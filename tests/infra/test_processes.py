@@ -1,9 +1,20 @@
 """Processes are recognised by id and start time, and stopped by their id."""
 
+import signal
 import subprocess
+import sys
+import time
 from pathlib import Path
 
-from infra.processes import ProcessRecord, ProcessTable, spawn, start_ticks_of, stop_process
+from infra.processes import (
+    ProcessRecord,
+    ProcessTable,
+    instance_name,
+    spawn,
+    start_ticks_of,
+    stop_process,
+    stop_processes,
+)
 
 
 def test_a_spawned_process_is_recorded_and_stopped(tmp_path: Path) -> None:
@@ -34,3 +45,40 @@ def test_a_reused_process_id_is_never_signalled(tmp_path: Path) -> None:
     finally:
         bystander.kill()
         bystander.wait()
+
+
+def _ignores_sigterm(pid: int) -> bool:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("SigIgn:"):
+            return bool(int(line.split()[1], 16) & (1 << (signal.SIGTERM - 1)))
+    return False
+
+
+def test_processes_stopped_together_end_within_one_grace_period(tmp_path: Path) -> None:
+    """SIGTERM goes to every process at once; one that ignores it is killed at the deadline."""
+    stubborn = [
+        sys.executable,
+        "-c",
+        "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)",
+    ]
+    _, first = spawn("first", ["sleep", "60"], tmp_path / "first.log")
+    _, second = spawn("second", stubborn, tmp_path / "second.log")
+    _, third = spawn("third", stubborn, tmp_path / "third.log")
+    table = ProcessTable(tmp_path)
+    for record in (first, second, third):
+        table.put(record)
+    assert sorted(table.names()) == ["first", "second", "third"]
+    deadline = time.monotonic() + 30
+    while not (_ignores_sigterm(second.pid) and _ignores_sigterm(third.pid)):
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    started = time.monotonic()
+    assert stop_processes([first, second, third], timeout=1.0) == [first, second, third]
+    assert time.monotonic() - started < 2.5  # one grace period, not one each
+    assert not any(record.is_alive() for record in (first, second, third))
+    assert stop_processes([first]) == []
+
+
+def test_copies_after_the_first_are_numbered() -> None:
+    assert instance_name("payment", 1) == "payment"
+    assert instance_name("payment", 2) == "payment-2"

@@ -20,7 +20,10 @@ class CarrierSimulator:
 
     Each dispatch marks the shipment and writes ``shipping.dispatched`` in one transaction,
     and only a shipment still scheduled is dispatched, so a cancelled shipment never is and
-    none is dispatched twice, even across restarts.
+    none is dispatched twice, even across restarts. Copies of the shipping service each run
+    a carrier on the shared database: they may read the same due shipment, but the
+    transactions take turns (``BEGIN IMMEDIATE``) and the second finds it no longer
+    scheduled, so it dispatches nothing.
     """
 
     def __init__(
