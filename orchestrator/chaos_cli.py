@@ -1,0 +1,131 @@
+"""``saga chaos``: the command line of the chaos run (:mod:`orchestrator.chaos`)."""
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from infra.settings import Settings
+
+__all__ = ["register"]
+
+_Add = Callable[[str, Callable[[Settings, argparse.Namespace], int], str], argparse.ArgumentParser]
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(name.strip() for name in text.split(",") if name.strip())
+
+
+def _chaos(settings: Settings, args: argparse.Namespace) -> int:
+    from orchestrator.chaos import (
+        KILL_TARGETS,
+        PAUSE_TARGETS,
+        ChaosError,
+        ChaosOptions,
+        render_text,
+        run_chaos,
+    )
+
+    kills = _names(args.kill) if args.kill is not None else KILL_TARGETS
+    pauses = _names(args.pause) if args.pause is not None else PAUSE_TARGETS
+    unknown = sorted(set(kills) - set(KILL_TARGETS)) + sorted(set(pauses) - set(KILL_TARGETS))
+    if unknown:
+        print(
+            f"saga: unknown process {', '.join(unknown)}: choose from {', '.join(KILL_TARGETS)}",
+            file=sys.stderr,
+        )
+        return 2
+    options = ChaosOptions(
+        orders=args.orders,
+        concurrency=args.concurrency,
+        kills=kills,
+        pauses=pauses,
+        pause_s=args.pause_seconds,
+        seed=args.seed,
+        timeout_s=args.timeout,
+    )
+    try:
+        report = asyncio.run(
+            run_chaos(settings, options, say=lambda line: print(line, file=sys.stderr))
+        )
+    except ChaosError as exc:
+        print(f"saga: {exc}", file=sys.stderr)
+        return 2
+    report_dir: Path = args.report_dir or settings.run_dir / "chaos"
+    report_dir.mkdir(parents=True, exist_ok=True)
+    path = report_dir / f"chaos-{report.run_id}.json"
+    path.write_text(report.model_dump_json(indent=2))
+    print(report.model_dump_json(indent=2) if args.json else render_text(report))
+    print(f"report: {path}", file=sys.stderr)
+    return 0 if report.passed else 1
+
+
+def _soak(settings: Settings, args: argparse.Namespace) -> int:
+    from orchestrator.chaos import ChaosError
+    from orchestrator.chaos.soak import SoakOptions, render_soak, run_soak
+
+    options = SoakOptions(orders=args.orders, concurrency=args.concurrency)
+    try:
+        report = asyncio.run(
+            run_soak(settings, options, say=lambda line: print(line, file=sys.stderr))
+        )
+    except ChaosError as exc:
+        print(f"saga: {exc}", file=sys.stderr)
+        return 2
+    report_dir: Path = args.report_dir or settings.run_dir / "chaos"
+    report_dir.mkdir(parents=True, exist_ok=True)
+    path = report_dir / f"soak-{report.run_id}.json"
+    path.write_text(report.model_dump_json(indent=2))
+    print(report.model_dump_json(indent=2) if args.json else render_soak(report))
+    print(f"report: {path}", file=sys.stderr)
+    return 0 if report.passed else 1
+
+
+def register(add: _Add) -> None:
+    """Add ``saga chaos`` and ``saga soak`` to the command line."""
+    chaos = add(
+        "chaos",
+        _chaos,
+        "Kill and restart every process of the running stack, one at a time, under a steady "
+        "load of orders; then check that no saga was lost and audit the books.",
+    )
+    chaos.add_argument("--orders", type=int, default=200, help="orders to place (default 200)")
+    chaos.add_argument(
+        "--concurrency", type=int, default=20, help="orders in flight at once (default 20)"
+    )
+    chaos.add_argument(
+        "--kill",
+        metavar="NAMES",
+        help="processes to kill, comma-separated (default: every one; '' for none)",
+    )
+    chaos.add_argument(
+        "--pause",
+        metavar="NAMES",
+        help="processes one of which is paused (default: the three services; '' for none)",
+    )
+    chaos.add_argument(
+        "--pause-seconds",
+        type=float,
+        default=35.0,
+        help="how long the paused process stays frozen (default 35: past an activity "
+        "attempt's 30 s time-out)",
+    )
+    chaos.add_argument("--seed", type=int, help="the random seed, to run the same faults again")
+    chaos.add_argument(
+        "--timeout", type=float, default=1800.0, help="the run's limit in seconds (default 1800)"
+    )
+    chaos.add_argument("--report-dir", type=Path, help="where to write (default: <run dir>/chaos)")
+    chaos.add_argument("--json", action="store_true", help="print the JSON report")
+    soak = add(
+        "soak",
+        _soak,
+        "Run many sagas in a row through the running stack and report each process's "
+        "memory before, warmed up and after, and whether the outboxes and consumer lag drain.",
+    )
+    soak.add_argument("--orders", type=int, default=10_000, help="orders to place (default 10000)")
+    soak.add_argument(
+        "--concurrency", type=int, default=50, help="orders in flight at once (default 50)"
+    )
+    soak.add_argument("--report-dir", type=Path, help="where to write (default: <run dir>/chaos)")
+    soak.add_argument("--json", action="store_true", help="print the JSON report")
