@@ -87,7 +87,7 @@ def encode_event(event: AnyEvent) -> EncodedEvent:
 
 def decode_event(
     value: bytes | None,
-    headers: Sequence[tuple[str, bytes]] | None,
+    headers: Sequence[tuple[str, bytes | None]] | None,
     reader_type: str | None = None,
 ) -> AnyEvent:
     """Decode a consumed record into the model of ``reader_type``, or of its own type.
@@ -97,12 +97,15 @@ def decode_event(
     resolved against it, and the event returned is that version's: its ``event_type``
     and ``event_version`` are the reader's.
 
+    Whatever the bytes, nothing but these errors comes out, so a consumer can send the
+    record to its dead-letter topic and go on.
+
     Raises:
         UndecodableEvent: the record cannot be read as an event (``.reason`` says why).
         UnknownEventType: ``reader_type`` is not in the catalog.
     """
     chosen_reader = schema_for(reader_type) if reader_type is not None else None
-    if not value:
+    if not isinstance(value, bytes) or not value:
         raise UndecodableEvent(UndecodableReason.EMPTY_VALUE, "the record has no value")
     event_type, writer = _writer_schema(_headers(headers))
     reader = chosen_reader or writer
@@ -115,7 +118,7 @@ def decode_event(
     if record.get("eventType") != event_type:
         raise UndecodableEvent(
             UndecodableReason.HEADER_MISMATCH,
-            f"header says {event_type}, value says {record.get('eventType')!r}",
+            f"header says {event_type}, value says {_shown(record.get('eventType'))}",
         )
     # The event is the reader's version of it, whichever version was written.
     record["eventType"] = reader.event_type
@@ -125,6 +128,11 @@ def decode_event(
     except ModelValidationError as error:
         raise UndecodableEvent(
             UndecodableReason.INVALID_EVENT, f"{reader.event_type}: {error}"
+        ) from error
+    except Exception as error:  # a validator that fails otherwise: still no event
+        raise UndecodableEvent(
+            UndecodableReason.INVALID_EVENT,
+            f"{reader.event_type}: {type(error).__name__}: {error}",
         ) from error
 
 
@@ -143,16 +151,30 @@ def _validate(record: dict[str, Any], schema: PackagedSchema) -> None:
         ) from error
 
 
-def _headers(headers: Sequence[tuple[str, bytes]] | None) -> dict[str, str]:
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
+def _shown(value: object, limit: int = 80) -> str:
+    """``value`` for an error message: its repr (whatever bytes it holds), cut short."""
+    return _cut(repr(value), limit)
+
+
+def _headers(headers: Sequence[tuple[str, bytes | None]] | None) -> dict[str, str]:
     found: dict[str, str] = {}
     for name, raw in headers or ():
         if name not in _REQUIRED_HEADERS:
             continue  # tracing and other headers travel alongside ours
+        # Kafka allows a header without a value (None), and other clients send any bytes.
+        if not isinstance(raw, bytes):
+            raise UndecodableEvent(
+                UndecodableReason.GARBLED_HEADER, f"header {name!r} has no bytes: {_shown(raw)}"
+            )
         try:
             text = raw.decode("ascii")
-        except (AttributeError, UnicodeDecodeError) as error:
+        except UnicodeDecodeError as error:
             raise UndecodableEvent(
-                UndecodableReason.GARBLED_HEADER, f"header {name!r} is {raw!r}"
+                UndecodableReason.GARBLED_HEADER, f"header {name!r} is not ASCII: {_shown(raw)}"
             ) from error
         if found.get(name, text) != text:
             raise UndecodableEvent(
@@ -167,7 +189,7 @@ def _headers(headers: Sequence[tuple[str, bytes]] | None) -> dict[str, str]:
     if found[CONTENT_TYPE_HEADER] != CONTENT_TYPE:
         raise UndecodableEvent(
             UndecodableReason.UNSUPPORTED_CONTENT_TYPE,
-            f"content type {found[CONTENT_TYPE_HEADER]!r} is not {CONTENT_TYPE}",
+            f"content type {_shown(found[CONTENT_TYPE_HEADER])} is not {CONTENT_TYPE}",
         )
     return found
 
@@ -183,14 +205,14 @@ def _writer_schema(headers: dict[str, str]) -> tuple[str, PackagedSchema]:
         )
         raise UndecodableEvent(
             reason,
-            f"no packaged schema of {event_type} has fingerprint "
-            f"{headers[SCHEMA_FINGERPRINT_HEADER]}",
+            f"no packaged schema of {_shown(event_type)} has fingerprint "
+            f"{_shown(headers[SCHEMA_FINGERPRINT_HEADER])}",
         )
     if writer.event_type != event_type:
         raise UndecodableEvent(
             UndecodableReason.HEADER_MISMATCH,
             f"fingerprint {writer.fingerprint} is the schema of {writer.event_type}, "
-            f"not of {event_type}",
+            f"not of {_shown(event_type)}",
         )
     return event_type, writer
 
@@ -203,7 +225,10 @@ def _read(value: bytes, writer: PackagedSchema, reader: PackagedSchema) -> dict[
         # Arbitrary bytes fail inside fastavro in arbitrary ways (EOFError, ValueError,
         # UnicodeDecodeError, IndexError, MemoryError on a huge length...).
         raise UndecodableEvent(
-            UndecodableReason.NOT_AVRO, f"value is not a {writer.event_type} record: {error!r}"
+            UndecodableReason.NOT_AVRO,
+            # Not repr(error): a UnicodeDecodeError's holds every byte of the value.
+            f"value is not a {writer.event_type} record: {type(error).__name__}: "
+            f"{_cut(str(error), 200)}",
         ) from error
     if buffer.tell() != len(value):
         raise UndecodableEvent(

@@ -6,6 +6,11 @@ event id in the inbox in the same local transaction. A failing handler is retrie
 exponential backoff (100, 200, 400 ms by default); after the last attempt the record goes
 to ``<topic>.dlq`` with the error, and the partition moves on. Offsets are committed only
 for records that were handled or dead-lettered.
+
+No record stops the loop: whatever its bytes, headers, key or size, it is handled or
+dead-lettered. A record the Kafka client itself cannot parse (a header name that is not
+UTF-8) is found, its position dead-lettered, and read past. Failures that are not the
+record's (the inbox's database) read the record again a second later.
 """
 
 import asyncio
@@ -13,26 +18,35 @@ import contextlib
 import logging
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable
-from contextlib import AbstractContextManager
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
-from aiokafka.errors import CommitFailedError, IllegalGenerationError, KafkaError
-from opentelemetry.trace import Span
+from aiokafka.errors import (
+    CommitFailedError,
+    CorruptRecordException,
+    IllegalGenerationError,
+    KafkaError,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+)
+from opentelemetry.trace import INVALID_SPAN, Span
 
 from contracts.codec import EVENT_TYPE_HEADER, decode_event
 from contracts.envelope import AnyEvent
 from contracts.errors import ContractError
 from contracts.topics import dlq_topic
 from eventbus.metrics import EventBusMetrics
-from eventbus.tracing import consume_span, mark_failed
+from eventbus.tracing import TRACE_HEADERS, consume_span, mark_failed
 from eventbus.transaction import transaction
 
 __all__ = [
+    "DLQ_DROPPED_HEADER",
     "DLQ_HEADER_PREFIX",
+    "UNPARSEABLE_RECORD",
     "EventConsumer",
     "EventHandler",
     "Inbox",
@@ -42,6 +56,24 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 DLQ_HEADER_PREFIX = "dlq_"
+DLQ_DROPPED_HEADER = "dlq_dropped"
+"""Set on a dead letter that had to leave the record's key, value and headers out: with the
+dead-letter headers added it was larger than the dead-letter topic takes. The record stays
+at its original position (``dlq_original_*``) until the topic's retention removes it."""
+UNPARSEABLE_RECORD = "unparseable-record"
+"""The ``dlq_reason`` of a record the Kafka client cannot parse: its dead letter holds only
+its position."""
+
+# What aiokafka raises from getmany() when a fetched record cannot be parsed: a header name
+# that is not UTF-8 (its C parser), a batch that fails its checksum (its Python parser).
+_UNPARSEABLE = (UnicodeDecodeError, CorruptRecordException)
+# How many records are read one at a time, per partition, to find an unparseable one.
+_SEARCH_RECORDS = 500
+_SEARCH_FETCH_MS = 200
+# Longest key kept on a dead letter whose record was too large to copy.
+_KEPT_KEY_BYTES = 256
+# W3C's limit for baggage, the longest trace header; OpenTelemetry logs a longer one whole.
+_MAX_TRACE_HEADER_BYTES = 8192
 
 EventHandler = Callable[[AnyEvent, sqlite3.Connection], Awaitable[None]]
 """Handles one event; its database writes join the inbox's transaction.
@@ -140,6 +172,9 @@ class EventConsumer:
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
         self._handled: dict[TopicPartition, int] = {}
+        # The next offset to read per partition, kept across commits: where to go back to
+        # when a fetch fails half-way (see _read_past_unparseable).
+        self._next_offsets: dict[TopicPartition, int] = {}
         self._commit_interval = commit_interval
         self._committed_at = 0.0
         self.assigned = asyncio.Event()
@@ -154,7 +189,11 @@ class EventConsumer:
         self._consumer, self._producer = consumer, producer
         try:
             while True:
-                batches = await consumer.getmany(timeout_ms=500)
+                try:
+                    batches = await consumer.getmany(timeout_ms=500)
+                except _UNPARSEABLE as exc:
+                    await self._read_past_unparseable(consumer, exc)
+                    continue
                 if consumer.assignment():
                     self.assigned.set()
                 for partition, records in batches.items():
@@ -163,9 +202,12 @@ class EventConsumer:
                     await self.commit_handled()
                 await self._observe(consumer, batches)
         finally:
+            # Bounded: a stop while Kafka is away (or the group is rebalancing) must not hang;
+            # what is not committed is read again and dropped by the inbox.
             with contextlib.suppress(Exception):
-                await self.commit_handled()
-            await consumer.stop()
+                await asyncio.wait_for(self.commit_handled(), 10)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(consumer.stop(), 10)
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(producer.stop(), 10)
 
@@ -188,7 +230,75 @@ class EventConsumer:
                 consumer.seek(partition, record.offset)
                 await asyncio.sleep(1.0)
                 return
-            self._handled[partition] = record.offset + 1
+            except Exception:  # the loop must outlive any one failure
+                # Not the record's fault (decoding and handler failures are dead-lettered in
+                # _consume): the inbox's database, say. Read it again rather than lose it.
+                log.exception(
+                    "%s: consuming %s@%d failed; reading it again", self.group_id, partition,
+                    record.offset,
+                )  # fmt: skip
+                consumer.seek(partition, record.offset)
+                await asyncio.sleep(1.0)
+                return
+            self._handled[partition] = self._next_offsets[partition] = record.offset + 1
+
+    async def _read_past_unparseable(self, consumer: AIOKafkaConsumer, error: Exception) -> None:
+        """Find the record that aiokafka cannot parse, dead-letter its position, read past it.
+
+        Such a record makes every getmany() fail, whichever partition it is on, and the failed
+        call may have moved other partitions past records it never returned. So every
+        partition goes back to the first record not handled yet, then each is read one record
+        at a time (each handled as usual) until the record that fails, or a while.
+        """
+        log.warning("%s: a fetched record cannot be parsed (%r)", self.group_id, error)
+        partitions = sorted(consumer.assignment(), key=lambda tp: (tp.topic, tp.partition))
+        try:
+            for partition in partitions:
+                await self._rewind(consumer, partition)
+            for partition in partitions:
+                await self._search_partition(consumer, partition)
+        except (KafkaError, TimeoutError) as exc:
+            log.warning("%s: cannot look for the unparseable record (%s)", self.group_id, exc)
+            await asyncio.sleep(1.0)
+
+    async def _rewind(self, consumer: AIOKafkaConsumer, partition: TopicPartition) -> None:
+        offset = self._next_offsets.get(partition)
+        if offset is None:
+            offset = await consumer.committed(partition)
+        if offset is None:
+            await consumer.seek_to_beginning(partition)
+        else:
+            consumer.seek(partition, offset)
+
+    async def _search_partition(
+        self, consumer: AIOKafkaConsumer, partition: TopicPartition
+    ) -> None:
+        for _ in range(_SEARCH_RECORDS):
+            try:
+                fetched = await consumer.getmany(
+                    partition, timeout_ms=_SEARCH_FETCH_MS, max_records=1
+                )
+            except _UNPARSEABLE as exc:
+                # One record at a time: the position is the record that failed.
+                offset = await consumer.position(partition)
+                unparseable = ConsumerRecord(
+                    topic=partition.topic, partition=partition.partition, offset=offset,
+                    timestamp=-1, timestamp_type=0, key=None, value=None, checksum=None,
+                    serialized_key_size=-1, serialized_value_size=-1, headers=(),
+                )  # fmt: skip
+                await self._dead_letter(
+                    unparseable,
+                    reason=UNPARSEABLE_RECORD,
+                    error=f"the Kafka client cannot parse the record: {type(exc).__name__}: {exc}",
+                    attempts=0,
+                )
+                consumer.seek(partition, offset + 1)
+                self._handled[partition] = self._next_offsets[partition] = offset + 1
+                return
+            records = fetched.get(partition)
+            if not records:
+                return
+            await self._consume_partition(consumer, partition, records)
 
     async def commit_handled(self) -> None:
         """Commit the offsets after the records handled so far, per partition."""
@@ -203,6 +313,11 @@ class EventConsumer:
             # The group moved on (a rebalance): the next owner reads these records again and
             # the inbox drops them (aiokafka #933, #1054).
             log.info("%s: commit after rebalance refused (%s)", self.group_id, exc)
+        except (KafkaError, TimeoutError) as exc:
+            # Kafka is away: commit these with the next ones rather than stop consuming.
+            for partition, offset in offsets.items():
+                self._handled[partition] = max(offset, self._handled.get(partition, 0))
+            log.warning("%s: commit failed, kept for the next one (%s)", self.group_id, exc)
         else:
             if self._metrics is not None:
                 self._metrics.commit_latency.labels(self.group_id).observe(
@@ -210,7 +325,9 @@ class EventConsumer:
                 )
 
     def forget_partitions(self, partitions: list[TopicPartition]) -> None:
-        """Stop reporting the lag of partitions this member gave up in a rebalance."""
+        """Forget partitions this member gave up in a rebalance: their position and lag."""
+        for partition in partitions:
+            self._next_offsets.pop(partition, None)
         if self._metrics is not None:
             self._metrics.forget_partitions(
                 self.group_id, [(tp.topic, tp.partition) for tp in partitions]
@@ -232,8 +349,11 @@ class EventConsumer:
                 continue  # nothing fetched from it yet
             try:
                 # Known locally once the partition has been fetched from; the time-out only
-                # guards a position being reset at this moment.
-                position = await asyncio.wait_for(consumer.position(partition), 1.0)
+                # guards a position being reset at this moment. asyncio.timeout, not wait_for:
+                # Python 3.11's wait_for can swallow a cancellation that arrives as the inner
+                # call finishes, and the consumer would never stop.
+                async with asyncio.timeout(1.0):
+                    position = await consumer.position(partition)
             except (KafkaError, TimeoutError):
                 continue
             self._metrics.lag(
@@ -247,16 +367,24 @@ class EventConsumer:
         except ContractError as exc:
             await self._dead_letter(record, reason=_reason(exc), error=str(exc), attempts=0)
             return
-        event_id = str(event.event_id)
-        if self._inbox.seen(event_id):
-            if self._metrics is not None:
-                self._metrics.duplicates.labels(record.topic, self.group_id).inc()
+        except Exception as exc:  # noqa: BLE001 - the codec should not, but no bytes may stop us
+            await self._dead_letter(
+                record, reason="undecodable", error=f"{type(exc).__name__}: {exc}", attempts=0
+            )
             return
+        event_id = str(event.event_id)
+        duplicate = self._inbox.seen(event_id)
         for attempt in range(1, self._retry.attempts + 1):
+            if duplicate:
+                break
             try:
                 with transaction(self._db):
-                    await self._handler(event, self._db)
-                    self._inbox.record(event_id, event.event_type)
+                    # Asked again under the write lock: another member of the group (a copy of
+                    # this service sharing the database) may have handled it meanwhile.
+                    duplicate = self._inbox.seen(event_id)
+                    if not duplicate:
+                        await self._handler(event, self._db)
+                        self._inbox.record(event_id, event.event_type)
             except Exception as exc:  # noqa: BLE001 - any handler failure is retried, then dead-lettered
                 log.warning(
                     "%s: handling %s %s failed (attempt %d/%d): %s",
@@ -271,6 +399,10 @@ class EventConsumer:
                 await asyncio.sleep(self._retry.backoff(attempt))
             else:
                 break
+        if duplicate:
+            if self._metrics is not None:
+                self._metrics.duplicates.labels(record.topic, self.group_id).inc()
+            return
         if self._metrics is not None:
             self._metrics.events_consumed.labels(
                 event.event_type, record.topic, self.group_id
@@ -295,24 +427,39 @@ class EventConsumer:
     async def _dead_letter(
         self, record: ConsumerRecord, *, reason: str, error: str, attempts: int
     ) -> None:
-        assert self._producer is not None
-        headers = [
-            *[(k, v) for k, v in (record.headers or ()) if not k.startswith(DLQ_HEADER_PREFIX)],
-            ("dlq_reason", reason.encode()),
-            ("dlq_error", error[:4000].encode()),
+        error = error[:4000]
+        dead_letter_headers = [
+            ("dlq_reason", _utf8(reason)),
+            ("dlq_error", _utf8(error)),
             ("dlq_attempts", str(attempts).encode()),
-            ("dlq_original_topic", record.topic.encode()),
+            ("dlq_original_topic", _utf8(record.topic)),
             ("dlq_original_partition", str(record.partition).encode()),
             ("dlq_original_offset", str(record.offset).encode()),
-            ("dlq_consumer_group", self.group_id.encode()),
+            ("dlq_consumer_group", _utf8(self.group_id)),
             ("dlq_failed_at", datetime.now(UTC).isoformat().encode()),
         ]
-        await asyncio.wait_for(
-            self._producer.send_and_wait(
-                dlq_topic(record.topic), record.value, key=record.key, headers=headers
-            ),
-            timeout=15,
-        )
+        original_headers = [
+            (k, v) for k, v in (record.headers or ()) if not k.startswith(DLQ_HEADER_PREFIX)
+        ]
+        try:
+            await self._send_dead_letter(
+                record.topic, record.key, record.value, [*original_headers, *dead_letter_headers]
+            )
+        except (MessageSizeTooLargeError, RecordListTooLargeError) as exc:
+            # The record and the headers added make more than the dead-letter topic takes.
+            # A dead letter without its bytes beats a partition that can never move on.
+            dropped = (
+                f"key ({len(record.key or b'')} bytes), value ({len(record.value or b'')} bytes)"
+                f" and headers ({len(original_headers)}) left out: too large for "
+                f"{dlq_topic(record.topic)} ({type(exc).__name__})"
+            )
+            key = record.key if len(record.key or b"") <= _KEPT_KEY_BYTES else None
+            await self._send_dead_letter(
+                record.topic,
+                key,
+                None,
+                [*dead_letter_headers, (DLQ_DROPPED_HEADER, _utf8(dropped))],
+            )
         log.error(
             "%s: %s@%d offset %d dead-lettered (%s): %s",
             self.group_id, record.topic, record.partition, record.offset, reason, error,
@@ -321,21 +468,52 @@ class EventConsumer:
         if self._metrics is not None:
             self._metrics.dead_letters.labels(record.topic, reason).inc()
 
+    async def _send_dead_letter(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: Sequence[tuple[str, bytes | None]],
+    ) -> None:
+        assert self._producer is not None
+        if key is None and value is None:
+            key = b""  # aiokafka sends no record without either (a tombstone without a key)
+        async with asyncio.timeout(15):  # not wait_for: see _observe
+            await self._producer.send_and_wait(dlq_topic(topic), value, key=key, headers=headers)
+
+
+def _utf8(text: str) -> bytes:
+    """``text`` as UTF-8, even with lone surrogates (an error message quoting odd input)."""
+    return text.encode("utf-8", errors="backslashreplace")
+
+
+def _attribute(raw: object) -> str | None:
+    """A header or key as a span attribute: text, and short."""
+    return raw[:200].decode(errors="replace") if isinstance(raw, bytes) else None
+
 
 def _record_span(record: ConsumerRecord, consumer_group: str) -> AbstractContextManager[Span]:
     """The record's span; its event type and order are read from header and key (the record
     may not decode)."""
     event_type = next((v for k, v in record.headers or () if k == EVENT_TYPE_HEADER), None)
-    key = record.key
-    return consume_span(
-        record.headers,
-        topic=record.topic,
-        partition=record.partition,
-        offset=record.offset,
-        consumer_group=consumer_group,
-        event_type=event_type.decode(errors="replace") if isinstance(event_type, bytes) else None,
-        order_id=key.decode(errors="replace") if isinstance(key, bytes) else None,
-    )
+    headers = [
+        (name, raw)
+        for name, raw in record.headers or ()
+        if name not in TRACE_HEADERS or len(raw or b"") <= _MAX_TRACE_HEADER_BYTES
+    ]
+    try:
+        return consume_span(
+            headers,
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            consumer_group=consumer_group,
+            event_type=_attribute(event_type),
+            order_id=_attribute(record.key),
+        )
+    except Exception:  # noqa: BLE001 - garbled trace headers cost the record its span, no more
+        log.warning("%s: no span for %s@%d", consumer_group, record.topic, record.offset)
+        return nullcontext(INVALID_SPAN)
 
 
 def _reason(error: ContractError) -> str:

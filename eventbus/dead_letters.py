@@ -1,16 +1,19 @@
 """Reading dead letters back, and sending chosen ones to their original topic (redrive)."""
 
 import asyncio
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from contracts.codec import EVENT_TYPE_HEADER
 from contracts.topics import TOPICS, dlq_topic
 from eventbus.clients import new_producer
-from eventbus.consumer import DLQ_HEADER_PREFIX
+from eventbus.consumer import DLQ_DROPPED_HEADER, DLQ_HEADER_PREFIX, UNPARSEABLE_RECORD
 from eventbus.snapshot import TopicSnapshot
 
 __all__ = ["DeadLetter", "list_dead_letters", "redrive"]
+
+log = logging.getLogger(__name__)
 
 _REDRIVEN_FROM = "redriven_from"
 
@@ -24,7 +27,7 @@ class DeadLetter:
     offset: int
     key: bytes | None
     value: bytes | None
-    headers: list[tuple[str, bytes]]
+    headers: list[tuple[str, bytes | None]]
 
     @property
     def position(self) -> str:
@@ -32,11 +35,16 @@ class DeadLetter:
         return f"{self.dlq_topic}:{self.partition}:{self.offset}"
 
     def header(self, name: str) -> str | None:
-        """A header's value as text, or None."""
+        """A header's value as text (bytes that are not UTF-8 replaced), or None."""
         for key, value in self.headers:
             if key == name:
-                return value.decode(errors="replace")
+                return value.decode(errors="replace") if value is not None else None
         return None
+
+    @property
+    def dropped(self) -> str | None:
+        """What the dead letter had to leave out of the record (too large), if anything."""
+        return self.header(DLQ_DROPPED_HEADER)
 
     @property
     def original_topic(self) -> str:
@@ -57,6 +65,7 @@ class DeadLetter:
             "consumer_group": self.header("dlq_consumer_group"),
             "failed_at": self.header("dlq_failed_at"),
             "redriven_from": self.header(_REDRIVEN_FROM),
+            "dropped": self.dropped,
         }
 
 
@@ -76,12 +85,26 @@ async def list_dead_letters(
 
 
 async def redrive(bootstrap_servers: str, letters: Iterable[DeadLetter]) -> int:
-    """Send each dead letter back to its original topic, as it was first published."""
+    """Send each dead letter back to its original topic, as it was first published.
+
+    A dead letter that had to leave the record out (too large, or unparseable) is not sent:
+    it would come back as an empty record. The record is still at its original position.
+
+    Returns:
+        How many were sent.
+    """
     producer = new_producer(bootstrap_servers)
     await producer.start()
     try:
         count = 0
         for letter in letters:
+            if letter.dropped is not None or letter.header("dlq_reason") == UNPARSEABLE_RECORD:
+                log.warning(
+                    "%s not redriven: it does not hold the record; read it at %s:%s:%s",
+                    letter.position, letter.original_topic,
+                    letter.header("dlq_original_partition"), letter.header("dlq_original_offset"),
+                )  # fmt: skip
+                continue
             headers = [
                 (k, v)
                 for k, v in letter.headers

@@ -169,8 +169,11 @@ class Outbox:
 
     async def wait_for_new(self, seconds: float) -> None:
         """Return when an event was added (in this process) or after ``seconds``."""
+        # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a cancellation
+        # that arrives as the inner call finishes, and the relay would never stop.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._added.wait(), seconds)
+            async with asyncio.timeout(seconds):
+                await self._added.wait()
         self._added.clear()
 
 
@@ -537,7 +540,8 @@ class OutboxRelay:
         acknowledged: list[int] = []
         try:
             for row, future in zip(rows, futures, strict=True):
-                await asyncio.wait_for(asyncio.shield(future), self._send_timeout)
+                async with asyncio.timeout(self._send_timeout):
+                    await asyncio.shield(future)
                 acknowledged.append(row.id)
         except OutOfOrderSequenceNumber:
             await self._drop_producer()  # only a new producer recovers from this (aiokafka #1017)

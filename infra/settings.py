@@ -71,6 +71,14 @@ class Settings(BaseSettings):
     # Processes
     api_host: str = Field("127.0.0.1", description="Address the orchestrator API binds to.")
     api_port: int = Field(8000, ge=1, le=65535, description="Port of the orchestrator API.")
+    api_max_body_bytes: int = Field(
+        64 * 1024,
+        ge=1024,
+        description=(
+            "Largest request body the orchestrator API reads, in bytes; a larger one is "
+            "refused with 413 before it is read (the largest valid order is about 16 KiB)."
+        ),
+    )
     payment_port: int = Field(
         8101, ge=1, le=65535, description="Health and metrics port of the payment service."
     )
@@ -85,6 +93,34 @@ class Settings(BaseSettings):
     )
     startup_timeout_seconds: float = Field(
         120.0, gt=0, description="How long `saga up` waits for each component to be healthy."
+    )
+    instance: int = Field(
+        1,
+        ge=1,
+        description=(
+            "Which copy of its service a process is (1: the first); `saga up --scale` sets it "
+            "for each copy it starts. It picks the copy's ports (see instance_port_step) and "
+            "its name in logs (`payment-service-2`) and in the outbox lease."
+        ),
+    )
+    instance_port_step: int = Field(
+        10,
+        ge=1,
+        le=1000,
+        description=(
+            "Copy N of a service (`saga up --scale`) serves health and metrics on the "
+            "service's port plus (N-1) times this (payment-2 on 8111), and the Temporal SDK's "
+            "metrics on that port plus sdk_metrics_port_offset."
+        ),
+    )
+    outbox_lease_seconds: float = Field(
+        5.0,
+        gt=0,
+        description=(
+            "How long the lease of a service's outbox relay lasts: one relay per service "
+            "database publishes, renewing it every fifth of this; when its process dies, "
+            "another copy's relay takes over this long after."
+        ),
     )
     sdk_metrics_port_offset: int = Field(
         1000,
@@ -208,24 +244,30 @@ class Settings(BaseSettings):
                 env[ENV_PREFIX + name.upper()] = text
         return env
 
-    def service_port(self, service: str) -> int:
-        """The health and metrics port of a worker process (orchestrator, payment, ...)."""
+    def service_port(self, service: str, instance: int | None = None) -> int:
+        """The health and metrics port of a worker process (orchestrator, payment, ...).
+
+        Copy ``instance`` (by default this process's own, :attr:`instance`) listens
+        ``instance_port_step`` ports further per copy: the first copy on the service's port.
+        """
         ports = {
             "orchestrator": self.orchestrator_port,
             "payment": self.payment_port,
             "inventory": self.inventory_port,
             "shipping": self.shipping_port,
         }
-        return ports[service]
+        copy = self.instance if instance is None else instance
+        return ports[service] + (copy - 1) * self.instance_port_step
 
-    def sdk_metrics_port(self, process: str) -> int | None:
+    def sdk_metrics_port(self, process: str, instance: int | None = None) -> int | None:
         """Where ``process`` (api, orchestrator, payment, ...) serves the Temporal SDK's metrics.
 
-        Its own port plus ``sdk_metrics_port_offset``; None when that offset is 0 (off).
+        Its own port (of copy ``instance`` for a service) plus ``sdk_metrics_port_offset``;
+        None when that offset is 0 (off).
         """
         if not self.sdk_metrics_port_offset:
             return None
-        port = self.api_port if process == "api" else self.service_port(process)
+        port = self.api_port if process == "api" else self.service_port(process, instance)
         return port + self.sdk_metrics_port_offset
 
 

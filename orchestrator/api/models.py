@@ -1,11 +1,19 @@
 """What the orchestrator API takes and answers: the HTTP contract, shared with `saga`'s CLI."""
 
 import hashlib
+import unicodedata
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import pycountry
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+)
 
 from contracts.activities import Order, SagaStatus, ShippingAddress
 from contracts.events.common import OrderLine
@@ -33,9 +41,41 @@ __all__ = [
 Identifier = Annotated[
     str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._@:-]*$")
 ]
-"""An order, customer or SKU id: letters, digits and ``._@:-``, at most 64 characters."""
+"""An order, customer or SKU id: ASCII letters, digits and ``._@:-``, at most 64 characters.
 
-Text = Annotated[str, StringConstraints(min_length=1, max_length=500)]
+Ids end up in workflow ids, URLs, Kafka keys and log lines: nothing else (no spaces, no
+look-alike letters, no invisible characters) is safe in all of them.
+"""
+
+# Explicit embeddings, overrides and isolates: text that displays in another order than it
+# is stored ("Trojan Source"). Marks (U+200E, U+200F) and joiners (U+200C, U+200D: emoji
+# sequences, Persian) stay allowed.
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+# Control characters (NUL, line feed, escape...), lone surrogates (JSON's "\ud800": no
+# character at all, and no UTF-8 either), line and paragraph separators.
+_REFUSED_CATEGORIES = {
+    "Cc": "a control character",
+    "Cs": "a lone surrogate",
+    "Zl": "a line separator",
+    "Zp": "a paragraph separator",
+}
+
+
+def _printable(text: str) -> str:
+    """``text``, if it is one line of printable text in any script (emoji too)."""
+    for position, char in enumerate(text):
+        category = unicodedata.category(char)
+        if category in _REFUSED_CATEGORIES or char in _BIDI_CONTROLS:
+            what = _REFUSED_CATEGORIES.get(category, "a bidirectional override")
+            raise ValueError(
+                f"U+{ord(char):04X} ({what}) at position {position}: only printable text "
+                "on one line is taken here"
+            )
+    return text
+
+
+Text = Annotated[str, StringConstraints(min_length=1, max_length=500), AfterValidator(_printable)]
+"""A reason: 1 to 500 characters of printable text."""
 
 RepairAction = Literal["retry_now", "resolve_manually"]
 
@@ -65,6 +105,11 @@ class Address(_Body):
     line1: str | None = Field(default=None, max_length=200)
     city: str | None = Field(default=None, max_length=100)
     postal_code: str | None = Field(default=None, max_length=20)
+
+    @field_validator("name", "line1", "city", "postal_code")
+    @classmethod
+    def _printable_text(cls, text: str | None) -> str | None:
+        return None if text is None else _printable(text)
 
 
 class OrderRequest(_Body):

@@ -20,6 +20,8 @@ log = logging.getLogger(__name__)
     responses={
         200: {"model": OrderAccepted, "description": "The same order was placed before."},
         400: {"model": ProblemDetail, "description": "The body is not JSON text."},
+        413: {"model": ProblemDetail, "description": "The body is over SAGA_API_MAX_BODY_BYTES."},
+        415: {"model": ProblemDetail, "description": "The body is not sent as application/json."},
         409: {"model": ProblemDetail, "description": "The order id is taken by another order."},
         503: {"model": ProblemDetail, "description": "Temporal does not answer."},
     },

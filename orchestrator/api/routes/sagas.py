@@ -38,7 +38,9 @@ _UNAVAILABLE: _Responses = {
     503: {"model": ProblemDetail, "description": "Temporal or the orchestrator does not answer."}
 }
 _UNREADABLE: _Responses = {
-    400: {"model": ProblemDetail, "description": "The body is not JSON text."}
+    400: {"model": ProblemDetail, "description": "The body is not JSON text."},
+    413: {"model": ProblemDetail, "description": "The body is over SAGA_API_MAX_BODY_BYTES."},
+    415: {"model": ProblemDetail, "description": "The body is not sent as application/json."},
 }
 _REFUSED: _Responses = {
     409: {"model": ProblemDetail, "description": "The saga refused the action."}
