@@ -91,7 +91,10 @@ async def _events_on_kafka(
             while [tp for tp in partitions if await consumer.position(tp) < ends[tp]]:
                 for records in (await consumer.getmany(timeout_ms=500)).values():
                     for record in records:
-                        if record.key is not None and record.key.decode() in order_ids:
+                        if (
+                            record.key is not None
+                            and record.key.decode(errors="replace") in order_ids
+                        ):
                             event = decode_event(record.value, record.headers)
                             found.setdefault(event.correlation_id, []).append(
                                 (event.timestamp, event.event_type)

@@ -523,7 +523,7 @@ async def _events_on_kafka(
             while [tp for tp in partitions if await consumer.position(tp) < ends[tp]]:
                 for records in (await consumer.getmany(timeout_ms=500)).values():
                     for record in records:
-                        if record.key is None or record.key.decode() not in wanted:
+                        if record.key is None or record.key.decode(errors="replace") not in wanted:
                             continue
                         event = decode_event(record.value, record.headers)
                         found.setdefault(event.correlation_id, []).append(
