@@ -3,7 +3,7 @@
 import sqlite3
 from pathlib import Path
 
-__all__ = ["open_database"]
+__all__ = ["open_database", "open_reader"]
 
 _BUSY_TIMEOUT = 30.0
 
@@ -28,4 +28,27 @@ def open_database(path: Path) -> sqlite3.Connection:
     # NORMAL in WAL mode: a commit survives a process crash; only an OS crash may lose the last.
     connection.execute("PRAGMA synchronous=NORMAL")
     connection.execute("PRAGMA foreign_keys=ON")
+    return connection
+
+
+def open_reader(path: Path) -> sqlite3.Connection:
+    """A connection to a service database that cannot write, for tools that only look.
+
+    Read-write in SQLite's sense where the file may be written, so that closing the last
+    connection of a stopped stack tidies the WAL files away as the services do, with writes
+    refused (``query_only``); read-only where it may not. The file must exist.
+
+    Raises:
+        sqlite3.Error: the file cannot be opened.
+    """
+    uri = path.resolve().as_uri()
+    try:
+        connection = sqlite3.connect(
+            f"{uri}?mode=rw", uri=True, isolation_level=None, timeout=_BUSY_TIMEOUT
+        )
+    except sqlite3.Error:
+        return sqlite3.connect(
+            f"{uri}?mode=ro", uri=True, isolation_level=None, timeout=_BUSY_TIMEOUT
+        )
+    connection.execute("PRAGMA query_only = ON")
     return connection

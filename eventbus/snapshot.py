@@ -12,14 +12,14 @@ from typing import Any, Self
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import KafkaTimeoutError
+from aiokafka.errors import KafkaError, KafkaTimeoutError
 
 from eventbus.clients import new_consumer
 
-__all__ = ["TopicSnapshot"]
+__all__ = ["TopicSnapshot", "stop_groupless", "topic_partitions"]
 
 
-async def _partitions(bootstrap_servers: str, topics: Iterable[str]) -> list[TopicPartition]:
+async def topic_partitions(bootstrap_servers: str, topics: Iterable[str]) -> list[TopicPartition]:
     """Every partition of those ``topics`` that exist (a missing topic has none)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
     await admin.start()
@@ -27,22 +27,27 @@ async def _partitions(bootstrap_servers: str, topics: Iterable[str]) -> list[Top
         described = await admin.describe_topics(list(topics))
     finally:
         await admin.close()
-    return [
+    return sorted(
         TopicPartition(topic["topic"], partition["partition"])
         for topic in described
         if topic["error_code"] == 0
         for partition in topic["partitions"]
-    ]
+    )
 
 
-async def _stop_groupless(consumer: AIOKafkaConsumer) -> None:
-    """Stop a consumer without a group, which can leak its helper task's CancelledError."""
+async def stop_groupless(consumer: AIOKafkaConsumer, seconds: float = 10.0) -> None:
+    """Stop a consumer without a group, within ``seconds`` even while Kafka is away.
+
+    Such a consumer can leak its helper task's CancelledError from ``stop()``: that one is
+    dropped, a real cancellation of the caller goes on.
+    """
     try:
-        await consumer.stop()
-    except asyncio.CancelledError:
+        async with asyncio.timeout(seconds):
+            await consumer.stop()
+    except (asyncio.CancelledError, KafkaError, TimeoutError):
         task = asyncio.current_task()
         if task is not None and task.cancelling():
-            raise  # a real cancellation of ours, not aiokafka's own
+            raise
 
 
 class TopicSnapshot:
@@ -74,7 +79,7 @@ class TopicSnapshot:
         """How many offsets lie between the partitions' beginnings and ends (records to read)."""
 
     async def __aenter__(self) -> Self:
-        partitions = await _partitions(self._bootstrap_servers, self._topics)
+        partitions = await topic_partitions(self._bootstrap_servers, self._topics)
         found = {tp.topic for tp in partitions}
         self.missing_topics = [topic for topic in self._topics if topic not in found]
         if not partitions:
@@ -87,7 +92,7 @@ class TopicSnapshot:
             beginnings = await consumer.beginning_offsets(partitions)
             self.end_offsets = await consumer.end_offsets(partitions)
         except BaseException:
-            await _stop_groupless(consumer)
+            await stop_groupless(consumer)
             raise
         self._consumer = consumer
         self.size = sum(self.end_offsets[tp] - beginnings[tp] for tp in partitions)
@@ -101,7 +106,7 @@ class TopicSnapshot:
     ) -> None:
         if self._consumer is not None:
             consumer, self._consumer = self._consumer, None
-            await _stop_groupless(consumer)
+            await stop_groupless(consumer)
 
     async def records(self) -> AsyncIterator[ConsumerRecord]:
         """Every record up to the noted end offsets, in offset order within each partition.

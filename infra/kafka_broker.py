@@ -23,6 +23,8 @@ __all__ = [
     "apply_topic_catalog",
     "broker_version",
     "ensure_kafka_jars",
+    "fetch_maven_jars",
+    "require_tool",
     "wait_for_kafka",
 ]
 
@@ -38,38 +40,45 @@ class KafkaUnavailableError(Exception):
     """Kafka did not answer; the message says where it was looked for."""
 
 
-def _require(tool: str, what: str, install_hint: str) -> str:
+def require_tool(tool: str, what: str, install_hint: str) -> str:
+    """The path of ``tool``.
+
+    Raises:
+        MissingToolError: it is not installed (the message says what needs it and how to get it).
+    """
     path = shutil.which(tool)
     if path is None:
         raise MissingToolError(f"{tool!r} not found: {what} needs it; {install_hint}")
     return path
 
 
-def ensure_kafka_jars(
-    cache_dir: Path,
+def fetch_maven_jars(
+    pom: Path,
+    libs: Path,
     version: str,
     *,
+    label: str,
     maven: str = "mvn",
     progress: Callable[[str], None] = print,
 ) -> Path:
-    """The folder of Kafka ``version``'s jars, fetched from Maven Central on first use.
+    """The jars ``pom`` depends on at ``version`` (``-Dkafka.version``), copied into ``libs``
+    by Maven the first time, each jar shown as it arrives; ``label`` names them in messages.
 
     Raises:
         MissingToolError: Maven is not installed.
         RuntimeError: Maven could not resolve the jars (its last lines are in the message).
     """
-    libs = cache_dir / version / "libs"
     if (libs / _COMPLETE_MARKER).exists():
         return libs
-    mvn = _require(
-        maven, "fetching Kafka's jars", "install Maven (apt-get install maven) or set SAGA_MAVEN"
+    mvn = require_tool(
+        maven, f"fetching {label}", "install Maven (apt-get install maven) or set SAGA_MAVEN"
     )
     if libs.exists():
         shutil.rmtree(libs)  # an interrupted fetch leaves a partial set of jars
     libs.mkdir(parents=True)
-    progress(f"Fetching Apache Kafka {version} from Maven Central into {libs} (first time only)")
+    progress(f"Fetching {label} {version} from Maven Central into {libs} (first time only)")
     command = [
-        mvn, "-B", "-f", str(_RESOURCES / "pom.xml"),
+        mvn, "-B", "-f", str(pom),
         "dependency:copy-dependencies",
         f"-Dkafka.version={version}",
         f"-DoutputDirectory={libs}",
@@ -90,13 +99,36 @@ def ensure_kafka_jars(
     if maven_run.returncode != 0:
         shutil.rmtree(libs, ignore_errors=True)
         raise RuntimeError(
-            f"Maven could not fetch Apache Kafka {version} (is Maven Central reachable?):\n"
+            f"Maven could not fetch {label} {version} (is Maven Central reachable?):\n"
             + "\n".join(tail)
         )
     jars = len(list(libs.glob("*.jar")))
     (libs / _COMPLETE_MARKER).write_text(version)
-    progress(f"Apache Kafka {version}: {jars} jars ready")
+    progress(f"{label} {version}: {jars} jars ready")
     return libs
+
+
+def ensure_kafka_jars(
+    cache_dir: Path,
+    version: str,
+    *,
+    maven: str = "mvn",
+    progress: Callable[[str], None] = print,
+) -> Path:
+    """The folder of Kafka ``version``'s jars, fetched from Maven Central on first use.
+
+    Raises:
+        MissingToolError: Maven is not installed.
+        RuntimeError: Maven could not resolve the jars (its last lines are in the message).
+    """
+    return fetch_maven_jars(
+        _RESOURCES / "pom.xml",
+        cache_dir / version / "libs",
+        version,
+        label="Apache Kafka",
+        maven=maven,
+        progress=progress,
+    )
 
 
 @dataclass(frozen=True)
@@ -151,7 +183,7 @@ class KafkaBroker:
         return self.config_path
 
     def _java(self) -> str:
-        return _require(
+        return require_tool(
             self.java,
             "the embedded Kafka broker",
             "install Java 17 (apt-get install openjdk-17-jre-headless) or set SAGA_JAVA",

@@ -21,6 +21,7 @@ __all__ = [
     "ProcessTable",
     "free_port",
     "instance_name",
+    "kill_process",
     "port_in_use",
     "spawn",
     "start_ticks_of",
@@ -116,6 +117,22 @@ def stop_processes(
         time.sleep(0.05)
         waiting = [record for record in waiting if not _ended(record)]
     return running
+
+
+def kill_process(record: ProcessRecord) -> bool:
+    """Kill the recorded process with SIGKILL (no clean-up of any kind) and wait until it is
+    gone: what a crash looks like, for a chaos run.
+
+    Returns:
+        True if the process was running and has been killed, False if it was not running.
+    """
+    if not record.is_alive():
+        return False
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(record.pid, signal.SIGKILL)
+    while not _ended(record):
+        time.sleep(0.02)
+    return True
 
 
 def _ended(record: ProcessRecord) -> bool:

@@ -38,6 +38,7 @@ from contracts.errors import ContractError
 from contracts.events.order import OrderRepairedData
 from contracts.topics import TOPICS
 from eventbus import TopicSnapshot
+from eventbus.database import open_reader
 from orchestrator.audit.report import AuditSource
 from orchestrator.audit.snapshot import (
     LedgerEntry,
@@ -326,19 +327,10 @@ def _database(run_dir: Path, name: str) -> Iterator[sqlite3.Connection]:
 
 
 def _connect(path: Path) -> sqlite3.Connection:
-    """A connection that cannot write: read-write in SQLite's sense, so that closing the last
-    connection of a stopped stack tidies the WAL files away as the services do, but with
-    writes refused; read-only where the file may not be written."""
-    uri = path.resolve().as_uri()
     try:
-        db = sqlite3.connect(f"{uri}?mode=rw", uri=True, isolation_level=None, timeout=30)
-    except sqlite3.Error:
-        try:
-            return sqlite3.connect(f"{uri}?mode=ro", uri=True, isolation_level=None, timeout=30)
-        except sqlite3.Error as exc:
-            raise SourceUnreadable(f"cannot open {path} ({exc})") from None
-    db.execute("PRAGMA query_only = ON")
-    return db
+        return open_reader(path)
+    except sqlite3.Error as exc:
+        raise SourceUnreadable(f"cannot open {path} ({exc})") from None
 
 
 def _pending(db: sqlite3.Connection) -> list[SeenEvent]:

@@ -7,19 +7,16 @@ touches the broker's jars.
 
 import asyncio
 import re
-import shutil
-import subprocess
 from collections.abc import Callable, Mapping
 from importlib import resources
 from pathlib import Path
 
-from infra.kafka_broker import MissingToolError
+from infra.kafka_broker import fetch_maven_jars, require_tool
 from orchestrator.bench.publisher import PublisherFigures
 from orchestrator.bench.stats import LatencySummary
 
 __all__ = ["ensure_kafka_tools_jars", "parse_summary", "run_producer_performance"]
 
-_COMPLETE_MARKER = ".complete"
 _TOOL = "org.apache.kafka.tools.ProducerPerformance"
 _SUMMARY = re.compile(
     r"(?P<count>\d+) records sent, (?P<rate>[\d.]+) records/sec \((?P<mb>[\d.]+) MB/sec\), "
@@ -30,13 +27,6 @@ _SUMMARY = re.compile(
 Say = Callable[[str], None]
 
 
-def _tool(name: str, what: str, hint: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        raise MissingToolError(f"{name!r} not found: {what} needs it; {hint}")
-    return path
-
-
 def ensure_kafka_tools_jars(cache_dir: Path, version: str, *, maven: str, say: Say) -> Path:
     """The folder of kafka-tools ``version``'s jars, fetched from Maven Central the first time.
 
@@ -44,40 +34,15 @@ def ensure_kafka_tools_jars(cache_dir: Path, version: str, *, maven: str, say: S
         MissingToolError: Maven is not installed.
         RuntimeError: Maven could not resolve the jars (its last lines are in the message).
     """
-    libs = cache_dir / version / "tools"
-    if (libs / _COMPLETE_MARKER).exists():
-        return libs
-    mvn = _tool(maven, "fetching kafka-tools", "install Maven or set SAGA_MAVEN")
-    if libs.exists():
-        shutil.rmtree(libs)  # an interrupted fetch leaves a partial set of jars
-    libs.mkdir(parents=True)
-    say(f"Fetching Apache Kafka's tools {version} from Maven Central into {libs} (first time only)")
     with resources.as_file(resources.files("infra") / "kafka" / "tools-pom.xml") as pom:
-        command = [
-            mvn, "-B", "-f", str(pom), "dependency:copy-dependencies",
-            f"-Dkafka.version={version}", f"-DoutputDirectory={libs}", "-DincludeScope=runtime",
-        ]  # fmt: skip
-        tail: list[str] = []
-        fetched = 0
-        with subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-        ) as maven_run:
-            assert maven_run.stdout is not None
-            for line in maven_run.stdout:
-                tail = [*tail[-19:], line.rstrip()]
-                downloaded = re.search(r"Downloaded from \S+: \S+/([^/\s]+\.jar) \(([^)]*)\)", line)
-                if downloaded:
-                    fetched += 1
-                    say(f"  [{fetched:>3}] {downloaded.group(1)} ({downloaded.group(2)})")
-    if maven_run.returncode != 0:
-        shutil.rmtree(libs, ignore_errors=True)
-        raise RuntimeError(
-            f"Maven could not fetch kafka-tools {version} (is Maven Central reachable?):\n"
-            + "\n".join(tail)
+        return fetch_maven_jars(
+            pom,
+            cache_dir / version / "tools",
+            version,
+            label="Apache Kafka's tools",
+            maven=maven,
+            progress=say,
         )
-    (libs / _COMPLETE_MARKER).write_text(version)
-    say(f"kafka-tools {version}: {len(list(libs.glob('*.jar')))} jars ready")
-    return libs
 
 
 def parse_summary(line: str) -> PublisherFigures | None:
@@ -124,7 +89,7 @@ async def run_producer_performance(
         RuntimeError: the tool failed or printed no summary (its last lines are in the message).
     """
     command = [
-        _tool(java, "Kafka's ProducerPerformance", "install Java 17 or set SAGA_JAVA"),
+        require_tool(java, "Kafka's ProducerPerformance", "install Java 17 or set SAGA_JAVA"),
         "-Xmx512m", "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn",
         "-cp", f"{libs}/*", _TOOL,
         "--topic", topic, "--num-records", str(records), "--record-size", str(record_bytes),

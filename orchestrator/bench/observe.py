@@ -28,6 +28,7 @@ from pydantic import BaseModel
 from contracts.codec import decode_event
 from contracts.errors import UndecodableEvent
 from eventbus import new_consumer
+from eventbus.snapshot import stop_groupless, topic_partitions
 from orchestrator.bench.stats import (
     HistogramCounts,
     LatencySummary,
@@ -47,7 +48,6 @@ __all__ = [
     "PublishFigures",
     "publish_latency",
     "scrape_metrics",
-    "topic_partitions",
 ]
 
 log = logging.getLogger(__name__)
@@ -171,36 +171,6 @@ class DeliveryProbe:
                 self._arrived.set()
 
 
-async def topic_partitions(bootstrap_servers: str, topics: Iterable[str]) -> list[TopicPartition]:
-    """Every partition of ``topics``.
-
-    Raises:
-        KafkaError: a topic does not exist.
-    """
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
-    await admin.start()
-    try:
-        described = await admin.describe_topics(list(topics))
-    finally:
-        await admin.close()
-    partitions = []
-    for topic in described:
-        if topic["error_code"] != 0:
-            raise KafkaError(f"topic {topic['topic']} cannot be described: {topic['error_code']}")
-        partitions += [TopicPartition(topic["topic"], p["partition"]) for p in topic["partitions"]]
-    return sorted(partitions)
-
-
-async def _stop_groupless(consumer: AIOKafkaConsumer) -> None:
-    # A consumer without a group can leak its helper task's CancelledError on stop().
-    try:
-        await asyncio.wait_for(consumer.stop(), 10)
-    except (asyncio.CancelledError, KafkaError, TimeoutError):
-        task = asyncio.current_task()
-        if task is not None and task.cancelling():
-            raise
-
-
 class LagFigures(BaseModel):
     """The orchestrator's consumer groups' lag during the run (records behind the end)."""
 
@@ -256,7 +226,7 @@ class LagSampler:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        await _stop_groupless(self._ends)
+        await stop_groupless(self._ends)
         with contextlib.suppress(KafkaError, TimeoutError):
             await asyncio.wait_for(self._admin.close(), 10)
 

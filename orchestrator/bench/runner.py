@@ -29,6 +29,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from contracts.activities import saga_workflow_id
 from contracts.codec import encode_event
 from contracts.topics import TOPICS
+from eventbus.database import open_reader
 from infra.kafka_broker import wait_for_kafka
 from infra.settings import Settings
 from infra.temporal_server import wait_for_temporal
@@ -149,7 +150,7 @@ def _stock_on_hand(settings: Settings) -> tuple[dict[str, int], str] | None:
     database = settings.run_dir / "inventory.db"
     if database.exists():
         try:
-            with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as db:
+            with contextlib.closing(open_reader(database)) as db:
                 rows = db.execute(
                     "SELECT sku, on_hand FROM stock WHERE sku IN (?, ?, ?)", BENCH_SKUS
                 ).fetchall()

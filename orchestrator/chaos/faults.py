@@ -19,7 +19,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel
 
-from infra.processes import ProcessRecord, ProcessTable
+from infra.processes import ProcessRecord, ProcessTable, kill_process
 from infra.stack import Stack
 
 __all__ = [
@@ -103,17 +103,6 @@ def _signal(record: ProcessRecord, sig: signal.Signals) -> None:
     os.kill(record.pid, sig)
 
 
-def _reap_until_gone(record: ProcessRecord, seconds: float = 10.0) -> None:
-    """Wait for a killed process to be gone; collect it if it is our child (tests)."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        with contextlib.suppress(ChildProcessError, OSError):
-            os.waitpid(record.pid, os.WNOHANG)
-        if not record.is_alive():
-            return
-        time.sleep(0.02)
-
-
 class ChaosTargetError(Exception):
     """A fault's target is not a running process of the stack."""
 
@@ -143,8 +132,8 @@ async def inject(
     before = finished()
     restart_s = None
     if fault.kind is FaultKind.KILL:
-        _signal(record, signal.SIGKILL)
-        await asyncio.to_thread(_reap_until_gone, record)
+        if not await asyncio.to_thread(kill_process, record):
+            raise ChaosTargetError(f"{record.name} (pid {record.pid}) is not running")
         await asyncio.sleep(down_s)
         restarting = time.monotonic()
         await asyncio.to_thread(stack.up)

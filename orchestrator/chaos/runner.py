@@ -27,8 +27,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from aiokafka import TopicPartition
-from aiokafka.errors import KafkaError
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import BaseModel
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -36,6 +34,8 @@ from temporalio.runtime import Runtime, TelemetryConfig
 
 from contracts.topics import TOPICS, dlq_topic
 from eventbus.clients import new_consumer
+from eventbus.database import open_reader
+from eventbus.snapshot import stop_groupless, topic_partitions
 from infra.kafka_broker import wait_for_kafka
 from infra.logs import temporal_core_logging
 from infra.processes import ProcessTable
@@ -208,8 +208,7 @@ def _query_sum(databases: Iterable[Path], sql: str, params: tuple[object, ...]) 
     total = 0
     for database in databases:
         try:
-            with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as db:
-                db.execute("PRAGMA busy_timeout = 5000")
+            with contextlib.closing(open_reader(database)) as db:
                 total += int(db.execute(sql, params).fetchone()[0])
         except sqlite3.OperationalError:
             continue  # no such table in this database
@@ -223,20 +222,15 @@ def outbox_pending(run_dir: Path) -> int:
 
 async def _dead_letter_ends(bootstrap_servers: str) -> int:
     """The sum of the dead-letter topics' end offsets (records ever written to them)."""
+    partitions = await topic_partitions(
+        bootstrap_servers, [dlq_topic(spec.name) for spec in TOPICS]
+    )
     consumer = new_consumer(bootstrap_servers, None)
     await consumer.start()
     try:
-        await consumer.topics()  # the cluster's metadata, so that partitions are known
-        partitions = [
-            TopicPartition(dlq_topic(spec.name), partition)
-            for spec in TOPICS
-            for partition in consumer.partitions_for_topic(dlq_topic(spec.name)) or ()
-        ]
-        ends = await consumer.end_offsets(partitions)
-        return sum(ends.values())
+        return sum((await consumer.end_offsets(partitions)).values())
     finally:
-        with contextlib.suppress(KafkaError, TimeoutError):
-            await asyncio.wait_for(consumer.stop(), 10)
+        await stop_groupless(consumer)
 
 
 async def _wait_outboxes_drained(run_dir: Path, seconds: float) -> int:

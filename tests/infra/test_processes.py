@@ -10,6 +10,7 @@ from infra.processes import (
     ProcessRecord,
     ProcessTable,
     instance_name,
+    kill_process,
     spawn,
     start_ticks_of,
     stop_process,
@@ -29,6 +30,17 @@ def test_a_spawned_process_is_recorded_and_stopped(tmp_path: Path) -> None:
     assert not recorded.is_alive()
     assert not Path(f"/proc/{process.pid}").exists()  # ended and reaped, not a zombie
     assert not stop_process(recorded)
+
+
+def test_a_killed_process_is_gone_at_once_without_its_clean_up(tmp_path: Path) -> None:
+    """SIGKILL, not SIGTERM: a process that ignores SIGTERM dies all the same, right away."""
+    process, record = spawn(
+        "stubborn", ["sh", "-c", "trap '' TERM; exec sleep 60"], tmp_path / "stubborn.log"
+    )
+    assert record.is_alive()
+    assert kill_process(record)  # returns once the process is gone
+    assert not Path(f"/proc/{process.pid}").exists()
+    assert not kill_process(record)
 
 
 def test_a_reused_process_id_is_never_signalled(tmp_path: Path) -> None:
