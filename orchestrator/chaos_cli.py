@@ -5,10 +5,18 @@ import asyncio
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
 from infra.settings import Settings
 
 __all__ = ["register"]
+
+
+class _Report(Protocol):
+    passed: bool
+
+    def model_dump_json(self, *, indent: int | None = None) -> str: ...
+
 
 _Add = Callable[[str, Callable[[Settings, argparse.Namespace], int], str], argparse.ArgumentParser]
 
@@ -52,13 +60,7 @@ def _chaos(settings: Settings, args: argparse.Namespace) -> int:
     except ChaosError as exc:
         print(f"saga: {exc}", file=sys.stderr)
         return 2
-    report_dir: Path = args.report_dir or settings.run_dir / "chaos"
-    report_dir.mkdir(parents=True, exist_ok=True)
-    path = report_dir / f"chaos-{report.run_id}.json"
-    path.write_text(report.model_dump_json(indent=2))
-    print(report.model_dump_json(indent=2) if args.json else render_text(report))
-    print(f"report: {path}", file=sys.stderr)
-    return 0 if report.passed else 1
+    return _report(settings, args, f"chaos-{report.run_id}", report, render_text(report))
 
 
 def _soak(settings: Settings, args: argparse.Namespace) -> int:
@@ -73,11 +75,18 @@ def _soak(settings: Settings, args: argparse.Namespace) -> int:
     except ChaosError as exc:
         print(f"saga: {exc}", file=sys.stderr)
         return 2
+    return _report(settings, args, f"soak-{report.run_id}", report, render_soak(report))
+
+
+def _report(
+    settings: Settings, args: argparse.Namespace, name: str, report: "_Report", text: str
+) -> int:
+    """Write the JSON report, print it (or its tables), and exit 0 only if the run passed."""
     report_dir: Path = args.report_dir or settings.run_dir / "chaos"
     report_dir.mkdir(parents=True, exist_ok=True)
-    path = report_dir / f"soak-{report.run_id}.json"
+    path = report_dir / f"{name}.json"
     path.write_text(report.model_dump_json(indent=2))
-    print(report.model_dump_json(indent=2) if args.json else render_soak(report))
+    print(report.model_dump_json(indent=2) if args.json else text)
     print(f"report: {path}", file=sys.stderr)
     return 0 if report.passed else 1
 

@@ -8,6 +8,7 @@ sees it finished (``handle.result()``, a long poll on the workflow's close event
 
 import asyncio
 import contextlib
+import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -38,6 +39,7 @@ __all__ = [
     "BENCH_SKUS",
     "LoadFigures",
     "Progress",
+    "ProgressLine",
     "bare_workers",
     "bare_workflow_id",
     "bench_order",
@@ -50,6 +52,30 @@ BENCH_SKUS = ("SKU-1001", "SKU-1002", "SKU-1003")
 
 Progress = Callable[[int, int], None]
 """Told ``(finished, total)`` after each saga ends."""
+
+
+class ProgressLine:
+    """``label: done/total`` on stderr, at most a few times a second (one updating line on a
+    terminal)."""
+
+    def __init__(self, label: str, say: Callable[[str], None]) -> None:
+        self._label = label
+        self._say = say
+        self._last = 0.0
+        self._started = time.monotonic()
+        self._tty = sys.stderr.isatty()
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        if done < total and now - self._last < (0.25 if self._tty else 2.0):
+            return
+        self._last = now
+        rate = done / (now - self._started) if now > self._started else 0.0
+        text = f"{self._label}: {done}/{total} finished ({rate:.1f}/s)"
+        if self._tty:
+            print(f"\r{text}", end="\n" if done >= total else "", file=sys.stderr, flush=True)
+        else:
+            self._say(text)
 
 
 class LoadFigures(BaseModel):

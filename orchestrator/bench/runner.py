@@ -13,8 +13,6 @@ import asyncio
 import contextlib
 import os
 import sqlite3
-import sys
-import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
@@ -39,6 +37,7 @@ from orchestrator.bench.kafka_tools import ensure_kafka_tools_jars, run_producer
 from orchestrator.bench.load import (
     BENCH_SKUS,
     LoadFigures,
+    ProgressLine,
     bare_workflow_id,
     bench_order,
     run_bare_sagas,
@@ -119,30 +118,6 @@ class BenchOptions:
             "--profile": self.profile,
         }
         return " ".join(words + [flag for flag, on in flags.items() if on])
-
-
-class _ProgressLine:
-    """``label: done/total`` on stderr, at most a few times a second (one updating line on a
-    terminal)."""
-
-    def __init__(self, label: str, say: Say) -> None:
-        self._label = label
-        self._say = say
-        self._last = 0.0
-        self._started = time.monotonic()
-        self._tty = sys.stderr.isatty()
-
-    def __call__(self, done: int, total: int) -> None:
-        now = time.monotonic()
-        if done < total and now - self._last < (0.25 if self._tty else 2.0):
-            return
-        self._last = now
-        rate = done / (now - self._started) if now > self._started else 0.0
-        text = f"{self._label}: {done}/{total} finished ({rate:.1f}/s)"
-        if self._tty:
-            print(f"\r{text}", end="\n" if done >= total else "", file=sys.stderr, flush=True)
-        else:
-            self._say(text)
 
 
 def _stock_on_hand(settings: Settings) -> tuple[dict[str, int], str] | None:
@@ -249,7 +224,7 @@ async def _run_sagas(
                 run_id=run_id,
                 count=options.orders,
                 concurrency=options.concurrency,
-                progress=_ProgressLine("orders", say),
+                progress=ProgressLine("orders", say),
             )
             cpu = cpu_use(cpu_before, take_snapshot(pids))
         finally:
@@ -425,7 +400,7 @@ async def run_bench(settings: Settings, options: BenchOptions, *, say: Say) -> B
             count=count,
             concurrency=options.concurrency,
             dispatch_wait_seconds=wait,
-            progress=_ProgressLine("bare", say),
+            progress=ProgressLine("bare", say),
         )
         bare_cpu = cpu_use(cpu_before, take_snapshot(pids))
         bare = BareSection(

@@ -94,6 +94,19 @@ class ChaosLoad:
         """Sagas seen to end so far."""
         return len(self.finish_times)
 
+    def ended(self, status: str) -> int:
+        """Sagas seen to end with ``status`` (COMPLETED, CANCELLED or FAILED)."""
+        return sum(1 for outcome in self.outcomes.values() if outcome == status)
+
+    def lost_orders(self) -> list[str]:
+        """Accepted orders whose saga was not seen to complete or cancel: still running at the
+        deadline, FAILED, or gone."""
+        return sorted(
+            order
+            for order in self.accepted
+            if self.outcomes.get(order) not in ("COMPLETED", "CANCELLED")
+        )
+
     async def _one(self, http: httpx.AsyncClient, index: int) -> None:
         order = chaos_order(self.run_id, index, self.order_prefix)
         order_id = f"{self.order_prefix}-{self.run_id}-{index:06d}"

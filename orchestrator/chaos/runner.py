@@ -29,6 +29,7 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import BaseModel
+from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import Runtime, TelemetryConfig
 
@@ -40,9 +41,10 @@ from infra.kafka_broker import wait_for_kafka
 from infra.logs import temporal_core_logging
 from infra.processes import ProcessTable
 from infra.settings import Settings
-from infra.stack import Stack
+from infra.stack import ENGINES, Stack
 from infra.temporal_server import wait_for_temporal
 from orchestrator.audit import run_audit
+from orchestrator.bench.load import ProgressLine
 from orchestrator.bench.observe import scrape_metrics
 from orchestrator.chaos.faults import (
     KILL_TARGETS,
@@ -59,20 +61,33 @@ __all__ = [
     "ChaosError",
     "ChaosOptions",
     "ChaosReport",
+    "connect_quietly",
     "family_total",
     "outbox_pending",
-    "quiet_runtime",
     "render_text",
     "run_chaos",
+    "service_metrics",
 ]
 
 Say = Callable[[str], None]
 
 
-def quiet_runtime() -> Runtime:
-    """A Temporal runtime that logs only the core's errors: while Temporal is down on purpose,
-    every call's retries would otherwise print a warning."""
-    return Runtime(telemetry=TelemetryConfig(logging=temporal_core_logging("ERROR")))
+async def connect_quietly(settings: Settings) -> Client:
+    """A client of the stack's Temporal whose runtime logs only the core's errors: while
+    Temporal is down on purpose, every call's retries would otherwise print a warning."""
+    return await wait_for_temporal(
+        settings.temporal_address,
+        settings.temporal_namespace,
+        wait_seconds=10,
+        data_converter=pydantic_data_converter,
+        runtime=Runtime(telemetry=TelemetryConfig(logging=temporal_core_logging("ERROR"))),
+    )
+
+
+def service_metrics(stack: Stack, names: Iterable[str]) -> dict[str, str]:
+    """The ``/metrics`` of each process of ``names`` that serves one (not the engines)."""
+    urls = {name: stack.metrics_urls(name) for name in names if name not in ENGINES}
+    return {name: found[0] for name, found in urls.items() if found}
 
 
 class ChaosError(Exception):
@@ -316,13 +331,7 @@ async def run_chaos(settings: Settings, options: ChaosOptions, *, say: Say) -> C
             "killed too), or leave them out with --kill/--pause"
         )  # fmt: skip
     await wait_for_kafka(settings.kafka_bootstrap_servers, wait_seconds=10)
-    temporal = await wait_for_temporal(
-        settings.temporal_address,
-        settings.temporal_namespace,
-        wait_seconds=10,
-        data_converter=pydantic_data_converter,
-        runtime=quiet_runtime(),
-    )
+    temporal = await connect_quietly(settings)
 
     seed = options.seed if options.seed is not None else random.randrange(2**31)
     rng = random.Random(seed)
@@ -334,14 +343,7 @@ async def run_chaos(settings: Settings, options: ChaosOptions, *, say: Say) -> C
         f"faults: {', '.join(map(str, faults))}"
     )
     dead_letters_before = await _dead_letter_ends(settings.kafka_bootstrap_servers)
-    redelivered = _CounterWatch(
-        "events_duplicate_total",
-        {
-            name: stack.metrics_urls(name)[0]
-            for name in statuses
-            if name not in ("kafka", "temporal") and stack.metrics_urls(name)
-        },
-    )
+    redelivered = _CounterWatch("events_duplicate_total", service_metrics(stack, statuses))
     await redelivered.sample()
 
     started = time.monotonic()
@@ -353,7 +355,7 @@ async def run_chaos(settings: Settings, options: ChaosOptions, *, say: Say) -> C
         count=options.orders,
         concurrency=options.concurrency,
         deadline=started + options.timeout_s,
-        progress=_ProgressLine(say),
+        progress=ProgressLine("sagas", say),
     )
     loading = asyncio.create_task(load.run(), name="chaos-load")
     watching = asyncio.create_task(redelivered.watch(), name="chaos-counters")
@@ -391,12 +393,7 @@ async def run_chaos(settings: Settings, options: ChaosOptions, *, say: Say) -> C
     )
     dead_letters = await _dead_letter_ends(settings.kafka_bootstrap_servers) - dead_letters_before
 
-    outcomes = list(load.outcomes.values())
-    lost_orders = sorted(
-        order
-        for order in load.accepted
-        if load.outcomes.get(order) not in ("COMPLETED", "CANCELLED")
-    )
+    lost_orders = load.lost_orders()
     struck = {f"{r.kind} {r.target}" for r in results}
     missing = [str(fault) for fault in faults if str(fault) not in struck]
     if lost_orders:
@@ -412,7 +409,7 @@ async def run_chaos(settings: Settings, options: ChaosOptions, *, say: Say) -> C
         problems.append(f"faults not struck: {', '.join(missing)}")
     if pending:
         problems.append(f"{pending} events still in an outbox 60 s after the run")
-    finished = outcomes.count("COMPLETED") + outcomes.count("CANCELLED")
+    completed, cancelled = load.ended("COMPLETED"), load.ended("CANCELLED")
     return ChaosReport(
         run_id=run_id,
         started_at=began.isoformat(timespec="seconds"),
@@ -422,12 +419,12 @@ async def run_chaos(settings: Settings, options: ChaosOptions, *, say: Say) -> C
             placed=options.orders,
             accepted=len(load.accepted),
             refused=dict(load.refused),
-            completed=outcomes.count("COMPLETED"),
-            cancelled=outcomes.count("CANCELLED"),
-            failed=outcomes.count("FAILED"),
+            completed=completed,
+            cancelled=cancelled,
+            failed=load.ended("FAILED"),
             lost=len(lost_orders),
             lost_orders=lost_orders,
-            sagas_per_s=round(finished / duration, 2) if duration else 0.0,
+            sagas_per_s=round((completed + cancelled) / duration, 2) if duration else 0.0,
         ),
         faults=results,
         faults_planned=[str(fault) for fault in faults],
@@ -453,22 +450,6 @@ async def run_chaos(settings: Settings, options: ChaosOptions, *, say: Say) -> C
         passed=not problems,
         problems=problems,
     )
-
-
-class _ProgressLine:
-    """``sagas: done/total`` every few seconds."""
-
-    def __init__(self, say: Say) -> None:
-        self._say = say
-        self._last = 0.0
-        self._started = time.monotonic()
-
-    def __call__(self, done: int, total: int) -> None:
-        now = time.monotonic()
-        if done < total and now - self._last < 5.0:
-            return
-        self._last = now
-        self._say(f"sagas: {done}/{total} finished ({done / (now - self._started):.1f}/s)")
 
 
 def render_text(report: ChaosReport) -> str:

@@ -18,14 +18,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from pydantic import BaseModel
-from temporalio.contrib.pydantic import pydantic_data_converter
 
 from infra.settings import Settings
 from infra.stack import Stack
-from infra.temporal_server import wait_for_temporal
+from orchestrator.bench.load import ProgressLine
 from orchestrator.bench.observe import scrape_metrics
 from orchestrator.chaos.load import ChaosLoad
-from orchestrator.chaos.runner import ChaosError, family_total, outbox_pending, quiet_runtime
+from orchestrator.chaos.runner import (
+    ChaosError,
+    connect_quietly,
+    family_total,
+    outbox_pending,
+    service_metrics,
+)
 
 __all__ = ["SoakOptions", "SoakReport", "render_soak", "run_soak"]
 
@@ -127,18 +132,8 @@ async def run_soak(settings: Settings, options: SoakOptions, *, say: Say) -> Soa
     pids = {s.name: s.pid for s in stack.status() if s.pid is not None and s.state == "running"}
     if "api" not in pids:
         raise ChaosError("the stack is not running here: start it with `saga up`")
-    urls = {
-        name: stack.metrics_urls(name)[0]
-        for name in pids
-        if name not in ("kafka", "temporal") and stack.metrics_urls(name)
-    }
-    temporal = await wait_for_temporal(
-        settings.temporal_address,
-        settings.temporal_namespace,
-        wait_seconds=10,
-        data_converter=pydantic_data_converter,
-        runtime=quiet_runtime(),
-    )
+    urls = service_metrics(stack, pids)
+    temporal = await connect_quietly(settings)
     began = datetime.now(UTC)
     run_id = f"{began:%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:4]}"
     say(f"soak {run_id}: {options.orders} orders, {options.concurrency} at once")
@@ -147,16 +142,12 @@ async def run_soak(settings: Settings, options: SoakOptions, *, say: Say) -> Soa
     warm: dict[str, float] = {}
     warm_at = max(options.orders // 10, 1)
     started = time.monotonic()
-    last_said = started
+    line = ProgressLine("sagas", say)
 
     def progress(done: int, total: int) -> None:
-        nonlocal last_said
         if done == warm_at and not warm:
             warm.update({name: _rss_mb(pid) or 0.0 for name, pid in pids.items()})
-        now = time.monotonic()
-        if done == total or now - last_said >= 10:
-            last_said = now
-            say(f"sagas: {done}/{total} finished ({done / (now - started):.1f}/s)")
+        line(done, total)
 
     load = ChaosLoad(
         api_url=settings.api_url,
@@ -200,10 +191,8 @@ async def run_soak(settings: Settings, options: SoakOptions, *, say: Say) -> Soa
         _memory(name, pid, before[name], warm.get(name), max(peak[name], after[name]), after[name])
         for name, pid in pids.items()
     ]
-    outcomes = list(load.outcomes.values())
-    lost = sum(
-        1 for order in load.accepted if load.outcomes.get(order) not in ("COMPLETED", "CANCELLED")
-    )
+    lost = len(load.lost_orders())
+    completed, cancelled = load.ended("COMPLETED"), load.ended("CANCELLED")
     problems = [
         f"{m.name} grew {m.growth_after_warm_pct}% after warm-up" for m in memory if not m.flat
     ]
@@ -213,17 +202,16 @@ async def run_soak(settings: Settings, options: SoakOptions, *, say: Say) -> Soa
         problems.append(f"{pending} events still in an outbox")
     if lag:
         problems.append(f"consumer lag still {lag:g}")
-    finished = outcomes.count("COMPLETED") + outcomes.count("CANCELLED")
     return SoakReport(
         run_id=run_id,
         started_at=began.isoformat(timespec="seconds"),
         duration_s=round(duration, 1),
         orders=options.orders,
         accepted=len(load.accepted),
-        completed=outcomes.count("COMPLETED"),
-        cancelled=outcomes.count("CANCELLED"),
+        completed=completed,
+        cancelled=cancelled,
         lost=lost,
-        sagas_per_s=round(finished / duration, 2) if duration else 0.0,
+        sagas_per_s=round((completed + cancelled) / duration, 2) if duration else 0.0,
         memory=memory,
         outbox_pending_after=pending,
         consumer_lag_after=lag,
