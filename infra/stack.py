@@ -269,11 +269,10 @@ class Stack:
             namespace=s.temporal_namespace,
         )
 
-    def _command(self, name: str) -> list[str]:
+    def command(self, name: str) -> list[str]:
+        """The command line that runs ``name`` under these settings."""
         if name == "kafka":
-            broker = self._kafka_broker()
-            broker.format_storage()
-            return broker.command()
+            return self._kafka_broker().command()
         if name == "temporal":
             return self._temporal_server().command()
         if name == "api":
@@ -339,6 +338,11 @@ class Stack:
             running = self._table.get(name)
             if running is not None and running.is_alive():
                 self._say(f"{name:<12} already running (pid {running.pid})")
+                if self.started_otherwise(name):
+                    self._say(
+                        f"{'':<12} warning: started with other settings than these; "
+                        "`saga down && saga up` applies them"
+                    )
                 continue
             host, port = self._listen_port(name)
             if port_in_use(host, port):
@@ -359,9 +363,18 @@ class Stack:
                 "SAGA_RUN_DIR": str(self._run_dir),
                 "SAGA_INSTANCE": str(split_instance(name)[1]),
             }
-            _, record = spawn(name, self._command(name), self._log_path(name), env=env)
+            if name == "kafka":
+                self._kafka_broker().format_storage()
+            _, record = spawn(name, self.command(name), self._log_path(name), env=env)
             self._table.put(record)
             self._say(f"{name:<12} started (pid {record.pid}), log {record.log}")
+
+    def started_otherwise(self, name: str) -> bool:
+        """Whether ``name`` runs with another command line than these settings give it now
+        (an embedded Temporal started in memory while the settings say ``file``, a broker
+        with another heap): restarting it would not give back the process that is running."""
+        running = self._table.get(name)
+        return running is not None and running.command != self.command(name)
 
     async def _wait_for_engines(self) -> None:
         s = self._settings

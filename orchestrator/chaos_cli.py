@@ -122,7 +122,10 @@ def register(add: _Add) -> None:
     )
     chaos.add_argument("--seed", type=int, help="the random seed, to run the same faults again")
     chaos.add_argument(
-        "--timeout", type=float, default=1800.0, help="the run's limit in seconds (default 1800)"
+        "--timeout",
+        type=float,
+        default=None,
+        help="the run's limit in seconds (default: 600 + 0.75 per order)",
     )
     chaos.add_argument("--report-dir", type=Path, help="where to write (default: <run dir>/chaos)")
     chaos.add_argument("--json", action="store_true", help="print the JSON report")

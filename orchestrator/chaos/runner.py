@@ -108,8 +108,14 @@ class ChaosOptions:
     """How long a paused process stays frozen: beyond an activity attempt's 30 s time-out,
     so that Temporal gives the work it holds to another attempt."""
     seed: int | None = None
-    timeout_s: float = 900.0
-    """The whole run's limit: sagas not ended by then are counted lost."""
+    timeout_s: float | None = None
+    """The whole run's limit: sagas not ended by then are counted lost. ``None``: ten minutes
+    for the faults plus 0.75 s per order (2,000 orders: 35 minutes)."""
+
+    @property
+    def limit_s(self) -> float:
+        """The run's limit in seconds, given or derived from the order count."""
+        return self.timeout_s if self.timeout_s is not None else 600.0 + 0.75 * self.orders
 
 
 class OrderFigures(BaseModel):
@@ -308,6 +314,27 @@ def _recovery(results: list[FaultResult], finish_times: list[float], started: fl
         )
 
 
+def _check_restartable(stack: Stack, settings: Settings, options: ChaosOptions) -> None:
+    """Refuse a run whose kills would lose what a real deployment keeps, by design of the
+    set-up rather than by a fault of the project: a Temporal without storage, or a process
+    that `Stack.up()` would bring back with other settings than those it runs with."""
+    if "temporal" in options.kills and settings.temporal_storage == "memory":
+        raise ChaosError(
+            "Temporal keeps its histories in memory (SAGA_TEMPORAL_STORAGE=memory), so killing it "
+            "loses every running saga by design: set SAGA_TEMPORAL_STORAGE=file and restart the "
+            "stack (`saga down && saga up`), or leave temporal out with --kill"
+        )
+    drifted = sorted(
+        name for name in {*options.kills, *options.pauses} if stack.started_otherwise(name)
+    )
+    if drifted:
+        raise ChaosError(
+            f"{', '.join(drifted)} run with other settings than these (for example Temporal "
+            "started in memory while SAGA_TEMPORAL_STORAGE says file), so a restart would not "
+            "bring back what was killed: run `saga down && saga up` with these settings first"
+        )
+
+
 async def run_chaos(settings: Settings, options: ChaosOptions, *, say: Say) -> ChaosReport:
     """Run the chaos described by ``options`` against the stack of ``settings``.
 
@@ -330,6 +357,7 @@ async def run_chaos(settings: Settings, options: ChaosOptions, *, say: Say) -> C
             + ". Start the stack with `saga up` (embedded Kafka and Temporal, so that they can be "
             "killed too), or leave them out with --kill/--pause"
         )  # fmt: skip
+    _check_restartable(stack, settings, options)
     await wait_for_kafka(settings.kafka_bootstrap_servers, wait_seconds=10)
     temporal = await connect_quietly(settings)
 
@@ -354,7 +382,7 @@ async def run_chaos(settings: Settings, options: ChaosOptions, *, say: Say) -> C
         run_id=run_id,
         count=options.orders,
         concurrency=options.concurrency,
-        deadline=started + options.timeout_s,
+        deadline=started + options.limit_s,
         progress=ProgressLine("sagas", say),
     )
     loading = asyncio.create_task(load.run(), name="chaos-load")
