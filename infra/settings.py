@@ -3,7 +3,7 @@
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from contracts.activities import DEFAULT_DISPATCH_DEADLINE_SECONDS
@@ -194,6 +194,60 @@ class Settings(BaseSettings):
         ),
     )
 
+    # Security (see the README's "Running secured")
+    mode: Literal["development", "production"] = Field(
+        "development",
+        description=(
+            "`development`: `saga up` makes a development token with every scope (and payload "
+            "keys when encryption is on); `production`: every process refuses to start with a "
+            "missing or placeholder secret."
+        ),
+    )
+    api_tokens: str | None = Field(
+        None,
+        description=(
+            "Tokens the API accepts, as JSON: "
+            '`[{"name": "ops", "sha256": "<hex of the token>", "scopes": ["sagas:read"]}]`; '
+            "scopes: orders:place, sagas:read, sagas:operate, codec:decode."
+        ),
+    )
+    api_token: SecretStr | None = Field(
+        None,
+        description=(
+            "The bearer token the project's own CLI, benchmark and tools send "
+            "(default: the development token of the run directory)."
+        ),
+    )
+    payload_encryption: bool = Field(
+        False, description="Encrypt workflow and activity payloads in Temporal (AES-GCM)."
+    )
+    payload_keys: SecretStr | None = Field(
+        None,
+        description=(
+            "Payload keys as `id:base64-of-32-bytes,...`; the first encrypts, all decrypt "
+            "(rotation: put the new key first, keep the old ones)."
+        ),
+    )
+    kafka_security_protocol: Literal["PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="How every Kafka client connects: PLAINTEXT or SASL_SSL."
+    )
+    kafka_sasl_username: str | None = Field(
+        None, description="SCRAM-SHA-512 user of this process (SASL_SSL)."
+    )
+    kafka_sasl_password: SecretStr | None = Field(
+        None, description="SCRAM-SHA-512 password of this process (SASL_SSL)."
+    )
+    kafka_ssl_cafile: Path | None = Field(
+        None, description="CA certificate (PEM) that signs the brokers' certificates (SASL_SSL)."
+    )
+    kafka_secured: bool = Field(
+        False,
+        description=(
+            "`saga up` starts the embedded broker secured: TLS with a certificate made for the "
+            "run, one SCRAM user per service and per-topic ACLs."
+        ),
+    )
+
     @field_validator("otlp_endpoint")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
@@ -239,6 +293,9 @@ class Settings(BaseSettings):
         """These settings as ``SAGA_*`` variables, for the processes `saga up` starts."""
         env = {}
         for name, value in self.model_dump(mode="json").items():
+            secret = getattr(self, name)
+            if isinstance(secret, SecretStr):
+                value = secret.get_secret_value()  # the processes need the secret itself
             if value is not None:
                 text = str(value).lower() if isinstance(value, bool) else str(value)
                 env[ENV_PREFIX + name.upper()] = text
