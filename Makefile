@@ -3,12 +3,12 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PYTHON ?= python3.11
 
-.PHONY: install up down test lint
+.PHONY: install up down test lint lock
 
-$(BIN)/saga: pyproject.toml
+$(BIN)/saga: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev]' -c requirements.lock
 	touch $@
 
 ## install: the virtual environment, the package, Temporal's binaries and Kafka's jars
@@ -33,3 +33,14 @@ lint: install
 ## test: install, lint, then the whole test suite against real Kafka and Temporal
 test: lint
 	$(BIN)/pytest
+
+## lock: re-pin every dependency to the newest versions pyproject.toml allows
+lock:
+	rm -rf $(VENV)-lock
+	$(PYTHON) -m venv $(VENV)-lock
+	$(VENV)-lock/bin/pip install --quiet --upgrade pip
+	$(VENV)-lock/bin/pip install --quiet -e '.[dev]'
+	head -2 requirements.lock > requirements.lock.new
+	$(VENV)-lock/bin/pip freeze --exclude-editable | grep -v '^saga-orchestrator' >> requirements.lock.new
+	mv requirements.lock.new requirements.lock
+	rm -rf $(VENV)-lock
