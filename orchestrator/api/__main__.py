@@ -32,6 +32,9 @@ def main() -> None:
             host=settings.api_host,
             port=settings.api_port,
             log_config=None,  # uvicorn's records go through this process's log handler
+            # Idle connections outlive the clients' (httpx: 5 s) and load balancers' (60 s)
+            # own keep-alive, so the server never closes one just as a request goes out on it.
+            timeout_keep_alive=75,
         )
 
 

@@ -168,6 +168,18 @@ def _figures(
     )
 
 
+async def _post_order(http: httpx.AsyncClient, request: OrderRequest) -> httpx.Response:
+    """``POST /orders``, sent again (twice at most) when the connection failed before an
+    answer: safe, because an order id starts one saga however often it is sent."""
+    body = request.model_dump(mode="json", exclude_none=True)
+    for _ in range(2):
+        try:
+            return await http.post("/orders", json=body)
+        except httpx.TransportError:
+            await asyncio.sleep(0.1)
+    return await http.post("/orders", json=body)
+
+
 async def run_orders(
     api_url: str,
     temporal: Client,
@@ -185,9 +197,7 @@ async def run_orders(
             request = bench_order(run_id, index)
             sent = time.perf_counter()
             try:
-                response = await http.post(
-                    "/orders", json=request.model_dump(mode="json", exclude_none=True)
-                )
+                response = await _post_order(http, request)
             except httpx.HTTPError as exc:
                 return _Outcome("FAILED", detail=f"API: {type(exc).__name__}")
             accepted = time.perf_counter()
