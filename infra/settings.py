@@ -59,8 +59,8 @@ class Settings(BaseSettings):
     temporal_storage: Literal["file", "memory"] = Field(
         "file",
         description=(
-            "Embedded Temporal storage: `file` (SQLite under run_dir, survives restarts, "
-            "fsync-bound) or `memory` (faster, lost on restart)."
+            "Embedded Temporal storage: `file` (SQLite in WAL mode under run_dir, survives "
+            "restarts and kills) or `memory` (faster, lost when the server stops)."
         ),
     )
     temporal_cli: str | None = Field(
