@@ -41,6 +41,7 @@ from eventbus import TopicSnapshot
 from eventbus.database import open_reader
 from orchestrator.audit.report import AuditSource
 from orchestrator.audit.snapshot import (
+    AuditSnapshot,
     LedgerEntry,
     OrderRecord,
     PaymentRecord,
@@ -243,6 +244,26 @@ class Books:
     pending: list[SeenEvent] = field(default_factory=list)
     """Events still waiting in the services' outboxes."""
     sources: list[AuditSource] = field(default_factory=list)
+
+    def snapshot(
+        self,
+        *,
+        before: list[AuditSource],
+        sagas: dict[str, SagaRecord] | None = None,
+        events: dict[str, list[SeenEvent]] | None = None,
+    ) -> AuditSnapshot:
+        """These records beside what Temporal and Kafka said (None: not read), with the
+        sources ``before`` the databases' own."""
+        return AuditSnapshot(
+            orders=self.orders,
+            payments=self.payments,
+            ledger=self.ledger,
+            reservations=self.reservations,
+            shipments=self.shipments,
+            sagas=sagas,
+            events=events,
+            sources=[*before, *self.sources],
+        )
 
 
 def read_books(run_dir: Path) -> Books:

@@ -118,29 +118,22 @@ async def _live_snapshot(
         kafka.add(event)
     events = kafka.by_order()
     not_events = f", {kafka.not_events} record(s) that are not events" if kafka.not_events else ""
-    sources = [
-        AuditSource(
-            name="temporal",
-            used=True,
-            detail=f"{settings.temporal_address} (namespace {settings.temporal_namespace}): "
-            f"{len(sagas)} sagas",
-        ),
-        AuditSource(
-            name="kafka",
-            used=True,
-            detail=f"{bootstrap}: {kafka.records} records of {len(events)} orders{not_events}",
-        ),
-        *books.sources,
-    ]
-    return AuditSnapshot(
-        orders=books.orders,
-        payments=books.payments,
-        ledger=books.ledger,
-        reservations=books.reservations,
-        shipments=books.shipments,
+    return books.snapshot(
+        before=[
+            AuditSource(
+                name="temporal",
+                used=True,
+                detail=f"{settings.temporal_address} (namespace {settings.temporal_namespace}): "
+                f"{len(sagas)} sagas",
+            ),
+            AuditSource(
+                name="kafka",
+                used=True,
+                detail=f"{bootstrap}: {kafka.records} records of {len(events)} orders{not_events}",
+            ),
+        ],
         sagas=sagas,
         events=events,
-        sources=sources,
     )
 
 
@@ -156,21 +149,15 @@ async def _offline_snapshot(
         await _wait(placed, wait_seconds, wanted)
     books = await asyncio.to_thread(read_books, settings.run_dir)
     not_read = "not read (--offline): an order's end is its order record"
-    return AuditSnapshot(
-        orders=books.orders,
-        payments=books.payments,
-        ledger=books.ledger,
-        reservations=books.reservations,
-        shipments=books.shipments,
-        sources=[
+    return books.snapshot(
+        before=[
             AuditSource(name="temporal", used=False, detail=not_read),
             AuditSource(
                 name="kafka",
                 used=False,
                 detail="not read (--offline): records are not checked against events",
             ),
-            *books.sources,
-        ],
+        ]
     )
 
 
