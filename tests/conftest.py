@@ -7,6 +7,7 @@ skipped.
 """
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator, Iterator
@@ -60,20 +61,26 @@ def start_broker(broker: KafkaBroker) -> ProcessRecord:
     return record
 
 
+@contextlib.contextmanager
+def running_broker(libs: Path, data_dir: Path) -> Iterator[KafkaBroker]:
+    """A real Apache Kafka broker on free ports, with the topic catalog, stopped at the end."""
+    broker = KafkaBroker(
+        libs=libs, data_dir=data_dir, port=free_port(), controller_port=free_port()
+    )
+    record = start_broker(broker)
+    try:
+        yield broker
+    finally:
+        stop_process(record)
+
+
 @pytest.fixture(scope="session")
 def kafka_broker(
     kafka_libs: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[KafkaBroker]:
-    """A real Apache Kafka broker on a free port, with the topic catalog applied."""
-    broker = KafkaBroker(
-        libs=kafka_libs,
-        data_dir=tmp_path_factory.mktemp("kafka"),
-        port=free_port(),
-        controller_port=free_port(),
-    )
-    record = start_broker(broker)
-    yield broker
-    stop_process(record)
+    """The session's Apache Kafka broker."""
+    with running_broker(kafka_libs, tmp_path_factory.mktemp("kafka")) as broker:
+        yield broker
 
 
 @pytest.fixture

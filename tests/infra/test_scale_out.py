@@ -59,13 +59,12 @@ from infra.processes import (
     ProcessTable,
     free_port,
     port_in_use,
-    stop_process,
     stop_processes,
 )
 from infra.settings import ConfigurationError, Settings
 from infra.stack import Stack, StackError, parse_scale, split_instance
 from infra.temporal_server import TemporalDevServer
-from tests.conftest import start_broker
+from tests.conftest import running_broker
 from tests.saga_paths import HAPPY_EVENTS
 from workers.payment.ledger import PaymentLedger
 
@@ -160,17 +159,8 @@ def scale_kafka(
     kafka_libs: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[KafkaBroker]:
     """A broker of this module's own, with the topic catalog."""
-    broker = KafkaBroker(
-        libs=kafka_libs,
-        data_dir=tmp_path_factory.mktemp("scale-kafka"),
-        port=free_port(),
-        controller_port=free_port(),
-    )
-    record = start_broker(broker)
-    try:
+    with running_broker(kafka_libs, tmp_path_factory.mktemp("scale-kafka")) as broker:
         yield broker
-    finally:
-        stop_process(record)
 
 
 def _payment(order_id: str, seq: int) -> PaymentCompleted:
