@@ -5,15 +5,23 @@ fields a caller passes with ``extra=`` (``eventId``, ``eventType``, ``topic``,
 ``correlationId``, ``consumerGroup``, ``processingTime``, ``orderId``...) follow. A line
 logged inside an activity of an order's saga gets that ``orderId``, and a line logged inside
 a trace gets ``traceId`` and ``spanId``, so logs and traces of one order can be joined.
+
+No line shows a customer's personal data: the values of fields named like a payment token,
+a name, an address line, a city, a postal code, an email or a phone number, in ``extra=``
+fields, in the arguments of the message (dicts and pydantic models, an ``Order`` say) or
+written as ``key=value`` into its text, come out as ``[redacted]``.
 """
 
 import logging
+import re
 import sys
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal, TextIO
 
 from opentelemetry import trace
+from pydantic import BaseModel
 from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonFormatter
 from temporalio import activity
@@ -27,7 +35,13 @@ from temporalio.runtime import (
 
 from contracts.activities import saga_workflow_id
 
-__all__ = ["LogFormat", "configure_logging", "log_handler", "temporal_core_logging"]
+__all__ = [
+    "REDACTED",
+    "LogFormat",
+    "configure_logging",
+    "log_handler",
+    "temporal_core_logging",
+]
 
 LogFormat = Literal["auto", "json", "text"]
 
@@ -35,6 +49,24 @@ _SAGA_PREFIX = saga_workflow_id("")
 # Record attributes that are not fields of the line: the standard ones, and the Temporal
 # core's raw entry (its message is the line's message already).
 _RESERVED = frozenset(RESERVED_ATTRS) | {"message", "asctime", "taskName", "temporal_log"}
+
+REDACTED = "[redacted]"
+# Field names of personal data, compared without case, "_" and "-" (postal_code, postalCode).
+_PERSONAL_FIELDS = frozenset(
+    {
+        "paymenttoken", "token", "cardnumber",
+        "name", "fullname", "firstname", "lastname",
+        "address", "shippingaddress", "billingaddress", "street",
+        "line1", "line2", "addressline1", "addressline2", "city", "postalcode", "zip", "zipcode",
+        "email", "phone", "phonenumber",
+    }
+)  # fmt: skip
+# ``payment_token='tok_visa'``, ``"postal_code": "10115"``, ``line1=Hauptstr. 1`` in a text.
+_PERSONAL_TEXT = re.compile(
+    r"""(?P<key>\b(?:payment_?token|line[12]|postal_?code|email|phone)\b['"]?\s*[:=]\s*)"""
+    r"""(?:'[^']*'|"[^"]*"|[^\s,;)}\]]+)""",
+    re.IGNORECASE,
+)
 
 
 def configure_logging(
@@ -65,6 +97,7 @@ def log_handler(process: str, log_format: LogFormat, stream: TextIO) -> logging.
     if log_format == "auto":
         log_format = "text" if stream.isatty() else "json"
     handler = logging.StreamHandler(stream)
+    handler.addFilter(_PersonalDataFilter())
     handler.setFormatter(
         _JsonLineFormatter(process) if log_format == "json" else _TextLineFormatter(process)
     )
@@ -149,3 +182,55 @@ class _TextLineFormatter(logging.Formatter):
         fields.pop("spanId", None)
         line = super().formatMessage(record)
         return line + "".join(f" {key}={value}" for key, value in fields.items())
+
+
+def _personal(key: object) -> bool:
+    return str(key).replace("_", "").replace("-", "").lower() in _PERSONAL_FIELDS
+
+
+def _redacted(value: Any, personal: bool = False) -> Any:
+    """``value`` with the values of personal fields, at any depth, as ``[redacted]``."""
+    if isinstance(value, BaseModel):
+        value = value.model_dump(mode="json")
+    if isinstance(value, Mapping):
+        return {key: _redacted(item, _personal(key)) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redacted(item, personal) for item in value]
+    if personal and value is not None:
+        return REDACTED
+    if isinstance(value, str):
+        return _PERSONAL_TEXT.sub(rf"\g<key>{REDACTED}", value)
+    return value
+
+
+def _redacted_argument(value: Any) -> Any:
+    """A message argument as it may be shown: itself unless it carries personal data."""
+    if not isinstance(value, BaseModel | Mapping | list | tuple):
+        return value
+    redacted = _redacted(value)
+    plain = value.model_dump(mode="json") if isinstance(value, BaseModel) else value
+    if isinstance(plain, tuple):
+        plain = list(plain)
+    return value if redacted == plain else redacted
+
+
+class _PersonalDataFilter(logging.Filter):
+    """Redacts personal data in a record before any formatter sees it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        fields = record.__dict__
+        for key in [key for key in fields if key not in _RESERVED]:
+            fields[key] = _redacted(fields[key], _personal(key))
+        if isinstance(record.args, tuple):
+            record.args = tuple(_redacted_argument(arg) for arg in record.args)
+        elif isinstance(record.args, Mapping):
+            record.args = _redacted(record.args)
+        if isinstance(record.msg, str):
+            try:
+                message = record.getMessage()
+            except (TypeError, ValueError):
+                return True  # arguments that do not fit: the handler reports that line
+            shown = _PERSONAL_TEXT.sub(rf"\g<key>{REDACTED}", message)
+            if shown != message:
+                record.msg, record.args = shown, None
+        return True

@@ -26,6 +26,7 @@ from infra.kafka_broker import (
     ensure_kafka_jars,
     wait_for_kafka,
 )
+from infra.payload_codec import CODEC_PATH, data_converter, ensure_development_keys
 from infra.processes import (
     ProcessRecord,
     ProcessTable,
@@ -267,6 +268,7 @@ class Stack:
             if s.temporal_storage == "file"
             else None,
             namespace=s.temporal_namespace,
+            ui_codec_endpoint=f"{s.api_url}{CODEC_PATH}" if s.payload_encryption else None,
         )
 
     def command(self, name: str) -> list[str]:
@@ -291,9 +293,14 @@ class Stack:
         Raises:
             StackError: a port is taken, a component did not become healthy, or an
                 external engine is unreachable.
+            ConfigurationError: payload encryption is on and its keys cannot be used.
         """
         self._check_ports()
         self._run_dir.mkdir(parents=True, exist_ok=True)
+        made = ensure_development_keys(self._settings)
+        if made is not None:
+            self._say(f"{'payloads':<12} encrypted with the development keys of {made}")
+        data_converter(self._settings)  # unusable payload keys stop `up` before it starts
         self._keep_scale()
         engines = [name for name in ENGINES if self._embedded(name)]
         self._start(engines)

@@ -74,6 +74,8 @@ class TemporalDevServer:
     db_file: Path | None
     namespace: str = "default"
     host: str = "127.0.0.1"
+    ui_codec_endpoint: str | None = None
+    """The codec endpoint (``<api>/codec``) the Web UI decodes encrypted payloads with."""
 
     @property
     def address(self) -> str:
@@ -93,6 +95,8 @@ class TemporalDevServer:
         else:
             command += ["--ui-ip", self.host, "--ui-port", str(self.ui_port)]
             command.append("--ui-disable-news-fetch")
+            if self.ui_codec_endpoint is not None:
+                command += ["--ui-codec-endpoint", self.ui_codec_endpoint]
         if self.db_file is not None:
             self.db_file.parent.mkdir(parents=True, exist_ok=True)
             command += ["--db-filename", str(self.db_file)]

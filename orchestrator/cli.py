@@ -241,19 +241,20 @@ def _demo(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _replay(settings: Settings, args: argparse.Namespace) -> int:
-    from temporalio.contrib.pydantic import pydantic_data_converter
-
+    from infra.payload_codec import data_converter
     from infra.temporal_server import wait_for_temporal
     from orchestrator.replay import replay_files, replay_recent
 
+    converter = data_converter(settings)
+
     async def replay() -> "ReplayReport":
         if args.files:
-            return await replay_files([Path(f) for f in args.files])
+            return await replay_files([Path(f) for f in args.files], data_converter=converter)
         client = await wait_for_temporal(
             settings.temporal_address,
             settings.temporal_namespace,
             wait_seconds=5,
-            data_converter=pydantic_data_converter,
+            data_converter=converter,
         )
         return await replay_recent(client, args.limit)
 

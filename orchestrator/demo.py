@@ -5,7 +5,6 @@ import uuid
 from collections.abc import Callable
 
 from temporalio.client import WorkflowHandle
-from temporalio.contrib.pydantic import pydantic_data_converter
 
 from contracts.activities import (
     ORDER_SAGA_WORKFLOW,
@@ -20,6 +19,7 @@ from contracts.activities import (
 from contracts.events.common import OrderLine
 from contracts.task_queues import ORCHESTRATOR
 from eventbus import open_database
+from infra.payload_codec import data_converter
 from infra.settings import Settings
 from infra.temporal_server import wait_for_temporal
 from orchestrator.timeline import Timeline, TimelineEntry
@@ -56,7 +56,7 @@ async def run_demo(
         settings.temporal_address,
         settings.temporal_namespace,
         wait_seconds=10,
-        data_converter=pydantic_data_converter,
+        data_converter=data_converter(settings),
     )
     workflow_id = saga_workflow_id(order.order_id)
     handle: WorkflowHandle[object, OrderSagaResult] = await client.start_workflow(

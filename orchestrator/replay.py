@@ -14,6 +14,7 @@ from typing import Any
 
 from temporalio.client import Client, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import DataConverter
 from temporalio.worker import Replayer
 
 from contracts.activities import ORDER_SAGA_WORKFLOW
@@ -89,24 +90,30 @@ class ReplayReport:
         return "\n".join(lines)
 
 
-def _replayer(workflows: Sequence[type]) -> Replayer:
-    return Replayer(workflows=list(workflows), data_converter=pydantic_data_converter)
-
-
 async def replay_histories(
-    histories: Iterable[WorkflowHistory], *, workflows: Sequence[type] = (OrderSaga,)
+    histories: Iterable[WorkflowHistory],
+    *,
+    workflows: Sequence[type] = (OrderSaga,),
+    data_converter: DataConverter = pydantic_data_converter,
 ) -> ReplayReport:
-    """Replay ``histories`` against ``workflows`` (the current ``OrderSaga`` by default)."""
+    """Replay ``histories`` against ``workflows`` (the current ``OrderSaga`` by default).
+
+    ``data_converter`` reads their payloads: the stack's
+    (:func:`infra.payload_codec.data_converter`) for histories written encrypted.
+    """
 
     async def each() -> AsyncIterator[WorkflowHistory]:
         for history in histories:
             yield history
 
-    return await _replay(each(), workflows)
+    return await _replay(each(), workflows, data_converter)
 
 
 async def replay_files(
-    paths: Iterable[str | Path], *, workflows: Sequence[type] = (OrderSaga,)
+    paths: Iterable[str | Path],
+    *,
+    workflows: Sequence[type] = (OrderSaga,),
+    data_converter: DataConverter = pydantic_data_converter,
 ) -> ReplayReport:
     """Replay JSON history files; each one's workflow id is its file name without ``.json``.
 
@@ -115,7 +122,7 @@ async def replay_files(
         ValueError: a file is not a JSON history.
     """
     histories = await asyncio.to_thread(load_history_files, paths)
-    return await replay_histories(histories, workflows=workflows)
+    return await replay_histories(histories, workflows=workflows, data_converter=data_converter)
 
 
 def load_history_files(paths: Iterable[str | Path]) -> list[WorkflowHistory]:
@@ -127,16 +134,20 @@ def load_history_files(paths: Iterable[str | Path]) -> list[WorkflowHistory]:
 
 
 async def replay_recent(client: Client, limit: int = 50) -> ReplayReport:
-    """Replay the ``limit`` most recent ``OrderSaga`` runs that ``client`` can list."""
+    """Replay the ``limit`` most recent ``OrderSaga`` runs that ``client`` can list, reading
+    their payloads with the client's data converter."""
     executions = client.list_workflows(f'WorkflowType="{ORDER_SAGA_WORKFLOW}"', limit=limit)
-    return await _replay(executions.map_histories(), (OrderSaga,))
+    return await _replay(executions.map_histories(), (OrderSaga,), client.data_converter)
 
 
 async def _replay(
-    histories: AsyncIterator[WorkflowHistory], workflows: Sequence[type]
+    histories: AsyncIterator[WorkflowHistory],
+    workflows: Sequence[type],
+    data_converter: DataConverter,
 ) -> ReplayReport:
     outcomes: list[ReplayOutcome] = []
-    async with _replayer(workflows).workflow_replay_iterator(histories) as results:
+    replayer = Replayer(workflows=list(workflows), data_converter=data_converter)
+    async with replayer.workflow_replay_iterator(histories) as results:
         async for result in results:
             failure = result.replay_failure
             outcomes.append(

@@ -35,7 +35,6 @@ from fastapi import FastAPI
 from prometheus_client import CollectorRegistry, make_asgi_app
 from temporalio import activity
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import Runtime
 from temporalio.worker import Worker
 
@@ -51,6 +50,7 @@ from eventbus import (
 from eventbus.outbox import RelayLease
 from infra.kafka_broker import KafkaUnavailableError, wait_for_kafka
 from infra.logs import configure_logging
+from infra.payload_codec import data_converter
 from infra.processes import instance_name
 from infra.sdk_metrics import sdk_metrics_runtime
 from infra.settings import ConfigurationError, Settings, load_settings
@@ -207,12 +207,13 @@ async def serve(
     tasks and the health endpoint. If a background task fails the process stops with its error.
     """
     timeout = settings.startup_timeout_seconds
+    converter = data_converter(settings)
     await wait_for_kafka(settings.kafka_bootstrap_servers, wait_seconds=timeout)
     client = await wait_for_temporal(
         settings.temporal_address,
         settings.temporal_namespace,
         wait_seconds=timeout,
-        data_converter=pydantic_data_converter,
+        data_converter=converter,
         interceptors=temporal_interceptors(settings.otlp_endpoint),
         runtime=temporal_runtime,
     )
@@ -321,6 +322,11 @@ def run_service(service: str, *, task_queue: str, build: ServiceFactory) -> None
     process = f"{service}-service"
     try:
         settings = load_settings()
+        data_converter(settings)  # refuses unusable payload keys before anything starts
+    except ConfigurationError as exc:
+        print(f"{process}: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    try:
         # Copies after the first log under their own name (payment-service-2); traces keep the
         # service's name.
         name = process if settings.instance == 1 else f"{process}-{settings.instance}"

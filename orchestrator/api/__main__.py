@@ -5,6 +5,7 @@ import sys
 import uvicorn
 
 from infra.logs import configure_logging
+from infra.payload_codec import data_converter
 from infra.sdk_metrics import sdk_metrics_runtime
 from infra.settings import ConfigurationError, load_settings
 from infra.tracing import export_traces
@@ -17,6 +18,7 @@ def main() -> None:
     """Serve the API on the configured address until SIGTERM."""
     try:
         settings = load_settings()
+        data_converter(settings)  # refuses unusable payload keys before anything starts
     except ConfigurationError as exc:
         print(f"{_PROCESS}: {exc}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -24,15 +24,16 @@ from prometheus_client import CollectorRegistry, make_asgi_app
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import Runtime
 from temporalio.service import RPCError
 
 from eventbus import EventBusMetrics, Outbox, OutboxRelay, new_producer, open_database
+from infra.payload_codec import data_converter
 from infra.settings import Settings
 from infra.temporal_server import wait_for_temporal
 from infra.tracing import temporal_interceptors
 from orchestrator.api.routes import health, orders, sagas
+from orchestrator.api.routes.codec import CodecCors, codec_router
 from orchestrator.api.service import (
     ActionRefused,
     OrderConflict,
@@ -42,7 +43,7 @@ from orchestrator.api.service import (
 )
 from orchestrator.timeline import Timeline
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "ui_origins"]
 
 _STATUS_OF: dict[type[Exception], int] = {
     SagaNotFound: 404,
@@ -210,6 +211,16 @@ def _unreadable_body(cause: BaseException | None) -> str:
     return "the body is not JSON this API can read"
 
 
+def ui_origins(settings: Settings) -> list[str]:
+    """The origins of the Temporal Web UI, which calls the codec endpoint from the browser
+    (on loopback, by either name the user may have typed)."""
+    origins = [settings.temporal_ui_url]
+    host, port = settings.temporal_address.rsplit(":", 1)[0], settings.temporal_ui_port
+    if host in ("127.0.0.1", "localhost"):
+        origins = [f"http://127.0.0.1:{port}", f"http://localhost:{port}"]
+    return origins
+
+
 def create_app(
     settings: Settings,
     registry: CollectorRegistry | None = None,
@@ -220,9 +231,15 @@ def create_app(
     the orders' events, the outbox of the repairs it publishes, and ``/metrics``.
 
     ``temporal_runtime`` is the process's Temporal runtime, the one that exports the SDK's
-    metrics (:func:`infra.sdk_metrics.sdk_metrics_runtime`); by default the SDK's own.
+    metrics (:func:`infra.sdk_metrics.sdk_metrics_runtime`); by default the SDK's own. With
+    payload encryption on, the API also serves the codec endpoint (``/codec``) for the
+    Temporal Web UI.
+
+    Raises:
+        ConfigurationError: payload encryption is on and its keys cannot be used.
     """
     registry = registry or CollectorRegistry()
+    converter = data_converter(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -230,7 +247,7 @@ def create_app(
             settings.temporal_address,
             settings.temporal_namespace,
             wait_seconds=settings.startup_timeout_seconds,
-            data_converter=pydantic_data_converter,
+            data_converter=converter,
             interceptors=temporal_interceptors(settings.otlp_endpoint),
             runtime=temporal_runtime,
         )
@@ -303,5 +320,13 @@ def create_app(
     app.include_router(health.router)
     app.include_router(orders.router)
     app.include_router(sagas.router)
+    if converter.payload_codec is not None:
+        app.include_router(
+            codec_router(
+                converter.payload_codec,
+                dependencies=[],  # wired to require_scope(Scope.CODEC_DECODE) with the API tokens
+            )
+        )
+        app.add_middleware(CodecCors, origins=ui_origins(settings))
     app.mount("/metrics", make_asgi_app(registry=registry))
     return app

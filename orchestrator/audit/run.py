@@ -7,9 +7,9 @@ from datetime import datetime
 
 from aiokafka.errors import KafkaError
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 
 from infra.kafka_broker import KafkaUnavailableError, wait_for_kafka
+from infra.payload_codec import data_converter
 from infra.settings import Settings
 from infra.temporal_server import TemporalUnavailableError, wait_for_temporal
 from orchestrator.audit.checks import find_violations
@@ -186,7 +186,7 @@ async def _temporal(settings: Settings) -> Client:
             settings.temporal_address,
             settings.temporal_namespace,
             wait_seconds=_REACH_SECONDS,
-            data_converter=pydantic_data_converter,
+            data_converter=data_converter(settings),
         )
     except TemporalUnavailableError as exc:
         raise AuditSourceError(f"{exc}; {_OFFLINE_HINT}") from None

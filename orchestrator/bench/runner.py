@@ -22,13 +22,13 @@ from pathlib import Path
 
 import httpx
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 
 from contracts.activities import saga_workflow_id
 from contracts.codec import encode_event
 from contracts.topics import TOPICS
 from eventbus.database import open_reader
 from infra.kafka_broker import wait_for_kafka
+from infra.payload_codec import data_converter
 from infra.settings import Settings
 from infra.temporal_server import wait_for_temporal
 from orchestrator.bench.breakdown import TimeBreakdown, sample_breakdown, sample_indexes
@@ -323,7 +323,7 @@ async def run_bench(settings: Settings, options: BenchOptions, *, say: Say) -> B
         settings.temporal_address,
         settings.temporal_namespace,
         wait_seconds=10,
-        data_converter=pydantic_data_converter,
+        data_converter=data_converter(settings),
     )
     await _check_api(settings.api_url)
     stock = _stock_warning(settings, options.orders)

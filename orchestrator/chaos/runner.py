@@ -30,7 +30,6 @@ from pathlib import Path
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import BaseModel
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import Runtime, TelemetryConfig
 
 from contracts.topics import TOPICS, dlq_topic
@@ -39,6 +38,7 @@ from eventbus.database import open_reader
 from eventbus.snapshot import stop_groupless, topic_partitions
 from infra.kafka_broker import wait_for_kafka
 from infra.logs import temporal_core_logging
+from infra.payload_codec import data_converter
 from infra.processes import ProcessTable
 from infra.settings import Settings
 from infra.stack import ENGINES, Stack
@@ -79,7 +79,7 @@ async def connect_quietly(settings: Settings) -> Client:
         settings.temporal_address,
         settings.temporal_namespace,
         wait_seconds=10,
-        data_converter=pydantic_data_converter,
+        data_converter=data_converter(settings),
         runtime=Runtime(telemetry=TelemetryConfig(logging=temporal_core_logging("ERROR"))),
     )
 

@@ -13,7 +13,9 @@ from opentelemetry.sdk.trace import TracerProvider
 from temporalio import activity
 from temporalio.testing import ActivityEnvironment
 
-from infra.logs import LogFormat, log_handler
+from contracts.activities import Order, ShippingAddress
+from contracts.events.common import OrderLine
+from infra.logs import REDACTED, LogFormat, log_handler
 
 
 class _Terminal(io.StringIO):
@@ -129,3 +131,71 @@ def test_a_line_logged_in_a_span_carries_its_trace(logger: logging.Logger) -> No
     assert inside["traceId"] == format(span.get_span_context().trace_id, "032x")
     assert inside["spanId"] == format(span.get_span_context().span_id, "016x")
     assert "traceId" not in outside
+
+
+def _order() -> Order:
+    return Order(
+        order_id="ord-pii",
+        customer_id="cust-7",
+        items=[OrderLine(sku="SKU-1", quantity=1, unit_price_minor=100)],
+        currency="EUR",
+        payment_token="tok_SECRET_4242",
+        shipping_address=ShippingAddress(
+            country="DE",
+            name="Ada Lovelace",
+            line1="Hauptstr. 1",
+            city="Berlin",
+            postal_code="10115",
+        ),
+    )
+
+
+_PERSONAL_VALUES = ("tok_SECRET_4242", "Ada Lovelace", "Hauptstr. 1", "Berlin", "10115")
+
+
+def test_personal_data_in_the_fields_of_a_line_is_redacted(logger: logging.Logger) -> None:
+    stream = _lines(logger)
+    logger.info(
+        "Order accepted",
+        extra={
+            "orderId": "ord-pii",
+            "payment_token": "tok_SECRET_4242",
+            "order": _order(),
+            "shippingAddress": {"country": "DE", "postalCode": "10115", "line1": "Hauptstr. 1"},
+        },
+    )
+    (line,) = _json(stream)
+    address = line["order"]["shipping_address"]
+
+    assert line["payment_token"] == REDACTED
+    assert line["order"]["payment_token"] == REDACTED
+    assert address == {
+        "country": "DE",
+        "name": REDACTED,
+        "line1": REDACTED,
+        "city": REDACTED,
+        "postal_code": REDACTED,
+    }
+    assert line["shippingAddress"] == {"country": "DE", "postalCode": REDACTED, "line1": REDACTED}
+    assert line["orderId"] == "ord-pii"
+    assert line["order"]["items"] == [{"sku": "SKU-1", "quantity": 1, "unit_price_minor": 100}]
+    assert line["logger"] == logger.name
+    assert not any(value in stream.getvalue() for value in _PERSONAL_VALUES)
+
+
+@pytest.mark.parametrize("log_format", ["json", "text"])
+def test_personal_data_in_the_message_is_redacted(
+    logger: logging.Logger, log_format: LogFormat
+) -> None:
+    stream = _lines(logger, log_format)
+    logger.info("placing %s", _order())
+    logger.warning("order %s: %r", "ord-pii", _order().shipping_address)
+    logger.info("charge failed payment_token=%s postal_code='10115'", "tok_SECRET_4242")
+    logger.info("charged %s for %s", "ord-pii", {"amount": 100})
+
+    text = stream.getvalue()
+
+    assert not any(value in text for value in _PERSONAL_VALUES)
+    assert text.count(REDACTED) >= 8
+    assert "payment_token=[redacted] postal_code=[redacted]" in text
+    assert "charged ord-pii for {'amount': 100}" in text
