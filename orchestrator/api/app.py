@@ -32,6 +32,7 @@ from eventbus import EventBusMetrics, Outbox, OutboxRelay, new_producer, open_da
 from infra.settings import Settings
 from infra.temporal_server import wait_for_temporal
 from infra.tracing import temporal_interceptors
+from orchestrator.api.auth import TokenStore
 from orchestrator.api.routes import health, orders, sagas
 from orchestrator.api.service import (
     ActionRefused,
@@ -215,12 +216,17 @@ def create_app(
     registry: CollectorRegistry | None = None,
     *,
     temporal_runtime: Runtime | None = None,
+    tokens: TokenStore | None = None,
 ) -> FastAPI:
     """Build the API: routes, the Temporal client (connected at start-up), the read model of
     the orders' events, the outbox of the repairs it publishes, and ``/metrics``.
 
     ``temporal_runtime`` is the process's Temporal runtime, the one that exports the SDK's
     metrics (:func:`infra.sdk_metrics.sdk_metrics_runtime`); by default the SDK's own.
+    ``tokens``: the bearer tokens it accepts (by default :meth:`TokenStore.from_settings`).
+
+    Raises:
+        ConfigurationError: in production, ``SAGA_API_TOKENS`` is missing or a placeholder.
     """
     registry = registry or CollectorRegistry()
 
@@ -273,6 +279,7 @@ def create_app(
         },
     )
     app.state.settings = settings
+    app.state.tokens = tokens or TokenStore.from_settings(settings)
 
     async def problem(request: Request, exc: Exception) -> JSONResponse:
         return JSONResponse(status_code=_STATUS_OF[type(exc)], content={"detail": str(exc)})
