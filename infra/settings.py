@@ -7,6 +7,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from contracts.activities import DEFAULT_DISPATCH_DEADLINE_SECONDS
+from infra.api_tokens import parse_api_tokens
 
 __all__ = ["ENV_PREFIX", "ConfigurationError", "Settings", "load_settings"]
 
@@ -257,6 +258,14 @@ class Settings(BaseSettings):
         scheme, sep, rest = value.partition("://")
         if not sep or scheme not in ("http", "https") or not rest:
             raise ValueError(f"{value!r} is not an http:// or https:// URL")
+        return value
+
+    @field_validator("api_tokens")
+    @classmethod
+    def _token_entries(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        parse_api_tokens(value)  # a token the API could not use is refused at every start
         return value
 
     @field_validator("kafka_bootstrap_servers", "temporal_address")

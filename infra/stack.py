@@ -19,6 +19,7 @@ from typing import TypeVar
 import httpx
 
 from contracts.topics import all_topics
+from infra.api_tokens import ensure_dev_token
 from infra.kafka_broker import (
     KafkaBroker,
     apply_topic_catalog,
@@ -306,6 +307,8 @@ class Stack:
         self._start(engines)
         asyncio.run(self._wait_for_engines())
         self._stop_copies_beyond_scale()
+        if self._settings.mode == "development":
+            ensure_dev_token(self._run_dir)  # the API accepts it; `saga token` prints it
         self._start([*self._service_instances(), "api"])
         asyncio.run(self._wait_for_services())
 

@@ -94,10 +94,15 @@ class OrchestratorApiClient:
         *,
         timeout: float = 30.0,
         transport: httpx.BaseTransport | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
+        """``headers``: sent with every request; the bearer token's, from
+        :func:`infra.api_tokens.api_headers`."""
         self.base_url = base_url.rstrip("/")
         self._timeout = timeout
-        self._http = httpx.Client(base_url=self.base_url, timeout=timeout, transport=transport)
+        self._http = httpx.Client(
+            base_url=self.base_url, timeout=timeout, transport=transport, headers=headers
+        )
 
     def __enter__(self) -> Self:
         return self

@@ -30,6 +30,7 @@ def _table(rows: Sequence[Sequence[str]], headers: Sequence[str]) -> str:
 
 
 def _up(settings: Settings, args: argparse.Namespace) -> int:
+    from infra.api_tokens import read_dev_token
     from infra.stack import Stack, parse_scale
 
     stack = Stack(settings, scale=parse_scale(args.scale))
@@ -41,11 +42,36 @@ def _up(settings: Settings, args: argparse.Namespace) -> int:
     if copies:
         print(f"  Copies       {', '.join(copies)} (see `saga ps`)")
     print(f"  API docs     {settings.api_url}/docs")
+    token = read_dev_token(settings.run_dir) if settings.mode == "development" else None
+    if token is not None:
+        print(f"  API token    {token}  (development, every scope; `saga token` prints it)")
     print(f"  Temporal UI  {settings.temporal_ui_url}")
     print(f"  Kafka        {settings.kafka_bootstrap_servers}")
     print(
         "See it with `saga ps`, follow a component with `saga logs NAME`, stop it with `saga down`."
     )
+    return 0
+
+
+def _token(settings: Settings, args: argparse.Namespace) -> int:
+    from infra.api_tokens import read_dev_token
+
+    if settings.mode != "development":
+        print(
+            "saga: production mode (SAGA_MODE=production) has no development token: "
+            "use a token whose SHA-256 is in SAGA_API_TOKENS",
+            file=sys.stderr,
+        )
+        return 1
+    token = read_dev_token(settings.run_dir)
+    if token is None:
+        print(
+            f"saga: no development token in {settings.run_dir}: run `saga up` first",
+            file=sys.stderr,
+        )
+        return 1
+    print(f"The development token of {settings.run_dir} (every scope), for Authorization: Bearer")
+    print(token)
     return 0
 
 
@@ -319,6 +345,11 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SERVICE=N[,...]",
         help="run N copies of a service (payment, inventory, shipping, orchestrator), e.g. "
         "--scale payment=2,inventory=2; repeatable; kept for later `saga up`s",
+    )
+    add(
+        "token",
+        _token,
+        "Print the development token of the run directory (its last line is the token alone).",
     )
     add("fetch", _fetch, "Fetch Kafka's jars from Maven Central into the cache (once).")
     add("down", _down, "Stop exactly the processes `saga up` started.")

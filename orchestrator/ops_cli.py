@@ -97,7 +97,11 @@ def register(
     )
     cancel.add_argument("order_id", metavar="ORDER_ID")
     cancel.add_argument("--reason", required=True, help="why")
-    cancel.add_argument("--by", metavar="WHO", help="who asks (default: your login name)")
+    cancel.add_argument(
+        "--by",
+        metavar="WHO",
+        help="who asks, recorded beside the API token's name (default: your login name)",
+    )
     _json_option(cancel)
 
     repair = add(
@@ -120,7 +124,11 @@ def register(
         help="a person settled it by hand; the saga goes on",
     )
     repair.add_argument("--reason", required=True, help="why")
-    repair.add_argument("--operator", metavar="WHO", help="who (default: your login name)")
+    repair.add_argument(
+        "--operator",
+        metavar="WHO",
+        help="who, recorded beside the API token's name (default: your login name)",
+    )
     repair.add_argument("--bulk", action="store_true", help="every saga stuck on --step")
     repair.add_argument(
         "--older-than", type=_seconds, metavar="AGE", help="--bulk: stuck for at least (10m)"
@@ -489,10 +497,11 @@ def _calling_api(handler: _ApiHandler) -> _Handler:
 
     @functools.wraps(handler)
     def command(settings: Settings, args: argparse.Namespace) -> int:
+        from infra.api_tokens import api_headers
         from orchestrator.api_client import OrchestratorApiClient, OrchestratorApiError
 
         try:
-            with OrchestratorApiClient(settings.api_url) as api:
+            with OrchestratorApiClient(settings.api_url, headers=api_headers(settings)) as api:
                 return handler(api, args)
         except _BadArguments as exc:
             print(f"saga: {exc}", file=sys.stderr)

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import secrets
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from contracts.topics import all_topics
+from infra.api_tokens import Scope, token_sha256
 from infra.kafka_broker import KafkaBroker, apply_topic_catalog, ensure_kafka_jars, wait_for_kafka
 from infra.processes import ProcessRecord, free_port, port_in_use, spawn, stop_process
 from infra.settings import Settings
@@ -155,13 +157,29 @@ def process_port() -> int:
 
 
 @pytest.fixture(scope="session")
+def scoped_tokens() -> dict[Scope, str]:
+    """One token per scope, each with that scope alone, that the stack's API accepts
+    (``SAGA_API_TOKENS``, named ``only-<scope>``) beside its development token."""
+    return {scope: secrets.token_urlsafe(32) for scope in Scope}
+
+
+def scoped_token_name(scope: Scope) -> str:
+    """The name of the token of ``scoped_tokens`` that has ``scope`` alone."""
+    return "only-" + scope.value.replace(":", "-")
+
+
+@pytest.fixture(scope="session")
 def stack(
     kafka_broker: KafkaBroker,
     temporal_server: TemporalDevServer,
     otlp_receiver: OtlpReceiver,
+    scoped_tokens: dict[Scope, str],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Settings]:
     """The three services, the orchestrator and the API, on the session's Kafka and Temporal.
+
+    The API accepts the run directory's development token (every scope, what the project's
+    own clients send) and the ``scoped_tokens``.
 
     Inventory holds the default SKUs and the ``E2E-*`` SKUs, which only the end-to-end test
     orders, so that it can account for every unit. Every process logs JSON lines to its log
@@ -187,6 +205,16 @@ def stack(
         log_format="json",
         log_level="INFO",
         otlp_endpoint=otlp_receiver.endpoint,
+        api_tokens=json.dumps(
+            [
+                {
+                    "name": scoped_token_name(scope),
+                    "sha256": token_sha256(token),
+                    "scopes": [scope.value],
+                }
+                for scope, token in scoped_tokens.items()
+            ]
+        ),
     )
     stack = Stack(settings, say=lambda _: None)
     try:

@@ -27,6 +27,7 @@ from contracts.activities import (
     saga_workflow_id,
 )
 from contracts.topics import topic_for_event_type
+from infra.api_tokens import api_headers
 from infra.settings import Settings
 from tests.otlp_receiver import OtlpReceiver, ReceivedSpan
 from tests.saga_paths import HAPPY_EVENTS
@@ -75,7 +76,9 @@ async def placed_order(stack: Settings, temporal_client: Client) -> PlacedOrder:
         "payment_token": "tok_visa",
         "shipping_address": {"country": "DE", "city": "Berlin"},
     }
-    async with httpx.AsyncClient(base_url=stack.api_url, timeout=30) as api:
+    async with httpx.AsyncClient(
+        base_url=stack.api_url, timeout=30, headers=api_headers(stack)
+    ) as api:
         response = await api.post("/orders", json=body)
     assert response.status_code == 202, response.text
     handle = temporal_client.get_workflow_handle(

@@ -10,6 +10,7 @@ from infra.sdk_metrics import sdk_metrics_runtime
 from infra.settings import ConfigurationError, load_settings
 from infra.tracing import export_traces
 from orchestrator.api.app import create_app
+from orchestrator.api.auth import TokenStore
 
 _PROCESS = "orchestrator-api"
 
@@ -19,6 +20,7 @@ def main() -> None:
     try:
         settings = load_settings()
         data_converter(settings)  # refuses unusable payload keys before anything starts
+        tokens = TokenStore.from_settings(settings)  # before anything connects or listens
     except ConfigurationError as exc:
         print(f"{_PROCESS}: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -30,7 +32,7 @@ def main() -> None:
         raise SystemExit(1) from None
     with export_traces(_PROCESS, settings.otlp_endpoint):
         uvicorn.run(
-            create_app(settings, temporal_runtime=temporal_runtime),
+            create_app(settings, temporal_runtime=temporal_runtime, tokens=tokens),
             host=settings.api_host,
             port=settings.api_port,
             log_config=None,  # uvicorn's records go through this process's log handler

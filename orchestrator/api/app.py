@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, MutableMapping
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
@@ -32,6 +32,8 @@ from infra.payload_codec import data_converter
 from infra.settings import Settings
 from infra.temporal_server import wait_for_temporal
 from infra.tracing import temporal_interceptors
+from orchestrator.api.auth import Scope as TokenScope
+from orchestrator.api.auth import TokenStore, require_scope
 from orchestrator.api.routes import health, orders, sagas
 from orchestrator.api.routes.codec import CodecCors, codec_router
 from orchestrator.api.service import (
@@ -226,17 +228,20 @@ def create_app(
     registry: CollectorRegistry | None = None,
     *,
     temporal_runtime: Runtime | None = None,
+    tokens: TokenStore | None = None,
 ) -> FastAPI:
     """Build the API: routes, the Temporal client (connected at start-up), the read model of
     the orders' events, the outbox of the repairs it publishes, and ``/metrics``.
 
     ``temporal_runtime`` is the process's Temporal runtime, the one that exports the SDK's
-    metrics (:func:`infra.sdk_metrics.sdk_metrics_runtime`); by default the SDK's own. With
-    payload encryption on, the API also serves the codec endpoint (``/codec``) for the
-    Temporal Web UI.
+    metrics (:func:`infra.sdk_metrics.sdk_metrics_runtime`); by default the SDK's own.
+    ``tokens``: the bearer tokens it accepts (by default :meth:`TokenStore.from_settings`).
+    With payload encryption on, the API also serves the codec endpoint (``/codec``) for the
+    Temporal Web UI, to tokens with the ``codec:decode`` scope.
 
     Raises:
-        ConfigurationError: payload encryption is on and its keys cannot be used.
+        ConfigurationError: in production, ``SAGA_API_TOKENS`` is missing or a placeholder;
+            payload encryption is on and its keys cannot be used.
     """
     registry = registry or CollectorRegistry()
     converter = data_converter(settings)
@@ -290,6 +295,7 @@ def create_app(
         },
     )
     app.state.settings = settings
+    app.state.tokens = tokens or TokenStore.from_settings(settings)
 
     async def problem(request: Request, exc: Exception) -> JSONResponse:
         return JSONResponse(status_code=_STATUS_OF[type(exc)], content={"detail": str(exc)})
@@ -324,7 +330,7 @@ def create_app(
         app.include_router(
             codec_router(
                 converter.payload_codec,
-                dependencies=[],  # wired to require_scope(Scope.CODEC_DECODE) with the API tokens
+                dependencies=[Depends(require_scope(TokenScope.CODEC_DECODE))],
             )
         )
         app.add_middleware(CodecCors, origins=ui_origins(settings))

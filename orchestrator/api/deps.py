@@ -6,9 +6,17 @@ from fastapi import Depends, Request
 from temporalio.client import Client
 
 from infra.settings import Settings
+from orchestrator.api.auth import Principal, Scope, require_scope
 from orchestrator.api.service import SagaService
 
-__all__ = ["SagaServiceDep", "SettingsDep", "TemporalClientDep"]
+__all__ = [
+    "OrderPlacerDep",
+    "SagaOperatorDep",
+    "SagaReaderDep",
+    "SagaServiceDep",
+    "SettingsDep",
+    "TemporalClientDep",
+]
 
 
 def _temporal_client(request: Request) -> Client:
@@ -29,3 +37,10 @@ def _sagas(request: Request) -> SagaService:
 TemporalClientDep = Annotated[Client, Depends(_temporal_client)]
 SettingsDep = Annotated[Settings, Depends(_settings)]
 SagaServiceDep = Annotated[SagaService, Depends(_sagas)]
+
+OrderPlacerDep = Annotated[Principal, Depends(require_scope(Scope.ORDERS_PLACE))]
+"""Who places the order; the token must have ``orders:place``."""
+SagaReaderDep = Annotated[Principal, Depends(require_scope(Scope.SAGAS_READ))]
+"""Who looks at sagas; the token must have ``sagas:read``."""
+SagaOperatorDep = Annotated[Principal, Depends(require_scope(Scope.SAGAS_OPERATE))]
+"""Who cancels or repairs a saga; the token must have ``sagas:operate``."""

@@ -80,6 +80,8 @@ __all__ = [
 
 REQUEST_DIGEST_MEMO = "request_digest"
 """Memo of each saga started by the API: the fingerprint of the order request."""
+PLACED_BY_MEMO = "placed_by"
+"""Memo of each saga started by the API: the name of the token that placed the order."""
 
 _END_EVENTS = frozenset({"order.completed.v1", "order.cancelled.v1"})
 _SOURCE = "orchestrator-api"
@@ -158,8 +160,11 @@ class SagaService:
 
     # --- Starting ----------------------------------------------------------------------
 
-    async def start(self, request: OrderRequest) -> OrderAccepted:
+    async def start(self, request: OrderRequest, placed_by: str) -> OrderAccepted:
         """Start the order's saga, or find the one already started for the same order.
+
+        ``placed_by`` (the caller's token name) is kept in the saga's memo, beside the
+        request's fingerprint, where the Temporal UI shows it.
 
         Raises:
             OrderConflict: the order id belongs to a saga of a different order.
@@ -181,7 +186,7 @@ class SagaService:
                 task_queue=ORCHESTRATOR,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
                 id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-                memo={REQUEST_DIGEST_MEMO: digest},
+                memo={REQUEST_DIGEST_MEMO: digest, PLACED_BY_MEMO: placed_by},
                 rpc_timeout=_RPC_TIMEOUT,
             )
         except WorkflowAlreadyStartedError:
@@ -383,8 +388,11 @@ class SagaService:
 
     # --- Acting ------------------------------------------------------------------------
 
-    async def cancel(self, order_id: str, request: CancelRequest) -> SagaStatus:
+    async def cancel(self, order_id: str, request: CancelRequest, principal: str) -> SagaStatus:
         """Ask the saga to cancel the order (refused by the saga after dispatch).
+
+        The saga records ``principal`` (who sent the request) as the one who asked;
+        ``request.requested_by`` is what the caller says, kept in the reason.
 
         Raises:
             SagaNotFound: no saga for ``order_id``.
@@ -396,13 +404,19 @@ class SagaService:
             raise ActionRefused(f"the saga of order {order_id!r} has ended: nothing to cancel")
         await handle.signal(
             CANCEL_ORDER_SIGNAL,
-            CancelOrderRequest(reason=request.reason, requested_by=request.requested_by),
+            CancelOrderRequest(
+                reason=_on_behalf(request.reason, request.requested_by, principal),
+                requested_by=principal,
+            ),
             rpc_timeout=_RPC_TIMEOUT,
         )
         return await self._status(handle)
 
-    async def repair(self, order_id: str, request: RepairRequest) -> RepairResult:
+    async def repair(self, order_id: str, request: RepairRequest, principal: str) -> RepairResult:
         """Retry a stuck step now, or record it as settled by hand; publish what was done.
+
+        The saga and the ``order.repaired`` event name ``principal`` (who sent the request)
+        as the operator; ``request.operator`` is what the caller says, kept in the reason.
 
         Raises:
             SagaNotFound: no saga for ``order_id``.
@@ -412,22 +426,19 @@ class SagaService:
         description = await self._describe(handle, order_id)
         if description.status != WorkflowExecutionStatus.RUNNING:
             raise ActionRefused(f"the saga of order {order_id!r} has ended: nothing to repair")
+        reason = _on_behalf(request.reason, request.operator, principal)
         try:
             if request.action == "retry_now":
                 result: OperatorActionResult = await handle.execute_update(
                     RETRY_NOW_UPDATE,
-                    RetryNowRequest(
-                        step=request.step, operator=request.operator, reason=request.reason
-                    ),
+                    RetryNowRequest(step=request.step, operator=principal, reason=reason),
                     result_type=OperatorActionResult,
                     rpc_timeout=_RPC_TIMEOUT,
                 )
             else:
                 result = await handle.execute_update(
                     RESOLVE_MANUALLY_UPDATE,
-                    ResolveManuallyRequest(
-                        step=request.step, operator=request.operator, reason=request.reason
-                    ),
+                    ResolveManuallyRequest(step=request.step, operator=principal, reason=reason),
                     result_type=OperatorActionResult,
                     rpc_timeout=_RPC_TIMEOUT,
                 )
@@ -441,8 +452,8 @@ class SagaService:
                         order_id=order_id,
                         action=request.action,
                         step=request.step,
-                        operator=request.operator,
-                        reason=request.reason,
+                        operator=principal,
+                        reason=reason,
                         detail=result.detail,
                     ),
                     correlation_id=order_id,
@@ -453,8 +464,9 @@ class SagaService:
             order_id=order_id, action=request.action, step=result.step, detail=result.detail
         )
 
-    async def bulk_repair(self, request: BulkRepairRequest) -> BulkRepairReport:
-        """Repair every saga stuck on ``request.step``: a dry run, or at a bounded rate."""
+    async def bulk_repair(self, request: BulkRepairRequest, principal: str) -> BulkRepairReport:
+        """Repair every saga stuck on ``request.step``: a dry run, or at a bounded rate; each
+        repair is recorded as done by ``principal``."""
         stuck = [
             saga
             for saga in await self.stuck(request.older_than_seconds, step=request.step)
@@ -488,6 +500,7 @@ class SagaService:
                         operator=request.operator,
                         reason=request.reason,
                     ),
+                    principal,
                 )
             except (ActionRefused, SagaNotFound) as exc:
                 items.append(
@@ -580,6 +593,12 @@ class SagaService:
             closed_at=execution.close_time,
             links=self.links(order_id),
         )
+
+
+def _on_behalf(reason: str, named: str, principal: str) -> str:
+    """``reason``, with who the request names as acting when that is not its principal: the
+    principal (the token) is who acted; the name in the body is only what the caller says."""
+    return reason if named == principal else f"{reason} (on behalf of {named})"
 
 
 def _order_id(execution: WorkflowExecution) -> str:

@@ -11,7 +11,7 @@ import contextlib
 import sys
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 import httpx
@@ -188,10 +188,17 @@ async def run_orders(
     count: int,
     concurrency: int,
     progress: Progress,
+    headers: Mapping[str, str] | None = None,
 ) -> LoadFigures:
-    """Place ``count`` orders through the API and wait for each saga's end."""
+    """Place ``count`` orders through the API and wait for each saga's end.
+
+    ``headers`` are sent with every request: the bearer token's
+    (:func:`infra.api_tokens.api_headers`).
+    """
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=api_url, timeout=60.0, limits=limits) as http:
+    async with httpx.AsyncClient(
+        base_url=api_url, timeout=60.0, limits=limits, headers=headers
+    ) as http:
 
         async def place_and_wait(index: int) -> _Outcome:
             request = bench_order(run_id, index)

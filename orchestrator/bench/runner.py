@@ -27,6 +27,7 @@ from contracts.activities import saga_workflow_id
 from contracts.codec import encode_event
 from contracts.topics import TOPICS
 from eventbus.database import open_reader
+from infra.api_tokens import api_headers
 from infra.kafka_broker import wait_for_kafka
 from infra.payload_codec import data_converter
 from infra.settings import Settings
@@ -225,6 +226,7 @@ async def _run_sagas(
                 count=options.orders,
                 concurrency=options.concurrency,
                 progress=ProgressLine("orders", say),
+                headers=api_headers(settings),
             )
             cpu = cpu_use(cpu_before, take_snapshot(pids))
         finally:

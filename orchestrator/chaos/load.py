@@ -59,6 +59,8 @@ class ChaosLoad:
     """Monotonic time after which clients stop waiting (what is not final then is lost)."""
     progress: Progress
     order_prefix: str = "chaos"
+    headers: dict[str, str] = field(default_factory=dict)
+    """Sent with every request: the bearer token's (``infra.api_tokens.api_headers``)."""
 
     accepted: dict[str, str] = field(default_factory=dict)
     """Order id → workflow id, for every order the API accepted."""
@@ -81,7 +83,9 @@ class ChaosLoad:
         limits = httpx.Limits(
             max_connections=self.concurrency, max_keepalive_connections=self.concurrency
         )
-        async with httpx.AsyncClient(base_url=self.api_url, timeout=30.0, limits=limits) as http:
+        async with httpx.AsyncClient(
+            base_url=self.api_url, timeout=30.0, limits=limits, headers=self.headers
+        ) as http:
 
             async def client() -> None:
                 for index in indexes:  # shared: each client takes the next order

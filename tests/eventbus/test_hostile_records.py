@@ -50,6 +50,7 @@ from eventbus import (
     new_producer,
     open_database,
 )
+from infra.api_tokens import api_headers
 from infra.kafka_broker import KafkaBroker, apply_topic_catalog
 from infra.settings import Settings
 from orchestrator.choreography import AuditLog, Notifications
@@ -498,7 +499,9 @@ async def test_events_of_unknown_orders_are_handled_as_each_consumer_documents(
     timeline = Timeline(open_database(stack.run_dir / "orchestrator.db"))
     audit = AuditLog(open_database(stack.run_dir / "audit.db"))
     notifications = Notifications(open_database(stack.run_dir / "notifications.db"))
-    async with httpx.AsyncClient(base_url=stack.api_url, timeout=30) as api:
+    async with httpx.AsyncClient(
+        base_url=stack.api_url, timeout=30, headers=api_headers(stack)
+    ) as api:
         for topic, sent in hostile.valid.items():
             for event, _ in sent:
                 order_id = event.correlation_id

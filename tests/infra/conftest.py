@@ -17,6 +17,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
+from infra.api_tokens import api_headers
 from infra.settings import Settings
 from infra.stack import SERVICES
 
@@ -111,12 +112,17 @@ async def saga_scrapes(stack: Settings) -> SagaScrapes:
         completed = f"metrics-ok-{uuid.uuid4().hex[:8]}"
         cancelled = f"metrics-aq-{uuid.uuid4().hex[:8]}"
         for order_id, country in ((completed, "DE"), (cancelled, "AQ")):
-            placed = await http.post(f"{stack.api_url}/orders", json=_order(order_id, country))
+            placed = await http.post(
+                f"{stack.api_url}/orders",
+                json=_order(order_id, country),
+                headers=api_headers(stack),
+            )
             assert placed.status_code == 202, placed.text
 
         async def ended(order_id: str, last_event: str) -> bool:
             # The last event in the read model: the projector has consumed it.
-            view = (await http.get(f"{stack.api_url}/sagas/{order_id}")).json()
+            answer = await http.get(f"{stack.api_url}/sagas/{order_id}", headers=api_headers(stack))
+            view = answer.json()
             return any(e["event_type"] == last_event for e in view.get("events", []))
 
         await _until(lambda: ended(completed, "order.completed.v1"), "the completed saga")

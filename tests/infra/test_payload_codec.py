@@ -6,17 +6,17 @@ whose activity takes a whole order (its address and payment token carry a marker
 """
 
 import base64
+import json
 import os
 import stat
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import httpx
 import pytest
-from fastapi import Depends, FastAPI, Header, HTTPException
 from google.protobuf import json_format
 from google.protobuf.message import Message
 from pydantic import SecretStr
@@ -28,6 +28,7 @@ from temporalio.worker import Worker
 
 from contracts.activities import Order, ShippingAddress
 from contracts.events.common import OrderLine
+from infra.api_tokens import Scope, token_sha256
 from infra.payload_codec import (
     ENCRYPTED_ENCODING,
     KEY_ID_METADATA,
@@ -42,14 +43,15 @@ from infra.settings import ConfigurationError, Settings
 from infra.stack import Stack
 from infra.temporal_server import TemporalDevServer
 from orchestrator.api.app import create_app
-from orchestrator.api.routes.codec import CodecCors, codec_router
 from orchestrator.replay import replay_histories
 from tests.infra.codec_workflow import DescribeOrder, describe_order
 
 K1 = base64.b64encode(b"\x01" * 16 + b"\x02" * 16).decode()
 K2 = base64.b64encode(bytes(range(32))).decode()
 TOKEN = "codec-test-token"
-UI_ORIGIN = "http://127.0.0.1:8233"
+READER = "codec-test-reader"
+UI_PORT = 18233
+UI_ORIGIN = f"http://127.0.0.1:{UI_PORT}"
 
 
 def _settings(tmp_path: Path, keys: str | None = None, **overrides: Any) -> Settings:
@@ -168,26 +170,19 @@ async def test_encryption_off_stores_plain_json(
 # --- The codec endpoint -------------------------------------------------------------------
 
 
-def _bearer(authorization: Annotated[str | None, Header()] = None) -> None:
-    """Stands in for the API's token check (``require_scope(Scope.CODEC_DECODE)``)."""
-    if authorization != f"Bearer {TOKEN}":
-        raise HTTPException(401, "a bearer token with the codec:decode scope is needed")
-
-
 @pytest.fixture
-async def codec_http() -> AsyncIterator[httpx.AsyncClient]:
-    """The codec routes over keys k1, behind a bearer check, with the UI's CORS."""
-    codec = _converter(f"k1:{K1}").payload_codec
-    assert codec is not None
-    app = FastAPI()
-    app.include_router(codec_router(codec, dependencies=[Depends(_bearer)]))
-
-    @app.get("/other")
-    async def other() -> dict[str, str]:
-        return {"status": "ok"}
-
-    app.add_middleware(CodecCors, origins=[UI_ORIGIN])
-    transport = httpx.ASGITransport(app=app)
+async def codec_http(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
+    """The API itself with encryption on (keys k1) and two tokens: ``TOKEN`` with the
+    ``codec:decode`` scope, ``READER`` with ``sagas:read`` only. Its codec routes need neither
+    Temporal nor Kafka, so the app is called without its start-up."""
+    tokens = [
+        {"name": "ui", "sha256": token_sha256(TOKEN), "scopes": [Scope.CODEC_DECODE]},
+        {"name": "reader", "sha256": token_sha256(READER), "scopes": [Scope.SAGAS_READ]},
+    ]
+    settings = _settings(
+        tmp_path, f"k1:{K1}", api_tokens=json.dumps(tokens), temporal_ui_port=UI_PORT
+    )
+    transport = httpx.ASGITransport(app=create_app(settings))
     async with httpx.AsyncClient(transport=transport, base_url="http://api") as http:
         yield http
 
@@ -206,12 +201,16 @@ async def test_the_codec_endpoint_decodes_only_with_the_right_token(
     wrong = await codec_http.post(
         "/codec/decode", json=body, headers={**headers, "Authorization": "Bearer nope"}
     )
+    unscoped = await codec_http.post(
+        "/codec/decode", json=body, headers={**headers, "Authorization": f"Bearer {READER}"}
+    )
     right = await codec_http.post(
         "/codec/decode", json=body, headers={**headers, "Authorization": f"Bearer {TOKEN}"}
     )
 
-    assert (missing.status_code, wrong.status_code) == (401, 401)
-    assert k1_run.marker not in missing.text + wrong.text
+    assert (missing.status_code, wrong.status_code, unscoped.status_code) == (401, 401, 403)
+    assert "codec:decode" in unscoped.json()["detail"]
+    assert k1_run.marker not in missing.text + wrong.text + unscoped.text
     assert right.status_code == 200, right.text
     decoded = json_format.ParseDict(right.json(), Payloads()).payloads
     assert [p.metadata["encoding"] for p in decoded] == [b"json/plain"] * 4
@@ -258,7 +257,7 @@ async def test_cross_origin_calls_are_allowed_on_the_codec_only(
     other_origin = await codec_http.options(
         "/codec/decode", headers={**preflight, "Origin": "http://evil.example"}
     )
-    other_route = await codec_http.get("/other", headers={"Origin": UI_ORIGIN})
+    other_route = await codec_http.get("/sagas", headers={"Origin": UI_ORIGIN})
 
     assert codec.status_code == 200
     assert codec.headers["access-control-allow-origin"] == UI_ORIGIN

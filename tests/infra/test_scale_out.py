@@ -53,6 +53,7 @@ from eventbus import (
     transaction,
 )
 from eventbus.outbox import RelayLease
+from infra.api_tokens import api_headers
 from infra.kafka_broker import KafkaBroker
 from infra.processes import (
     ProcessRecord,
@@ -453,7 +454,9 @@ async def saga_client(scaled: Scaled) -> Client:
 
 @pytest.fixture
 async def api(scaled: Scaled) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=scaled.settings.api_url, timeout=30) as client:
+    async with httpx.AsyncClient(
+        base_url=scaled.settings.api_url, timeout=30, headers=api_headers(scaled.settings)
+    ) as client:
         yield client
 
 

@@ -10,9 +10,11 @@ from typing import Any
 import httpx
 import pytest
 
+from infra.api_tokens import api_headers
 from infra.processes import ProcessTable, stop_process
 from infra.settings import Settings
 from infra.stack import Stack
+from orchestrator.api.auth import DEVELOPMENT_PRINCIPAL
 from tests.saga_paths import (
     CANCELLED,
     CHARGED,
@@ -33,7 +35,9 @@ from tests.saga_paths import (
 
 @pytest.fixture
 async def api(stack: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=stack.api_url, timeout=30) as client:
+    async with httpx.AsyncClient(
+        base_url=stack.api_url, timeout=30, headers=api_headers(stack)
+    ) as client:
         yield client
 
 
@@ -123,7 +127,10 @@ async def test_every_saga_path_through_the_api(api: httpx.AsyncClient) -> None:
             assert saga["events"][-1]["data"]["reason"] == saga["saga"]["failure_reason"]
         if path.customer_cancels:
             reason = saga["saga"]["failure_reason"]
-            assert reason.startswith("cancelled by cust-api: changed my mind")
+            # The token's name is who cancelled; the body's requested_by is kept beside it.
+            assert reason.startswith(
+                f"cancelled by {DEVELOPMENT_PRINCIPAL}: changed my mind (on behalf of cust-api)"
+            )
 
 
 def _sse_messages(lines: list[str]) -> list[dict[str, str]]:
@@ -345,13 +352,16 @@ async def test_a_saga_stuck_in_a_failing_compensation_is_found_and_moved_on(
         json={k: v for k, v in repair.items() if k != "older_than_seconds"},
     )
     assert done.status_code == 200, done.text
-    assert "ops-oncall" in done.json()["detail"]
+    assert f"by {DEVELOPMENT_PRINCIPAL}" in done.json()["detail"]
+    assert "(on behalf of ops-oncall)" in done.json()["detail"]
 
     saga = await _until_ended(api, order_id)
     assert saga["saga"]["status"] == "CANCELLED"
     charge = next(s for s in saga["saga"]["steps"] if s["name"] == "charge_payment")
-    assert charge["resolution"]["operator"] == "ops-oncall"
-    assert charge["resolution"]["reason"] == "refunded by hand in the processor's console"
+    assert charge["resolution"]["operator"] == DEVELOPMENT_PRINCIPAL
+    assert charge["resolution"]["reason"] == (
+        "refunded by hand in the processor's console (on behalf of ops-oncall)"
+    )
     assert any(n["kind"] == "resolved-manually" for n in saga["saga"]["notes"])
     for _ in range(50):  # the repair event is published by the API, beside the saga's own
         types = [e["event_type"] for e in (await _saga(api, order_id))["events"]]
@@ -370,7 +380,8 @@ async def test_a_saga_stuck_in_a_failing_compensation_is_found_and_moved_on(
     repaired = next(
         e for e in (await _saga(api, order_id))["events"] if e["event_type"] == REPAIRED
     )
-    assert repaired["data"]["operator"] == "ops-oncall"
+    assert repaired["data"]["operator"] == DEVELOPMENT_PRINCIPAL
+    assert repaired["data"]["reason"].endswith("(on behalf of ops-oncall)")
     assert repaired["data"]["action"] == "resolve_manually"
 
 

@@ -32,6 +32,7 @@ from contracts import (
 from contracts.activities import SagaPhase
 from contracts.codec import encode_event
 from eventbus import new_producer
+from infra.api_tokens import api_headers
 from infra.processes import free_port
 from infra.settings import Settings
 from orchestrator.audit import (
@@ -462,7 +463,9 @@ def _stray_capture(order_id: str) -> PaymentCompleted:
 @pytest.fixture(scope="module")
 async def planted(stack: Settings) -> AsyncIterator[Planted]:
     """Real orders through the stack, then one violation planted on each but the clean one."""
-    async with httpx.AsyncClient(base_url=stack.api_url, timeout=30) as api:
+    async with httpx.AsyncClient(
+        base_url=stack.api_url, timeout=30, headers=api_headers(stack)
+    ) as api:
         bodies = {
             "clean": _body(),
             "completed_incomplete": _body(),
@@ -580,7 +583,9 @@ async def test_offline_the_databases_alone_still_find_what_they_can_prove(
 
 
 async def test_a_saga_in_flight_is_waited_for_then_checked(stack: Settings) -> None:
-    async with httpx.AsyncClient(base_url=stack.api_url, timeout=30) as api:
+    async with httpx.AsyncClient(
+        base_url=stack.api_url, timeout=30, headers=api_headers(stack)
+    ) as api:
         order_id = await _place(api, _body())
     # The carrier takes seconds to dispatch: the saga is still running now.
     report = await run_audit(stack, orders={order_id})

@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry
 from temporalio.client import Client
 
 from contracts.activities import CancelCause, CancelOrderInput
+from infra.api_tokens import api_headers
 from infra.settings import Settings
 from orchestrator.metrics import SagaMetrics, SagaWatch, cancel_reason
 from tests.infra.conftest import metrics_url, scrape
@@ -32,7 +33,9 @@ def test_the_cancel_reason_is_the_customer_the_workflow_or_the_failed_step() -> 
 
 @pytest.fixture
 async def api(stack: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=stack.api_url, timeout=30) as client:
+    async with httpx.AsyncClient(
+        base_url=stack.api_url, timeout=30, headers=api_headers(stack)
+    ) as client:
         yield client
 
 

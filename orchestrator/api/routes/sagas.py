@@ -4,12 +4,13 @@ import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Path, Query
+from fastapi import APIRouter, Depends, Header, Path, Query
 from fastapi.exceptions import RequestValidationError
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from contracts.activities import SagaPhase, SagaStatus
-from orchestrator.api.deps import SagaServiceDep
+from orchestrator.api.auth import Scope, require_scope
+from orchestrator.api.deps import SagaOperatorDep, SagaServiceDep
 from orchestrator.api.models import (
     STEP_NAMES,
     BulkRepairReport,
@@ -24,7 +25,15 @@ from orchestrator.api.models import (
 )
 from orchestrator.api.service import SagaFilter, SagaService
 
-router = APIRouter(prefix="/sagas", tags=["sagas"])
+router = APIRouter(
+    prefix="/sagas",
+    tags=["sagas"],
+    responses={
+        401: {"model": ProblemDetail, "description": "No bearer token, or an unknown one."},
+        403: {"model": ProblemDetail, "description": "The token lacks the route's scope."},
+    },
+)
+_READ = [Depends(require_scope(Scope.SAGAS_READ))]
 
 OrderId = Annotated[
     str,
@@ -61,7 +70,7 @@ def _known_step(sagas: SagaService, step: str | None, where: tuple[str, str]) ->
         )
 
 
-@router.get("", response_model=SagaPage, responses=_UNAVAILABLE)
+@router.get("", response_model=SagaPage, responses=_UNAVAILABLE, dependencies=_READ)
 async def list_sagas(
     sagas: SagaServiceDep,
     status: Annotated[SagaPhase | None, Query(description="RUNNING, COMPENSATING...")] = None,
@@ -105,7 +114,7 @@ async def list_sagas(
         ) from None
 
 
-@router.get("/stuck", response_model=list[StuckSaga], responses=_UNAVAILABLE)
+@router.get("/stuck", response_model=list[StuckSaga], responses=_UNAVAILABLE, dependencies=_READ)
 async def stuck_sagas(
     sagas: SagaServiceDep,
     older_than_seconds: Annotated[int, Query(ge=0, le=10**8)] = 300,
@@ -128,14 +137,21 @@ async def stuck_sagas(
     response_model=BulkRepairReport,
     responses={**_UNREADABLE, **_UNAVAILABLE},
 )
-async def bulk_repair(request: BulkRepairRequest, sagas: SagaServiceDep) -> BulkRepairReport:
+async def bulk_repair(
+    request: BulkRepairRequest, sagas: SagaServiceDep, principal: SagaOperatorDep
+) -> BulkRepairReport:
     """Repair every saga stuck on a step. ``dry_run`` (the default) shows what would be done;
     a real run acts at ``rate_per_second`` so that a recovering service is not flooded."""
     _known_step(sagas, request.step, ("body", "step"))
-    return await sagas.bulk_repair(request)
+    return await sagas.bulk_repair(request, principal.name)
 
 
-@router.get("/{order_id}", response_model=SagaView, responses={**_NOT_FOUND, **_UNAVAILABLE})
+@router.get(
+    "/{order_id}",
+    response_model=SagaView,
+    responses={**_NOT_FOUND, **_UNAVAILABLE},
+    dependencies=_READ,
+)
 async def get_saga(order_id: OrderId, sagas: SagaServiceDep) -> SagaView:
     """The saga's status (steps, attempts, errors, failure reason) beside the order's events."""
     return await sagas.view(order_id)
@@ -153,6 +169,7 @@ async def get_saga(order_id: OrderId, sagas: SagaServiceDep) -> SagaView:
         **_NOT_FOUND,
         **_UNAVAILABLE,
     },
+    dependencies=_READ,
 )
 async def follow_saga(
     order_id: OrderId,
@@ -183,11 +200,11 @@ async def follow_saga(
     responses={**_UNREADABLE, **_NOT_FOUND, **_REFUSED, **_UNAVAILABLE},
 )
 async def cancel_saga(
-    order_id: OrderId, request: CancelRequest, sagas: SagaServiceDep
+    order_id: OrderId, request: CancelRequest, sagas: SagaServiceDep, principal: SagaOperatorDep
 ) -> SagaStatus:
     """Ask the saga to cancel the order: it undoes what was done, unless already dispatched
     (then the request is refused and recorded in the saga's notes)."""
-    return await sagas.cancel(order_id, request)
+    return await sagas.cancel(order_id, request, principal.name)
 
 
 @router.post(
@@ -196,9 +213,9 @@ async def cancel_saga(
     responses={**_UNREADABLE, **_NOT_FOUND, **_REFUSED, **_UNAVAILABLE},
 )
 async def repair_saga(
-    order_id: OrderId, request: RepairRequest, sagas: SagaServiceDep
+    order_id: OrderId, request: RepairRequest, sagas: SagaServiceDep, principal: SagaOperatorDep
 ) -> RepairResult:
     """Move a stuck step or compensation on: ``retry_now``, or ``resolve_manually`` (a person
     settled it by hand). Recorded in the saga's status and published as ``order.repaired``."""
     _known_step(sagas, request.step, ("body", "step"))
-    return await sagas.repair(order_id, request)
+    return await sagas.repair(order_id, request, principal.name)
