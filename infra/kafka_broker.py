@@ -10,10 +10,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from contracts.topics import TopicSpec
+from eventbus.clients import KafkaTarget, new_admin
 
 __all__ = [
     "KafkaBroker",
@@ -231,7 +232,7 @@ def broker_version(log_path: Path) -> str | None:
     return f"Apache Kafka {found[-1]}" if found else None
 
 
-async def wait_for_kafka(bootstrap_servers: str, *, wait_seconds: float) -> int:
+async def wait_for_kafka(bootstrap_servers: KafkaTarget, *, wait_seconds: float) -> int:
     """Wait until the cluster answers a metadata request; return its number of brokers.
 
     Raises:
@@ -240,7 +241,7 @@ async def wait_for_kafka(bootstrap_servers: str, *, wait_seconds: float) -> int:
     deadline = asyncio.get_running_loop().time() + wait_seconds
     last_error: BaseException | None = None
     while asyncio.get_running_loop().time() < deadline:
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=5000)
+        admin = new_admin(bootstrap_servers, request_timeout_ms=5000)
         try:
             await asyncio.wait_for(admin.start(), timeout=10)
             cluster = await asyncio.wait_for(admin.describe_cluster(), timeout=10)
@@ -266,10 +267,12 @@ class TopicReport:
     existing: list[str]
 
 
-async def apply_topic_catalog(bootstrap_servers: str, specs: Iterable[TopicSpec]) -> TopicReport:
+async def apply_topic_catalog(
+    bootstrap_servers: KafkaTarget, specs: Iterable[TopicSpec]
+) -> TopicReport:
     """Create every topic of the catalog that does not exist yet; existing ones are left alone."""
     specs = list(specs)
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=15000)
+    admin = new_admin(bootstrap_servers, request_timeout_ms=15000)
     await admin.start()
     try:
         brokers = len((await admin.describe_cluster())["brokers"])

@@ -19,6 +19,7 @@ from typing import TypeVar
 import httpx
 
 from contracts.topics import all_topics
+from eventbus.clients import kafka_connection
 from infra.kafka_broker import (
     KafkaBroker,
     apply_topic_catalog,
@@ -381,10 +382,9 @@ class Stack:
         timeout = s.startup_timeout_seconds
 
         async def kafka() -> None:
-            await self._watching(
-                "kafka", wait_for_kafka(s.kafka_bootstrap_servers, wait_seconds=timeout)
-            )
-            report = await apply_topic_catalog(s.kafka_bootstrap_servers, all_topics())
+            admin = kafka_connection(s)
+            await self._watching("kafka", wait_for_kafka(admin, wait_seconds=timeout))
+            report = await apply_topic_catalog(admin, all_topics())
             if report.created:
                 self._say(f"{'kafka':<12} topics created: {', '.join(report.created)}")
 

@@ -48,6 +48,7 @@ from eventbus import (
     new_producer,
     open_database,
 )
+from eventbus.clients import kafka_connection
 from eventbus.outbox import RelayLease
 from infra.kafka_broker import KafkaUnavailableError, wait_for_kafka
 from infra.logs import configure_logging
@@ -207,7 +208,8 @@ async def serve(
     tasks and the health endpoint. If a background task fails the process stops with its error.
     """
     timeout = settings.startup_timeout_seconds
-    await wait_for_kafka(settings.kafka_bootstrap_servers, wait_seconds=timeout)
+    kafka = kafka_connection(settings)
+    await wait_for_kafka(kafka, wait_seconds=timeout)
     client = await wait_for_temporal(
         settings.temporal_address,
         settings.temporal_namespace,
@@ -221,15 +223,14 @@ async def serve(
         outbox = Outbox(db)
         metrics = EventBusMetrics(registry)
         parts = build(ServiceContext(settings, db, outbox, client, metrics, registry))
-        bootstrap = settings.kafka_bootstrap_servers
         relay = OutboxRelay(
             outbox,
-            lambda: new_producer(bootstrap),
+            lambda: new_producer(kafka),
             metrics=metrics,
             lease=RelayLease(
                 db, _lease_owner(service, settings), ttl=settings.outbox_lease_seconds
             ),
-            consumer_factory=lambda: new_consumer(bootstrap, None),
+            consumer_factory=lambda: new_consumer(kafka, None),
         )
         config = uvicorn.Config(
             health_app(service, registry),

@@ -23,12 +23,13 @@ def main() -> None:
     configure_logging(_PROCESS, log_format=settings.log_format, level=settings.log_level)
     try:
         temporal_runtime = sdk_metrics_runtime(settings, "api")
+        app = create_app(settings, temporal_runtime=temporal_runtime)
     except ConfigurationError as exc:
         print(f"{_PROCESS}: {exc}", file=sys.stderr)
         raise SystemExit(1) from None
     with export_traces(_PROCESS, settings.otlp_endpoint):
         uvicorn.run(
-            create_app(settings, temporal_runtime=temporal_runtime),
+            app,
             host=settings.api_host,
             port=settings.api_port,
             log_config=None,  # uvicorn's records go through this process's log handler

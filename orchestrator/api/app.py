@@ -29,6 +29,7 @@ from temporalio.runtime import Runtime
 from temporalio.service import RPCError
 
 from eventbus import EventBusMetrics, Outbox, OutboxRelay, new_producer, open_database
+from eventbus.clients import kafka_connection
 from infra.settings import Settings
 from infra.temporal_server import wait_for_temporal
 from infra.tracing import temporal_interceptors
@@ -223,6 +224,7 @@ def create_app(
     metrics (:func:`infra.sdk_metrics.sdk_metrics_runtime`); by default the SDK's own.
     """
     registry = registry or CollectorRegistry()
+    kafka = kafka_connection(settings)  # a bad Kafka setting stops the API before it serves
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -240,7 +242,7 @@ def create_app(
         outbox = Outbox(outbox_db)
         relay = OutboxRelay(
             outbox,
-            lambda: new_producer(settings.kafka_bootstrap_servers),
+            lambda: new_producer(kafka),
             metrics=EventBusMetrics(registry),
         )
         app.state.temporal = client
