@@ -30,7 +30,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from eventbus.clients import new_consumer
+from eventbus.clients import KafkaTarget, new_admin, new_consumer
 
 __all__ = ["ClusterView", "KafkaClusterMetrics", "KafkaClusterWatch", "TopicView"]
 
@@ -137,7 +137,7 @@ class KafkaClusterWatch:
 
     def __init__(
         self,
-        bootstrap_servers: str,
+        bootstrap_servers: KafkaTarget,
         metrics: KafkaClusterMetrics,
         *,
         interval: float = 15.0,
@@ -150,8 +150,8 @@ class KafkaClusterWatch:
 
     async def run(self) -> None:
         """Look until cancelled; a failed look is logged and tried again next tick."""
-        admin = AIOKafkaAdminClient(
-            bootstrap_servers=self._bootstrap_servers,
+        admin = new_admin(
+            self._bootstrap_servers,
             request_timeout_ms=int(self._timeout * 1000),
         )
         offsets = new_consumer(self._bootstrap_servers, None)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from contracts.codec import EVENT_TYPE_HEADER
 from contracts.topics import TOPICS, dlq_topic
-from eventbus.clients import new_producer
+from eventbus.clients import KafkaTarget, new_producer
 from eventbus.consumer import DLQ_DROPPED_HEADER, DLQ_HEADER_PREFIX, UNPARSEABLE_RECORD
 from eventbus.snapshot import TopicSnapshot
 
@@ -70,7 +70,7 @@ class DeadLetter:
 
 
 async def list_dead_letters(
-    bootstrap_servers: str, topics: Iterable[str] | None = None
+    bootstrap_servers: KafkaTarget, topics: Iterable[str] | None = None
 ) -> list[DeadLetter]:
     """Every record now in the dead-letter topics (of ``topics``, or of every domain topic)."""
     dlqs = [dlq_topic(t) for t in (topics or [spec.name for spec in TOPICS])]
@@ -84,7 +84,7 @@ async def list_dead_letters(
     return sorted(letters, key=lambda d: (d.dlq_topic, d.partition, d.offset))
 
 
-async def redrive(bootstrap_servers: str, letters: Iterable[DeadLetter]) -> int:
+async def redrive(bootstrap_servers: KafkaTarget, letters: Iterable[DeadLetter]) -> int:
     """Send each dead letter back to its original topic, as it was first published.
 
     A dead letter that had to leave the record out (too large, or unparseable) is not sent:

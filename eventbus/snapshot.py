@@ -11,17 +11,18 @@ from types import TracebackType
 from typing import Any, Self
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError, KafkaTimeoutError
 
-from eventbus.clients import new_consumer
+from eventbus.clients import KafkaTarget, new_admin, new_consumer
 
 __all__ = ["TopicSnapshot", "stop_groupless", "topic_partitions"]
 
 
-async def topic_partitions(bootstrap_servers: str, topics: Iterable[str]) -> list[TopicPartition]:
+async def topic_partitions(
+    bootstrap_servers: KafkaTarget, topics: Iterable[str]
+) -> list[TopicPartition]:
     """Every partition of those ``topics`` that exist (a missing topic has none)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    admin = new_admin(bootstrap_servers)
     await admin.start()
     try:
         described = await admin.describe_topics(list(topics))
@@ -60,7 +61,7 @@ class TopicSnapshot:
 
     def __init__(
         self,
-        bootstrap_servers: str,
+        bootstrap_servers: KafkaTarget,
         topics: Iterable[str],
         *,
         stall_seconds: float = 30.0,

@@ -2,24 +2,30 @@
 
 import asyncio
 import base64
+import os
 import re
 import shutil
 import subprocess
 import uuid
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.admin import NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
+from aiokafka.protocol.admin import CreateAclsRequest
 
 from contracts.topics import TopicSpec
+from eventbus.clients import SASL_MECHANISM, KafkaTarget, new_admin, scram_jaas_config
+from infra.kafka_security import ADMIN_USER, KafkaAcl, TlsFiles
 
 __all__ = [
+    "BrokerSecurity",
     "KafkaBroker",
     "KafkaUnavailableError",
     "MissingToolError",
     "TopicReport",
+    "apply_acls",
     "apply_topic_catalog",
     "broker_version",
     "ensure_kafka_jars",
@@ -30,6 +36,7 @@ __all__ = [
 
 _RESOURCES = Path(__file__).parent / "kafka"
 _COMPLETE_MARKER = ".complete"
+_SECURED_MARKER = "scram-users"
 
 
 class MissingToolError(Exception):
@@ -132,6 +139,20 @@ def ensure_kafka_jars(
 
 
 @dataclass(frozen=True)
+class BrokerSecurity:
+    """What the secured broker needs: its TLS files and its SCRAM users' passwords."""
+
+    tls: TlsFiles
+    passwords: Mapping[str, str] = field(repr=False)
+    """Every SCRAM user's password, the super user :data:`ADMIN_USER`'s among them."""
+
+    @property
+    def admin_password(self) -> str:
+        """The super user's password."""
+        return self.passwords[ADMIN_USER]
+
+
+@dataclass(frozen=True)
 class KafkaBroker:
     """One Kafka process in KRaft mode acting as broker and controller, on loopback."""
 
@@ -142,6 +163,8 @@ class KafkaBroker:
     host: str = "127.0.0.1"
     java: str = "java"
     heap: str = "512m"
+    security: BrokerSecurity | None = None
+    """None: one PLAINTEXT listener; else SASL_SSL (SCRAM-SHA-512) and ACLs."""
 
     @property
     def bootstrap_servers(self) -> str:
@@ -179,8 +202,47 @@ class KafkaBroker:
             "auto.create.topics.enable": "false",
             "group.initial.rebalance.delay.ms": "0",
         }
-        self.config_path.write_text("".join(f"{k}={v}\n" for k, v in settings.items()))
+        if self.security is not None:
+            settings.update(self._secured_settings(self.security))
+        # Secured, the file holds the super user's password: readable by this user only.
+        self.config_path.unlink(missing_ok=True)
+        fd = os.open(self.config_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.writelines(f"{k}={v}\n" for k, v in settings.items())
         return self.config_path
+
+    def _secured_settings(self, security: BrokerSecurity) -> dict[str, str]:
+        admin = security.admin_password
+        return {
+            "listeners": (
+                f"SASL_SSL://{self.host}:{self.port},CONTROLLER://{self.host}:{self.controller_port}"
+            ),
+            "advertised.listeners": f"SASL_SSL://{self.host}:{self.port}",
+            "inter.broker.listener.name": "SASL_SSL",
+            "listener.security.protocol.map": "SASL_SSL:SASL_SSL,CONTROLLER:SASL_PLAINTEXT",
+            # Clients and the broker itself: SCRAM over TLS, users from the metadata log.
+            "sasl.enabled.mechanisms": SASL_MECHANISM,
+            "sasl.mechanism.inter.broker.protocol": SASL_MECHANISM,
+            "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config": scram_jaas_config(
+                ADMIN_USER, admin
+            ),
+            # The controller listener (loopback, this process only) cannot use SCRAM, whose
+            # users live in the metadata it serves: PLAIN with one static user, the super user.
+            "sasl.mechanism.controller.protocol": "PLAIN",
+            "listener.name.controller.sasl.enabled.mechanisms": "PLAIN",
+            "listener.name.controller.plain.sasl.jaas.config": (
+                "org.apache.kafka.common.security.plain.PlainLoginModule required "
+                f'username="{ADMIN_USER}" password="{admin}" user_{ADMIN_USER}="{admin}";'
+            ),
+            "ssl.keystore.type": "PEM",
+            "ssl.keystore.location": str(security.tls.broker),
+            "ssl.truststore.type": "PEM",
+            "ssl.truststore.location": str(security.tls.ca),
+            "ssl.client.auth": "none",
+            "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            "super.users": f"User:{ADMIN_USER}",
+            "allow.everyone.if.no.acl.found": "false",
+        }
 
     def _java(self) -> str:
         return require_tool(
@@ -200,16 +262,30 @@ class KafkaBroker:
             RuntimeError: formatting failed (the tool's output is in the message).
         """
         config = self.write_config()
+        marker = self.data_dir / _SECURED_MARKER
         if (self.data_dir / "log" / "meta.properties").exists():
+            if self.security is not None and not marker.exists():
+                raise RuntimeError(
+                    f"the Kafka storage in {self.data_dir} was formatted without SCRAM users, "
+                    "so it cannot be secured: `saga down`, remove that folder (its topics "
+                    "go with it) and `saga up` again"
+                )
             return
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        users = []
+        if self.security is not None:
+            # The SCRAM users are in the metadata log from the first start (KRaft bootstrap).
+            for user, password in self.security.passwords.items():
+                users += ["--add-scram", f"{SASL_MECHANISM}=[name={user},password={password}]"]
         result = subprocess.run(
             [self._java(), "-cp", self._classpath(), "kafka.tools.StorageTool",
-             "format", f"--cluster-id={cluster_id}", "-c", str(config)],
+             "format", f"--cluster-id={cluster_id}", "-c", str(config), *users],
             capture_output=True, text=True, check=False,
         )  # fmt: skip
         if result.returncode != 0:
             raise RuntimeError(f"formatting Kafka storage failed: {result.stdout}{result.stderr}")
+        if self.security is not None:
+            marker.write_text(" ".join(self.security.passwords))
 
     def command(self) -> list[str]:
         """The command line that runs the broker."""
@@ -231,7 +307,7 @@ def broker_version(log_path: Path) -> str | None:
     return f"Apache Kafka {found[-1]}" if found else None
 
 
-async def wait_for_kafka(bootstrap_servers: str, *, wait_seconds: float) -> int:
+async def wait_for_kafka(bootstrap_servers: KafkaTarget, *, wait_seconds: float) -> int:
     """Wait until the cluster answers a metadata request; return its number of brokers.
 
     Raises:
@@ -240,7 +316,7 @@ async def wait_for_kafka(bootstrap_servers: str, *, wait_seconds: float) -> int:
     deadline = asyncio.get_running_loop().time() + wait_seconds
     last_error: BaseException | None = None
     while asyncio.get_running_loop().time() < deadline:
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=5000)
+        admin = new_admin(bootstrap_servers, request_timeout_ms=5000)
         try:
             await asyncio.wait_for(admin.start(), timeout=10)
             cluster = await asyncio.wait_for(admin.describe_cluster(), timeout=10)
@@ -266,10 +342,12 @@ class TopicReport:
     existing: list[str]
 
 
-async def apply_topic_catalog(bootstrap_servers: str, specs: Iterable[TopicSpec]) -> TopicReport:
+async def apply_topic_catalog(
+    bootstrap_servers: KafkaTarget, specs: Iterable[TopicSpec]
+) -> TopicReport:
     """Create every topic of the catalog that does not exist yet; existing ones are left alone."""
     specs = list(specs)
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=15000)
+    admin = new_admin(bootstrap_servers, request_timeout_ms=15000)
     await admin.start()
     try:
         brokers = len((await admin.describe_cluster())["brokers"])
@@ -291,5 +369,48 @@ async def apply_topic_catalog(bootstrap_servers: str, specs: Iterable[TopicSpec]
         return TopicReport(
             created=created, existing=sorted(spec.name for spec in specs if spec.name in present)
         )
+    finally:
+        await admin.close()
+
+
+_RESOURCE_TYPES = {"Topic": 2, "Group": 3, "Cluster": 4}
+_OPERATIONS = {
+    "Read": 3, "Write": 4, "Describe": 8, "DescribeConfigs": 10, "IdempotentWrite": 12,
+}  # fmt: skip
+_LITERAL = 3
+_ALLOW = 3
+
+
+async def apply_acls(kafka: KafkaTarget, acls: Iterable[KafkaAcl]) -> int:
+    """Create ``acls`` (creating one that exists changes nothing); return how many there are.
+
+    aiokafka's admin client has no ``create_acls`` (0.14): the requests are its own
+    ``CreateAclsRequest``, one rule each, negotiated to the broker's version.
+
+    Raises:
+        KafkaUnavailableError: the broker refused a rule (the message says which and why).
+    """
+    acls = list(acls)
+    admin = new_admin(kafka, request_timeout_ms=15000)
+    await admin.start()
+    try:
+        for acl in acls:
+            request = CreateAclsRequest(
+                resource_type=_RESOURCE_TYPES[acl.resource_type],
+                resource_name=acl.resource_name,
+                resource_pattern_type_filter=_LITERAL,
+                principal=f"User:{acl.user}",
+                host="*",
+                operation=_OPERATIONS[acl.operation],
+                permission_type=_ALLOW,
+            )
+            # aiokafka 0.14 has no public create_acls: its own request, sent the admin way.
+            response = await admin._send_request(request)
+            for code, message in response.creation_responses:
+                if code != 0:
+                    raise KafkaUnavailableError(
+                        f"creating the ACL {acl} failed: {for_code(code).__name__} {message}"
+                    )
+        return len(acls)
     finally:
         await admin.close()

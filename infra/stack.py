@@ -19,13 +19,23 @@ from typing import TypeVar
 import httpx
 
 from contracts.topics import all_topics
+from eventbus.clients import KafkaConnection, kafka_connection
 from infra.api_tokens import ensure_dev_token
 from infra.kafka_broker import (
+    BrokerSecurity,
     KafkaBroker,
+    apply_acls,
     apply_topic_catalog,
     broker_version,
     ensure_kafka_jars,
     wait_for_kafka,
+)
+from infra.kafka_security import (
+    KAFKA_ACCESS,
+    ensure_kafka_secrets,
+    ensure_tls,
+    kafka_acls,
+    kafka_user_of,
 )
 from infra.payload_codec import CODEC_PATH, data_converter, ensure_development_keys
 from infra.processes import (
@@ -243,7 +253,12 @@ class Stack:
             return self._settings.temporal_embedded
         return True
 
-    def _kafka_broker(self) -> KafkaBroker:
+    @property
+    def kafka_secured(self) -> bool:
+        """Whether the stack's broker is the embedded one, secured (``SAGA_KAFKA_SECURED``)."""
+        return self._settings.kafka_secured and self._settings.kafka_embedded
+
+    def _kafka_broker(self, security: BrokerSecurity | None = None) -> KafkaBroker:
         s = self._settings
         libs = ensure_kafka_jars(
             s.kafka_cache_dir, s.kafka_version, maven=s.maven, progress=self._say
@@ -255,7 +270,35 @@ class Stack:
             controller_port=s.kafka_controller_port,
             java=s.java,
             heap=s.kafka_heap,
+            security=security,
         )
+
+    def _kafka_security(self) -> BrokerSecurity:
+        """The run's SCRAM passwords and TLS files, made the first time."""
+        return BrokerSecurity(
+            tls=ensure_tls(self._run_dir), passwords=ensure_kafka_secrets(self._run_dir)
+        )
+
+    def kafka_connection(self, process: str | None = None) -> KafkaConnection:
+        """How ``process`` (by default `saga up` itself: the super user when secured) connects."""
+        admin = kafka_connection(self._settings)
+        if process is None or not self.kafka_secured:
+            return admin
+        user = kafka_user_of(process)
+        return admin.as_user(user, self._kafka_security().passwords[user])
+
+    def _kafka_env(self, name: str) -> dict[str, str]:
+        """The Kafka settings of process ``name`` of a secured stack: its own SCRAM user."""
+        if not self.kafka_secured or name in ENGINES:
+            return {}
+        kafka = self.kafka_connection(name)
+        assert kafka.sasl_password is not None
+        return {
+            "SAGA_KAFKA_SECURITY_PROTOCOL": kafka.security_protocol,
+            "SAGA_KAFKA_SASL_USERNAME": kafka.sasl_username or "",
+            "SAGA_KAFKA_SASL_PASSWORD": kafka.sasl_password.get_secret_value(),
+            "SAGA_KAFKA_SSL_CAFILE": str(kafka.ssl_cafile),
+        }
 
     def _temporal_server(self) -> TemporalDevServer:
         s = self._settings
@@ -372,9 +415,11 @@ class Stack:
                 **self._settings.as_env(),
                 "SAGA_RUN_DIR": str(self._run_dir),
                 "SAGA_INSTANCE": str(split_instance(name)[1]),
+                **self._kafka_env(name),
             }
             if name == "kafka":
-                self._kafka_broker().format_storage()
+                security = self._kafka_security() if self.kafka_secured else None
+                self._kafka_broker(security).format_storage()
             _, record = spawn(name, self.command(name), self._log_path(name), env=env)
             self._table.put(record)
             self._say(f"{name:<12} started (pid {record.pid}), log {record.log}")
@@ -391,12 +436,17 @@ class Stack:
         timeout = s.startup_timeout_seconds
 
         async def kafka() -> None:
-            await self._watching(
-                "kafka", wait_for_kafka(s.kafka_bootstrap_servers, wait_seconds=timeout)
-            )
-            report = await apply_topic_catalog(s.kafka_bootstrap_servers, all_topics())
+            admin = self.kafka_connection()
+            await self._watching("kafka", wait_for_kafka(admin, wait_seconds=timeout))
+            report = await apply_topic_catalog(admin, all_topics())
             if report.created:
                 self._say(f"{'kafka':<12} topics created: {', '.join(report.created)}")
+            if self.kafka_secured:
+                rules = await apply_acls(admin, kafka_acls(KAFKA_ACCESS))
+                self._say(
+                    f"{'kafka':<12} secured: SASL_SSL (SCRAM-SHA-512), {rules} ACLs for "
+                    f"{', '.join(KAFKA_ACCESS)}"
+                )
 
         async def temporal() -> None:
             client = await self._watching(

@@ -160,9 +160,10 @@ def _redriven_ledger(settings: Settings) -> Path:
 
 
 def _dlq_list(settings: Settings, args: argparse.Namespace) -> int:
+    from eventbus.clients import kafka_connection
     from eventbus.dead_letters import list_dead_letters
 
-    letters = asyncio.run(list_dead_letters(settings.kafka_bootstrap_servers, args.topic or None))
+    letters = asyncio.run(list_dead_letters(kafka_connection(settings), args.topic or None))
     ledger = _redriven_ledger(settings)
     redriven = set(ledger.read_text().split()) if ledger.exists() else set()
     rows = [{**letter.as_dict(), "redriven": letter.position in redriven} for letter in letters]
@@ -192,12 +193,13 @@ def _dlq_list(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _dlq_redrive(settings: Settings, args: argparse.Namespace) -> int:
+    from eventbus.clients import kafka_connection
     from eventbus.dead_letters import list_dead_letters, redrive
 
     if not args.positions and not args.all:
         print("saga: name the dead letters to redrive (POSITION...) or pass --all", file=sys.stderr)
         return 2
-    letters = asyncio.run(list_dead_letters(settings.kafka_bootstrap_servers, args.topic or None))
+    letters = asyncio.run(list_dead_letters(kafka_connection(settings), args.topic or None))
     ledger = _redriven_ledger(settings)
     redriven = set(ledger.read_text().split()) if ledger.exists() else set()
     by_position = {letter.position: letter for letter in letters}
@@ -210,7 +212,7 @@ def _dlq_redrive(settings: Settings, args: argparse.Namespace) -> int:
         if args.positions
         else [letter for letter in letters if letter.position not in redriven]
     )
-    count = asyncio.run(redrive(settings.kafka_bootstrap_servers, chosen))
+    count = asyncio.run(redrive(kafka_connection(settings), chosen))
     ledger.parent.mkdir(parents=True, exist_ok=True)
     with ledger.open("a") as out:
         out.writelines(f"{letter.position}\n" for letter in chosen)
@@ -223,6 +225,7 @@ def _projections_rebuild(settings: Settings, args: argparse.Namespace) -> int:
     import sqlite3
 
     from eventbus import open_database
+    from eventbus.clients import kafka_connection
     from infra.kafka_broker import wait_for_kafka
     from orchestrator.projections import (
         MissingTopicsError,
@@ -231,7 +234,7 @@ def _projections_rebuild(settings: Settings, args: argparse.Namespace) -> int:
         rebuild_timeline,
     )
 
-    bootstrap = settings.kafka_bootstrap_servers
+    bootstrap = kafka_connection(settings)
     path = settings.run_dir / "orchestrator.db"
 
     def show(progress: RebuildProgress) -> None:

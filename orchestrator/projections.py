@@ -17,6 +17,7 @@ from contracts.envelope import AnyEvent
 from contracts.errors import ContractError
 from contracts.topics import TOPICS
 from eventbus import TopicSnapshot
+from eventbus.clients import KafkaTarget
 from orchestrator.timeline import Timeline
 
 __all__ = ["MissingTopicsError", "RebuildProgress", "RebuildReport", "rebuild_timeline"]
@@ -72,7 +73,7 @@ class RebuildReport:
 
 
 async def rebuild_timeline(
-    bootstrap_servers: str,
+    bootstrap_servers: KafkaTarget,
     database: sqlite3.Connection,
     *,
     progress: Callable[[RebuildProgress], None] | None = None,

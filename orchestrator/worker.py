@@ -31,6 +31,7 @@ from eventbus import (
     new_producer,
     open_database,
 )
+from eventbus.clients import kafka_connection
 from orchestrator.choreography import AuditLog, Notifications
 from orchestrator.dispatch_bridge import DispatchBridge
 from orchestrator.metrics import SagaMetrics, SagaWatch
@@ -50,17 +51,18 @@ def build(context: ServiceContext) -> ServiceParts:
     saga_metrics = SagaMetrics(context.registry)
     orders = OrderActivities(OrderBook(context.db, context.outbox, saga_metrics))
 
+    kafka = kafka_connection(settings)
+
     def consumer(
         group: str, topics: list[str], db: sqlite3.Connection, handler: EventHandler
     ) -> EventConsumer:
-        bootstrap = settings.kafka_bootstrap_servers
         return EventConsumer(
             group_id=group,
             topics=topics,
             handler=handler,
             database=db,
-            consumer_factory=lambda group_id: new_consumer(bootstrap, group_id),
-            producer_factory=lambda: new_producer(bootstrap),
+            consumer_factory=lambda group_id: new_consumer(kafka, group_id),
+            producer_factory=lambda: new_producer(kafka),
             metrics=context.metrics,
         )
 
@@ -99,9 +101,7 @@ def build(context: ServiceContext) -> ServiceParts:
         workflows=[OrderSaga],
         background=[
             *(c.run for c in consumers),
-            KafkaClusterWatch(
-                settings.kafka_bootstrap_servers, KafkaClusterMetrics(context.registry)
-            ).run,
+            KafkaClusterWatch(kafka, KafkaClusterMetrics(context.registry)).run,
             SagaWatch(context.temporal, saga_metrics).run,
         ],
     )

@@ -13,6 +13,7 @@ import logging
 import secrets
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from temporalio.client import Client
@@ -154,6 +155,50 @@ def process_port() -> int:
         port = free_port()
         if port + offset <= 65535 and not port_in_use("127.0.0.1", port + offset):
             return port
+
+
+def engine_port() -> int:
+    """A free port whose neighbours at +10 and +11 (Temporal's HTTP API and metrics) are free."""
+    while True:
+        port = free_port()
+        if not any(port_in_use("127.0.0.1", port + offset) for offset in (10, 11)):
+            return port
+
+
+@contextlib.contextmanager
+def own_stack(
+    kafka_libs: Path, directory: Path, stock: dict[str, int], **overrides: Any
+) -> Iterator[Settings]:
+    """A whole stack of a test's own, Kafka and Temporal embedded (so that a test may kill or
+    secure them), on free loopback ports, with ``stock`` in the inventory; down at the end."""
+    seed = directory / "seed.json"
+    seed.write_text(json.dumps(stock))
+    settings = Settings(
+        **{
+            "run_dir": directory / "run",
+            "inventory_seed_file": seed,
+            "kafka_embedded": True,
+            "kafka_bootstrap_servers": f"127.0.0.1:{free_port()}",
+            "kafka_controller_port": free_port(),
+            "kafka_cache_dir": kafka_libs.parent.parent,
+            "temporal_embedded": True,
+            "temporal_address": f"127.0.0.1:{engine_port()}",
+            "temporal_ui_port": free_port(),
+            "api_port": process_port(),
+            "payment_port": process_port(),
+            "inventory_port": process_port(),
+            "shipping_port": process_port(),
+            "orchestrator_port": process_port(),
+            "startup_timeout_seconds": 120,
+            **overrides,
+        }
+    )
+    stack = Stack(settings, say=lambda _: None)
+    try:
+        stack.up()
+        yield settings
+    finally:
+        stack.down()
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,6 @@ them: the session's servers serve the other tests meanwhile.
 """
 
 import asyncio
-import json
 import os
 import socket
 from collections.abc import Iterator
@@ -19,50 +18,17 @@ from infra.processes import ProcessRecord, ProcessTable, free_port, start_ticks_
 from infra.settings import Settings
 from infra.stack import Stack
 from orchestrator.chaos import KILL_TARGETS, ChaosError, ChaosOptions, render_text, run_chaos
-from tests.conftest import process_port
+from tests.conftest import own_stack
 
 ORDERS = 200
-
-
-def _engine_port() -> int:
-    """A free port whose neighbours at +10 and +11 (Temporal's HTTP API and metrics) are free."""
-    from infra.processes import port_in_use
-
-    while True:
-        port = free_port()
-        if not any(port_in_use("127.0.0.1", port + offset) for offset in (10, 11)):
-            return port
 
 
 @pytest.fixture
 def chaos_stack(kafka_libs: Path, tmp_path: Path) -> Iterator[Settings]:
     """A whole stack of its own: Kafka and Temporal embedded, so that they can be killed."""
-    seed = tmp_path / "seed.json"
-    seed.write_text(json.dumps({"SKU-1001": 10_000, "SKU-1002": 10_000, "SKU-1003": 10_000}))
-    settings = Settings(
-        run_dir=tmp_path / "run",
-        inventory_seed_file=seed,
-        kafka_embedded=True,
-        kafka_bootstrap_servers=f"127.0.0.1:{free_port()}",
-        kafka_controller_port=free_port(),
-        kafka_cache_dir=kafka_libs.parent.parent,
-        temporal_embedded=True,
-        temporal_address=f"127.0.0.1:{_engine_port()}",
-        temporal_ui_port=free_port(),
-        api_port=process_port(),
-        payment_port=process_port(),
-        inventory_port=process_port(),
-        shipping_port=process_port(),
-        orchestrator_port=process_port(),
-        carrier_dispatch_delay_seconds=1,
-        startup_timeout_seconds=120,
-    )
-    stack = Stack(settings, say=lambda _: None)
-    try:
-        stack.up()
+    stock = {"SKU-1001": 10_000, "SKU-1002": 10_000, "SKU-1003": 10_000}
+    with own_stack(kafka_libs, tmp_path, stock, carrier_dispatch_delay_seconds=1) as settings:
         yield settings
-    finally:
-        stack.down()
 
 
 @pytest.mark.timeout(1200)

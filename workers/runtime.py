@@ -47,6 +47,7 @@ from eventbus import (
     new_producer,
     open_database,
 )
+from eventbus.clients import kafka_connection
 from eventbus.outbox import RelayLease
 from infra.kafka_broker import KafkaUnavailableError, wait_for_kafka
 from infra.logs import configure_logging
@@ -208,7 +209,8 @@ async def serve(
     """
     timeout = settings.startup_timeout_seconds
     converter = data_converter(settings)
-    await wait_for_kafka(settings.kafka_bootstrap_servers, wait_seconds=timeout)
+    kafka = kafka_connection(settings)
+    await wait_for_kafka(kafka, wait_seconds=timeout)
     client = await wait_for_temporal(
         settings.temporal_address,
         settings.temporal_namespace,
@@ -222,15 +224,14 @@ async def serve(
         outbox = Outbox(db)
         metrics = EventBusMetrics(registry)
         parts = build(ServiceContext(settings, db, outbox, client, metrics, registry))
-        bootstrap = settings.kafka_bootstrap_servers
         relay = OutboxRelay(
             outbox,
-            lambda: new_producer(bootstrap),
+            lambda: new_producer(kafka),
             metrics=metrics,
             lease=RelayLease(
                 db, _lease_owner(service, settings), ttl=settings.outbox_lease_seconds
             ),
-            consumer_factory=lambda: new_consumer(bootstrap, None),
+            consumer_factory=lambda: new_consumer(kafka, None),
         )
         config = uvicorn.Config(
             health_app(service, registry),

@@ -4,6 +4,7 @@ import sys
 
 import uvicorn
 
+from eventbus.clients import kafka_connection
 from infra.logs import configure_logging
 from infra.payload_codec import data_converter
 from infra.sdk_metrics import sdk_metrics_runtime
@@ -21,6 +22,7 @@ def main() -> None:
         settings = load_settings()
         data_converter(settings)  # refuses unusable payload keys before anything starts
         tokens = TokenStore.from_settings(settings)  # before anything connects or listens
+        kafka_connection(settings)  # refuses incomplete Kafka security settings
     except ConfigurationError as exc:
         print(f"{_PROCESS}: {exc}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -28,6 +28,7 @@ from temporalio.runtime import Runtime
 from temporalio.service import RPCError
 
 from eventbus import EventBusMetrics, Outbox, OutboxRelay, new_producer, open_database
+from eventbus.clients import kafka_connection
 from infra.payload_codec import data_converter
 from infra.settings import Settings
 from infra.temporal_server import wait_for_temporal
@@ -245,6 +246,7 @@ def create_app(
     """
     registry = registry or CollectorRegistry()
     converter = data_converter(settings)
+    kafka = kafka_connection(settings)  # a bad Kafka setting stops the API before it serves
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -262,7 +264,7 @@ def create_app(
         outbox = Outbox(outbox_db)
         relay = OutboxRelay(
             outbox,
-            lambda: new_producer(settings.kafka_bootstrap_servers),
+            lambda: new_producer(kafka),
             metrics=EventBusMetrics(registry),
         )
         app.state.temporal = client

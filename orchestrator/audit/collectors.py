@@ -38,6 +38,7 @@ from contracts.errors import ContractError
 from contracts.events.order import OrderRepairedData
 from contracts.topics import TOPICS
 from eventbus import TopicSnapshot
+from eventbus.clients import KafkaTarget
 from eventbus.database import open_reader
 from orchestrator.audit.report import AuditSource
 from orchestrator.audit.snapshot import (
@@ -414,7 +415,7 @@ class KafkaEvents:
 
 
 async def read_events(
-    bootstrap_servers: str, *, after: dict[TopicPartition, int] | None = None
+    bootstrap_servers: KafkaTarget, *, after: dict[TopicPartition, int] | None = None
 ) -> KafkaEvents:
     """Every domain event from the beginning of the topics to where they end now.
 
@@ -448,7 +449,7 @@ async def read_events(
     return found
 
 
-def _require_topics(bootstrap_servers: str, snapshot: TopicSnapshot) -> None:
+def _require_topics(bootstrap_servers: KafkaTarget, snapshot: TopicSnapshot) -> None:
     if snapshot.missing_topics:
         raise SourceUnreadable(
             f"Kafka at {bootstrap_servers} has no topic {', '.join(snapshot.missing_topics)}: "

@@ -8,6 +8,7 @@ from datetime import datetime
 from aiokafka.errors import KafkaError
 from temporalio.client import Client
 
+from eventbus.clients import kafka_connection
 from infra.kafka_broker import KafkaUnavailableError, wait_for_kafka
 from infra.payload_codec import data_converter
 from infra.settings import Settings
@@ -86,7 +87,7 @@ async def _live_snapshot(
     wanted: frozenset[str] | None,
     since: datetime | None,
 ) -> AuditSnapshot:
-    bootstrap = settings.kafka_bootstrap_servers
+    bootstrap = kafka_connection(settings)
     client = await _temporal(settings)
     await _kafka(settings)
     query = saga_query(wanted, since)
@@ -194,6 +195,6 @@ async def _temporal(settings: Settings) -> Client:
 
 async def _kafka(settings: Settings) -> None:
     try:
-        await wait_for_kafka(settings.kafka_bootstrap_servers, wait_seconds=_REACH_SECONDS)
+        await wait_for_kafka(kafka_connection(settings), wait_seconds=_REACH_SECONDS)
     except KafkaUnavailableError as exc:
         raise AuditSourceError(f"{exc}; {_OFFLINE_HINT}") from None

@@ -6,7 +6,9 @@ touches the broker's jars.
 """
 
 import asyncio
+import os
 import re
+import tempfile
 from collections.abc import Callable, Mapping
 from importlib import resources
 from pathlib import Path
@@ -88,14 +90,26 @@ async def run_producer_performance(
         MissingToolError: Java is not installed.
         RuntimeError: the tool failed or printed no summary (its last lines are in the message).
     """
-    command = [
-        require_tool(java, "Kafka's ProducerPerformance", "install Java 17 or set SAGA_JAVA"),
-        "-Xmx512m", "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn",
-        "-cp", f"{libs}/*", _TOOL,
-        "--topic", topic, "--num-records", str(records), "--record-size", str(record_bytes),
-        "--throughput", "-1",
-        "--producer-props", *(f"{name}={value}" for name, value in producer_props.items()),
-    ]  # fmt: skip
+    # The properties go in a file only this user can read: they may hold a SCRAM password,
+    # which a command line would show to every user of the machine.
+    with tempfile.TemporaryDirectory(prefix="saga-bench-") as folder:
+        config = Path(folder) / "producer.properties"
+        fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.writelines(f"{name}={value}\n" for name, value in producer_props.items())
+        command = [
+            require_tool(java, "Kafka's ProducerPerformance", "install Java 17 or set SAGA_JAVA"),
+            "-Xmx512m", "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn",
+            "-cp", f"{libs}/*", _TOOL,
+            "--topic", topic, "--num-records", str(records), "--record-size", str(record_bytes),
+            "--throughput", "-1", "--producer.config", str(config),
+        ]  # fmt: skip
+        return await _run_tool(command, record_bytes, say, limit_seconds)
+
+
+async def _run_tool(
+    command: list[str], record_bytes: int, say: Say, limit_seconds: float
+) -> PublisherFigures:
     process = await asyncio.create_subprocess_exec(
         *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
     )

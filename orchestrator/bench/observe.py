@@ -21,14 +21,14 @@ from typing import Self
 
 import httpx
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 from pydantic import BaseModel
 
 from contracts.codec import decode_event
 from contracts.errors import UndecodableEvent
-from eventbus import new_consumer
+from eventbus.clients import KafkaTarget, new_admin, new_consumer
 from eventbus.snapshot import stop_groupless, topic_partitions
+from infra.kafka_security import ORCHESTRATOR_GROUPS
 from orchestrator.bench.stats import (
     HistogramCounts,
     LatencySummary,
@@ -52,13 +52,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-ORCHESTRATOR_GROUPS = (
-    "orchestrator-projector",
-    "orchestrator-dispatch-bridge",
-    "audit",
-    "notifications",
-)
-"""The consumer groups of the orchestrator's worker (``orchestrator/worker.py``)."""
 
 PUBLISH_LATENCY_METRIC = "event_publish_latency_seconds"
 
@@ -78,7 +71,7 @@ class DeliveryProbe:
     """A consumer group of the bench's own on the domain topics, from their end."""
 
     def __init__(
-        self, bootstrap_servers: str, topics: list[str], *, group_id: str, key_prefix: str
+        self, bootstrap_servers: KafkaTarget, topics: list[str], *, group_id: str, key_prefix: str
     ):
         self._consumer: AIOKafkaConsumer = new_consumer(
             bootstrap_servers, group_id, auto_offset_reset="latest"
@@ -188,7 +181,7 @@ class LagSampler:
 
     def __init__(
         self,
-        bootstrap_servers: str,
+        bootstrap_servers: KafkaTarget,
         topics: list[str],
         groups: Iterable[str] = ORCHESTRATOR_GROUPS,
         *,
@@ -198,8 +191,8 @@ class LagSampler:
         self._topics = topics
         self._groups = list(groups)
         self._interval = interval
-        self._admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
-        self._ends = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False)
+        self._admin = new_admin(bootstrap_servers)
+        self._ends = new_consumer(bootstrap_servers, None, isolation_level="read_uncommitted")
         self._task: asyncio.Task[None] | None = None
         self._samples = 0
         self._peak = 0

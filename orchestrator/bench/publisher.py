@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 from prometheus_client import CollectorRegistry
 from pydantic import BaseModel
@@ -28,7 +27,7 @@ from contracts.events.common import Money
 from contracts.events.payment import PaymentCompleted, PaymentCompletedData
 from contracts.topics import TopicSpec
 from eventbus import EventBusMetrics, Outbox, OutboxRelay, new_producer, open_database, transaction
-from eventbus.clients import compression_type
+from eventbus.clients import KafkaTarget, as_connection, compression_type, new_admin
 from infra.kafka_broker import apply_topic_catalog
 from infra.logs import log_handler
 from orchestrator.bench.stats import LatencySummary, summarize
@@ -73,10 +72,10 @@ def typical_event(order_id: str | None = None) -> PaymentCompleted:
     )
 
 
-def java_producer_props(bootstrap_servers: str) -> dict[str, str]:
+def java_producer_props(bootstrap_servers: KafkaTarget) -> dict[str, str]:
     """The settings of :func:`eventbus.new_producer`, in the Java client's names."""
     props = {
-        "bootstrap.servers": bootstrap_servers,
+        **as_connection(bootstrap_servers).java_properties(),
         "acks": "all",
         "enable.idempotence": "true",
         "linger.ms": "2",
@@ -90,13 +89,13 @@ def java_producer_props(bootstrap_servers: str) -> dict[str, str]:
 
 
 @contextlib.asynccontextmanager
-async def bench_topic(bootstrap_servers: str, name: str) -> AsyncIterator[str]:
+async def bench_topic(bootstrap_servers: KafkaTarget, name: str) -> AsyncIterator[str]:
     """A topic shaped like the domain topics (the catalog's defaults), deleted on exit."""
     await apply_topic_catalog(bootstrap_servers, [TopicSpec(name=name)])
     try:
         yield name
     finally:
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+        admin = new_admin(bootstrap_servers)
         try:
             await admin.start()
             await admin.delete_topics([name], timeout_ms=15000)
@@ -128,7 +127,7 @@ def _figures(
 
 
 async def measure_aiokafka_producer(
-    bootstrap_servers: str, topic: str, *, records: int, say: Say
+    bootstrap_servers: KafkaTarget, topic: str, *, records: int, say: Say
 ) -> PublisherFigures:
     """aiokafka's producer alone (:func:`eventbus.new_producer`): no outbox, no database."""
     encoded = encode_event(typical_event())
@@ -199,7 +198,7 @@ def _logging_as_a_service(level: str, path: Path) -> Iterator[None]:
 
 
 async def measure_project_publisher(
-    bootstrap_servers: str, topic: str, *, records: int, log_level: str, say: Say
+    bootstrap_servers: KafkaTarget, topic: str, *, records: int, log_level: str, say: Say
 ) -> PublisherFigures:
     """The path every service publishes through: events in the outbox, the relay sends them.
 

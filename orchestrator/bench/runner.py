@@ -26,6 +26,7 @@ from temporalio.client import Client
 from contracts.activities import saga_workflow_id
 from contracts.codec import encode_event
 from contracts.topics import TOPICS
+from eventbus.clients import kafka_connection
 from eventbus.database import open_reader
 from infra.api_tokens import api_headers
 from infra.kafka_broker import wait_for_kafka
@@ -207,7 +208,7 @@ async def _run_sagas(
     say: Say,
 ) -> _SagaPhase:
     topics = [spec.name for spec in TOPICS]
-    bootstrap = settings.kafka_bootstrap_servers
+    bootstrap = kafka_connection(settings)
     async with (
         DeliveryProbe(
             bootstrap, topics, group_id=f"saga-bench-{run_id}", key_prefix=f"bench-{run_id}-"
@@ -249,7 +250,7 @@ async def _run_sagas(
 async def _run_publishing(
     settings: Settings, options: BenchOptions, run_id: str, tools: Path | None, say: Say
 ) -> PublishingSection:
-    bootstrap = settings.kafka_bootstrap_servers
+    bootstrap = kafka_connection(settings)
     record_bytes = len(encode_event(typical_event()).value)
     async with bench_topic(bootstrap, f"saga-bench-{run_id}") as topic:
         say(f"publishing: {options.records:,} records of {record_bytes} bytes to {topic}")
@@ -320,7 +321,7 @@ async def run_bench(settings: Settings, options: BenchOptions, *, say: Say) -> B
     run_id = f"{started:%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:4]}"
     warnings: list[str] = []
 
-    await wait_for_kafka(settings.kafka_bootstrap_servers, wait_seconds=10)
+    await wait_for_kafka(kafka_connection(settings), wait_seconds=10)
     temporal = await wait_for_temporal(
         settings.temporal_address,
         settings.temporal_namespace,

@@ -33,7 +33,7 @@ from temporalio.client import Client
 from temporalio.runtime import Runtime, TelemetryConfig
 
 from contracts.topics import TOPICS, dlq_topic
-from eventbus.clients import new_consumer
+from eventbus.clients import KafkaTarget, kafka_connection, new_consumer
 from eventbus.database import open_reader
 from eventbus.snapshot import stop_groupless, topic_partitions
 from infra.api_tokens import api_headers
@@ -242,7 +242,7 @@ def outbox_pending(run_dir: Path) -> int:
     return _query_sum(_databases(run_dir), "SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL", ())
 
 
-async def _dead_letter_ends(bootstrap_servers: str) -> int:
+async def _dead_letter_ends(bootstrap_servers: KafkaTarget) -> int:
     """The sum of the dead-letter topics' end offsets (records ever written to them)."""
     partitions = await topic_partitions(
         bootstrap_servers, [dlq_topic(spec.name) for spec in TOPICS]
@@ -359,7 +359,7 @@ async def run_chaos(settings: Settings, options: ChaosOptions, *, say: Say) -> C
             "killed too), or leave them out with --kill/--pause"
         )  # fmt: skip
     _check_restartable(stack, settings, options)
-    await wait_for_kafka(settings.kafka_bootstrap_servers, wait_seconds=10)
+    await wait_for_kafka(kafka_connection(settings), wait_seconds=10)
     temporal = await connect_quietly(settings)
 
     seed = options.seed if options.seed is not None else random.randrange(2**31)
@@ -371,7 +371,7 @@ async def run_chaos(settings: Settings, options: ChaosOptions, *, say: Say) -> C
         f"chaos {run_id} (seed {seed}): {options.orders} orders, {options.concurrency} at once; "
         f"faults: {', '.join(map(str, faults))}"
     )
-    dead_letters_before = await _dead_letter_ends(settings.kafka_bootstrap_servers)
+    dead_letters_before = await _dead_letter_ends(kafka_connection(settings))
     redelivered = _CounterWatch("events_duplicate_total", service_metrics(stack, statuses))
     await redelivered.sample()
 
@@ -421,7 +421,7 @@ async def run_chaos(settings: Settings, options: ChaosOptions, *, say: Say) -> C
     consumed = _query_sum(
         _databases(run_dir), "SELECT COUNT(*) FROM inbox WHERE handled_at >= ?", (wall_start,)
     )
-    dead_letters = await _dead_letter_ends(settings.kafka_bootstrap_servers) - dead_letters_before
+    dead_letters = await _dead_letter_ends(kafka_connection(settings)) - dead_letters_before
 
     lost_orders = load.lost_orders()
     struck = {f"{r.kind} {r.target}" for r in results}

@@ -9,6 +9,7 @@ from pydantic import BaseModel
 from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from temporalio.service import RPCError
 
+from eventbus.clients import kafka_connection
 from infra.kafka_broker import KafkaUnavailableError, wait_for_kafka
 from orchestrator.api.deps import SettingsDep, TemporalClientDep
 
@@ -54,7 +55,7 @@ async def readyz(temporal: TemporalClientDep, settings: SettingsDep) -> JSONResp
 
     async def kafka_state() -> str:
         try:
-            await wait_for_kafka(settings.kafka_bootstrap_servers, wait_seconds=2)
+            await wait_for_kafka(kafka_connection(settings), wait_seconds=2)
         except KafkaUnavailableError as exc:
             return f"does not answer: {exc}"
         return "ok"
