@@ -4,7 +4,6 @@ to another service's topic, a client without credentials, a wrong password and a
 does not trust the run's CA."""
 
 import asyncio
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,8 @@ from infra.api_tokens import api_headers
 from infra.kafka_security import read_kafka_secrets, tls_dir
 from infra.settings import Settings
 from tests.conftest import own_stack
-from tests.saga_paths import ENDS, SAGA_PATHS, SagaPath
+from tests.orders_api import order_body, place, until_ended
+from tests.saga_paths import SAGA_PATHS, SagaPath
 
 _PATHS = [path for path in SAGA_PATHS if path.name in ("happy", "declined", "no stock")]
 _SKU = "SKU-1003"
@@ -49,35 +49,6 @@ def secured_stack(kafka_libs: Path, tmp_path_factory: pytest.TempPathFactory) ->
         yield settings
 
 
-async def place_order(api: httpx.AsyncClient, path: SagaPath) -> str:
-    """``POST /orders`` for ``path``; the one place a test of this module places an order."""
-    body = {
-        "order_id": f"sec-{uuid.uuid4().hex[:12]}",
-        "customer_id": "cust-secured",
-        "items": [{"sku": _SKU, "quantity": path.quantity, "unit_price": 1500}],
-        "currency": "EUR",
-        "payment_token": path.token,
-        "shipping_address": {"country": path.country, "city": "Berlin"},
-    }
-    response = await api.post("/orders", json=body)
-    assert response.status_code == 202, response.text
-    order_id: str = response.json()["order_id"]
-    return order_id
-
-
-async def _until_ended(api: httpx.AsyncClient, order_id: str) -> dict[str, Any]:
-    saga: dict[str, Any] = {}
-    for _ in range(300):
-        response = await api.get(f"/sagas/{order_id}")
-        assert response.status_code == 200, response.text
-        saga = response.json()
-        ended = any(e["event_type"] in ENDS for e in saga["events"])
-        if saga["execution_status"] != "RUNNING" and ended:
-            return saga
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"saga {order_id} did not end: {saga.get('saga')}")
-
-
 def _as(settings: Settings, user: str, password: str | None = None) -> KafkaConnection:
     """The secured broker as ``user``: with its password of the run, or ``password``."""
     passwords = read_kafka_secrets(settings.run_dir) or {}
@@ -93,7 +64,15 @@ async def test_sagas_run_end_to_end_on_the_secured_broker(secured_stack: Setting
     ) as api:
 
         async def run(path: SagaPath) -> dict[str, Any]:
-            return await _until_ended(api, await place_order(api, path))
+            body = order_body(
+                path.token,
+                path.country,
+                path.quantity,
+                sku=_SKU,
+                prefix="sec",
+                customer_id="cust-secured",
+            )
+            return await until_ended(api, await place(api, body))
 
         sagas = await asyncio.wait_for(asyncio.gather(*(run(p) for p in _PATHS)), timeout=120)
     for path, saga in zip(_PATHS, sagas, strict=True):

@@ -15,12 +15,12 @@ from infra.processes import ProcessTable, stop_process
 from infra.settings import Settings
 from infra.stack import Stack
 from orchestrator.api.auth import DEVELOPMENT_PRINCIPAL
+from tests.orders_api import order_body, place, until_ended
 from tests.saga_paths import (
     CANCELLED,
     CHARGED,
     COMPLETED,
     DISPATCHED,
-    ENDS,
     HAPPY_EVENTS,
     NOT_SHIPPABLE,
     PLACED,
@@ -41,51 +41,11 @@ async def api(stack: Settings) -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
-def _body(
-    token: str = "tok_visa",
-    country: str = "DE",
-    quantity: int = 1,
-    *,
-    order_id: str | None = None,
-    customer_id: str = "cust-api",
-    deadline: int | None = None,
-) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "order_id": order_id or f"api-{uuid.uuid4().hex[:12]}",
-        "customer_id": customer_id,
-        "items": [{"sku": "SKU-1003", "quantity": quantity, "unit_price": 1500}],
-        "currency": "EUR",
-        "payment_token": token,
-        "shipping_address": {"country": country, "city": "Berlin"},
-    }
-    if deadline is not None:
-        body["dispatch_deadline_seconds"] = deadline
-    return body
-
-
-async def _place(api: httpx.AsyncClient, body: dict[str, Any]) -> str:
-    response = await api.post("/orders", json=body)
-    assert response.status_code == 202, response.text
-    order_id: str = response.json()["order_id"]
-    return order_id
-
-
 async def _saga(api: httpx.AsyncClient, order_id: str) -> dict[str, Any]:
     response = await api.get(f"/sagas/{order_id}")
     assert response.status_code == 200, response.text
     saga: dict[str, Any] = response.json()
     return saga
-
-
-async def _until_ended(api: httpx.AsyncClient, order_id: str) -> dict[str, Any]:
-    """The saga once it has ended and its closing event is in the timeline."""
-    for _ in range(450):
-        saga = await _saga(api, order_id)
-        ended = any(e["event_type"] in ENDS for e in saga["events"])
-        if saga["execution_status"] != "RUNNING" and ended:
-            return saga
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"saga {order_id} did not end: {saga['saga']}")
 
 
 async def _until_step_done(api: httpx.AsyncClient, order_id: str, step: str) -> None:
@@ -101,8 +61,8 @@ async def test_every_saga_path_through_the_api(api: httpx.AsyncClient) -> None:
     """Each path, started with POST /orders, ends in its status with its full timeline."""
 
     async def run(path: SagaPath) -> dict[str, Any]:
-        order_id = await _place(
-            api, _body(path.token, path.country, path.quantity, deadline=path.deadline)
+        order_id = await place(
+            api, order_body(path.token, path.country, path.quantity, deadline=path.deadline)
         )
         if path.customer_cancels:
             await _until_step_done(api, order_id, "schedule_shipment")
@@ -111,7 +71,7 @@ async def test_every_saga_path_through_the_api(api: httpx.AsyncClient) -> None:
                 json={"reason": "changed my mind", "requested_by": "cust-api"},
             )
             assert cancel.status_code == 202, cancel.text
-        return await _until_ended(api, order_id)
+        return await until_ended(api, order_id)
 
     sagas = await asyncio.wait_for(asyncio.gather(*(run(p) for p in SAGA_PATHS)), timeout=150)
     for path, saga in zip(SAGA_PATHS, sagas, strict=True):
@@ -151,7 +111,7 @@ async def test_the_event_stream_delivers_a_running_sagas_events_as_they_happen(
     api: httpx.AsyncClient,
 ) -> None:
     """The first events arrive while the saga still runs; the stream ends with the saga."""
-    order_id = await _place(api, _body())
+    order_id = await place(api, order_body())
     lines: list[str] = []
     status_at_first_event: str | None = None
     async with api.stream("GET", f"/sagas/{order_id}/events") as stream:
@@ -183,7 +143,7 @@ async def test_the_event_stream_delivers_a_running_sagas_events_as_they_happen(
 async def test_placing_the_same_order_twice_starts_one_saga(api: httpx.AsyncClient) -> None:
     """Same id and body: the existing saga (200). Same id, other body: 409. Bad body: 422."""
     customer = f"cust-{uuid.uuid4().hex[:8]}"
-    body = _body(customer_id=customer, country="AQ")
+    body = order_body(customer_id=customer, country="AQ")
     first = await api.post("/orders", json=body)
     again = await api.post("/orders", json=body)
     assert (first.status_code, again.status_code) == (202, 200)
@@ -195,7 +155,7 @@ async def test_placing_the_same_order_twice_starts_one_saga(api: httpx.AsyncClie
     assert other.status_code == 409
     assert body["order_id"] in other.json()["detail"]
 
-    await _until_ended(api, body["order_id"])
+    await until_ended(api, body["order_id"])
     after_end = await api.post("/orders", json=body)
     assert after_end.status_code == 200  # a finished saga is not started again either
 
@@ -211,7 +171,7 @@ async def test_placing_the_same_order_twice_starts_one_saga(api: httpx.AsyncClie
 async def test_bad_orders_are_refused_with_the_field_and_start_nothing(
     api: httpx.AsyncClient,
 ) -> None:
-    body = _body()
+    body = order_body()
     body["items"][0]["quantity"] = 0
     body["currency"] = "XXY"
     body["shipping_address"]["country"] = "Germany"
@@ -226,16 +186,18 @@ async def test_bad_orders_are_refused_with_the_field_and_start_nothing(
     assert "ISO 4217" in problems[("body", "currency")]
     assert (await api.get(f"/sagas/{body['order_id']}")).status_code == 404
 
-    empty = await api.post("/orders", json={**_body(), "items": []})
+    empty = await api.post("/orders", json={**order_body(), "items": []})
     assert empty.status_code == 422
     assert [p["loc"] for p in empty.json()["detail"]] == [["body", "items"]]
 
 
 async def test_listing_filters_by_status_and_customer_and_pages(api: httpx.AsyncClient) -> None:
     customer = f"cust-{uuid.uuid4().hex[:8]}"
-    ids = [await _place(api, _body("tok_chargeDeclined", customer_id=customer)) for _ in range(3)]
+    ids = [
+        await place(api, order_body("tok_chargeDeclined", customer_id=customer)) for _ in range(3)
+    ]
     for order_id in ids:
-        await _until_ended(api, order_id)
+        await until_ended(api, order_id)
     seen: list[str] = []
     for _ in range(50):
         page = (
@@ -290,7 +252,7 @@ async def test_a_saga_waiting_on_a_stopped_service_is_listed_stuck_until_it_retu
     assert payment is not None
     assert stop_process(payment)
     try:
-        order_id = await _place(api, _body())
+        order_id = await place(api, order_body())
         entry = await _stuck_entry(api, order_id, older_than=2)
         assert entry["step"] == "charge_payment"
         assert entry["owner"] == "payment"
@@ -306,7 +268,7 @@ async def test_a_saga_waiting_on_a_stopped_service_is_listed_stuck_until_it_retu
         await asyncio.sleep(0.2)
     else:
         raise AssertionError(f"{order_id} still stuck after the payment service came back")
-    saga = await _until_ended(api, order_id)
+    saga = await until_ended(api, order_id)
     assert saga["saga"]["status"] == "COMPLETED"
 
 
@@ -314,7 +276,7 @@ async def test_a_saga_stuck_in_a_failing_compensation_is_found_and_moved_on(
     api: httpx.AsyncClient,
 ) -> None:
     """A refund that keeps failing holds the saga in compensation until an operator acts."""
-    order_id = await _place(api, _body("tok_refundFail", country="AQ"))
+    order_id = await place(api, order_body("tok_refundFail", country="AQ"))
     entry = await _stuck_entry(api, order_id, older_than=0, flagged=True)
     assert entry["saga_status"] == "COMPENSATING"
     assert entry["step"] == "charge_payment"
@@ -355,7 +317,7 @@ async def test_a_saga_stuck_in_a_failing_compensation_is_found_and_moved_on(
     assert f"by {DEVELOPMENT_PRINCIPAL}" in done.json()["detail"]
     assert "(on behalf of ops-oncall)" in done.json()["detail"]
 
-    saga = await _until_ended(api, order_id)
+    saga = await until_ended(api, order_id)
     assert saga["saga"]["status"] == "CANCELLED"
     charge = next(s for s in saga["saga"]["steps"] if s["name"] == "charge_payment")
     assert charge["resolution"]["operator"] == DEVELOPMENT_PRINCIPAL
@@ -388,8 +350,8 @@ async def test_a_saga_stuck_in_a_failing_compensation_is_found_and_moved_on(
 async def test_unknown_sagas_and_ended_sagas_answer_clearly(api: httpx.AsyncClient) -> None:
     assert (await api.get("/sagas/no-such-order")).status_code == 404
     assert (await api.get("/sagas/no-such-order/events")).status_code == 404
-    order_id = await _place(api, _body("tok_chargeDeclined"))
-    await _until_ended(api, order_id)
+    order_id = await place(api, order_body("tok_chargeDeclined"))
+    await until_ended(api, order_id)
     cancel = await api.post(
         f"/sagas/{order_id}/cancel", json={"reason": "too late", "requested_by": "cust-api"}
     )

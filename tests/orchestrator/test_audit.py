@@ -51,6 +51,7 @@ from orchestrator.audit import (
     run_audit,
 )
 from orchestrator.audit_cli import _moment
+from tests.orders_api import order_body, place, until_ended
 
 K = ViolationKind
 _T = 1_700_000_000.0
@@ -394,35 +395,16 @@ class Planted:
 def _body(
     token: str = "tok_visa", country: str = "DE", deadline: int | None = None
 ) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "order_id": f"audit-{uuid.uuid4().hex[:12]}",
-        "customer_id": "cust-audit",
-        "items": [{"sku": "SKU-1002", "quantity": 1, "unit_price": 1500}],
-        "currency": "EUR",
-        "payment_token": token,
-        "shipping_address": {"country": country, "city": "Berlin"},
-    }
-    if deadline is not None:
-        body["dispatch_deadline_seconds"] = deadline
-    return body
-
-
-async def _place(api: httpx.AsyncClient, body: dict[str, Any]) -> str:
-    response = await api.post("/orders", json=body)
-    assert response.status_code == 202, response.text
-    order_id: str = response.json()["order_id"]
-    return order_id
+    return order_body(
+        token, country, sku="SKU-1002", prefix="audit", customer_id="cust-audit", deadline=deadline
+    )
 
 
 async def _ended(api: httpx.AsyncClient, order_id: str) -> str:
     """The saga's status once Temporal has closed it."""
-    for _ in range(600):
-        saga = (await api.get(f"/sagas/{order_id}")).json()
-        if saga["execution_status"] != "RUNNING":
-            status: str = saga["saga"]["status"]
-            return status
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"saga {order_id} did not end: {saga['saga']}")
+    saga = await until_ended(api, order_id, closing_event=False)
+    status: str = saga["saga"]["status"]
+    return status
 
 
 @contextmanager
@@ -476,7 +458,7 @@ async def planted(stack: Settings) -> AsyncIterator[Planted]:
             "missing_event": _body(token="tok_chargeDeclined"),
             "event_without_record": _body(token="tok_chargeDeclined"),
         }
-        ids = {name: await _place(api, body) for name, body in bodies.items()}
+        ids = {name: await place(api, body) for name, body in bodies.items()}
         statuses = await asyncio.gather(*(_ended(api, order_id) for order_id in ids.values()))
     completed = {"clean", "completed_incomplete", "double_charge"}
     assert dict(zip(ids, statuses, strict=True)) == {
@@ -586,7 +568,7 @@ async def test_a_saga_in_flight_is_waited_for_then_checked(stack: Settings) -> N
     async with httpx.AsyncClient(
         base_url=stack.api_url, timeout=30, headers=api_headers(stack)
     ) as api:
-        order_id = await _place(api, _body())
+        order_id = await place(api, _body())
     # The carrier takes seconds to dispatch: the saga is still running now.
     report = await run_audit(stack, orders={order_id})
     assert report.in_flight == [order_id]

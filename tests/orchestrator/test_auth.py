@@ -27,6 +27,7 @@ from infra.processes import free_port
 from infra.settings import ConfigurationError, Settings, load_settings
 from orchestrator.api.auth import DEVELOPMENT_PRINCIPAL, TokenStore
 from tests.conftest import scoped_token_name
+from tests.orders_api import order_body
 
 _ORDER_ID = "auth-no-such-order"
 
@@ -56,14 +57,7 @@ async def anonymous(stack: Settings) -> AsyncIterator[httpx.AsyncClient]:
 
 
 def _order(customer: str = "cust-auth") -> dict[str, Any]:
-    return {
-        "order_id": f"auth-{uuid.uuid4().hex[:12]}",
-        "customer_id": customer,
-        "items": [{"sku": "SKU-1003", "quantity": 1, "unit_price": 1500}],
-        "currency": "EUR",
-        "payment_token": "tok_visa",
-        "shipping_address": {"country": "DE", "city": "Berlin"},
-    }
+    return order_body(prefix="auth", customer_id=customer)
 
 
 @pytest.mark.parametrize(("method", "path", "scope", "body"), _GUARDED, ids=_IDS)

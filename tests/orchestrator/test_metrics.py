@@ -1,7 +1,6 @@
 """The saga metrics: why a saga was cancelled, and the stuck sagas counted from Temporal."""
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
@@ -16,6 +15,7 @@ from infra.api_tokens import api_headers
 from infra.settings import Settings
 from orchestrator.metrics import SagaMetrics, SagaWatch, cancel_reason
 from tests.infra.conftest import metrics_url, scrape
+from tests.orders_api import order_body, place
 
 
 def test_the_cancel_reason_is_the_customer_the_workflow_or_the_failed_step() -> None:
@@ -40,21 +40,9 @@ async def api(stack: Settings) -> AsyncIterator[httpx.AsyncClient]:
 
 
 def _order(token: str, country: str) -> dict[str, Any]:
-    return {
-        "order_id": f"metrics-{uuid.uuid4().hex[:12]}",
-        "customer_id": "cust-metrics",
-        "items": [{"sku": "SKU-1001", "quantity": 1, "unit_price": 900}],
-        "currency": "EUR",
-        "payment_token": token,
-        "shipping_address": {"country": country},
-    }
-
-
-async def _place(api: httpx.AsyncClient, body: dict[str, Any]) -> str:
-    response = await api.post("/orders", json=body)
-    assert response.status_code == 202, response.text
-    order_id: str = response.json()["order_id"]
-    return order_id
+    return order_body(
+        token, country, sku="SKU-1001", prefix="metrics", customer_id="cust-metrics", unit_price=900
+    )
 
 
 async def _saga_until(api: httpx.AsyncClient, order_id: str, done: Any) -> dict[str, Any]:
@@ -71,7 +59,7 @@ async def test_a_customer_cancel_is_counted_as_customer(
 ) -> None:
     async with httpx.AsyncClient(timeout=10) as http:
         before = await scrape(http, metrics_url(stack, "orchestrator"))
-        order_id = await _place(api, _order("tok_visa", "DE"))
+        order_id = await place(api, _order("tok_visa", "DE"))
         await _saga_until(
             api,
             order_id,
@@ -107,7 +95,7 @@ async def test_the_saga_watch_counts_a_saga_flagged_stuck(
         return registry.get_sample_value(name, {"saga_status": "COMPENSATING"}) or 0.0
 
     watch = SagaWatch(temporal_client, metrics, min_age=timedelta(0))
-    order_id = await _place(api, _order("tok_refundFail", "AQ"))
+    order_id = await place(api, _order("tok_refundFail", "AQ"))
     try:
         await _saga_until(
             api,
