@@ -157,6 +157,17 @@ def process_port() -> int:
             return port
 
 
+@contextlib.contextmanager
+def stack_up(settings: Settings) -> Iterator[Stack]:
+    """``saga up`` for ``settings``, and ``saga down`` at the end, whatever happened."""
+    stack = Stack(settings, say=lambda _: None)
+    try:
+        stack.up()
+        yield stack
+    finally:
+        stack.down()
+
+
 def engine_port() -> int:
     """A free port whose neighbours at +10 and +11 (Temporal's HTTP API and metrics) are free."""
     while True:
@@ -193,12 +204,8 @@ def own_stack(
             **overrides,
         }
     )
-    stack = Stack(settings, say=lambda _: None)
-    try:
-        stack.up()
+    with stack_up(settings):
         yield settings
-    finally:
-        stack.down()
 
 
 @pytest.fixture(scope="session")
@@ -261,9 +268,5 @@ def stack(
             ]
         ),
     )
-    stack = Stack(settings, say=lambda _: None)
-    try:
-        stack.up()
+    with stack_up(settings):
         yield settings
-    finally:
-        stack.down()
