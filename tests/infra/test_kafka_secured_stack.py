@@ -1,9 +1,11 @@
-"""A whole stack on the secured embedded broker (``SAGA_KAFKA_SECURED=true``): sagas run end to
-end with every process on its own SCRAM user over TLS, and the broker refuses a service writing
-to another service's topic, a client without credentials, a wrong password and a client that
-does not trust the run's CA."""
+"""A whole stack on the secured embedded broker (``SAGA_KAFKA_SECURED=true``) with payload
+encryption on: sagas run end to end with every process on its own SCRAM user over TLS, Temporal
+stores only ciphertext of them, and the broker refuses a service writing to another service's
+topic, a client without credentials, a wrong password and a client that does not trust the
+run's CA."""
 
 import asyncio
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,9 @@ from aiokafka.errors import (
     KafkaError,
     TopicAuthorizationFailedError,
 )
+from temporalio.client import Client
 
+from contracts.activities import saga_workflow_id
 from eventbus.clients import (
     KafkaConnection,
     kafka_connection,
@@ -26,10 +30,12 @@ from eventbus.clients import (
 )
 from infra.api_tokens import api_headers
 from infra.kafka_security import read_kafka_secrets, tls_dir
+from infra.payload_codec import ENCRYPTED_ENCODING
 from infra.settings import Settings
 from tests.conftest import own_stack
 from tests.orders_api import order_body, place, until_ended
 from tests.saga_paths import SAGA_PATHS, SagaPath
+from tests.temporal_history import raw_history
 
 _PATHS = [path for path in SAGA_PATHS if path.name in ("happy", "declined", "no stock")]
 _SKU = "SKU-1003"
@@ -37,12 +43,14 @@ _SKU = "SKU-1003"
 
 @pytest.fixture(scope="module")
 def secured_stack(kafka_libs: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
-    """A whole stack of its own, its embedded broker secured."""
+    """A whole stack of its own, its embedded broker secured, its payloads encrypted (with the
+    development keys `saga up` makes)."""
     with own_stack(
         kafka_libs,
         tmp_path_factory.mktemp("secured"),
         {_SKU: 1000},
         kafka_secured=True,
+        payload_encryption=True,
         temporal_storage="memory",
         carrier_dispatch_delay_seconds=0.5,
     ) as settings:
@@ -78,6 +86,43 @@ async def test_sagas_run_end_to_end_on_the_secured_broker(secured_stack: Setting
     for path, saga in zip(_PATHS, sagas, strict=True):
         assert saga["saga"]["status"] == path.status, (path.name, saga["saga"])
         assert [e["event_type"] for e in saga["events"]] == path.events, path.name
+
+
+@pytest.mark.timeout(120)
+async def test_temporal_stores_only_ciphertext_of_a_sagas_personal_data(
+    secured_stack: Settings,
+) -> None:
+    """Read as the server stores it (a client without the codec), the saga's history holds
+    its order's input and every activity's input and result encrypted, and the address
+    nowhere; the API (with the codec) shows the saga completed."""
+    marker = f"Erika Mustermann {uuid.uuid4().hex[:8]}"
+    body = order_body(sku=_SKU, prefix="sec", customer_id="cust-secured")
+    body["shipping_address"].update(name=marker, line1="Heidestrasse 17", postal_code="51147")
+    async with httpx.AsyncClient(
+        base_url=secured_stack.api_url, timeout=30, headers=api_headers(secured_stack)
+    ) as api:
+        saga = await until_ended(api, await place(api, body))
+    assert saga["saga"]["status"] == "COMPLETED"
+
+    plain = await Client.connect(
+        secured_stack.temporal_address, namespace=secured_stack.temporal_namespace
+    )
+    history = await plain.get_workflow_handle(saga_workflow_id(body["order_id"])).fetch_history()
+    raw = raw_history(history)
+    assert marker.encode() not in raw and b"Heidestrasse" not in raw and b"51147" not in raw
+    carried = [
+        payload
+        for event in history.events
+        for attributes in (
+            event.workflow_execution_started_event_attributes.input,
+            event.activity_task_scheduled_event_attributes.input,
+            event.activity_task_completed_event_attributes.result,
+            event.workflow_execution_completed_event_attributes.result,
+        )
+        for payload in attributes.payloads
+    ]
+    assert len(carried) >= 10  # the order in, each step's input and result, the saga's result
+    assert {payload.metadata["encoding"] for payload in carried} == {ENCRYPTED_ENCODING}
 
 
 @pytest.mark.timeout(120)

@@ -10,7 +10,7 @@ import json
 import os
 import stat
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,6 @@ from typing import Any
 import httpx
 import pytest
 from google.protobuf import json_format
-from google.protobuf.message import Message
 from pydantic import SecretStr
 from temporalio.api.common.v1 import Payload, Payloads
 from temporalio.client import Client, WorkflowHistory
@@ -45,6 +44,7 @@ from infra.temporal_server import TemporalDevServer
 from orchestrator.api.app import create_app
 from orchestrator.replay import replay_histories
 from tests.infra.codec_workflow import DescribeOrder, describe_order
+from tests.temporal_history import history_payloads, raw_history
 
 K1 = base64.b64encode(b"\x01" * 16 + b"\x02" * 16).decode()
 K2 = base64.b64encode(bytes(range(32))).decode()
@@ -110,29 +110,6 @@ async def _run(server: TemporalDevServer, converter: DataConverter, raw: Client)
     return Run(handle.id, marker, history)
 
 
-def _payloads(message: Message) -> Iterator[Payload]:
-    """Every payload anywhere in ``message``."""
-    if isinstance(message, Payload):
-        yield message
-        return
-    for field, value in message.ListFields():
-        if field.type != field.TYPE_MESSAGE:
-            continue
-        if isinstance(value, Message):
-            items: Any = [value]
-        elif hasattr(value, "values"):  # a map
-            items = value.values()
-        else:
-            items = value
-        for item in items:
-            if isinstance(item, Message):
-                yield from _payloads(item)
-
-
-def _history_payloads(history: WorkflowHistory) -> list[Payload]:
-    return [payload for event in history.events for payload in _payloads(event)]
-
-
 @pytest.fixture(scope="module")
 async def k1_run(temporal_server: TemporalDevServer, temporal_client: Client) -> Run:
     """A run written with key ``k1`` alone."""
@@ -144,15 +121,13 @@ async def k1_run(temporal_server: TemporalDevServer, temporal_client: Client) ->
 
 async def test_temporal_stores_only_ciphertext(k1_run: Run) -> None:
     """Workflow input, activity input and result, workflow result: all encrypted with k1."""
-    payloads = _history_payloads(k1_run.history)
+    payloads = history_payloads(k1_run.history)
 
     assert len(payloads) == 4
     for payload in payloads:
         assert payload.metadata["encoding"] == ENCRYPTED_ENCODING
         assert payload.metadata[KEY_ID_METADATA] == b"k1"
-    raw = k1_run.history.to_json().encode() + b"".join(
-        event.SerializeToString() for event in k1_run.history.events
-    )
+    raw = raw_history(k1_run.history)
     assert k1_run.marker.encode() not in raw
     assert b"10115" not in raw
 
@@ -163,7 +138,7 @@ async def test_encryption_off_stores_plain_json(
     """The same workflow without encryption: the marker is in the history (the control)."""
     run = await _run(temporal_server, data_converter(Settings()), temporal_client)
 
-    assert {p.metadata["encoding"] for p in _history_payloads(run.history)} == {b"json/plain"}
+    assert {p.metadata["encoding"] for p in history_payloads(run.history)} == {b"json/plain"}
     assert run.marker.encode() in b"".join(e.SerializeToString() for e in run.history.events)
 
 
@@ -194,7 +169,7 @@ def _body(payloads: list[Payload]) -> dict[str, Any]:
 async def test_the_codec_endpoint_decodes_only_with_the_right_token(
     k1_run: Run, codec_http: httpx.AsyncClient
 ) -> None:
-    body = _body(_history_payloads(k1_run.history))
+    body = _body(history_payloads(k1_run.history))
     headers = {"X-Namespace": "default"}
 
     missing = await codec_http.post("/codec/decode", json=body, headers=headers)
@@ -293,7 +268,7 @@ async def test_a_rotated_key_list_reads_old_histories_and_writes_with_the_new_ke
 
     assert k1_run.marker in result
     assert report.ok, report.summary()
-    assert {p.metadata[KEY_ID_METADATA] for p in _history_payloads(new_run.history)} == {b"k2"}
+    assert {p.metadata[KEY_ID_METADATA] for p in history_payloads(new_run.history)} == {b"k2"}
 
 
 async def test_without_the_old_key_an_old_history_fails_naming_the_key(
