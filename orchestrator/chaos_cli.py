@@ -91,6 +91,26 @@ def _report(
     return 0 if report.passed else 1
 
 
+def add_load_arguments(
+    parser: argparse.ArgumentParser, *, orders: int, concurrency: int, report_dir: str
+) -> None:
+    """The options every command that drives orders through the stack takes: how many, how
+    many at once, where its report goes and ``--json``."""
+    parser.add_argument(
+        "--orders", type=int, default=orders, help=f"orders to place (default {orders})"
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=concurrency,
+        help=f"orders in flight at once (default {concurrency})",
+    )
+    parser.add_argument(
+        "--report-dir", type=Path, help=f"where to write (default: <run dir>/{report_dir})"
+    )
+    parser.add_argument("--json", action="store_true", help="print the JSON report")
+
+
 def register(add: _Add) -> None:
     """Add ``saga chaos`` and ``saga soak`` to the command line."""
     chaos = add(
@@ -99,10 +119,7 @@ def register(add: _Add) -> None:
         "Kill and restart every process of the running stack, one at a time, under a steady "
         "load of orders; then check that no saga was lost and audit the books.",
     )
-    chaos.add_argument("--orders", type=int, default=200, help="orders to place (default 200)")
-    chaos.add_argument(
-        "--concurrency", type=int, default=20, help="orders in flight at once (default 20)"
-    )
+    add_load_arguments(chaos, orders=200, concurrency=20, report_dir="chaos")
     chaos.add_argument(
         "--kill",
         metavar="NAMES",
@@ -127,17 +144,10 @@ def register(add: _Add) -> None:
         default=None,
         help="the run's limit in seconds (default: 600 + 0.75 per order)",
     )
-    chaos.add_argument("--report-dir", type=Path, help="where to write (default: <run dir>/chaos)")
-    chaos.add_argument("--json", action="store_true", help="print the JSON report")
     soak = add(
         "soak",
         _soak,
         "Run many sagas in a row through the running stack and report each process's "
         "memory before, warmed up and after, and whether the outboxes and consumer lag drain.",
     )
-    soak.add_argument("--orders", type=int, default=10_000, help="orders to place (default 10000)")
-    soak.add_argument(
-        "--concurrency", type=int, default=50, help="orders in flight at once (default 50)"
-    )
-    soak.add_argument("--report-dir", type=Path, help="where to write (default: <run dir>/chaos)")
-    soak.add_argument("--json", action="store_true", help="print the JSON report")
+    add_load_arguments(soak, orders=10_000, concurrency=50, report_dir="chaos")

@@ -387,16 +387,15 @@ def _parser() -> argparse.ArgumentParser:
         "--limit", type=int, default=100, help="how many recent sagas (default 100)"
     )
     replay.add_argument("--json", action="store_true", help="one JSON object, for scripts")
+    from orchestrator import chaos_cli, ops_cli
+
     bench = add(
         "bench",
         _bench,
         "Measure the running stack (sagas/s, saga and event latency, consumer lag) beside "
         "a bare Temporal workflow of the saga's shape and Kafka's own producer tool.",
     )
-    bench.add_argument("--orders", type=int, default=200, help="orders to place (default 200)")
-    bench.add_argument(
-        "--concurrency", type=int, default=50, help="sagas in flight at once (default 50)"
-    )
+    chaos_cli.add_load_arguments(bench, orders=200, concurrency=50, report_dir="bench")
     bench.add_argument("--bare-orders", type=int, help="bare workflows (default: --orders)")
     bench.add_argument(
         "--bare-dispatch-wait",
@@ -418,8 +417,6 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--profile", action="store_true", help="py-spy the stack's processes during the orders"
     )
-    bench.add_argument("--report-dir", type=Path, help="where to write (default: <run dir>/bench)")
-    bench.add_argument("--json", action="store_true", help="print the JSON report")
     dlq = commands.add_parser("dlq", help="Dead letters: list them, send them back.")
     dlq_commands = dlq.add_subparsers(dest="dlq_command", required=True, metavar="COMMAND")
     dlq_list = dlq_commands.add_parser("list", help="Show the records in the dead-letter topics.")
@@ -451,8 +448,6 @@ def _parser() -> argparse.ArgumentParser:
     )
     rebuild.set_defaults(handler=_projections_rebuild)
     rebuild.add_argument("--json", action="store_true", help="one JSON object, for scripts")
-    from orchestrator import chaos_cli, ops_cli
-
     ops_cli.register(commands, add)
     chaos_cli.register(add)
     from orchestrator import audit_cli

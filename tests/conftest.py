@@ -15,12 +15,13 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from contracts.topics import all_topics
-from infra.api_tokens import Scope, token_sha256
+from infra.api_tokens import Scope, api_headers, token_sha256
 from infra.kafka_broker import KafkaBroker, apply_topic_catalog, ensure_kafka_jars, wait_for_kafka
 from infra.processes import ProcessRecord, free_port, port_in_use, spawn, stop_process
 from infra.settings import Settings
@@ -206,6 +207,15 @@ def own_stack(
     )
     with stack_up(settings):
         yield settings
+
+
+@pytest.fixture
+async def api(stack: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the session stack's API, sending its development token."""
+    async with httpx.AsyncClient(
+        base_url=stack.api_url, timeout=30, headers=api_headers(stack)
+    ) as client:
+        yield client
 
 
 @pytest.fixture(scope="session")

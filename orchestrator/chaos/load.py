@@ -21,6 +21,8 @@ from temporalio.client import Client, WorkflowFailureError
 from temporalio.service import RPCError
 
 from contracts.activities import OrderSagaResult
+from infra.api_tokens import api_headers
+from infra.settings import Settings
 from orchestrator.api.models import Address, OrderAccepted, OrderItem, OrderRequest
 from orchestrator.bench.load import BENCH_SKUS, Progress
 
@@ -50,7 +52,8 @@ def chaos_order(run_id: str, index: int, prefix: str = "chaos") -> OrderRequest:
 class ChaosLoad:
     """The run's orders: placed through the API and followed to their saga's end."""
 
-    api_url: str
+    settings: Settings
+    """Where the API is, and the token its requests carry (``api_headers``)."""
     temporal: Client
     run_id: str
     count: int
@@ -59,8 +62,6 @@ class ChaosLoad:
     """Monotonic time after which clients stop waiting (what is not final then is lost)."""
     progress: Progress
     order_prefix: str = "chaos"
-    headers: dict[str, str] = field(default_factory=dict)
-    """Sent with every request: the bearer token's (``infra.api_tokens.api_headers``)."""
 
     accepted: dict[str, str] = field(default_factory=dict)
     """Order id → workflow id, for every order the API accepted."""
@@ -84,7 +85,10 @@ class ChaosLoad:
             max_connections=self.concurrency, max_keepalive_connections=self.concurrency
         )
         async with httpx.AsyncClient(
-            base_url=self.api_url, timeout=30.0, limits=limits, headers=self.headers
+            base_url=self.settings.api_url,
+            timeout=30.0,
+            limits=limits,
+            headers=api_headers(self.settings),
         ) as http:
 
             async def client() -> None:

@@ -36,7 +36,6 @@ from contracts.topics import TOPICS, dlq_topic
 from eventbus.clients import KafkaTarget, kafka_connection, new_consumer
 from eventbus.database import open_reader
 from eventbus.snapshot import stop_groupless, topic_partitions
-from infra.api_tokens import api_headers
 from infra.kafka_broker import wait_for_kafka
 from infra.logs import temporal_core_logging
 from infra.payload_codec import data_converter
@@ -378,8 +377,7 @@ async def run_chaos(settings: Settings, options: ChaosOptions, *, say: Say) -> C
     started = time.monotonic()
     wall_start = time.time()
     load = ChaosLoad(
-        api_url=settings.api_url,
-        headers=api_headers(settings),
+        settings=settings,
         temporal=temporal,
         run_id=run_id,
         count=options.orders,

@@ -19,7 +19,6 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from infra.api_tokens import api_headers
 from infra.settings import Settings
 from infra.stack import Stack
 from orchestrator.bench.load import ProgressLine
@@ -151,8 +150,7 @@ async def run_soak(settings: Settings, options: SoakOptions, *, say: Say) -> Soa
         line(done, total)
 
     load = ChaosLoad(
-        api_url=settings.api_url,
-        headers=api_headers(settings),
+        settings=settings,
         temporal=temporal,
         run_id=run_id,
         count=options.orders,

@@ -4,13 +4,10 @@ timeline and its live stream, idempotent starts, and finding and repairing stuck
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
-import pytest
 
-from infra.api_tokens import api_headers
 from infra.processes import ProcessTable, stop_process
 from infra.settings import Settings
 from infra.stack import Stack
@@ -31,14 +28,6 @@ from tests.saga_paths import (
     SCHEDULED,
     SagaPath,
 )
-
-
-@pytest.fixture
-async def api(stack: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(
-        base_url=stack.api_url, timeout=30, headers=api_headers(stack)
-    ) as client:
-        yield client
 
 
 async def _saga(api: httpx.AsyncClient, order_id: str) -> dict[str, Any]:

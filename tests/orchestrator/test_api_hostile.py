@@ -15,20 +15,11 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from infra.api_tokens import api_headers
 from infra.settings import Settings
 
 # Every order a test here sends belongs to this customer, so that no saga of it may exist.
 CUSTOMER = f"hostile-{uuid.uuid4().hex[:8]}"
 MAX_BODY = Settings.model_fields["api_max_body_bytes"].default
-
-
-@pytest.fixture
-async def api(stack: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(
-        base_url=stack.api_url, timeout=30, headers=api_headers(stack)
-    ) as client:
-        yield client
 
 
 def _order(**changes: Any) -> dict[str, Any]:

@@ -84,6 +84,14 @@ def test_up_ps_up_again_and_down(running_stack: dict[str, str]) -> None:
     again = _saga(env, "up")
     assert again.returncode == 0, again.stderr
     assert again.stdout.count("already running") == len(COMPONENTS)
+    assert "other settings" not in again.stdout  # the same settings give the same commands
+    token = _saga(env, "token")
+    assert token.returncode == 0, token.stderr
+    assert f"API token    {token.stdout.splitlines()[-1]}  " in again.stdout
+    # Settings that would start Temporal otherwise (in memory) are named, not silently kept.
+    drifted = _saga({**env, "SAGA_TEMPORAL_STORAGE": "memory"}, "up")
+    assert drifted.returncode == 0, drifted.stderr
+    assert drifted.stdout.count("started with other settings than these") == 1, drifted.stdout
     assert {n: r["pid"] for n, r in _ps(env).items()} == {n: r["pid"] for n, r in first.items()}
 
     down = _saga(env, "down")

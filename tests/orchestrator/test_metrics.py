@@ -1,17 +1,14 @@
 """The saga metrics: why a saga was cancelled, and the stuck sagas counted from Temporal."""
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
 import httpx
-import pytest
 from prometheus_client import CollectorRegistry
 from temporalio.client import Client
 
 from contracts.activities import CancelCause, CancelOrderInput
-from infra.api_tokens import api_headers
 from infra.settings import Settings
 from orchestrator.metrics import SagaMetrics, SagaWatch, cancel_reason
 from tests.infra.conftest import metrics_url, scrape
@@ -29,14 +26,6 @@ def test_the_cancel_reason_is_the_customer_the_workflow_or_the_failed_step() -> 
     assert reason(CancelCause.STEP_FAILED, "charge_payment") == "charge_payment"
     assert reason(None, "charge_payment") == "charge_payment"  # sent before causes were
     assert reason(None, None) == "unknown"
-
-
-@pytest.fixture
-async def api(stack: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(
-        base_url=stack.api_url, timeout=30, headers=api_headers(stack)
-    ) as client:
-        yield client
 
 
 def _order(token: str, country: str) -> dict[str, Any]:
