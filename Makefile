@@ -24,11 +24,12 @@ up: install
 down:
 	$(BIN)/saga down
 
-## lint: formatting, lint rules and strict typing
+## lint: formatting, lint rules, strict typing and the layout's import rules
 lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
 	$(BIN)/mypy .
+	$(BIN)/lint-imports
 
 ## test: install, lint, then the whole test suite against real Kafka and Temporal
 test: lint

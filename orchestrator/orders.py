@@ -30,10 +30,8 @@ from contracts.events.order import (
     OrderPlaced,
     OrderPlacedData,
 )
-from eventbus import Outbox
 from orchestrator.metrics import SagaMetrics, cancel_reason
-from workers.runtime import DomainEvents, causation_id
-from workers.store import Book
+from runtime import Book, DomainEvents, Outbox, causation_id
 
 __all__ = ["SOURCE", "OrderActivities", "OrderBook"]
 

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from contracts.envelope import AnyEvent
-from eventbus import transaction
+from runtime import transaction
 
 __all__ = ["Timeline", "TimelineEntry"]
 

@@ -8,7 +8,7 @@ consumer group with its own database connection:
 - the audit consumer and the notification consumer (choreography: nobody calls them).
 
 It also keeps the saga metrics (:mod:`orchestrator.metrics`) and the Kafka cluster's
-figures (:mod:`eventbus.cluster_metrics`) on its ``/metrics``.
+figures (:mod:`orchestrator.cluster_metrics`) on its ``/metrics``.
 
 Copies of the worker (``saga up --scale orchestrator=N``) share the task queue, the
 databases and the consumer groups, whose partitions Kafka splits between them; each inbox
@@ -22,23 +22,24 @@ import sqlite3
 from contracts.envelope import AnyEvent
 from contracts.task_queues import ORCHESTRATOR
 from contracts.topics import TOPICS, topic_for_event_type
-from eventbus import (
-    EventConsumer,
-    EventHandler,
-    KafkaClusterMetrics,
-    KafkaClusterWatch,
-    new_consumer,
-    new_producer,
-    open_database,
-)
-from eventbus.clients import kafka_connection
+from infra.config.kafka import kafka_connection
 from orchestrator.choreography import AuditLog, Notifications
+from orchestrator.cluster_metrics import KafkaClusterMetrics, KafkaClusterWatch
 from orchestrator.dispatch_bridge import DispatchBridge
 from orchestrator.metrics import SagaMetrics, SagaWatch
 from orchestrator.orders import OrderActivities, OrderBook
 from orchestrator.timeline import Timeline
 from orchestrator.workflows import OrderSaga
-from workers.runtime import ServiceContext, ServiceParts, run_service
+from runtime import (
+    EventConsumer,
+    EventHandler,
+    ServiceContext,
+    ServiceParts,
+    new_consumer,
+    new_producer,
+    open_database,
+    run_service,
+)
 
 __all__ = ["build", "main"]
 

@@ -21,12 +21,13 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from contracts.topics import all_topics
-from infra.api_tokens import Scope, api_headers, token_sha256
-from infra.kafka_broker import KafkaBroker, apply_topic_catalog, ensure_kafka_jars, wait_for_kafka
-from infra.processes import ProcessRecord, free_port, port_in_use, spawn, stop_process
-from infra.settings import Settings
-from infra.stack import Stack
-from infra.temporal_server import TemporalDevServer, find_temporal_cli, wait_for_temporal
+from infra.config.api_tokens import Scope, token_sha256
+from infra.config.settings import Settings, api_headers
+from infra.engines.kafka_broker import KafkaBroker, apply_topic_catalog, ensure_kafka_jars
+from infra.engines.processes import ProcessRecord, free_port, port_in_use, spawn, stop_process
+from infra.engines.stack import Stack
+from infra.engines.temporal_server import TemporalDevServer, find_temporal_cli
+from runtime import wait_for_kafka, wait_for_temporal
 from tests.otlp_receiver import OtlpReceiver
 
 logging.getLogger("aiokafka").setLevel(logging.CRITICAL)

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from infra.processes import ProcessRecord, ProcessTable, free_port, start_ticks_of
-from infra.settings import Settings
-from infra.stack import Stack
-from orchestrator.chaos import KILL_TARGETS, ChaosError, ChaosOptions, render_text, run_chaos
+from infra.config.settings import Settings
+from infra.engines.processes import ProcessRecord, ProcessTable, free_port, start_ticks_of
+from infra.engines.stack import Stack
+from ops.chaos import KILL_TARGETS, ChaosError, ChaosOptions, render_text, run_chaos
 from tests.conftest import own_stack
 
 ORDERS = 200

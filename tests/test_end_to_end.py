@@ -29,11 +29,11 @@ from contracts.codec import decode_event
 from contracts.events.common import OrderLine
 from contracts.task_queues import ORCHESTRATOR
 from contracts.topics import TOPICS
-from eventbus import new_consumer, open_database
-from infra.processes import ProcessTable
-from infra.settings import Settings
-from infra.stack import Stack
+from infra.config.settings import Settings
+from infra.engines.processes import ProcessTable
+from infra.engines.stack import Stack
 from orchestrator.choreography import AuditLog, Notifications
+from runtime import new_consumer, open_database
 from tests.saga_paths import (
     CANCELLED,
     CHARGED,

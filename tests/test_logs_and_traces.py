@@ -27,8 +27,7 @@ from contracts.activities import (
     saga_workflow_id,
 )
 from contracts.topics import topic_for_event_type
-from infra.api_tokens import api_headers
-from infra.settings import Settings
+from infra.config.settings import Settings, api_headers
 from tests.otlp_receiver import OtlpReceiver, ReceivedSpan
 from tests.saga_paths import HAPPY_EVENTS
 
@@ -229,7 +228,7 @@ def test_every_process_logs_json_lines_with_the_event_fields(
         assert len(published) == 1, (event_type, published)
         (line,) = published
         assert line["level"] == "INFO"
-        assert line["logger"] == "eventbus.outbox"
+        assert line["logger"] == "runtime._outbox"
         assert line["topic"] == topic_for_event_type(event_type)
         assert line["correlationId"] == order_id
         assert uuid.UUID(line["eventId"])

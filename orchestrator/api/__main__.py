@@ -4,12 +4,12 @@ import sys
 
 import uvicorn
 
-from eventbus.clients import kafka_connection
-from infra.logs import configure_logging
-from infra.payload_codec import data_converter
-from infra.sdk_metrics import sdk_metrics_runtime
-from infra.settings import ConfigurationError, load_settings
-from infra.tracing import export_traces
+from infra.config.kafka import kafka_connection
+from infra.config.logs import configure_logging
+from infra.config.payload_codec import data_converter
+from infra.config.sdk_metrics import sdk_metrics_runtime
+from infra.config.settings import ConfigurationError, load_settings
+from infra.config.tracing import export_traces
 from orchestrator.api.app import create_app
 from orchestrator.api.auth import TokenStore
 

@@ -27,12 +27,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from temporalio.runtime import Runtime
 from temporalio.service import RPCError
 
-from eventbus import EventBusMetrics, Outbox, OutboxRelay, new_producer, open_database
-from eventbus.clients import kafka_connection
-from infra.payload_codec import data_converter
-from infra.settings import Settings
-from infra.temporal_server import wait_for_temporal
-from infra.tracing import temporal_interceptors
+from infra.config.kafka import kafka_connection
+from infra.config.payload_codec import data_converter
+from infra.config.settings import Settings
+from infra.config.tracing import temporal_interceptors
 from orchestrator.api.auth import Scope as TokenScope
 from orchestrator.api.auth import TokenStore, require_scope
 from orchestrator.api.routes import health, orders, sagas
@@ -45,6 +43,14 @@ from orchestrator.api.service import (
     SagaUnavailable,
 )
 from orchestrator.timeline import Timeline
+from runtime import (
+    EventBusMetrics,
+    Outbox,
+    OutboxRelay,
+    new_producer,
+    open_database,
+    wait_for_temporal,
+)
 
 __all__ = ["create_app", "ui_origins"]
 
@@ -235,7 +241,7 @@ def create_app(
     the orders' events, the outbox of the repairs it publishes, and ``/metrics``.
 
     ``temporal_runtime`` is the process's Temporal runtime, the one that exports the SDK's
-    metrics (:func:`infra.sdk_metrics.sdk_metrics_runtime`); by default the SDK's own.
+    metrics (:func:`infra.config.sdk_metrics.sdk_metrics_runtime`); by default the SDK's own.
     ``tokens``: the bearer tokens it accepts (by default :meth:`TokenStore.from_settings`).
     With payload encryption on, the API also serves the codec endpoint (``/codec``) for the
     Temporal Web UI, to tokens with the ``codec:decode`` scope.

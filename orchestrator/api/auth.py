@@ -4,7 +4,7 @@ Each route asks for one scope (``Depends(require_scope(Scope.SAGAS_READ))``): no
 one the API does not know, is a 401 with ``WWW-Authenticate: Bearer``; a known token without
 the scope is a 403 naming it. The probes and ``/metrics`` ask for none.
 
-The tokens are ``SAGA_API_TOKENS`` (their SHA-256, see :mod:`infra.api_tokens`) and, in
+The tokens are ``SAGA_API_TOKENS`` (their SHA-256, see :mod:`infra.config.api_tokens`) and, in
 development mode only, the run directory's development token, which has every scope.
 """
 
@@ -17,14 +17,14 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from infra.api_tokens import (
+from infra.config.api_tokens import (
     Scope,
     ensure_dev_token,
     parse_api_tokens,
     production_problem,
     token_sha256,
 )
-from infra.settings import ConfigurationError, Settings
+from infra.config.settings import ConfigurationError, Settings
 
 __all__ = ["DEVELOPMENT_PRINCIPAL", "Principal", "Scope", "TokenStore", "require_scope"]
 

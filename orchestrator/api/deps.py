@@ -5,7 +5,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from temporalio.client import Client
 
-from infra.settings import Settings
+from infra.config.settings import Settings
 from orchestrator.api.auth import Principal, Scope, require_scope
 from orchestrator.api.service import SagaService
 

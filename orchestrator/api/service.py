@@ -47,8 +47,7 @@ from contracts.activities import (
 )
 from contracts.events import OrderRepaired, OrderRepairedData
 from contracts.task_queues import ORCHESTRATOR
-from eventbus import Outbox, transaction
-from infra.settings import Settings
+from infra.config.settings import Settings
 from orchestrator.api.models import (
     BulkRepairItem,
     BulkRepairReport,
@@ -68,6 +67,7 @@ from orchestrator.api.models import (
 from orchestrator.saga import SAGA_STATUS_KEY, SAGA_STEP_KEY, SagaDefinition
 from orchestrator.timeline import Timeline
 from orchestrator.workflows.order_saga import CUSTOMER_ID_KEY, ORDER_ID_KEY, ORDER_SAGA
+from runtime import Outbox, transaction
 
 __all__ = [
     "ActionRefused",

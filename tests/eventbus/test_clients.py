@@ -7,17 +7,16 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from eventbus.clients import (
+from infra.config.kafka import (
+    SECRETS_FILE,
     KafkaConnection,
     as_connection,
     kafka_connection,
     kafka_security,
-    new_admin,
-    new_consumer,
-    new_producer,
 )
-from infra.kafka_security import SECRETS_FILE, ensure_tls
-from infra.settings import ConfigurationError, Settings
+from infra.config.settings import ConfigurationError, Settings
+from infra.engines.kafka_security import ensure_tls
+from runtime import new_admin, new_consumer, new_producer
 
 
 def _settings(tmp_path: Path, **values: object) -> Settings:

@@ -17,22 +17,20 @@ from contracts.envelope import AnyEvent
 from contracts.events.common import Money
 from contracts.events.payment import PaymentCompleted, PaymentCompletedData
 from contracts.topics import topic_for_event_type
-from eventbus import (
-    DeadLetter,
+from infra.engines.kafka_broker import KafkaBroker
+from infra.engines.processes import stop_process
+from ops.dead_letters import DeadLetter, list_dead_letters, redrive
+from runtime import (
     EventBusMetrics,
     EventConsumer,
     Outbox,
     OutboxRelay,
     RetryPolicy,
-    list_dead_letters,
     new_consumer,
     new_producer,
     open_database,
-    redrive,
     transaction,
 )
-from infra.kafka_broker import KafkaBroker
-from infra.processes import stop_process
 from tests.conftest import start_broker
 
 TOPIC = topic_for_event_type(PaymentCompleted.EVENT_TYPE)

@@ -42,19 +42,12 @@ from fastavro import schemaless_writer
 
 from contracts import AnyEvent, encode_event, schema_for
 from contracts.topics import TOPICS, TopicSpec, dlq_topic
-from eventbus import (
-    DeadLetter,
-    EventConsumer,
-    list_dead_letters,
-    new_consumer,
-    new_producer,
-    open_database,
-)
-from infra.api_tokens import api_headers
-from infra.kafka_broker import KafkaBroker, apply_topic_catalog
-from infra.settings import Settings
+from infra.config.settings import Settings, api_headers
+from infra.engines.kafka_broker import KafkaBroker, apply_topic_catalog
+from ops.dead_letters import DeadLetter, list_dead_letters
 from orchestrator.choreography import AuditLog, Notifications
 from orchestrator.timeline import Timeline
+from runtime import EventConsumer, new_consumer, new_producer, open_database
 from tests.contracts.samples import sample_events
 
 # The consumer groups of the orchestrator's worker (orchestrator/worker.py), by topic.

@@ -24,18 +24,19 @@ from contracts.envelope import AnyEvent
 from contracts.events.common import Money
 from contracts.events.payment import PaymentCompleted, PaymentCompletedData
 from contracts.topics import topic_for_event_type
-from eventbus import (
+from infra.engines.kafka_broker import KafkaBroker
+from runtime import (
+    DLQ_HEADER_PREFIX,
+    TRACE_HEADERS,
     EventConsumer,
     Outbox,
     OutboxRelay,
+    consume_span,
     new_consumer,
     new_producer,
     open_database,
     transaction,
 )
-from eventbus.consumer import DLQ_HEADER_PREFIX
-from eventbus.tracing import TRACE_HEADERS, consume_span
-from infra.kafka_broker import KafkaBroker
 
 CONTRACT_HEADERS = {EVENT_TYPE_HEADER, SCHEMA_FINGERPRINT_HEADER, CONTENT_TYPE_HEADER}
 

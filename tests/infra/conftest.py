@@ -17,9 +17,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
-from infra.api_tokens import api_headers
-from infra.settings import Settings
-from infra.stack import SERVICES
+from infra.config.settings import Settings, api_headers
+from infra.engines.stack import SERVICES
 
 PROCESSES: tuple[str, ...] = (*SERVICES, "api")
 

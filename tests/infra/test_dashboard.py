@@ -14,7 +14,7 @@ import pytest
 import yaml
 from prometheus_client.metrics_core import Metric
 
-from infra.settings import Settings
+from infra.config.settings import Settings
 from tests.infra.conftest import PROCESSES, SagaScrapes
 
 _INFRA = Path(__file__).resolve().parents[2] / "infra"

@@ -7,7 +7,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from contracts.topics import TOPICS, all_topics, dlq_topic
-from infra.kafka_broker import KafkaBroker, apply_topic_catalog, broker_version
+from infra.engines.kafka_broker import KafkaBroker, apply_topic_catalog, broker_version
 
 
 async def test_a_produced_record_is_consumed(kafka_broker: KafkaBroker) -> None:

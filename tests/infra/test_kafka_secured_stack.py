@@ -21,17 +21,10 @@ from aiokafka.errors import (
 from temporalio.client import Client
 
 from contracts.activities import saga_workflow_id
-from eventbus.clients import (
-    KafkaConnection,
-    kafka_connection,
-    new_admin,
-    new_consumer,
-    new_producer,
-)
-from infra.api_tokens import api_headers
-from infra.kafka_security import read_kafka_secrets, tls_dir
-from infra.payload_codec import ENCRYPTED_ENCODING
-from infra.settings import Settings
+from infra.config.kafka import KafkaConnection, kafka_connection, read_kafka_secrets, tls_dir
+from infra.config.payload_codec import ENCRYPTED_ENCODING
+from infra.config.settings import Settings, api_headers
+from runtime import new_admin, new_consumer, new_producer
 from tests.conftest import own_stack
 from tests.orders_api import order_body, place, until_ended
 from tests.saga_paths import SAGA_PATHS, SagaPath

@@ -7,11 +7,11 @@ from cryptography import x509
 
 import orchestrator.worker
 from contracts.topics import TOPICS, all_topics
-from infra.kafka_security import (
+from infra.config.kafka import SECRETS_FILE
+from infra.engines.kafka_security import (
     KAFKA_ACCESS,
     KAFKA_USERS,
     ORCHESTRATOR_GROUPS,
-    SECRETS_FILE,
     KafkaAcl,
     ensure_kafka_secrets,
     ensure_tls,

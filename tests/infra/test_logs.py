@@ -15,7 +15,7 @@ from temporalio.testing import ActivityEnvironment
 
 from contracts.activities import Order, ShippingAddress
 from contracts.events.common import OrderLine
-from infra.logs import REDACTED, LogFormat, log_handler
+from infra.config.logs import REDACTED, LogFormat, log_handler
 
 
 class _Terminal(io.StringIO):

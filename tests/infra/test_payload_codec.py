@@ -27,8 +27,8 @@ from temporalio.worker import Worker
 
 from contracts.activities import Order, ShippingAddress
 from contracts.events.common import OrderLine
-from infra.api_tokens import Scope, token_sha256
-from infra.payload_codec import (
+from infra.config.api_tokens import Scope, token_sha256
+from infra.config.payload_codec import (
     ENCRYPTED_ENCODING,
     KEY_ID_METADATA,
     PAYLOAD_KEYS_FILE,
@@ -38,11 +38,11 @@ from infra.payload_codec import (
     ensure_development_keys,
     parse_payload_keys,
 )
-from infra.settings import ConfigurationError, Settings
-from infra.stack import Stack
-from infra.temporal_server import TemporalDevServer
+from infra.config.settings import ConfigurationError, Settings
+from infra.engines.stack import Stack
+from infra.engines.temporal_server import TemporalDevServer
+from ops.replay import replay_histories
 from orchestrator.api.app import create_app
-from orchestrator.replay import replay_histories
 from tests.infra.codec_workflow import DescribeOrder, describe_order
 from tests.temporal_history import history_payloads, raw_history
 

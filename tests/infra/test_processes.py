@@ -6,10 +6,10 @@ import sys
 import time
 from pathlib import Path
 
-from infra.processes import (
+from infra.config.settings import instance_name
+from infra.engines.processes import (
     ProcessRecord,
     ProcessTable,
-    instance_name,
     kill_process,
     spawn,
     start_ticks_of,

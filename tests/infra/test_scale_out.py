@@ -43,28 +43,27 @@ from contracts.activities import OrderSagaResult, saga_workflow_id
 from contracts.codec import decode_event
 from contracts.search_attributes import SEARCH_ATTRIBUTES
 from contracts.topics import TOPICS
-from eventbus import (
-    EventBusMetrics,
-    Outbox,
-    OutboxRelay,
-    new_consumer,
-    new_producer,
-    open_database,
-    transaction,
-)
-from eventbus.outbox import RelayLease
-from infra.api_tokens import api_headers
-from infra.kafka_broker import KafkaBroker
-from infra.processes import (
+from infra.config.settings import ConfigurationError, Settings, api_headers
+from infra.engines.kafka_broker import KafkaBroker
+from infra.engines.processes import (
     ProcessRecord,
     ProcessTable,
     free_port,
     port_in_use,
     stop_processes,
 )
-from infra.settings import ConfigurationError, Settings
-from infra.stack import Stack, StackError, parse_scale, split_instance
-from infra.temporal_server import TemporalDevServer
+from infra.engines.stack import Stack, StackError, parse_scale, split_instance
+from infra.engines.temporal_server import TemporalDevServer
+from runtime import (
+    EventBusMetrics,
+    Outbox,
+    OutboxRelay,
+    RelayLease,
+    new_consumer,
+    new_producer,
+    open_database,
+    transaction,
+)
 from tests.conftest import running_broker
 from tests.saga_paths import HAPPY_EVENTS
 from workers.payment.ledger import PaymentLedger
@@ -257,7 +256,7 @@ async def test_one_relay_per_database_publishes_and_a_successor_sends_nothing_tw
     """Two relays on one outbox: one publishes; stopped, it flushes and hands the lease over
     at once; a holder that died after Kafka took some rows leaves them to its successor, who
     marks them sent rather than sending them again."""
-    caplog.set_level(logging.INFO, logger="eventbus.outbox")
+    caplog.set_level(logging.INFO, logger="runtime._outbox")
     bootstrap = scale_kafka.bootstrap_servers
     path = tmp_path / "payment.db"
     order_id = f"lease-{uuid.uuid4().hex[:10]}"

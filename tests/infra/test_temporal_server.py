@@ -10,7 +10,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from contracts.search_attributes import SEARCH_ATTRIBUTES
-from infra.temporal_server import TemporalDevServer
+from infra.engines.temporal_server import TemporalDevServer
 
 
 @activity.defn

@@ -67,7 +67,7 @@ from contracts.activities import (
 from contracts.errors import DESTINATION_UNSUPPORTED, PAYMENT_DECLINED, STOCK_UNAVAILABLE
 from contracts.events.common import OrderLine
 from contracts.search_attributes import SEARCH_ATTRIBUTES
-from infra.temporal_server import find_test_server
+from infra.engines.temporal_server import find_test_server
 from orchestrator.workflows import OrderSaga
 
 HISTORIES = Path(__file__).parent / "histories"

@@ -8,9 +8,9 @@ from typing import Any
 
 import httpx
 
-from infra.processes import ProcessTable, stop_process
-from infra.settings import Settings
-from infra.stack import Stack
+from infra.config.settings import Settings
+from infra.engines.processes import ProcessTable, stop_process
+from infra.engines.stack import Stack
 from orchestrator.api.auth import DEVELOPMENT_PRINCIPAL
 from tests.orders_api import order_body, place, until_ended
 from tests.saga_paths import (

@@ -15,7 +15,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from infra.settings import Settings
+from infra.config.settings import Settings
 
 # Every order a test here sends belongs to this customer, so that no saga of it may exist.
 CUSTOMER = f"hostile-{uuid.uuid4().hex[:8]}"

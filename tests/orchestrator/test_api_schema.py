@@ -22,8 +22,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from infra.api_tokens import api_headers
-from infra.settings import Settings
+from infra.config.settings import Settings, api_headers
 from orchestrator.workflows import ORDER_SAGA
 
 # Above the API's own 5 s deadline on its calls to Temporal.

@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
+from cli.audit import _moment
 from contracts import (
     AnyEvent,
     InventoryReserved,
@@ -31,11 +32,9 @@ from contracts import (
 )
 from contracts.activities import SagaPhase
 from contracts.codec import encode_event
-from eventbus import new_producer
-from infra.api_tokens import api_headers
-from infra.processes import free_port
-from infra.settings import Settings
-from orchestrator.audit import (
+from infra.config.settings import Settings, api_headers
+from infra.engines.processes import free_port
+from ops.audit import (
     AuditReport,
     AuditSnapshot,
     AuditSourceError,
@@ -50,12 +49,12 @@ from orchestrator.audit import (
     find_violations,
     run_audit,
 )
-from orchestrator.audit_cli import _moment
+from runtime import new_producer
 from tests.orders_api import order_body, place, until_ended
 
 K = ViolationKind
 _T = 1_700_000_000.0
-_SAGA = [sys.executable, "-m", "orchestrator.cli"]
+_SAGA = [sys.executable, "-m", "cli"]
 
 
 # --- The checker, on snapshots made by hand ----------------------------------------------------

@@ -16,15 +16,9 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from infra.api_tokens import (
-    Scope,
-    api_headers,
-    ensure_dev_token,
-    read_dev_token,
-    token_sha256,
-)
-from infra.processes import free_port
-from infra.settings import ConfigurationError, Settings, load_settings
+from infra.config.api_tokens import Scope, ensure_dev_token, read_dev_token, token_sha256
+from infra.config.settings import ConfigurationError, Settings, api_headers, load_settings
+from infra.engines.processes import free_port
 from orchestrator.api.auth import DEVELOPMENT_PRINCIPAL, TokenStore
 from tests.conftest import scoped_token_name
 from tests.orders_api import order_body
@@ -303,7 +297,7 @@ def test_production_refuses_to_start_without_real_tokens(
 
 def _saga(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "orchestrator.cli", *args],
+        [sys.executable, "-m", "cli", *args],
         env=env,
         capture_output=True,
         text=True,

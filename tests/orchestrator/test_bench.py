@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from infra.settings import Settings
-from orchestrator.bench import BenchReport, render_markdown, render_text
-from orchestrator.bench.kafka_tools import parse_summary
-from orchestrator.bench.stats import histogram_counts, histogram_quantile, subtract, summarize
+from infra.config.settings import Settings
+from ops.bench import BenchReport, render_markdown, render_text
+from ops.bench.kafka_tools import parse_summary
+from ops.bench.stats import histogram_counts, histogram_quantile, subtract, summarize
 from tests.conftest import CARRIER_DELAY
 
 ORDERS = 5
@@ -27,7 +27,7 @@ def test_bench_reports_consistent_figures(stack: Settings, tmp_path: Path) -> No
     env = {k: v for k, v in os.environ.items() if not k.startswith("SAGA_")}
     env.update(stack.as_env())
     command = [
-        sys.executable, "-m", "orchestrator.cli", "bench",
+        sys.executable, "-m", "cli", "bench",
         "--orders", str(ORDERS), "--concurrency", str(ORDERS),
         "--bare-dispatch-wait", "0.2",
         "--records", str(RECORDS), "--skip-kafka-tools",

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from infra.processes import free_port
-from infra.stack import COMPONENTS
+from infra.engines.processes import free_port
+from infra.engines.stack import COMPONENTS
 
-_SAGA = [sys.executable, "-m", "orchestrator.cli"]
+_SAGA = [sys.executable, "-m", "cli"]
 
 
 def _saga(

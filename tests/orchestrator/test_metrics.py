@@ -9,7 +9,7 @@ from prometheus_client import CollectorRegistry
 from temporalio.client import Client
 
 from contracts.activities import CancelCause, CancelOrderInput
-from infra.settings import Settings
+from infra.config.settings import Settings
 from orchestrator.metrics import SagaMetrics, SagaWatch, cancel_reason
 from tests.infra.conftest import metrics_url, scrape
 from tests.orders_api import order_body, place

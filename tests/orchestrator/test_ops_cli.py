@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from infra.processes import free_port
-from infra.settings import Settings
+from infra.config.settings import Settings
+from infra.engines.processes import free_port
 
-_SAGA = [sys.executable, "-m", "orchestrator.cli"]
+_SAGA = [sys.executable, "-m", "cli"]
 _EXAMPLE = Path(__file__).parents[2] / "examples" / "order.json"
 PLACED, COMPLETED = "order.placed.v1", "order.completed.v1"
 CHARGED, RESERVED = "payment.completed.v1", "inventory.reserved.v1"

@@ -40,14 +40,14 @@ from contracts import (
 from contracts.codec import encode_event
 from contracts.envelope import utc_now
 from contracts.topics import TOPICS
-from eventbus import EventConsumer, new_consumer, new_producer, open_database, transaction
-from infra.kafka_broker import KafkaBroker
-from infra.processes import free_port
-from orchestrator.projections import RebuildProgress, rebuild_timeline
+from infra.engines.kafka_broker import KafkaBroker
+from infra.engines.processes import free_port
+from ops.projections import RebuildProgress, rebuild_timeline
 from orchestrator.timeline import Timeline, TimelineEntry
+from runtime import EventConsumer, new_consumer, new_producer, open_database, transaction
 
 _TOTAL = Money(amount_minor=2598, currency="EUR")
-_SAGA = [sys.executable, "-m", "orchestrator.cli"]
+_SAGA = [sys.executable, "-m", "cli"]
 
 
 def _placed(order_id: str, at: datetime) -> OrderPlaced:

@@ -18,7 +18,7 @@ from temporalio.worker import Replayer, UnsandboxedWorkflowRunner
 from temporalio.workflow import NondeterminismError
 
 from contracts.activities import OrderSagaInput, OrderSagaResult
-from orchestrator.replay import load_history_files, replay_files, replay_recent
+from ops.replay import load_history_files, replay_files, replay_recent
 from orchestrator.saga import SagaDefinition
 from orchestrator.workflows import ORDER_SAGA, OrderSaga
 from tests.orchestrator.conftest import (

@@ -8,7 +8,7 @@ import pytest
 
 from contracts.codec import decode_event
 from contracts.envelope import AnyEvent
-from eventbus import Outbox, open_database
+from runtime import Outbox, open_database
 
 EventsOf = Callable[[str], list[AnyEvent]]
 

@@ -10,8 +10,8 @@ from temporalio.testing import ActivityEnvironment
 from contracts.activities import ReleaseStockInput, ReserveStockInput
 from contracts.errors import STOCK_UNAVAILABLE
 from contracts.events.common import StockLine
-from eventbus import Outbox
-from infra.settings import ConfigurationError, Settings
+from infra.config.settings import ConfigurationError, Settings
+from runtime import Outbox
 from tests.workers.conftest import EventsOf
 from workers.inventory.activities import InventoryActivities
 from workers.inventory.service import seeded_stock

@@ -10,7 +10,7 @@ from temporalio.testing import ActivityEnvironment
 from contracts.activities import ChargePaymentInput, RefundPaymentInput
 from contracts.errors import PAYMENT_DECLINED
 from contracts.events.common import Money
-from eventbus import Outbox
+from runtime import Outbox
 from tests.workers.conftest import EventsOf
 from workers.payment.activities import PROCESSOR_UNAVAILABLE, PaymentActivities
 from workers.payment.ledger import PaymentLedger

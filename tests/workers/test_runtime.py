@@ -11,10 +11,10 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 
-from infra.kafka_broker import KafkaBroker
-from infra.processes import free_port, spawn, stop_process
-from infra.temporal_server import TemporalDevServer
-from workers.runtime import _serve_until_stopped
+from infra.engines.kafka_broker import KafkaBroker
+from infra.engines.processes import free_port, spawn, stop_process
+from infra.engines.temporal_server import TemporalDevServer
+from runtime._service import _serve_until_stopped
 
 _REPO = Path(__file__).resolve().parents[2]
 

@@ -10,8 +10,8 @@ from temporalio.testing import ActivityEnvironment
 from contracts.activities import CancelShipmentInput, ScheduleShipmentInput
 from contracts.errors import DESTINATION_UNSUPPORTED
 from contracts.events.common import StockLine
-from eventbus import Outbox
-from infra.settings import ConfigurationError, Settings
+from infra.config.settings import ConfigurationError, Settings
+from runtime import Outbox
 from tests.workers.conftest import EventsOf
 from workers.shipping.activities import ShippingActivities
 from workers.shipping.carrier import CarrierSimulator

@@ -20,9 +20,8 @@ from contracts.events.inventory import (
     InventoryUnavailable,
     InventoryUnavailableData,
 )
-from eventbus import Outbox
+from runtime import DomainEvents, Outbox
 from workers.inventory.stock import Reservation, ReservationStatus, StockBook, merge_lines
-from workers.runtime import DomainEvents
 
 __all__ = ["SOURCE", "InventoryActivities"]
 

@@ -4,10 +4,10 @@ import logging
 import sqlite3
 
 from contracts.task_queues import INVENTORY
-from infra.settings import ConfigurationError, Settings
+from infra.config.settings import ConfigurationError, Settings
+from runtime import ServiceContext, ServiceParts, run_service
 from workers.inventory.activities import InventoryActivities
 from workers.inventory.stock import DEFAULT_SEED_FILE, StockBook, load_seed
-from workers.runtime import ServiceContext, ServiceParts, run_service
 
 __all__ = ["build", "main", "seeded_stock"]
 

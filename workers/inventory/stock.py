@@ -9,7 +9,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from contracts.events.common import StockLine
-from workers.store import Book
+from runtime import Book
 
 __all__ = [
     "DEFAULT_SEED_FILE",

@@ -20,10 +20,10 @@ from contracts.events.payment import (
     PaymentRefunded,
     PaymentRefundedData,
 )
-from eventbus import Outbox
+from runtime import Outbox
 from workers.payment.ledger import Payment, PaymentLedger, PaymentStatus
 from workers.payment.processor import CardProcessor, ChargeOutcome, ChargeResponse
-from workers.runtime import DomainEvents
+from runtime import DomainEvents
 
 __all__ = ["PROCESSOR_UNAVAILABLE", "SOURCE", "PaymentActivities"]
 

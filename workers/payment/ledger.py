@@ -6,7 +6,7 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from contracts.events.common import Money
-from workers.store import Book
+from runtime import Book
 
 __all__ = ["Payment", "PaymentLedger", "PaymentStatus"]
 

@@ -1,10 +1,10 @@
 """The payment service process: its composition root."""
 
 from contracts.task_queues import PAYMENT
+from runtime import ServiceContext, ServiceParts, run_service
 from workers.payment.activities import PaymentActivities
 from workers.payment.ledger import PaymentLedger
 from workers.payment.processor import CardProcessor
-from workers.runtime import ServiceContext, ServiceParts, run_service
 
 __all__ = ["build", "main"]
 

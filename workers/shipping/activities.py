@@ -23,8 +23,7 @@ from contracts.events.shipping import (
     ShippingScheduled,
     ShippingScheduledData,
 )
-from eventbus import Outbox
-from workers.runtime import DomainEvents
+from runtime import DomainEvents, Outbox
 from workers.shipping.carrier import SOURCE
 from workers.shipping.shipments import Shipment, ShipmentBook, ShipmentStatus
 

@@ -5,9 +5,7 @@ import time
 import uuid
 
 from contracts.events.shipping import ShippingDispatched, ShippingDispatchedData
-from eventbus import Outbox
-from eventbus.tracing import continue_trace
-from workers.runtime import DomainEvents
+from runtime import DomainEvents, Outbox, continue_trace
 from workers.shipping.shipments import Shipment, ShipmentBook
 
 __all__ = ["SOURCE", "CarrierSimulator"]

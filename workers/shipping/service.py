@@ -1,7 +1,7 @@
 """The shipping service process: its composition root."""
 
 from contracts.task_queues import SHIPPING
-from workers.runtime import ServiceContext, ServiceParts, run_service
+from runtime import ServiceContext, ServiceParts, run_service
 from workers.shipping.activities import ShippingActivities
 from workers.shipping.carrier import CarrierSimulator
 from workers.shipping.shipments import ShipmentBook, parse_countries

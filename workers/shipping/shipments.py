@@ -7,8 +7,8 @@ import uuid
 from dataclasses import dataclass
 from enum import StrEnum
 
-from infra.settings import ConfigurationError
-from workers.store import Book
+from infra.config.settings import ConfigurationError
+from runtime import Book
 
 __all__ = ["Shipment", "ShipmentBook", "ShipmentStatus", "carrier_for", "parse_countries"]
 

@@ -19,7 +19,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from temporalio.api.common.v1 import Payloads
 from temporalio.converter import PayloadCodec
 
-from infra.payload_codec import CODEC_PATH, PayloadDecryptionError
+from infra.config.payload_codec import CODEC_PATH, PayloadDecryptionError
 from orchestrator.api.models import ProblemDetail
 
 __all__ = ["CodecCors", "CodecPayload", "CodecPayloads", "codec_router"]

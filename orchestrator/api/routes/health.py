@@ -9,9 +9,9 @@ from pydantic import BaseModel
 from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from temporalio.service import RPCError
 
-from eventbus.clients import kafka_connection
-from infra.kafka_broker import KafkaUnavailableError, wait_for_kafka
+from infra.config.kafka import kafka_connection
 from orchestrator.api.deps import SettingsDep, TemporalClientDep
+from runtime import KafkaUnavailableError, wait_for_kafka
 
 router = APIRouter(tags=["health"])
 

@@ -1,0 +1,5 @@
+"""``python -m cli``: the `saga` command."""
+
+from cli.main import run
+
+run()

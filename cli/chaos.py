@@ -1,0 +1,153 @@
+"""``saga chaos``: the command line of the chaos run (:mod:`ops.chaos`)."""
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+
+from infra.config.settings import Settings
+
+__all__ = ["register"]
+
+
+class _Report(Protocol):
+    passed: bool
+
+    def model_dump_json(self, *, indent: int | None = None) -> str: ...
+
+
+_Add = Callable[[str, Callable[[Settings, argparse.Namespace], int], str], argparse.ArgumentParser]
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(name.strip() for name in text.split(",") if name.strip())
+
+
+def _chaos(settings: Settings, args: argparse.Namespace) -> int:
+    from ops.chaos import (
+        KILL_TARGETS,
+        PAUSE_TARGETS,
+        ChaosError,
+        ChaosOptions,
+        render_text,
+        run_chaos,
+    )
+
+    kills = _names(args.kill) if args.kill is not None else KILL_TARGETS
+    pauses = _names(args.pause) if args.pause is not None else PAUSE_TARGETS
+    unknown = sorted(set(kills) - set(KILL_TARGETS)) + sorted(set(pauses) - set(KILL_TARGETS))
+    if unknown:
+        print(
+            f"saga: unknown process {', '.join(unknown)}: choose from {', '.join(KILL_TARGETS)}",
+            file=sys.stderr,
+        )
+        return 2
+    options = ChaosOptions(
+        orders=args.orders,
+        concurrency=args.concurrency,
+        kills=kills,
+        pauses=pauses,
+        pause_s=args.pause_seconds,
+        seed=args.seed,
+        timeout_s=args.timeout,
+    )
+    try:
+        report = asyncio.run(
+            run_chaos(settings, options, say=lambda line: print(line, file=sys.stderr))
+        )
+    except ChaosError as exc:
+        print(f"saga: {exc}", file=sys.stderr)
+        return 2
+    return _report(settings, args, f"chaos-{report.run_id}", report, render_text(report))
+
+
+def _soak(settings: Settings, args: argparse.Namespace) -> int:
+    from ops.chaos import ChaosError
+    from ops.chaos.soak import SoakOptions, render_soak, run_soak
+
+    options = SoakOptions(orders=args.orders, concurrency=args.concurrency)
+    try:
+        report = asyncio.run(
+            run_soak(settings, options, say=lambda line: print(line, file=sys.stderr))
+        )
+    except ChaosError as exc:
+        print(f"saga: {exc}", file=sys.stderr)
+        return 2
+    return _report(settings, args, f"soak-{report.run_id}", report, render_soak(report))
+
+
+def _report(
+    settings: Settings, args: argparse.Namespace, name: str, report: "_Report", text: str
+) -> int:
+    """Write the JSON report, print it (or its tables), and exit 0 only if the run passed."""
+    report_dir: Path = args.report_dir or settings.run_dir / "chaos"
+    report_dir.mkdir(parents=True, exist_ok=True)
+    path = report_dir / f"{name}.json"
+    path.write_text(report.model_dump_json(indent=2))
+    print(report.model_dump_json(indent=2) if args.json else text)
+    print(f"report: {path}", file=sys.stderr)
+    return 0 if report.passed else 1
+
+
+def add_load_arguments(
+    parser: argparse.ArgumentParser, *, orders: int, concurrency: int, report_dir: str
+) -> None:
+    """The options every command that drives orders through the stack takes: how many, how
+    many at once, where its report goes and ``--json``."""
+    parser.add_argument(
+        "--orders", type=int, default=orders, help=f"orders to place (default {orders})"
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=concurrency,
+        help=f"orders in flight at once (default {concurrency})",
+    )
+    parser.add_argument(
+        "--report-dir", type=Path, help=f"where to write (default: <run dir>/{report_dir})"
+    )
+    parser.add_argument("--json", action="store_true", help="print the JSON report")
+
+
+def register(add: _Add) -> None:
+    """Add ``saga chaos`` and ``saga soak`` to the command line."""
+    chaos = add(
+        "chaos",
+        _chaos,
+        "Kill and restart every process of the running stack, one at a time, under a steady "
+        "load of orders; then check that no saga was lost and audit the books.",
+    )
+    add_load_arguments(chaos, orders=200, concurrency=20, report_dir="chaos")
+    chaos.add_argument(
+        "--kill",
+        metavar="NAMES",
+        help="processes to kill, comma-separated (default: every one; '' for none)",
+    )
+    chaos.add_argument(
+        "--pause",
+        metavar="NAMES",
+        help="processes one of which is paused (default: the three services; '' for none)",
+    )
+    chaos.add_argument(
+        "--pause-seconds",
+        type=float,
+        default=35.0,
+        help="how long the paused process stays frozen (default 35: past an activity "
+        "attempt's 30 s time-out)",
+    )
+    chaos.add_argument("--seed", type=int, help="the random seed, to run the same faults again")
+    chaos.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        help="the run's limit in seconds (default: 600 + 0.75 per order)",
+    )
+    soak = add(
+        "soak",
+        _soak,
+        "Run many sagas in a row through the running stack and report each process's "
+        "memory before, warmed up and after, and whether the outboxes and consumer lag drain.",
+    )
+    add_load_arguments(soak, orders=10_000, concurrency=50, report_dir="chaos")

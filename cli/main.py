@@ -1,0 +1,473 @@
+"""The ``saga`` command line: run the stack on one machine and look at it."""
+
+import argparse
+import asyncio
+import json
+import logging
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from cli import audit, chaos, ops
+from cli.output import print_json, table
+from infra.config.settings import ConfigurationError, Settings, load_settings
+
+if TYPE_CHECKING:
+    from ops.replay import ReplayReport
+
+__all__ = ["main", "run"]
+
+
+def _up(settings: Settings, args: argparse.Namespace) -> int:
+    from infra.config.api_tokens import read_dev_token
+    from infra.engines.stack import Stack, parse_scale
+
+    stack = Stack(settings, scale=parse_scale(args.scale))
+    stack.up()
+    print()
+    print("The stack is up:")
+    print(f"  API          {settings.api_url}")
+    copies = [f"{service} x{n}" for service, n in stack.scale.items() if n > 1]
+    if copies:
+        print(f"  Copies       {', '.join(copies)} (see `saga ps`)")
+    print(f"  API docs     {settings.api_url}/docs")
+    token = read_dev_token(settings.run_dir) if settings.mode == "development" else None
+    if token is not None:
+        print(f"  API token    {token}  (development, every scope; `saga token` prints it)")
+    print(f"  Temporal UI  {settings.temporal_ui_url}")
+    print(f"  Kafka        {settings.kafka_bootstrap_servers}")
+    print(
+        "See it with `saga ps`, follow a component with `saga logs NAME`, stop it with `saga down`."
+    )
+    return 0
+
+
+def _token(settings: Settings, args: argparse.Namespace) -> int:
+    from infra.config.api_tokens import read_dev_token
+
+    if settings.mode != "development":
+        print(
+            "saga: production mode (SAGA_MODE=production) has no development token: "
+            "use a token whose SHA-256 is in SAGA_API_TOKENS",
+            file=sys.stderr,
+        )
+        return 1
+    token = read_dev_token(settings.run_dir)
+    if token is None:
+        print(
+            f"saga: no development token in {settings.run_dir}: run `saga up` first",
+            file=sys.stderr,
+        )
+        return 1
+    print(f"The development token of {settings.run_dir} (every scope), for Authorization: Bearer")
+    print(token)
+    return 0
+
+
+def _fetch(settings: Settings, args: argparse.Namespace) -> int:
+    from infra.engines.kafka_broker import ensure_kafka_jars
+
+    libs = ensure_kafka_jars(settings.kafka_cache_dir, settings.kafka_version, maven=settings.maven)
+    print(f"Apache Kafka {settings.kafka_version} jars are in {libs}")
+    return 0
+
+
+def _down(settings: Settings, args: argparse.Namespace) -> int:
+    from infra.engines.stack import Stack
+
+    stopped = Stack(settings).down()
+    print("stopped: " + ", ".join(stopped) if stopped else "nothing was running")
+    return 0
+
+
+def _ps(settings: Settings, args: argparse.Namespace) -> int:
+    from infra.engines.stack import Stack
+
+    statuses = Stack(settings).status()
+    if args.json:
+        print(json.dumps([status.as_dict() for status in statuses], indent=2))
+        return 0
+    rows = [
+        [
+            s.name,
+            s.state,
+            s.address,
+            str(s.pid or "-"),
+            s.version or "-",
+            " ".join(url.removeprefix("http://") for url in s.metrics) or "-",
+        ]
+        for s in statuses
+    ]
+    print(table(rows, ["NAME", "STATE", "ADDRESS", "PID", "VERSION", "METRICS"]))
+    return 0
+
+
+def _logs(settings: Settings, args: argparse.Namespace) -> int:
+    from infra.engines.stack import COMPONENTS, split_instance
+
+    if split_instance(args.name)[0] not in COMPONENTS:
+        print(
+            f"saga: no component {args.name!r}; choose one of {', '.join(COMPONENTS)} "
+            "(a copy of a scaled service: payment-2)",
+            file=sys.stderr,
+        )
+        return 2
+    log = settings.run_dir / "logs" / f"{args.name}.log"
+    if not log.exists():
+        print(
+            f"saga: {args.name} has no log yet at {log}: start it with `saga up`", file=sys.stderr
+        )
+        return 1
+    command = ["tail", "-n", str(args.lines), *(["-F"] if args.follow else []), str(log)]
+    try:
+        return subprocess.call(command)
+    except KeyboardInterrupt:
+        return 0
+
+
+def _config(settings: Settings, args: argparse.Namespace) -> int:
+    from infra.config.settings import ENV_PREFIX
+
+    values = settings.model_dump(mode="json")
+    if args.json:
+        print(
+            json.dumps(
+                {ENV_PREFIX + name.upper(): value for name, value in values.items()}, indent=2
+            )
+        )
+        return 0
+    rows = [
+        [ENV_PREFIX + name.upper(), str(values[name]), field.description or ""]
+        for name, field in Settings.model_fields.items()
+    ]
+    print(table(rows, ["SETTING", "VALUE", "MEANING"]))
+    return 0
+
+
+def _redriven_ledger(settings: Settings) -> Path:
+    return settings.run_dir / "dlq-redriven.txt"
+
+
+def _dlq_list(settings: Settings, args: argparse.Namespace) -> int:
+    from infra.config.kafka import kafka_connection
+    from ops.dead_letters import list_dead_letters
+
+    letters = asyncio.run(list_dead_letters(kafka_connection(settings), args.topic or None))
+    ledger = _redriven_ledger(settings)
+    redriven = set(ledger.read_text().split()) if ledger.exists() else set()
+    rows = [{**letter.as_dict(), "redriven": letter.position in redriven} for letter in letters]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print("no dead letters")
+        return 0
+    lines = [
+        [
+            str(r["position"]),
+            str(r["event_type"] or "-"),
+            str(r["key"] or "-"),
+            str(r["reason"]),
+            str(r["attempts"]),
+            "yes" if r["redriven"] else "-",
+            str(r["error"] or "")[:60],
+        ]
+        for r in rows
+    ]
+    print(
+        table(lines, ["POSITION", "EVENT TYPE", "KEY", "REASON", "ATTEMPTS", "REDRIVEN", "ERROR"])
+    )
+    print(f"{len(rows)} dead letter(s); send chosen ones back with `saga dlq redrive POSITION...`")
+    return 0
+
+
+def _dlq_redrive(settings: Settings, args: argparse.Namespace) -> int:
+    from infra.config.kafka import kafka_connection
+    from ops.dead_letters import list_dead_letters, redrive
+
+    if not args.positions and not args.all:
+        print("saga: name the dead letters to redrive (POSITION...) or pass --all", file=sys.stderr)
+        return 2
+    letters = asyncio.run(list_dead_letters(kafka_connection(settings), args.topic or None))
+    ledger = _redriven_ledger(settings)
+    redriven = set(ledger.read_text().split()) if ledger.exists() else set()
+    by_position = {letter.position: letter for letter in letters}
+    unknown = [position for position in args.positions if position not in by_position]
+    if unknown:
+        print(f"saga: no dead letter at {', '.join(unknown)}: see `saga dlq list`", file=sys.stderr)
+        return 1
+    chosen = (
+        [by_position[position] for position in args.positions]
+        if args.positions
+        else [letter for letter in letters if letter.position not in redriven]
+    )
+    count = asyncio.run(redrive(kafka_connection(settings), chosen))
+    ledger.parent.mkdir(parents=True, exist_ok=True)
+    with ledger.open("a") as out:
+        out.writelines(f"{letter.position}\n" for letter in chosen)
+    print(f"redriven {count} dead letter(s) to their original topics")
+    return 0
+
+
+def _projections_rebuild(settings: Settings, args: argparse.Namespace) -> int:
+    import contextlib
+    import sqlite3
+
+    from infra.config.kafka import kafka_connection
+    from ops.projections import MissingTopicsError, RebuildProgress, RebuildReport, rebuild_timeline
+    from runtime import open_database, wait_for_kafka
+
+    bootstrap = kafka_connection(settings)
+    path = settings.run_dir / "orchestrator.db"
+
+    def show(progress: RebuildProgress) -> None:
+        print(f"read {progress.read} of {progress.total} records", file=sys.stderr)
+
+    async def rebuild() -> RebuildReport:
+        await wait_for_kafka(bootstrap, wait_seconds=5)
+        print(f"rebuilding the timeline in {path} from Kafka at {bootstrap}", file=sys.stderr)
+        with contextlib.closing(open_database(path)) as database:
+            return await rebuild_timeline(bootstrap, database, progress=show)
+
+    try:
+        report = asyncio.run(rebuild())
+    except MissingTopicsError as exc:
+        print(f"saga: {exc}", file=sys.stderr)
+        return 1
+    except sqlite3.OperationalError as exc:
+        print(
+            f"saga: cannot write the timeline in {path} ({exc}); it was left as it was: "
+            "try again once the database is free",
+            file=sys.stderr,
+        )
+        return 1
+    print(json.dumps(report.as_dict(), indent=2) if args.json else report.summary())
+    return 0
+
+
+def _demo(settings: Settings, args: argparse.Namespace) -> int:
+    from cli.demo import demo_order, run_demo
+
+    result, _ = asyncio.run(run_demo(settings, demo_order(args.payment_token, args.country)))
+    return 0 if result.status in ("COMPLETED", "CANCELLED") else 1
+
+
+def _replay(settings: Settings, args: argparse.Namespace) -> int:
+    from infra.config.payload_codec import data_converter
+    from ops.replay import replay_files, replay_recent
+    from runtime import wait_for_temporal
+
+    converter = data_converter(settings)
+
+    async def replay() -> "ReplayReport":
+        if args.files:
+            return await replay_files([Path(f) for f in args.files], data_converter=converter)
+        client = await wait_for_temporal(
+            settings.temporal_address,
+            settings.temporal_namespace,
+            wait_seconds=5,
+            data_converter=converter,
+        )
+        return await replay_recent(client, args.limit)
+
+    report = asyncio.run(replay())
+    if args.json:
+        print_json(report.as_dict())
+    else:
+        print(report.summary())
+    return 0 if report.ok else 1
+
+
+def _bench(settings: Settings, args: argparse.Namespace) -> int:
+    from ops.bench import BenchError, BenchOptions, render_text, run_bench
+
+    options = BenchOptions(
+        orders=args.orders,
+        concurrency=args.concurrency,
+        bare_orders=args.bare_orders,
+        bare_dispatch_wait=args.bare_dispatch_wait,
+        records=args.records,
+        skip_bare=args.skip_bare,
+        skip_publishing=args.skip_publishing,
+        skip_kafka_tools=args.skip_kafka_tools,
+        profile=args.profile,
+        report_dir=args.report_dir,
+    )
+    try:
+        run = asyncio.run(
+            run_bench(settings, options, say=lambda line: print(line, file=sys.stderr))
+        )
+    except BenchError as exc:
+        print(f"saga: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(run.report.model_dump_json(indent=2))
+    else:
+        print(render_text(run.report))
+    paths = f"report: {run.json_path}\nreport: {run.markdown_path}"
+    print(paths, file=sys.stderr if args.json else sys.stdout)
+    return 1 if run.report.sagas.load.failed else 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="saga",
+        description="Run and inspect the saga orchestrator stack (settings: SAGA_* or .env).",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(
+        name: str, handler: Callable[[Settings, argparse.Namespace], int], help_: str
+    ) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_, description=help_)
+        sub.set_defaults(handler=handler)
+        return sub
+
+    up = add("up", _up, "Start Kafka, Temporal, the three services and the API in the background.")
+    up.add_argument(
+        "--scale",
+        action="append",
+        default=[],
+        metavar="SERVICE=N[,...]",
+        help="run N copies of a service (payment, inventory, shipping, orchestrator), e.g. "
+        "--scale payment=2,inventory=2; repeatable; kept for later `saga up`s",
+    )
+    add(
+        "token",
+        _token,
+        "Print the development token of the run directory (its last line is the token alone).",
+    )
+    add("fetch", _fetch, "Fetch Kafka's jars from Maven Central into the cache (once).")
+    add("down", _down, "Stop exactly the processes `saga up` started.")
+    ps = add(
+        "ps",
+        _ps,
+        "Show each component's state, address, process id, version and metrics endpoints.",
+    )
+    ps.add_argument("--json", action="store_true", help="one JSON array, for scripts")
+    logs = add("logs", _logs, "Show the end of one component's log.")
+    logs.add_argument(
+        "name", help="kafka, temporal, payment, inventory, shipping, orchestrator or api"
+    )
+    logs.add_argument("-n", "--lines", type=int, default=50, help="how many lines (default 50)")
+    logs.add_argument("-f", "--follow", action="store_true", help="keep following the log")
+    config = add("config", _config, "Show every setting with its value and meaning.")
+    config.add_argument("--json", action="store_true", help="one JSON object, for scripts")
+    demo = add("demo", _demo, "Run one demo order through the running stack and show its saga.")
+    demo.add_argument(
+        "--payment-token",
+        default="tok_visa",
+        help="tok_visa (default), tok_chargeDeclined or tok_flaky",
+    )
+    demo.add_argument("--country", default="DE", help="destination country (AQ: refused)")
+    replay = add(
+        "replay",
+        _replay,
+        "Replay saga histories against this code: recent ones from Temporal, or JSON files.",
+    )
+    replay.add_argument("files", nargs="*", metavar="HISTORY.json", help="exported histories")
+    replay.add_argument(
+        "--limit", type=int, default=100, help="how many recent sagas (default 100)"
+    )
+    replay.add_argument("--json", action="store_true", help="one JSON object, for scripts")
+
+    bench = add(
+        "bench",
+        _bench,
+        "Measure the running stack (sagas/s, saga and event latency, consumer lag) beside "
+        "a bare Temporal workflow of the saga's shape and Kafka's own producer tool.",
+    )
+    chaos.add_load_arguments(bench, orders=200, concurrency=50, report_dir="bench")
+    bench.add_argument("--bare-orders", type=int, help="bare workflows (default: --orders)")
+    bench.add_argument(
+        "--bare-dispatch-wait",
+        type=float,
+        metavar="SECONDS",
+        help="the bare workflow's stand-in for the carrier's dispatch delay "
+        "(default: SAGA_CARRIER_DISPATCH_DELAY_SECONDS)",
+    )
+    bench.add_argument(
+        "--records", type=int, default=100_000, help="records per publisher (default 100000)"
+    )
+    bench.add_argument("--skip-bare", action="store_true", help="no bare Temporal workflow")
+    bench.add_argument(
+        "--skip-publishing", action="store_true", help="no publisher comparison at all"
+    )
+    bench.add_argument(
+        "--skip-kafka-tools", action="store_true", help="no Kafka ProducerPerformance (no Java)"
+    )
+    bench.add_argument(
+        "--profile", action="store_true", help="py-spy the stack's processes during the orders"
+    )
+    dlq = commands.add_parser("dlq", help="Dead letters: list them, send them back.")
+    dlq_commands = dlq.add_subparsers(dest="dlq_command", required=True, metavar="COMMAND")
+    dlq_list = dlq_commands.add_parser("list", help="Show the records in the dead-letter topics.")
+    dlq_list.set_defaults(handler=_dlq_list)
+    dlq_list.add_argument("--json", action="store_true", help="one JSON array, for scripts")
+    dlq_redrive = dlq_commands.add_parser(
+        "redrive", help="Send dead letters back to their original topic."
+    )
+    dlq_redrive.set_defaults(handler=_dlq_redrive)
+    dlq_redrive.add_argument(
+        "positions", nargs="*", metavar="POSITION", help="topic:partition:offset"
+    )
+    dlq_redrive.add_argument(
+        "--all", action="store_true", help="every dead letter not yet redriven"
+    )
+    for sub in (dlq_list, dlq_redrive):
+        sub.add_argument(
+            "--topic", action="append", help="a domain topic (payment.events); default: all"
+        )
+    projections = commands.add_parser(
+        "projections", help="Read models built from the topics: rebuild them."
+    )
+    projection_commands = projections.add_subparsers(
+        dest="projections_command", required=True, metavar="COMMAND"
+    )
+    rebuild = projection_commands.add_parser(
+        "rebuild",
+        help="Rebuild the order timelines from the topics, from their beginning.",
+    )
+    rebuild.set_defaults(handler=_projections_rebuild)
+    rebuild.add_argument("--json", action="store_true", help="one JSON object, for scripts")
+    ops.register(commands, add)
+    chaos.register(add)
+    audit.register(commands, add)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one ``saga`` command; expected failures print one line and exit non-zero."""
+    from aiokafka.errors import KafkaError
+
+    from infra.engines.kafka_broker import MissingToolError
+    from infra.engines.stack import StackError
+    from runtime import KafkaUnavailableError, TemporalUnavailableError
+
+    args = _parser().parse_args(argv)
+    # The Kafka client logs every refused connection while `saga up` waits for the broker.
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    try:
+        settings = load_settings()
+        code: int = args.handler(settings, args)
+    except ConfigurationError as exc:
+        print(f"saga: {exc}", file=sys.stderr)
+        return 2
+    except (StackError, MissingToolError, KafkaUnavailableError, TemporalUnavailableError) as exc:
+        print(f"saga: {exc}", file=sys.stderr)
+        return 1
+    except KafkaError as exc:
+        print(
+            f"saga: Kafka at {settings.kafka_bootstrap_servers} does not answer "
+            f"({type(exc).__name__}): is the stack up? (`saga ps`, `saga up`)",
+            file=sys.stderr,
+        )
+        return 1
+    return code
+
+
+def run() -> None:
+    """The console script's entry point."""
+    sys.exit(main())

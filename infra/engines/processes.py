@@ -1,0 +1,208 @@
+"""Background processes that the project starts: spawned, recorded by process id, and stopped.
+
+A record keeps the process id together with the kernel's start time of that process, so a
+process id that the system has since given to somebody else's process is never signalled.
+"""
+
+import contextlib
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+__all__ = [
+    "ProcessRecord",
+    "ProcessTable",
+    "free_port",
+    "kill_process",
+    "port_in_use",
+    "spawn",
+    "start_ticks_of",
+    "stop_process",
+    "stop_processes",
+]
+
+
+@dataclass(frozen=True)
+class ProcessRecord:
+    """One process started in the background: who it is and how to recognise it again."""
+
+    name: str
+    pid: int
+    start_ticks: int
+    command: list[str]
+    log: str
+
+    def is_alive(self) -> bool:
+        """Whether this very process (same id, same start time) is still running."""
+        ticks = start_ticks_of(self.pid)
+        return ticks is not None and ticks == self.start_ticks
+
+
+def start_ticks_of(pid: int) -> int | None:
+    """The start time of ``pid`` in clock ticks since boot, or None if there is no such process."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name (field 2) may hold spaces and parentheses: split after its last ')'.
+    fields = stat.rsplit(")", 1)[1].split()
+    if fields[0] == "Z":  # a zombie has finished; only its parent has not reaped it yet
+        return None
+    return int(fields[19])
+
+
+def spawn(
+    name: str,
+    command: Sequence[str],
+    log_path: Path,
+    *,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> tuple[subprocess.Popen[bytes], ProcessRecord]:
+    """Start ``command`` in its own session with stdout and stderr appended to ``log_path``."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(
+            list(command),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=dict(env) if env is not None else None,
+            cwd=cwd,
+            start_new_session=True,
+        )
+    ticks = start_ticks_of(process.pid) or 0
+    return process, ProcessRecord(name, process.pid, ticks, list(command), str(log_path))
+
+
+def stop_process(record: ProcessRecord, *, timeout: float = 20.0) -> bool:
+    """Stop the recorded process: SIGTERM, then SIGKILL after ``timeout`` seconds.
+
+    Returns:
+        True if the process was running and has been stopped, False if it was not running.
+    """
+    return bool(stop_processes([record], timeout=timeout))
+
+
+def stop_processes(
+    records: Sequence[ProcessRecord], *, timeout: float = 20.0
+) -> list[ProcessRecord]:
+    """Stop the recorded processes together: SIGTERM to each, then SIGKILL to any still running
+    ``timeout`` seconds later, so their graceful stops overlap.
+
+    Returns:
+        The records whose processes were running and have been stopped, in the given order.
+    """
+    running = [record for record in records if record.is_alive()]
+    for record in running:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(record.pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    waiting = [record for record in running if not _ended(record)]
+    while waiting and time.monotonic() < deadline:
+        time.sleep(0.1)
+        waiting = [record for record in waiting if not _ended(record)]
+    for record in waiting:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(record.pid, signal.SIGKILL)
+    while waiting:
+        time.sleep(0.05)
+        waiting = [record for record in waiting if not _ended(record)]
+    return running
+
+
+def kill_process(record: ProcessRecord) -> bool:
+    """Kill the recorded process with SIGKILL (no clean-up of any kind) and wait until it is
+    gone: what a crash looks like, for a chaos run.
+
+    Returns:
+        True if the process was running and has been killed, False if it was not running.
+    """
+    if not record.is_alive():
+        return False
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(record.pid, signal.SIGKILL)
+    while not _ended(record):
+        time.sleep(0.02)
+    return True
+
+
+def _ended(record: ProcessRecord) -> bool:
+    _reap(record.pid)
+    return not record.is_alive()
+
+
+def _reap(pid: int) -> None:
+    """Collect ``pid``'s exit status if it is our child, so it does not linger as a zombie."""
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+class ProcessTable:
+    """The processes recorded under a run directory, one JSON file per process name."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self._dir = run_dir / "pids"
+
+    def get(self, name: str) -> ProcessRecord | None:
+        """The record of ``name``, or None if it was never started or has been stopped."""
+        path = self._dir / f"{name}.json"
+        try:
+            return ProcessRecord(**json.loads(path.read_text()))
+        except FileNotFoundError:
+            return None
+        except (ValueError, TypeError):
+            path.unlink(missing_ok=True)  # a half-written record names no process we can trust
+            return None
+
+    def put(self, record: ProcessRecord) -> None:
+        """Record ``record``, replacing any earlier record of the same name."""
+        self._dir.mkdir(parents=True, exist_ok=True)
+        tmp = self._dir / f".{record.name}.json.tmp"
+        tmp.write_text(json.dumps(asdict(record)))
+        tmp.replace(self._dir / f"{record.name}.json")
+
+    def remove(self, name: str) -> None:
+        """Forget ``name``."""
+        (self._dir / f"{name}.json").unlink(missing_ok=True)
+
+    def names(self) -> list[str]:
+        """The names of every recorded process, in no particular order."""
+        if not self._dir.is_dir():
+            return []
+        return [path.stem for path in self._dir.glob("*.json") if not path.name.startswith(".")]
+
+
+def port_in_use(host: str, port: int) -> bool:
+    """Whether something already listens on ``host:port``."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.settimeout(0.5)
+        return probe.connect_ex((host, port)) == 0
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port on ``host`` that nobody listens on right now.
+
+    Taken below Linux's ephemeral range (32768 and up), so that the port is still free when
+    a process restarts on it: the kernel hands ephemeral ports to outgoing connections, and
+    one of them could otherwise take the port while its process is down.
+    """
+    for _ in range(200):
+        port = random.randrange(20_000, 32_000)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind((host, port))
+            except OSError:
+                continue
+            return port
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        chosen: int = probe.getsockname()[1]
+        return chosen

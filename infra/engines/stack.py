@@ -1,0 +1,557 @@
+"""The whole stack on one machine: what `saga up`, `saga ps` and `saga down` act on.
+
+Each service (and the orchestrator's worker) may run as several copies (``saga up --scale
+payment=2``): copy N is the process ``payment-N`` (the first keeps the name ``payment``),
+with its own log, its own ports (:meth:`infra.config.settings.Settings.service_port`) and
+``SAGA_INSTANCE=N``. The scale is kept in the run directory, so a later ``saga up`` keeps it.
+"""
+
+import asyncio
+import json
+import os
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import httpx
+
+from contracts.topics import all_topics
+from infra.config.api_tokens import ensure_dev_token
+from infra.config.kafka import KafkaConnection, kafka_connection
+from infra.config.payload_codec import CODEC_PATH, data_converter, ensure_development_keys
+from infra.config.sdk_metrics import SDK_METRICS_HOST
+from infra.config.settings import ConfigurationError, Settings, instance_name
+from infra.engines.kafka_broker import (
+    BrokerSecurity,
+    KafkaBroker,
+    apply_acls,
+    apply_topic_catalog,
+    broker_version,
+    ensure_kafka_jars,
+)
+from infra.engines.kafka_security import (
+    KAFKA_ACCESS,
+    ensure_kafka_secrets,
+    ensure_tls,
+    kafka_acls,
+    kafka_user_of,
+)
+from infra.engines.processes import ProcessRecord, ProcessTable, port_in_use, spawn, stop_processes
+from infra.engines.temporal_server import TemporalDevServer, find_temporal_cli, temporal_version
+from runtime import wait_for_kafka, wait_for_temporal
+
+_T = TypeVar("_T")
+
+__all__ = [
+    "COMPONENTS",
+    "ENGINES",
+    "SERVICES",
+    "ComponentStatus",
+    "Stack",
+    "StackError",
+    "parse_scale",
+    "split_instance",
+]
+
+SERVICES: tuple[str, ...] = ("payment", "inventory", "shipping", "orchestrator")
+COMPONENTS: tuple[str, ...] = ("kafka", "temporal", *SERVICES, "api")
+ENGINES: tuple[str, ...] = ("kafka", "temporal")
+
+_SCALE_FILE = "scale.json"
+_MAX_COPIES = 20
+
+
+def parse_scale(values: Iterable[str]) -> dict[str, int]:
+    """``--scale`` values (``payment=2``, or ``payment=2,inventory=3``) as copies per service.
+
+    Raises:
+        ConfigurationError: a value is not ``SERVICE=N`` with a known service and 1 <= N <= 20.
+    """
+    scale: dict[str, int] = {}
+    for value in values:
+        for item in filter(None, (part.strip() for part in value.split(","))):
+            service, sep, count = item.partition("=")
+            service = service.strip()
+            if not sep or service not in SERVICES or not count.strip().isdigit():
+                raise ConfigurationError(
+                    f"bad --scale {item!r}: expected SERVICE=N with SERVICE one of "
+                    f"{', '.join(SERVICES)} (e.g. --scale payment=2,inventory=2)"
+                )
+            copies = int(count)
+            if not 1 <= copies <= _MAX_COPIES:
+                raise ConfigurationError(
+                    f"bad --scale {item!r}: a service runs as 1 to {_MAX_COPIES} copies"
+                )
+            scale[service] = copies
+    return scale
+
+
+def split_instance(name: str) -> tuple[str, int]:
+    """A process name as its component and copy number: ``payment-2`` → (``payment``, 2)."""
+    base, sep, number = name.rpartition("-")
+    if sep and base in SERVICES and number.isdigit() and int(number) >= 2:
+        return base, int(number)
+    return name, 1
+
+
+class StackError(Exception):
+    """The stack cannot be brought up as asked; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class ComponentStatus:
+    """One component as `saga ps` shows it."""
+
+    name: str
+    state: str  # running, unhealthy, stopped, external, unreachable
+    address: str
+    pid: int | None
+    version: str | None
+    log: str | None
+    metrics: tuple[str, ...] = ()
+    """Where its Prometheus metrics are: ``/metrics`` and the Temporal SDK's exporter."""
+
+    def as_dict(self) -> dict[str, object]:
+        """A JSON-ready mapping."""
+        return {
+            "name": self.name,
+            "state": self.state,
+            "address": self.address,
+            "pid": self.pid,
+            "version": self.version,
+            "log": self.log,
+            "metrics": list(self.metrics),
+        }
+
+
+class Stack:
+    """The engines and services of one run directory."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        say: Callable[[str], None] = print,
+        scale: Mapping[str, int] | None = None,
+    ) -> None:
+        """``scale``: copies of the services named (the others keep the scale of the run
+        directory's last ``up``, 1 at first); it is kept by :meth:`up`."""
+        self._settings = settings
+        self._run_dir = settings.run_dir.resolve()
+        self._table = ProcessTable(self._run_dir)
+        self._say = say
+        self._scale = {service: 1 for service in SERVICES}
+        self._scale.update(self._kept_scale())
+        self._scale.update(scale or {})
+
+    # -- what each component is ------------------------------------------------------------
+
+    @property
+    def scale(self) -> dict[str, int]:
+        """How many copies of each service (and of the orchestrator's worker) run."""
+        return dict(self._scale)
+
+    def instances(self) -> list[str]:
+        """Every process of the stack by name: the embedded engines, each copy of each service
+        (``payment``, ``payment-2``...), then the API."""
+        engines = [name for name in ENGINES if self._embedded(name)]
+        return [*engines, *self._service_instances(), "api"]
+
+    def _service_instances(self) -> list[str]:
+        return [
+            instance_name(service, copy)
+            for service in SERVICES
+            for copy in range(1, self._scale[service] + 1)
+        ]
+
+    def _kept_scale(self) -> dict[str, int]:
+        try:
+            kept = json.loads((self._run_dir / _SCALE_FILE).read_text())
+        except (OSError, ValueError):
+            return {}
+        if not isinstance(kept, dict):
+            return {}
+        return {
+            service: copies
+            for service, copies in kept.items()
+            if service in SERVICES and isinstance(copies, int) and 1 <= copies <= _MAX_COPIES
+        }
+
+    def _keep_scale(self) -> None:
+        path = self._run_dir / _SCALE_FILE
+        tmp = path.with_name(f".{_SCALE_FILE}.tmp")
+        tmp.write_text(json.dumps(self._scale, indent=2))
+        tmp.replace(path)
+
+    def _log_path(self, name: str) -> Path:
+        return self._run_dir / "logs" / f"{name}.log"
+
+    def _address(self, name: str) -> str:
+        s = self._settings
+        if name == "kafka":
+            return s.kafka_bootstrap_servers
+        if name == "temporal":
+            return f"{s.temporal_address} (Web UI {s.temporal_ui_url})"
+        if name == "api":
+            return s.api_url
+        service, copy = split_instance(name)
+        return f"http://{s.api_host}:{s.service_port(service, copy)}"
+
+    def _listen_port(self, name: str) -> tuple[str, int]:
+        s = self._settings
+        if name == "kafka":
+            return "127.0.0.1", s.kafka_port
+        if name == "temporal":
+            return "127.0.0.1", s.temporal_port
+        if name == "api":
+            return s.api_host, s.api_port
+        service, copy = split_instance(name)
+        return s.api_host, s.service_port(service, copy)
+
+    def _sdk_metrics_port(self, name: str) -> int | None:
+        if name in ENGINES:
+            return None
+        service, copy = split_instance(name)
+        return self._settings.sdk_metrics_port(service, copy)
+
+    def metrics_urls(self, name: str) -> tuple[str, ...]:
+        """Where process ``name`` (a component, or a copy such as ``payment-2``) serves
+        Prometheus metrics (none for Kafka: the orchestrator worker exports the cluster's
+        figures)."""
+        s = self._settings
+        if name == "kafka":
+            return ()
+        if name == "temporal":
+            return (
+                (f"http://127.0.0.1:{s.temporal_port + 11}/metrics",) if s.temporal_embedded else ()
+            )
+        urls = [f"{self._address(name)}/metrics"]
+        sdk_port = self._sdk_metrics_port(name)
+        if sdk_port is not None:
+            urls.append(f"http://{SDK_METRICS_HOST}:{sdk_port}/metrics")
+        return tuple(urls)
+
+    def _embedded(self, name: str) -> bool:
+        if name == "kafka":
+            return self._settings.kafka_embedded
+        if name == "temporal":
+            return self._settings.temporal_embedded
+        return True
+
+    @property
+    def kafka_secured(self) -> bool:
+        """Whether the stack's broker is the embedded one, secured (``SAGA_KAFKA_SECURED``)."""
+        return self._settings.kafka_secured and self._settings.kafka_embedded
+
+    def _kafka_broker(self, security: BrokerSecurity | None = None) -> KafkaBroker:
+        s = self._settings
+        libs = ensure_kafka_jars(
+            s.kafka_cache_dir, s.kafka_version, maven=s.maven, progress=self._say
+        )
+        return KafkaBroker(
+            libs=libs,
+            data_dir=self._run_dir / "kafka",
+            port=s.kafka_port,
+            controller_port=s.kafka_controller_port,
+            java=s.java,
+            heap=s.kafka_heap,
+            security=security,
+        )
+
+    def _kafka_security(self) -> BrokerSecurity:
+        """The run's SCRAM passwords and TLS files, made the first time."""
+        return BrokerSecurity(
+            tls=ensure_tls(self._run_dir), passwords=ensure_kafka_secrets(self._run_dir)
+        )
+
+    def kafka_connection(self, process: str | None = None) -> KafkaConnection:
+        """How ``process`` (by default `saga up` itself: the super user when secured) connects."""
+        admin = kafka_connection(self._settings)
+        if process is None or not self.kafka_secured:
+            return admin
+        user = kafka_user_of(process)
+        return admin.as_user(user, self._kafka_security().passwords[user])
+
+    def _kafka_env(self, name: str) -> dict[str, str]:
+        """The Kafka settings of process ``name`` of a secured stack: its own SCRAM user."""
+        if not self.kafka_secured or name in ENGINES:
+            return {}
+        kafka = self.kafka_connection(name)
+        assert kafka.sasl_password is not None
+        return {
+            "SAGA_KAFKA_SECURITY_PROTOCOL": kafka.security_protocol,
+            "SAGA_KAFKA_SASL_USERNAME": kafka.sasl_username or "",
+            "SAGA_KAFKA_SASL_PASSWORD": kafka.sasl_password.get_secret_value(),
+            "SAGA_KAFKA_SSL_CAFILE": str(kafka.ssl_cafile),
+        }
+
+    def _temporal_server(self) -> TemporalDevServer:
+        s = self._settings
+        return TemporalDevServer(
+            cli=find_temporal_cli(s.temporal_cli),
+            port=s.temporal_port,
+            ui_port=s.temporal_ui_port,
+            http_port=s.temporal_port + 10,
+            metrics_port=s.temporal_port + 11,
+            db_file=self._run_dir / "temporal" / "temporal.db"
+            if s.temporal_storage == "file"
+            else None,
+            namespace=s.temporal_namespace,
+            ui_codec_endpoint=f"{s.api_url}{CODEC_PATH}" if s.payload_encryption else None,
+        )
+
+    def command(self, name: str) -> list[str]:
+        """The command line that runs ``name`` under these settings."""
+        if name == "kafka":
+            return self._kafka_broker().command()
+        if name == "temporal":
+            return self._temporal_server().command()
+        if name == "api":
+            return [sys.executable, "-m", "orchestrator.api"]
+        service, _ = split_instance(name)
+        if service == "orchestrator":
+            return [sys.executable, "-m", "orchestrator.worker"]
+        return [sys.executable, "-m", f"workers.{service}"]
+
+    # -- up ----------------------------------------------------------------------------------
+
+    def up(self) -> None:
+        """Start every process of the stack that is not running yet (each copy of each service,
+        at the scale given) and wait until each is healthy; stop copies beyond the scale.
+
+        Raises:
+            StackError: a port is taken, a component did not become healthy, or an
+                external engine is unreachable.
+            ConfigurationError: payload encryption is on and its keys cannot be used.
+        """
+        self._check_ports()
+        self._run_dir.mkdir(parents=True, exist_ok=True)
+        made = ensure_development_keys(self._settings)
+        if made is not None:
+            self._say(f"{'payloads':<12} encrypted with the development keys of {made}")
+        data_converter(self._settings)  # unusable payload keys stop `up` before it starts
+        self._keep_scale()
+        engines = [name for name in ENGINES if self._embedded(name)]
+        self._start(engines)
+        asyncio.run(self._wait_for_engines())
+        self._stop_copies_beyond_scale()
+        if self._settings.mode == "development":
+            ensure_dev_token(self._run_dir)  # the API accepts it; `saga token` prints it
+        self._start([*self._service_instances(), "api"])
+        asyncio.run(self._wait_for_services())
+
+    def _check_ports(self) -> None:
+        """Every process of the stack listens on ports of its own, within range."""
+        owners: dict[int, str] = {}
+        for name in [*self._service_instances(), "api"]:
+            ports = [self._listen_port(name)[1], self._sdk_metrics_port(name)]
+            for port in filter(None, ports):
+                if port > 65535:
+                    raise StackError(
+                        f"{name} would listen on port {port}: lower its service's port, "
+                        "SAGA_INSTANCE_PORT_STEP or SAGA_SDK_METRICS_PORT_OFFSET"
+                    )
+                if port in owners:
+                    raise StackError(
+                        f"{owners[port]} and {name} would both listen on port {port}: change "
+                        "SAGA_INSTANCE_PORT_STEP or the services' ports (see `saga config`)"
+                    )
+                owners[port] = name
+
+    def _stop_copies_beyond_scale(self) -> None:
+        wanted = set(self._service_instances())
+        extra = [
+            name
+            for name in self._table.names()
+            if split_instance(name)[0] in SERVICES and name not in wanted
+        ]
+        records = [record for record in map(self._table.get, extra) if record is not None]
+        for record in stop_processes(records):
+            self._say(f"{record.name:<12} stopped (pid {record.pid}), beyond the scale")
+        for name in extra:
+            self._table.remove(name)
+
+    def _start(self, names: list[str]) -> None:
+        for name in names:
+            running = self._table.get(name)
+            if running is not None and running.is_alive():
+                self._say(f"{name:<12} already running (pid {running.pid})")
+                if self.started_otherwise(name):
+                    self._say(
+                        f"{'':<12} warning: started with other settings than these; "
+                        "`saga down && saga up` applies them"
+                    )
+                continue
+            host, port = self._listen_port(name)
+            if port_in_use(host, port):
+                raise StackError(
+                    f"port {host}:{port} that {name} needs is already in use by another process: "
+                    f"stop that process, or give {name} another port (see `saga config`)"
+                )
+            sdk_port = self._sdk_metrics_port(name)
+            if sdk_port is not None and port_in_use(SDK_METRICS_HOST, sdk_port):
+                raise StackError(
+                    f"port {SDK_METRICS_HOST}:{sdk_port} for the Temporal SDK metrics of {name} "
+                    "is already in use by another process: stop that process, or change "
+                    "SAGA_SDK_METRICS_PORT_OFFSET (0 turns these metrics off)"
+                )
+            env = {
+                **os.environ,
+                **self._settings.as_env(),
+                "SAGA_RUN_DIR": str(self._run_dir),
+                "SAGA_INSTANCE": str(split_instance(name)[1]),
+                **self._kafka_env(name),
+            }
+            if name == "kafka":
+                security = self._kafka_security() if self.kafka_secured else None
+                self._kafka_broker(security).format_storage()
+            _, record = spawn(name, self.command(name), self._log_path(name), env=env)
+            self._table.put(record)
+            self._say(f"{name:<12} started (pid {record.pid}), log {record.log}")
+
+    def started_otherwise(self, name: str) -> bool:
+        """Whether ``name`` runs with another command line than these settings give it now
+        (an embedded Temporal started in memory while the settings say ``file``, a broker
+        with another heap): restarting it would not give back the process that is running."""
+        running = self._table.get(name)
+        return running is not None and running.command != self.command(name)
+
+    async def _wait_for_engines(self) -> None:
+        s = self._settings
+        timeout = s.startup_timeout_seconds
+
+        async def kafka() -> None:
+            admin = self.kafka_connection()
+            await self._watching("kafka", wait_for_kafka(admin, wait_seconds=timeout))
+            report = await apply_topic_catalog(admin, all_topics())
+            if report.created:
+                self._say(f"{'kafka':<12} topics created: {', '.join(report.created)}")
+            if self.kafka_secured:
+                rules = await apply_acls(admin, kafka_acls(KAFKA_ACCESS))
+                self._say(
+                    f"{'kafka':<12} secured: SASL_SSL (SCRAM-SHA-512), {rules} ACLs for "
+                    f"{', '.join(KAFKA_ACCESS)}"
+                )
+
+        async def temporal() -> None:
+            client = await self._watching(
+                "temporal",
+                wait_for_temporal(s.temporal_address, s.temporal_namespace, wait_seconds=timeout),
+            )
+            del client
+
+        failures = [
+            str(result)
+            for result in await asyncio.gather(kafka(), temporal(), return_exceptions=True)
+            if isinstance(result, BaseException)
+        ]
+        if failures:
+            raise StackError("\n".join(failures))
+        self._say(f"{'kafka':<12} healthy at {s.kafka_bootstrap_servers}")
+        self._say(f"{'temporal':<12} healthy at {s.temporal_address}")
+
+    async def _wait_for_services(self) -> None:
+        async with httpx.AsyncClient(timeout=2.0) as http:
+            for name in [*self._service_instances(), "api"]:
+                await self._watching(name, self._healthy(http, name))
+                self._say(f"{name:<12} healthy at {self._address(name)}")
+
+    async def _healthy(self, http: httpx.AsyncClient, name: str) -> None:
+        url = f"{self._address(name)}/healthz"
+        deadline = time.monotonic() + self._settings.startup_timeout_seconds
+        while time.monotonic() < deadline:
+            try:
+                if (await http.get(url)).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            await asyncio.sleep(0.3)
+        raise StackError(f"{name} did not answer {url} in time")
+
+    async def _watching(self, name: str, check: Awaitable[_T]) -> _T:
+        """Await ``check``, failing at once with the log's tail if ``name``'s process dies."""
+        task = asyncio.ensure_future(check)
+        record = self._table.get(name)
+        while not task.done():
+            if record is not None and not record.is_alive():
+                task.cancel()
+                raise StackError(self._died(name))
+            await asyncio.wait({task}, timeout=0.5)
+        error = task.exception()
+        if error is not None:
+            tail = f"\n{self._log_tail(name)}" if record is not None else ""
+            raise StackError(f"{error}{tail}") from None
+        return task.result()
+
+    def _died(self, name: str) -> str:
+        return f"{name} exited during start-up; the end of its log:\n{self._log_tail(name)}"
+
+    def _log_tail(self, name: str, lines: int = 15) -> str:
+        try:
+            text = self._log_path(name).read_text(errors="replace").splitlines()[-lines:]
+        except OSError:
+            return "(no log)"
+        return "\n".join(f"  | {line}" for line in text) + f"\n  (full log: saga logs {name})"
+
+    # -- down and ps -------------------------------------------------------------------------
+
+    def down(self) -> list[str]:
+        """Stop the recorded processes: the API, then every copy of the services together
+        (each stops gracefully, see :mod:`runtime`), then the engines; return the
+        names of what was stopped. The scale is kept for the next :meth:`up`."""
+        recorded = set(self._table.names())
+        services = sorted(recorded - {"api", *ENGINES}, key=self._order)
+        groups = [["api"], services, *([engine] for engine in reversed(ENGINES))]
+        stopped = []
+        for group in groups:
+            records = [record for record in map(self._table.get, group) if record is not None]
+            for record in stop_processes(records):
+                stopped.append(record.name)
+                self._say(f"{record.name:<12} stopped (pid {record.pid})")
+            for name in group:
+                self._table.remove(name)
+        return stopped
+
+    def status(self) -> list[ComponentStatus]:
+        """Each process's state, address, process id and version: every component, with each
+        copy of a service after it (and any copy still recorded beyond the scale)."""
+        names = set(COMPONENTS) | set(self._service_instances())
+        names |= {name for name in self._table.names() if split_instance(name)[0] in SERVICES}
+        return [
+            self._status(name, self._table.get(name)) for name in sorted(names, key=self._order)
+        ]
+
+    @staticmethod
+    def _order(name: str) -> tuple[int, int, str]:
+        """Where ``name`` comes in listings: components in their order, copies by number."""
+        component, copy = split_instance(name)
+        rank = COMPONENTS.index(component) if component in COMPONENTS else len(COMPONENTS)
+        return rank, copy, name
+
+    def _status(self, name: str, record: ProcessRecord | None) -> ComponentStatus:
+        alive = record is not None and record.is_alive()
+        host, port = self._listen_port(name)
+        answering = port_in_use(host, port)
+        if alive:
+            state = "running" if answering else "starting"
+        elif not self._embedded(name):
+            state = "external" if answering else "unreachable"
+        else:
+            state = "stopped"
+        version = None
+        if name == "kafka" and (alive or answering):
+            version = broker_version(self._log_path("kafka"))
+        elif name == "temporal" and self._embedded(name):
+            version = temporal_version(find_temporal_cli(self._settings.temporal_cli))
+        return ComponentStatus(
+            name=name,
+            state=state,
+            address=self._address(name),
+            pid=record.pid if alive and record is not None else None,
+            version=version,
+            log=str(self._log_path(name)) if record is not None else None,
+            metrics=self.metrics_urls(name),
+        )

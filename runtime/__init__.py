@@ -1,0 +1,88 @@
+"""The service runtime: what every service process shares.
+
+A service keeps its state, its outbox and its inbox in its own database (:class:`Book`,
+:class:`Outbox`, :class:`Inbox`); the relay publishes the outbox to Kafka (:class:`OutboxRelay`);
+consumers handle each record once, retry, and dead-letter what they cannot handle
+(:class:`EventConsumer`); :func:`run_service` runs the Temporal worker, the relay, the
+background tasks and ``/healthz`` + ``/metrics`` of one process, and stops them in order.
+
+Services and the orchestrator import this facade only, never the private modules behind it.
+"""
+
+from runtime._activity_metrics import ActivityAttempts, ActivityMetrics
+from runtime._book import Book
+from runtime._clients import (
+    KafkaUnavailableError,
+    compression_type,
+    new_admin,
+    new_consumer,
+    new_producer,
+    wait_for_kafka,
+)
+from runtime._consumer import (
+    DLQ_DROPPED_HEADER,
+    DLQ_HEADER_PREFIX,
+    UNPARSEABLE_RECORD,
+    EventConsumer,
+    EventHandler,
+    Inbox,
+    RetryPolicy,
+)
+from runtime._database import open_database, open_reader
+from runtime._metrics import EventBusMetrics
+from runtime._outbox import Outbox, OutboxRelay, OutboxRow, RelayLease
+from runtime._service import (
+    ACTIVITY_GRACE,
+    DomainEvents,
+    ServiceContext,
+    ServiceFactory,
+    ServiceParts,
+    causation_id,
+    health_app,
+    run_service,
+    serve,
+)
+from runtime._temporal import TemporalUnavailableError, wait_for_temporal
+from runtime._tracing import TRACE_HEADERS, consume_span, continue_trace
+from runtime._transaction import transaction
+
+__all__ = [
+    "ACTIVITY_GRACE",
+    "DLQ_DROPPED_HEADER",
+    "DLQ_HEADER_PREFIX",
+    "TRACE_HEADERS",
+    "UNPARSEABLE_RECORD",
+    "ActivityAttempts",
+    "ActivityMetrics",
+    "Book",
+    "DomainEvents",
+    "EventBusMetrics",
+    "EventConsumer",
+    "EventHandler",
+    "Inbox",
+    "KafkaUnavailableError",
+    "Outbox",
+    "OutboxRelay",
+    "OutboxRow",
+    "RelayLease",
+    "RetryPolicy",
+    "ServiceContext",
+    "ServiceFactory",
+    "ServiceParts",
+    "TemporalUnavailableError",
+    "causation_id",
+    "compression_type",
+    "consume_span",
+    "continue_trace",
+    "health_app",
+    "new_admin",
+    "new_consumer",
+    "new_producer",
+    "open_database",
+    "open_reader",
+    "run_service",
+    "serve",
+    "transaction",
+    "wait_for_kafka",
+    "wait_for_temporal",
+]

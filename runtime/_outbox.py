@@ -1,0 +1,576 @@
+"""The transactional outbox: events are written with the state change, published after.
+
+A service writes its state change and :meth:`Outbox.add` in one local transaction. The
+:class:`OutboxRelay` in the same process publishes pending rows in the order they were
+written and marks them sent. A row is marked only after Kafka acknowledged it, so a crash
+or an outage can publish a row twice but never lose one; consumers drop the second copy by
+its event id (the inbox).
+
+Copies of a service share its database, and so its outbox. A :class:`RelayLease` lets one
+relay of them publish at a time: the holder renews it every fifth of its length, the others
+take it once it has expired (the holder died) or been released (the holder stopped). A relay
+that takes the lease first looks at the end of the partitions for the pending rows that its
+predecessor got onto Kafka without marking them, and marks those instead of sending them
+again.
+"""
+
+import asyncio
+import contextlib
+import json
+import logging
+import sqlite3
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError, OutOfOrderSequenceNumber
+from opentelemetry.trace import Span, Status, StatusCode
+
+from contracts.codec import encode_event
+from contracts.envelope import AnyEvent
+from runtime._metrics import EventBusMetrics
+from runtime._tracing import creation_headers, publish_span
+from runtime._transaction import transaction
+
+__all__ = ["LeaseHolder", "Outbox", "OutboxRelay", "OutboxRow", "RelayLease"]
+
+log = logging.getLogger(__name__)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS outbox (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id    TEXT NOT NULL UNIQUE,
+    event_type  TEXT NOT NULL,
+    order_id    TEXT NOT NULL,
+    topic       TEXT NOT NULL,
+    key         BLOB NOT NULL,
+    value       BLOB NOT NULL,
+    headers     TEXT NOT NULL,
+    created_at  REAL NOT NULL,
+    sent_at     REAL
+);
+CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (id) WHERE sent_at IS NULL;
+"""
+
+_LEASE_SCHEMA = """
+CREATE TABLE IF NOT EXISTS relay_lease (
+    name        TEXT PRIMARY KEY,
+    owner       TEXT,
+    expires_at  REAL NOT NULL,
+    renewed_at  REAL NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    """One event waiting in (or sent from) the outbox."""
+
+    id: int
+    event_id: str
+    event_type: str
+    order_id: str
+    topic: str
+    key: bytes
+    value: bytes
+    headers: list[tuple[str, bytes]]
+    created_at: float
+    sent_at: float | None
+
+
+def _row(raw: sqlite3.Row) -> OutboxRow:
+    headers = [(name, bytes.fromhex(value)) for name, value in json.loads(raw["headers"])]
+    return OutboxRow(
+        id=raw["id"],
+        event_id=raw["event_id"],
+        event_type=raw["event_type"],
+        order_id=raw["order_id"],
+        topic=raw["topic"],
+        key=raw["key"],
+        value=raw["value"],
+        headers=headers,
+        created_at=raw["created_at"],
+        sent_at=raw["sent_at"],
+    )
+
+
+class Outbox:
+    """The outbox table of one service database."""
+
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self._db = connection
+        self._db.executescript(_SCHEMA)
+        self._added = asyncio.Event()
+
+    def add(self, event: AnyEvent) -> None:
+        """Add ``event`` to the outbox, inside the caller's open transaction.
+
+        Raises:
+            SchemaViolation: the event does not match its schema (nothing is written).
+        """
+        encoded = encode_event(event)
+        trace_headers = creation_headers(
+            topic=encoded.topic,
+            event_id=str(event.event_id),
+            event_type=type(event).EVENT_TYPE,
+            order_id=event.correlation_id,
+        )
+        headers = json.dumps(
+            [(name, value.hex()) for name, value in [*encoded.headers, *trace_headers]]
+        )
+        self._db.execute(
+            "INSERT INTO outbox (event_id, event_type, order_id, topic, key, value, headers,"
+            " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                str(event.event_id),
+                type(event).EVENT_TYPE,
+                event.correlation_id,
+                encoded.topic,
+                encoded.key,
+                encoded.value,
+                headers,
+                time.time(),
+            ),
+        )
+        self._added.set()
+
+    def pending(self, limit: int = 500) -> list[OutboxRow]:
+        """The oldest rows not yet sent, in the order they were written."""
+        rows = self._db.execute(
+            "SELECT * FROM outbox WHERE sent_at IS NULL ORDER BY id LIMIT ?", (limit,)
+        ).fetchall()
+        return [_row(raw) for raw in rows]
+
+    def pending_count(self) -> int:
+        """How many rows wait to be published (the outbox backlog)."""
+        count: int = self._db.execute(
+            "SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL"
+        ).fetchone()[0]
+        return count
+
+    def rows_for_order(self, order_id: str) -> list[OutboxRow]:
+        """Every row of one order, sent or not, in the order they were written."""
+        rows = self._db.execute(
+            "SELECT * FROM outbox WHERE order_id = ? ORDER BY id", (order_id,)
+        ).fetchall()
+        return [_row(raw) for raw in rows]
+
+    def mark_sent(self, ids: list[int]) -> None:
+        """Mark rows as published."""
+        if not ids:
+            return
+        now = time.time()
+        with transaction(self._db):
+            self._db.executemany(
+                "UPDATE outbox SET sent_at = ? WHERE id = ?", [(now, row_id) for row_id in ids]
+            )
+
+    async def wait_for_new(self, seconds: float) -> None:
+        """Return when an event was added (in this process) or after ``seconds``."""
+        # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a cancellation
+        # that arrives as the inner call finishes, and the relay would never stop.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._added.wait()
+        self._added.clear()
+
+
+@dataclass(frozen=True)
+class LeaseHolder:
+    """Who holds a lease, and until when (a Unix time)."""
+
+    owner: str | None
+    """None once its last holder released it."""
+    expires_at: float
+
+    def free(self, now: float) -> bool:
+        """Whether anybody may take the lease at ``now``: released, or expired."""
+        return self.owner is None or self.expires_at <= now
+
+
+class RelayLease:
+    """The right to publish one database's outbox, held by one relay at a time.
+
+    A row of ``relay_lease`` names the holder and when its hold ends. The holder renews it
+    long before then; another relay takes it once it is free (:meth:`LeaseHolder.free`). The
+    clock is the machine's: the copies sharing a SQLite file run on one machine.
+    """
+
+    def __init__(
+        self, connection: sqlite3.Connection, owner: str, *, ttl: float = 5.0, name: str = "outbox"
+    ) -> None:
+        """``owner`` names this holder uniquely (the process and its start); ``ttl`` is how
+        long a hold lasts after each renewal (seconds)."""
+        self.owner = owner
+        self.ttl = ttl
+        self._name = name
+        self._db = connection
+        self._db.executescript(_LEASE_SCHEMA)
+
+    def holder(self) -> LeaseHolder | None:
+        """The lease's holder as recorded, or None if nobody ever took it."""
+        row = self._db.execute(
+            "SELECT owner, expires_at FROM relay_lease WHERE name = ?", (self._name,)
+        ).fetchone()
+        return None if row is None else LeaseHolder(row["owner"], row["expires_at"])
+
+    def acquire(self) -> float | None:
+        """Take the lease if it is free or ours, for ``ttl`` seconds from now.
+
+        Returns:
+            When the hold ends (a Unix time), or None if another relay holds the lease.
+        """
+        with transaction(self._db):
+            now = time.time()
+            current = self.holder()
+            if current is not None and current.owner != self.owner and not current.free(now):
+                return None
+            expires_at = now + self.ttl
+            self._db.execute(
+                "INSERT INTO relay_lease (name, owner, expires_at, renewed_at) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (name) DO UPDATE SET owner = excluded.owner,"
+                " expires_at = excluded.expires_at, renewed_at = excluded.renewed_at",
+                (self._name, self.owner, expires_at, now),
+            )
+        return expires_at
+
+    def release(self) -> None:
+        """Give the lease up at once, if this relay holds it."""
+        with transaction(self._db):
+            self._db.execute(
+                "UPDATE relay_lease SET owner = NULL, expires_at = ? WHERE name = ? AND owner = ?",
+                (time.time(), self._name, self.owner),
+            )
+
+
+def _report_published(rows: list[OutboxRow], spans: list[Span | None], sent: int) -> None:
+    """End the rows' publish spans and log the first ``sent`` rows, which Kafka acknowledged."""
+    for index, span in enumerate(spans):
+        if span is None:
+            continue
+        if index >= sent:
+            span.set_status(Status(StatusCode.ERROR, "not acknowledged by Kafka"))
+        span.end()
+    if not log.isEnabledFor(logging.INFO):
+        return
+    for row, span in zip(rows[:sent], spans, strict=False):
+        fields = {
+            "eventId": row.event_id,
+            "eventType": row.event_type,
+            "topic": row.topic,
+            "correlationId": row.order_id,
+            "orderId": row.order_id,
+        }
+        if span is not None:  # the line joins the event's trace, as consumers' lines do
+            context = span.get_span_context()
+            fields["traceId"] = format(context.trace_id, "032x")
+            fields["spanId"] = format(context.span_id, "016x")
+        log.info("Event published", extra=fields)
+
+
+def _stamp(stamps: list[float], index: int, _future: object) -> None:
+    """Note when a send's future settled (its acknowledgement, as the producer saw it)."""
+    stamps[index] = time.perf_counter()
+
+
+class OutboxRelay:
+    """Publishes an outbox's pending rows in order, until stopped.
+
+    With a :class:`RelayLease` it publishes only while it holds the lease, so that one relay
+    per service database publishes however many copies of the service run. With a
+    ``consumer_factory`` it checks Kafka for rows that may be there already (after taking the
+    lease, and after a batch failed) before sending them.
+    """
+
+    def __init__(
+        self,
+        outbox: Outbox,
+        producer_factory: Callable[[], AIOKafkaProducer],
+        *,
+        metrics: EventBusMetrics | None = None,
+        batch_size: int = 500,
+        send_timeout: float = 10.0,
+        idle_poll: float = 0.2,
+        lease: RelayLease | None = None,
+        consumer_factory: Callable[[], AIOKafkaConsumer] | None = None,
+        flush_timeout: float = 5.0,
+    ) -> None:
+        self._outbox = outbox
+        self._new_producer = producer_factory
+        self._metrics = metrics
+        self._batch_size = batch_size
+        self._send_timeout = send_timeout
+        self._idle_poll = idle_poll
+        self._producer: AIOKafkaProducer | None = None
+        self._lease = lease
+        self._new_consumer = consumer_factory
+        self.flush_timeout = flush_timeout
+        """How long :meth:`run` goes on publishing after :meth:`stop` (seconds)."""
+        self._held_until = 0.0
+        self._check_kafka_first = False
+        self._stopping = asyncio.Event()
+
+    def stop(self) -> None:
+        """Ask :meth:`run` to publish what is pending (for at most ``flush_timeout`` seconds),
+        release the lease and return."""
+        self._stopping.set()
+
+    @property
+    def holds_lease(self) -> bool:
+        """Whether this relay may publish now: it holds the lease long enough (or has none)."""
+        if self._lease is None:
+            return True
+        # Half a lease of margin: a relay whose renewals fell behind (its process was held up)
+        # stops starting batches well before another relay may take the lease over.
+        return time.time() < self._held_until - self._lease.ttl / 2
+
+    async def run(self) -> None:
+        """Publish until :meth:`stop`, then flush; a broker outage only delays publishing
+        (rows stay pending). Cancelled, it stops at once; the lease is released either way."""
+        keeper = None
+        if self._lease is not None:
+            self._hold_lease()
+            keeper = asyncio.create_task(self._keep_lease(), name="outbox-lease")
+        try:
+            await self._publish_until_stopped()
+            await self._flush()
+        finally:
+            if keeper is not None:
+                keeper.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await keeper
+            self._release_lease()
+            await self._drop_producer()
+
+    async def _publish_until_stopped(self) -> None:
+        backoff = 0.2
+        while not self._stopping.is_set():
+            if not self.holds_lease:
+                await self._pause(self._idle_poll)
+                continue
+            try:
+                if self._check_kafka_first:
+                    await self._mark_published()
+                sent = await self.publish_pending()
+            except (KafkaError, OSError, TimeoutError) as exc:
+                log.warning("outbox relay: Kafka unavailable (%s), retrying in %.1fs", exc, backoff)
+                if self._metrics is not None:
+                    self._metrics.publish_errors.labels(type(exc).__name__).inc()
+                # A batch that timed out may have reached Kafka: look before sending it again.
+                self._check_kafka_first = self._new_consumer is not None
+                await self._drop_producer()
+                await self._pause(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            backoff = 0.2
+            if sent == 0:
+                await self._outbox.wait_for_new(self._idle_poll)
+
+    async def _pause(self, seconds: float) -> None:
+        """Wait ``seconds``, or less if the relay is asked to stop."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+
+    async def _flush(self) -> None:
+        """Publish what is pending, for at most ``flush_timeout`` seconds, if this relay may."""
+        if not self.holds_lease:
+            self._hold_lease()  # the last copy to stop takes a lease its holder gave up
+            if not self.holds_lease:
+                return  # the holder (another copy) publishes what this one wrote
+        deadline = time.monotonic() + self.flush_timeout
+        try:
+            while (remaining := deadline - time.monotonic()) > 0:
+                if self._check_kafka_first:
+                    await asyncio.wait_for(self._mark_published(), remaining)
+                    continue
+                if await asyncio.wait_for(self.publish_pending(), remaining) == 0:
+                    return
+        except (KafkaError, OSError, TimeoutError) as exc:
+            log.warning("outbox relay: cannot publish what is pending at stop (%s)", exc)
+        log.warning(
+            "outbox relay: %d event(s) left pending at stop; the next relay publishes them",
+            self._outbox.pending_count(),
+        )
+
+    async def _keep_lease(self) -> None:
+        assert self._lease is not None
+        while True:
+            await asyncio.sleep(self._lease.ttl / 5)
+            self._hold_lease()
+
+    def _hold_lease(self) -> None:
+        """Renew the lease, or take it if it is free; note whether this relay holds it."""
+        assert self._lease is not None
+        lease = self._lease
+        try:
+            before = lease.holder()
+            if before is not None and before.owner != lease.owner and not before.free(time.time()):
+                if self._held_until:
+                    log.warning(
+                        "outbox relay %s lost the outbox lease to %s: this process was held up "
+                        "longer than the lease",
+                        lease.owner,
+                        before.owner,
+                    )
+                self._held_until = 0.0
+                return
+            expires_at = lease.acquire()
+        except sqlite3.Error as exc:
+            # Not renewed: publishing stops by itself before the hold ends.
+            log.warning("outbox relay %s cannot renew the outbox lease (%s)", lease.owner, exc)
+            return
+        self._held_until = expires_at or 0.0
+        if expires_at is not None and (before is None or before.owner != lease.owner):
+            previous = (
+                "it was free"
+                if before is None or before.owner is None
+                else f"{before.owner} stopped renewing it"
+            )
+            log.info("outbox relay %s took the outbox lease (%s)", lease.owner, previous)
+            self._check_kafka_first = self._new_consumer is not None
+
+    def _release_lease(self) -> None:
+        if self._lease is None or not self._held_until:
+            return
+        self._held_until = 0.0
+        try:
+            self._lease.release()
+        except sqlite3.Error as exc:
+            log.warning("outbox relay: cannot release the outbox lease (%s); it expires", exc)
+            return
+        log.info("outbox relay %s released the outbox lease", self._lease.owner)
+
+    async def _mark_published(self) -> None:
+        """Mark sent the pending rows that are on Kafka already.
+
+        The relay before this one (or this one's last batch, which failed) may have got rows
+        onto Kafka and not marked them: it died, or the acknowledgement never came. Those rows
+        are among the first ``batch_size`` pending ones, and their records among the last
+        records of their partitions, since only this service's relay writes its topics.
+        """
+        assert self._new_consumer is not None
+        rows = self._outbox.pending(self._batch_size)
+        if rows:
+            wanted = {(row.topic, row.key, row.value): row.id for row in rows}
+            producer = await self._ensure_producer()
+            partitions = [
+                TopicPartition(topic, partition)
+                for topic in sorted({row.topic for row in rows})
+                for partition in sorted(
+                    await asyncio.wait_for(producer.partitions_for(topic), self._send_timeout)
+                )
+            ]
+            consumer = self._new_consumer()
+            try:
+                await asyncio.wait_for(consumer.start(), self._send_timeout)
+                found = await asyncio.wait_for(
+                    self._find_on_kafka(consumer, partitions, wanted), self._send_timeout
+                )
+            finally:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(consumer.stop(), self._send_timeout)
+            self._outbox.mark_sent(sorted(found))
+            if found:
+                log.info(
+                    "outbox relay: %d pending event(s) were on Kafka already, marked sent",
+                    len(found),
+                )
+        self._check_kafka_first = False
+
+    async def _find_on_kafka(
+        self,
+        consumer: AIOKafkaConsumer,
+        partitions: list[TopicPartition],
+        wanted: dict[tuple[str, bytes, bytes], int],
+    ) -> set[int]:
+        """The row ids of ``wanted`` (by topic, key and value) in the ends of ``partitions``."""
+        consumer.assign(partitions)
+        ends = await consumer.end_offsets(partitions)
+        starts = await consumer.beginning_offsets(partitions)
+        for partition in partitions:
+            consumer.seek(partition, max(starts[partition], ends[partition] - 2 * self._batch_size))
+        found: set[int] = set()
+        while [tp for tp in partitions if await consumer.position(tp) < ends[tp]]:
+            for partition, records in (await consumer.getmany(timeout_ms=200)).items():
+                for record in records:
+                    row_id = wanted.get((partition.topic, record.key, record.value))
+                    if row_id is not None:
+                        found.add(row_id)
+        return found
+
+    async def publish_pending(self) -> int:
+        """Publish one batch of pending rows in order; return how many were sent.
+
+        Raises:
+            KafkaError: the broker refused or did not acknowledge; no row of the batch
+                after the first unacknowledged one is marked sent.
+            TimeoutError: the broker did not answer within the send time-out.
+        """
+        rows = self._outbox.pending(self._batch_size)
+        if self._metrics is not None:
+            self._metrics.outbox_backlog.set(self._outbox.pending_count())
+        if not rows:
+            return 0
+        producer = await self._ensure_producer()
+        sending_since = time.time_ns()
+        # Sends are queued in order and batched by the producer; the idempotent producer
+        # keeps their order per partition even when it retries. Each row's publish latency
+        # runs from its own send to its own acknowledgement.
+        sent_at: list[float] = []
+        acked_at = [0.0] * len(rows)
+        futures = []
+        for index, row in enumerate(rows):
+            sent_at.append(time.perf_counter())
+            future = await producer.send(row.topic, row.value, key=row.key, headers=row.headers)
+            future.add_done_callback(partial(_stamp, acked_at, index))
+            futures.append(future)
+        spans = [
+            publish_span(
+                row.headers,
+                topic=row.topic,
+                event_id=row.event_id,
+                event_type=row.event_type,
+                order_id=row.order_id,
+                start_time=sending_since,
+            )
+            for row in rows
+        ]
+        acknowledged: list[int] = []
+        try:
+            for row, future in zip(rows, futures, strict=True):
+                async with asyncio.timeout(self._send_timeout):
+                    await asyncio.shield(future)
+                acknowledged.append(row.id)
+        except OutOfOrderSequenceNumber:
+            await self._drop_producer()  # only a new producer recovers from this (aiokafka #1017)
+            raise
+        finally:
+            self._outbox.mark_sent(acknowledged)
+            if self._metrics is not None:
+                for index, row in enumerate(rows[: len(acknowledged)]):
+                    self._metrics.published(
+                        row.event_type, row.topic, acked_at[index] - sent_at[index], len(row.value)
+                    )
+            _report_published(rows, spans, len(acknowledged))
+        return len(acknowledged)
+
+    async def _ensure_producer(self) -> AIOKafkaProducer:
+        if self._producer is None:
+            producer = self._new_producer()
+            try:
+                await asyncio.wait_for(producer.start(), self._send_timeout)
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(producer.stop(), self._send_timeout)
+                raise
+            self._producer = producer
+        return self._producer
+
+    async def _drop_producer(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            # stop() can hang while the broker is down (aiokafka #1101).
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(producer.stop(), self._send_timeout)
