@@ -39,10 +39,18 @@ class Settings(BaseSettings):
 
     # Kafka
     kafka_bootstrap_servers: str = Field(
-        "127.0.0.1:9092", description="Kafka brokers the services connect to (host:port,...)."
+        "127.0.0.1:9092",
+        description=(
+            "Kafka brokers the services connect to (host:port,...); the embedded broker "
+            "listens on the first one's port."
+        ),
     )
     kafka_embedded: bool = Field(
-        True, description="`saga up` starts a one-node Apache Kafka broker (KRaft) itself."
+        True,
+        description=(
+            "`saga up` starts a one-node Apache Kafka broker (KRaft) itself; `false` to use "
+            "an existing cluster."
+        ),
     )
     kafka_version: str = Field("4.1.1", description="Apache Kafka version of the embedded broker.")
     kafka_controller_port: int = Field(
@@ -58,18 +66,27 @@ class Settings(BaseSettings):
 
     # Temporal
     temporal_address: str = Field(
-        "127.0.0.1:7233", description="Temporal frontend (host:port) the processes connect to."
+        "127.0.0.1:7233",
+        description=(
+            "Temporal frontend (host:port) the processes connect to; the embedded server "
+            "listens on its port (its HTTP API on the port plus 10, its metrics plus 11)."
+        ),
     )
     temporal_namespace: str = Field("default", description="Temporal namespace of the sagas.")
     temporal_embedded: bool = Field(
-        True, description="`saga up` starts `temporal server start-dev` itself."
+        True,
+        description=(
+            "`saga up` starts `temporal server start-dev` itself; `false` to use an existing "
+            "server."
+        ),
     )
     temporal_ui_port: int = Field(8233, ge=1, le=65535, description="Temporal Web UI port.")
     temporal_storage: Literal["file", "memory"] = Field(
         "file",
         description=(
-            "Embedded Temporal storage: `file` (SQLite in WAL mode under run_dir, survives "
-            "restarts and kills) or `memory` (faster, lost when the server stops)."
+            "Embedded Temporal storage: `file` (SQLite in write-ahead-log mode under run_dir, "
+            "synced at checkpoints: survives restarts and kills of the server) or `memory` "
+            "(faster, lost when the server stops)."
         ),
     )
     temporal_cli: str | None = Field(
@@ -78,14 +95,18 @@ class Settings(BaseSettings):
     )
 
     # Processes
-    api_host: str = Field("127.0.0.1", description="Address the orchestrator API binds to.")
+    api_host: str = Field(
+        "127.0.0.1",
+        description="Address the orchestrator API (and the services' health ports) bind to.",
+    )
     api_port: int = Field(8000, ge=1, le=65535, description="Port of the orchestrator API.")
     api_max_body_bytes: int = Field(
         64 * 1024,
         ge=1024,
         description=(
             "Largest request body the orchestrator API reads, in bytes; a larger one is "
-            "refused with 413 before it is read (the largest valid order is about 16 KiB)."
+            "refused with 413 before it is read (the largest valid order, 100 lines, is about "
+            "16 KiB); at least 1024."
         ),
     )
     payment_port: int = Field(
@@ -109,7 +130,8 @@ class Settings(BaseSettings):
         description=(
             "Which copy of its service a process is (1: the first); `saga up --scale` sets it "
             "for each copy it starts. It picks the copy's ports (see instance_port_step) and "
-            "its name in logs (`payment-service-2`) and in the outbox lease."
+            "its name in logs (`payment-service-2`) and in the outbox lease. Not to be set by "
+            "hand."
         ),
     )
     instance_port_step: int = Field(
@@ -171,7 +193,7 @@ class Settings(BaseSettings):
         gt=0,
         description=(
             "How long a new saga waits for the carrier's `shipping.dispatched` before it "
-            "undoes the order (durable: a Temporal timer)."
+            "undoes the order (durable: a Temporal timer); the default is 48 h."
         ),
     )
     carrier_dispatch_delay_seconds: float = Field(
@@ -203,13 +225,14 @@ class Settings(BaseSettings):
         ),
     )
 
-    # Security (see the README's "Running secured")
+    # Security (see docs/security.md)
     mode: Literal["development", "production"] = Field(
         "development",
         description=(
             "`development`: `saga up` makes a development token with every scope (and payload "
             "keys when encryption is on); `production`: every process refuses to start with a "
-            "missing or placeholder secret."
+            "missing or placeholder secret (the API without real SAGA_API_TOKENS; see "
+            "docs/security.md)."
         ),
     )
     api_tokens: str | None = Field(
@@ -228,26 +251,40 @@ class Settings(BaseSettings):
         ),
     )
     payload_encryption: bool = Field(
-        False, description="Encrypt workflow and activity payloads in Temporal (AES-GCM)."
+        False,
+        description=(
+            "Encrypt workflow and activity payloads in Temporal (AES-256-GCM; see "
+            "docs/security.md)."
+        ),
     )
     payload_keys: SecretStr | None = Field(
         None,
         description=(
             "Payload keys as `id:base64-of-32-bytes,...`; the first encrypts, all decrypt "
-            "(rotation: put the new key first, keep the old ones)."
+            "(rotation: put the new key first, keep the old ones). Unset with encryption on in "
+            "development mode, `saga up` makes `<run_dir>/payload-keys`."
         ),
     )
     kafka_security_protocol: Literal["PLAINTEXT", "SASL_SSL"] = Field(
-        "PLAINTEXT", description="How every Kafka client connects: PLAINTEXT or SASL_SSL."
+        "PLAINTEXT",
+        description=(
+            "How every Kafka client connects: PLAINTEXT or SASL_SSL (SCRAM-SHA-512 over TLS; "
+            "see docs/security.md)."
+        ),
     )
     kafka_sasl_username: str | None = Field(
         None, description="SCRAM-SHA-512 user of this process (SASL_SSL)."
     )
     kafka_sasl_password: SecretStr | None = Field(
-        None, description="SCRAM-SHA-512 password of this process (SASL_SSL)."
+        None,
+        description="SCRAM-SHA-512 password of this process (SASL_SSL); `saga config` masks it.",
     )
     kafka_ssl_cafile: Path | None = Field(
-        None, description="CA certificate (PEM) that signs the brokers' certificates (SASL_SSL)."
+        None,
+        description=(
+            "CA certificate (PEM) that signs the brokers' certificates (SASL_SSL); unset, the "
+            "system's CAs. Required with SASL_SSL in production mode."
+        ),
     )
     kafka_secured: bool = Field(
         False,
