@@ -148,12 +148,12 @@ def production_problem(text: str | None) -> str | None:
     if not entries:
         return (
             "SAGA_API_TOKENS is missing or empty: in production (SAGA_MODE=production) the "
-            'API needs at least one token (see the README\'s "Running secured")'
+            "API needs at least one token (see docs/security.md)"
         )
     for entry in entries:
         if is_placeholder(entry.sha256):
             return (
                 f"SAGA_API_TOKENS: the token {entry.name!r} has a placeholder hash: make a "
-                'random token and put its SHA-256 there (see the README\'s "Running secured")'
+                "random token and put its SHA-256 there (see docs/security.md)"
             )
     return None

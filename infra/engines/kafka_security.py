@@ -86,7 +86,7 @@ KAFKA_ACCESS: Mapping[str, ServiceAccess] = {
     # The API publishes order.repaired through its outbox; it consumes nothing.
     "api": ServiceAccess(writes=("order.events",)),
 }
-"""Who may do what: the table the ACLs are made from (the README shows it)."""
+"""Who may do what: the table the ACLs are made from (docs/security.md shows it)."""
 
 KAFKA_USERS: tuple[str, ...] = (ADMIN_USER, *KAFKA_ACCESS)
 """One SCRAM user per process kind, and the super user."""
