@@ -506,7 +506,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one ``saga`` command; expected failures print one line and exit non-zero."""
     from aiokafka.errors import KafkaError
 
-    from infra.engines.kafka_broker import MissingToolError
+    from infra.engines.processes import MissingToolError
     from infra.engines.stack import StackError
     from runtime import KafkaUnavailableError, TemporalUnavailableError
 

