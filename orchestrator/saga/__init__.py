@@ -21,6 +21,7 @@ The runner goes forward, compensates the completed steps in reverse order when o
 status for a query, and upserts the ``SagaStatus`` and ``SagaStep`` search attributes.
 """
 
+from contracts.search_attributes import SAGA_STATUS_KEY, SAGA_STEP_KEY
 from orchestrator.saga.definition import (
     ActivityCall,
     InputBuilder,
@@ -31,7 +32,7 @@ from orchestrator.saga.definition import (
     StepPolicy,
     WaitStep,
 )
-from orchestrator.saga.runner import SAGA_STATUS_KEY, SAGA_STEP_KEY, SagaOutcome, SagaRunner
+from orchestrator.saga.runner import SagaOutcome, SagaRunner
 
 __all__ = [
     "SAGA_STATUS_KEY",
