@@ -6,12 +6,11 @@ Exit codes: 0 no violation, 1 violations found, 2 a source cannot be read (or ba
 import argparse
 import asyncio
 import re
-import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from cli.output import table
+from cli.output import fail, table
 from infra.config.settings import Settings
 
 if TYPE_CHECKING:
@@ -83,8 +82,7 @@ def _audit(settings: Settings, args: argparse.Namespace) -> int:
             )
         )
     except AuditSourceError as exc:
-        print(f"saga: {exc}", file=sys.stderr)
-        return 2
+        return fail(exc, 2)
     print(report.model_dump_json(indent=2) if args.json else render_report(report))
     return 1 if report.violations else 0
 

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
+from cli.output import fail, say
 from infra.config.settings import Settings
 
 __all__ = ["register"]
@@ -54,12 +55,9 @@ def _chaos(settings: Settings, args: argparse.Namespace) -> int:
         timeout_s=args.timeout,
     )
     try:
-        report = asyncio.run(
-            run_chaos(settings, options, say=lambda line: print(line, file=sys.stderr))
-        )
+        report = asyncio.run(run_chaos(settings, options, say=say))
     except ChaosError as exc:
-        print(f"saga: {exc}", file=sys.stderr)
-        return 2
+        return fail(exc, 2)
     return _report(settings, args, f"chaos-{report.run_id}", report, render_text(report))
 
 
@@ -69,12 +67,9 @@ def _soak(settings: Settings, args: argparse.Namespace) -> int:
 
     options = SoakOptions(orders=args.orders, concurrency=args.concurrency)
     try:
-        report = asyncio.run(
-            run_soak(settings, options, say=lambda line: print(line, file=sys.stderr))
-        )
+        report = asyncio.run(run_soak(settings, options, say=say))
     except ChaosError as exc:
-        print(f"saga: {exc}", file=sys.stderr)
-        return 2
+        return fail(exc, 2)
     return _report(settings, args, f"soak-{report.run_id}", report, render_soak(report))
 
 

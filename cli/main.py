@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cli import audit, chaos, ops
-from cli.output import print_json, table
+from cli.output import fail, print_json, say, table
 from infra.config.settings import ConfigurationError, Settings, load_settings
 
 if TYPE_CHECKING:
@@ -292,8 +292,7 @@ def _projections_rebuild(settings: Settings, args: argparse.Namespace) -> int:
     try:
         report = asyncio.run(rebuild())
     except MissingTopicsError as exc:
-        print(f"saga: {exc}", file=sys.stderr)
-        return 1
+        return fail(exc, 1)
     except sqlite3.OperationalError as exc:
         print(
             f"saga: cannot write the timeline in {path} ({exc}); it was left as it was: "
@@ -354,12 +353,9 @@ def _bench(settings: Settings, args: argparse.Namespace) -> int:
         report_dir=args.report_dir,
     )
     try:
-        run = asyncio.run(
-            run_bench(settings, options, say=lambda line: print(line, file=sys.stderr))
-        )
+        run = asyncio.run(run_bench(settings, options, say=say))
     except BenchError as exc:
-        print(f"saga: {exc}", file=sys.stderr)
-        return 1
+        return fail(exc, 1)
     if args.json:
         print(run.report.model_dump_json(indent=2))
     else:
@@ -517,11 +513,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_settings()
         code: int = args.handler(settings, args)
     except ConfigurationError as exc:
-        print(f"saga: {exc}", file=sys.stderr)
-        return 2
+        return fail(exc, 2)
     except (StackError, MissingToolError, KafkaUnavailableError, TemporalUnavailableError) as exc:
-        print(f"saga: {exc}", file=sys.stderr)
-        return 1
+        return fail(exc, 1)
     except KafkaError as exc:
         print(
             f"saga: Kafka at {settings.kafka_bootstrap_servers} does not answer "

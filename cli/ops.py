@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from cli.output import print_json, table
+from cli.output import fail, print_json, table
 from contracts.activities import SagaPhase, SagaStatus
 from infra.config.settings import Settings
 
@@ -496,11 +496,9 @@ def _calling_api(handler: _ApiHandler) -> _Handler:
             with OrchestratorApiClient(settings.api_url, headers=api_headers(settings)) as api:
                 return handler(api, args)
         except _BadArguments as exc:
-            print(f"saga: {exc}", file=sys.stderr)
-            return 2
+            return fail(exc, 2)
         except OrchestratorApiError as exc:
-            print(f"saga: {exc}", file=sys.stderr)
-            return 1
+            return fail(exc, 1)
         except BrokenPipeError:
             # The reader left (`saga list | head`): say nothing more, not even at exit.
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -1,12 +1,13 @@
 """What the `saga` commands print: aligned tables for people, JSON for scripts (``--json``)."""
 
 import json
+import sys
 from collections.abc import Sequence
 from typing import Any
 
 from pydantic import BaseModel
 
-__all__ = ["print_json", "table"]
+__all__ = ["fail", "print_json", "say", "table"]
 
 
 def table(rows: Sequence[Sequence[object]], headers: Sequence[str]) -> str:
@@ -31,3 +32,14 @@ def print_json(answer: BaseModel | Sequence[BaseModel] | Any) -> int:
         data = answer
     print(json.dumps(data, indent=2))
     return 0
+
+
+def say(line: str) -> None:
+    """Progress for people, on stderr: stdout carries only the command's answer."""
+    print(line, file=sys.stderr)
+
+
+def fail(problem: object, code: int) -> int:
+    """Print ``saga: <problem>`` on stderr and return the exit code ``code``."""
+    print(f"saga: {problem}", file=sys.stderr)
+    return code

@@ -353,7 +353,11 @@ class StepState(_Model):
     time-out) counts one, and so does the attempt that succeeded; retries inside a round
     that then succeeds are not seen by the saga. ``stuck`` is set while the step (or its
     compensation) keeps failing past its policy's attempts; it is still being retried.
+
+    Not frozen: the saga runner keeps one per step, updates it in place and hands out copies.
     """
+
+    model_config = ConfigDict(frozen=False, extra="forbid")
 
     name: str
     state: StepPhase = StepPhase.PENDING

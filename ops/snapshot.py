@@ -7,7 +7,6 @@ to an end.
 
 import asyncio
 from collections.abc import AsyncIterator, Iterable
-from types import TracebackType
 from typing import Any, Self
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
@@ -100,12 +99,7 @@ class TopicSnapshot:
         self.size = sum(self.end_offsets[tp] - beginnings[tp] for tp in partitions)
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         if self._consumer is not None:
             consumer, self._consumer = self._consumer, None
             await stop_groupless(consumer)

@@ -1,77 +1,18 @@
-"""The event catalog's Python models, one module per domain as under ``schemas/``."""
+"""The event catalog's Python models, one module per domain as under ``schemas/``.
 
-from contracts.events.common import Money, OrderLine, StockLine
-from contracts.events.inventory import (
-    InventoryReleased,
-    InventoryReleasedData,
-    InventoryReserved,
-    InventoryReservedData,
-    InventoryUnavailable,
-    InventoryUnavailableData,
-)
-from contracts.events.order import (
-    OrderCancelled,
-    OrderCancelledData,
-    OrderCompleted,
-    OrderCompletedData,
-    OrderPlaced,
-    OrderPlacedData,
-    OrderPlacedV2,
-    OrderPlacedV2Data,
-    OrderRepaired,
-    OrderRepairedData,
-)
-from contracts.events.payment import (
-    PaymentCompleted,
-    PaymentCompletedData,
-    PaymentFailed,
-    PaymentFailedData,
-    PaymentRefunded,
-    PaymentRefundedData,
-)
-from contracts.events.shipping import (
-    ShippingCancelled,
-    ShippingCancelledData,
-    ShippingDispatched,
-    ShippingDispatchedData,
-    ShippingFailed,
-    ShippingFailedData,
-    ShippingScheduled,
-    ShippingScheduledData,
-)
+Each domain module lists its models in its own ``__all__``; this package re-exports them all.
+"""
 
-__all__ = [
-    "InventoryReleased",
-    "InventoryReleasedData",
-    "InventoryReserved",
-    "InventoryReservedData",
-    "InventoryUnavailable",
-    "InventoryUnavailableData",
-    "Money",
-    "OrderCancelled",
-    "OrderCancelledData",
-    "OrderCompleted",
-    "OrderCompletedData",
-    "OrderLine",
-    "OrderPlaced",
-    "OrderPlacedData",
-    "OrderPlacedV2",
-    "OrderPlacedV2Data",
-    "OrderRepaired",
-    "OrderRepairedData",
-    "PaymentCompleted",
-    "PaymentCompletedData",
-    "PaymentFailed",
-    "PaymentFailedData",
-    "PaymentRefunded",
-    "PaymentRefundedData",
-    "ShippingCancelled",
-    "ShippingCancelledData",
-    "ShippingDispatched",
-    "ShippingDispatchedData",
-    "ShippingFailed",
-    "ShippingFailedData",
-    "ShippingScheduled",
-    "ShippingScheduledData",
-    "StockLine",
-]
+from contracts.events import common, inventory, order, payment, shipping
+from contracts.events.common import *  # noqa: F403
+from contracts.events.inventory import *  # noqa: F403
+from contracts.events.order import *  # noqa: F403
+from contracts.events.payment import *  # noqa: F403
+from contracts.events.shipping import *  # noqa: F403
+
+__all__ = []
+__all__ += common.__all__
+__all__ += inventory.__all__
+__all__ += order.__all__
+__all__ += payment.__all__
+__all__ += shipping.__all__

@@ -16,7 +16,6 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from types import TracebackType
 from typing import Self
 
 import httpx
@@ -103,16 +102,8 @@ class DeliveryProbe:
         self._task = asyncio.create_task(self._receive(), name="bench-delivery-probe")
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+    async def __aexit__(self, *exc_info: object) -> None:
+        await _cancel(self._task)
         with contextlib.suppress(KafkaError, TimeoutError):
             await asyncio.wait_for(self._consumer.stop(), 10)
 
@@ -210,16 +201,8 @@ class LagSampler:
         self._task = asyncio.create_task(self._sample_forever(), name="bench-lag-sampler")
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+    async def __aexit__(self, *exc_info: object) -> None:
+        await _cancel(self._task)
         await stop_groupless(self._ends)
         with contextlib.suppress(KafkaError, TimeoutError):
             await asyncio.wait_for(self._admin.close(), 10)
@@ -333,3 +316,11 @@ def publish_latency(
 
 def _ms(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds * 1000, 2)
+
+
+async def _cancel(task: asyncio.Task[None] | None) -> None:
+    """Cancel the probe's background task (if it was started) and wait for it to end."""
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

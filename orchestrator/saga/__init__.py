@@ -19,31 +19,14 @@ Declare the steps once, run them with ``SagaRunner`` inside a workflow::
 The runner goes forward, compensates the completed steps in reverse order when one fails
 (never giving up on a compensation, never letting a cancellation cut one short), keeps a
 status for a query, and upserts the ``SagaStatus`` and ``SagaStep`` search attributes.
+The package re-exports the public names of ``definition`` and ``runner`` (their ``__all__``).
 """
 
-from orchestrator.saga.definition import (
-    ActivityCall,
-    InputBuilder,
-    SagaContext,
-    SagaDefinition,
-    SagaFailure,
-    Step,
-    StepPolicy,
-    WaitStep,
-)
-from orchestrator.saga.runner import SAGA_STATUS_KEY, SAGA_STEP_KEY, SagaOutcome, SagaRunner
+from contracts.search_attributes import SAGA_STATUS_KEY, SAGA_STEP_KEY
+from orchestrator.saga import definition, runner
+from orchestrator.saga.definition import *  # noqa: F403
+from orchestrator.saga.runner import *  # noqa: F403
 
-__all__ = [
-    "SAGA_STATUS_KEY",
-    "SAGA_STEP_KEY",
-    "ActivityCall",
-    "InputBuilder",
-    "SagaContext",
-    "SagaDefinition",
-    "SagaFailure",
-    "SagaOutcome",
-    "SagaRunner",
-    "Step",
-    "StepPolicy",
-    "WaitStep",
-]
+__all__ = ["SAGA_STATUS_KEY", "SAGA_STEP_KEY"]
+__all__ += definition.__all__
+__all__ += runner.__all__

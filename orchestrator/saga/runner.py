@@ -17,12 +17,12 @@ import asyncio
 import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributeKey, SearchAttributeUpdate
+from temporalio.common import RetryPolicy, SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError, RetryState, TimeoutType
 from temporalio.exceptions import CancelledError as TemporalCancelledError
 from temporalio.exceptions import TimeoutError as TemporalTimeoutError
@@ -36,6 +36,7 @@ from contracts.activities import (
     StepPhase,
     StepState,
 )
+from contracts.search_attributes import SAGA_STATUS_KEY, SAGA_STEP_KEY
 from orchestrator.saga.definition import (
     ActivityCall,
     SagaContext,
@@ -46,22 +47,12 @@ from orchestrator.saga.definition import (
     WaitStep,
 )
 
-__all__ = [
-    "SAGA_STATUS_KEY",
-    "SAGA_STEP_KEY",
-    "SagaOutcome",
-    "SagaRunner",
-]
+__all__ = ["SagaOutcome", "SagaRunner"]
 
 InputT = TypeVar("InputT")
 
 # Below this, a forward step's budget is spent: a new round could not even start.
 _LEAST_BUDGET = timedelta(seconds=1)
-
-SAGA_STATUS_KEY = SearchAttributeKey.for_keyword("SagaStatus")
-"""RUNNING, COMPENSATING, COMPLETED or CANCELLED."""
-SAGA_STEP_KEY = SearchAttributeKey.for_keyword("SagaStep")
-"""The step being run or compensated; once finished, the last step or the failed one."""
 
 
 @dataclass(frozen=True)
@@ -70,32 +61,6 @@ class SagaOutcome:
 
     phase: SagaPhase
     failure: SagaFailure | None = None
-
-
-@dataclass
-class _StepRecord:
-    name: str
-    state: StepPhase = StepPhase.PENDING
-    attempts: int = 0
-    last_error: str | None = None
-    compensation_attempts: int = 0
-    compensation_last_error: str | None = None
-    stuck: bool = False
-    resolution: ManualResolution | None = None
-    updated_at: datetime | None = None
-
-    def view(self) -> StepState:
-        return StepState(
-            name=self.name,
-            state=self.state,
-            attempts=self.attempts,
-            last_error=self.last_error,
-            compensation_attempts=self.compensation_attempts,
-            compensation_last_error=self.compensation_last_error,
-            stuck=self.stuck,
-            resolution=self.resolution,
-            updated_at=self.updated_at,
-        )
 
 
 @dataclass
@@ -133,7 +98,7 @@ class SagaRunner(Generic[InputT]):
         self.definition = definition
         self.context: SagaContext[InputT] = SagaContext(saga_input)
         self._initial_attributes = list(search_attributes)
-        self._records = {step.name: _StepRecord(step.name) for step in definition.steps}
+        self._records = {step.name: StepState(name=step.name) for step in definition.steps}
         self._phase = SagaPhase.RUNNING
         self._current: str | None = None
         self._past_pivot = False
@@ -166,7 +131,7 @@ class SagaRunner(Generic[InputT]):
     @property
     def steps(self) -> list[StepState]:
         """Every step, in order, with its attempts, errors and whether it is stuck."""
-        return [record.view() for record in self._records.values()]
+        return [record.model_copy() for record in self._records.values()]
 
     @property
     def notes(self) -> list[SagaNote]:
@@ -248,7 +213,7 @@ class SagaRunner(Generic[InputT]):
                 self._past_pivot = True
         return None
 
-    async def _execute(self, step: Step, record: _StepRecord) -> BaseModel:
+    async def _execute(self, step: Step, record: StepState) -> BaseModel:
         policy = step.policy
         budget = None if self._past_pivot else policy.time_budget
         deadline = workflow.now() + budget if budget is not None else None
@@ -303,7 +268,7 @@ class SagaRunner(Generic[InputT]):
             if self._interruption is not None and not self._past_pivot:
                 raise self._interrupted(step.name)
 
-    async def _wait(self, step: WaitStep, record: _StepRecord) -> BaseModel:
+    async def _wait(self, step: WaitStep, record: StepState) -> BaseModel:
         deadline = workflow.now() + step.timeout(self.context)
         while True:
             remaining = deadline - workflow.now()
@@ -356,7 +321,7 @@ class SagaRunner(Generic[InputT]):
         self._publish(step=self.context.failed_step or self._last_forward)
 
     async def _run_compensation(
-        self, step: Step, compensation: ActivityCall, record: _StepRecord
+        self, step: Step, compensation: ActivityCall, record: StepState
     ) -> None:
         policy = step.compensation_policy or step.policy
         backoff = policy.stuck_backoff
@@ -376,7 +341,7 @@ class SagaRunner(Generic[InputT]):
             backoff = min(backoff * 2, policy.max_backoff)
         record.stuck = False
 
-    async def _back_off(self, record: _StepRecord, wait: timedelta) -> None:
+    async def _back_off(self, record: StepState, wait: timedelta) -> None:
         """Wait ``wait`` on a durable timer, or less if an operator or a cancel steps in."""
         wake_ups = self._wake_ups
         if wait <= timedelta(0):
@@ -499,7 +464,7 @@ class SagaRunner(Generic[InputT]):
     def _note(self, kind: str, detail: str) -> None:
         self._notes.append(SagaNote(at=workflow.now(), kind=kind, detail=detail))
 
-    def _update(self, record: _StepRecord, state: StepPhase) -> None:
+    def _update(self, record: StepState, state: StepPhase) -> None:
         record.state = state
         record.updated_at = workflow.now()
 

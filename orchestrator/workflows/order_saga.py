@@ -16,7 +16,6 @@ whatever was done. After dispatch, cancel requests are refused (and recorded).
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import SearchAttributeKey
 
 with workflow.unsafe.imports_passed_through():
     from contracts import task_queues
@@ -65,6 +64,7 @@ with workflow.unsafe.imports_passed_through():
         ShipmentDispatched,
     )
     from contracts.errors import DESTINATION_UNSUPPORTED, PAYMENT_DECLINED, STOCK_UNAVAILABLE
+    from contracts.search_attributes import CUSTOMER_ID_KEY, ORDER_ID_KEY
     from orchestrator.saga import (
         ActivityCall,
         SagaContext,
@@ -83,9 +83,6 @@ __all__ = [
     "OrderSaga",
     "Steps",
 ]
-
-ORDER_ID_KEY = SearchAttributeKey.for_keyword("OrderId")
-CUSTOMER_ID_KEY = SearchAttributeKey.for_keyword("CustomerId")
 
 OUTCOME_MEMO_PATCH = "outcome-memo"
 """``workflow.patched`` id of the outcome memo (``saga_status``, ``failure_reason``...)."""
@@ -136,7 +133,14 @@ def _dispatch_mismatch(ctx: Context, signal: ShipmentDispatched) -> str | None:
     return None
 
 
-_SERVICE_POLICY = StepPolicy(attempts_before_stuck=5, time_budget=timedelta(minutes=5))
+def _service_policy(*business_errors: str) -> StepPolicy:
+    """A call to one of our services: stuck after 5 attempts a round, 5 minutes to succeed."""
+    return StepPolicy(
+        business_errors=frozenset(business_errors),
+        attempts_before_stuck=5,
+        time_budget=timedelta(minutes=5),
+    )
+
 
 ORDER_SAGA = SagaDefinition(
     name=ORDER_SAGA_WORKFLOW,
@@ -160,7 +164,7 @@ ORDER_SAGA = SagaDefinition(
                 ),
                 result=CancelOrderResult,
             ),
-            policy=_SERVICE_POLICY,
+            policy=_service_policy(),
         ),
         Step(
             name=Steps.CHARGE_PAYMENT,
@@ -180,11 +184,7 @@ ORDER_SAGA = SagaDefinition(
                 ),
                 result=RefundPaymentResult,
             ),
-            policy=StepPolicy(
-                business_errors=frozenset({PAYMENT_DECLINED}),
-                attempts_before_stuck=5,
-                time_budget=timedelta(minutes=5),
-            ),
+            policy=_service_policy(PAYMENT_DECLINED),
         ),
         Step(
             name=Steps.RESERVE_STOCK,
@@ -204,11 +204,7 @@ ORDER_SAGA = SagaDefinition(
                 ),
                 result=ReleaseStockResult,
             ),
-            policy=StepPolicy(
-                business_errors=frozenset({STOCK_UNAVAILABLE}),
-                attempts_before_stuck=5,
-                time_budget=timedelta(minutes=5),
-            ),
+            policy=_service_policy(STOCK_UNAVAILABLE),
         ),
         Step(
             name=Steps.SCHEDULE_SHIPMENT,
@@ -230,11 +226,7 @@ ORDER_SAGA = SagaDefinition(
                 ),
                 result=CancelShipmentResult,
             ),
-            policy=StepPolicy(
-                business_errors=frozenset({DESTINATION_UNSUPPORTED}),
-                attempts_before_stuck=5,
-                time_budget=timedelta(minutes=5),
-            ),
+            policy=_service_policy(DESTINATION_UNSUPPORTED),
         ),
         WaitStep(
             name=Steps.AWAIT_DISPATCH,
@@ -253,7 +245,7 @@ ORDER_SAGA = SagaDefinition(
                 input=_complete_input,
                 result=CompleteOrderResult,
             ),
-            policy=_SERVICE_POLICY,
+            policy=_service_policy(),
         ),
     ],
 )
