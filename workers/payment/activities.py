@@ -20,10 +20,9 @@ from contracts.events.payment import (
     PaymentRefunded,
     PaymentRefundedData,
 )
-from runtime import Outbox
+from runtime import DomainEvents, Outbox
 from workers.payment.ledger import Payment, PaymentLedger, PaymentStatus
 from workers.payment.processor import CardProcessor, ChargeOutcome, ChargeResponse
-from runtime import DomainEvents
 
 __all__ = ["PROCESSOR_UNAVAILABLE", "SOURCE", "PaymentActivities"]
 
