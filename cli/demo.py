@@ -20,6 +20,7 @@ from contracts.events.common import OrderLine
 from contracts.task_queues import ORCHESTRATOR
 from infra.config.payload_codec import data_converter
 from infra.config.settings import Settings
+from orchestrator.queries import database_path
 from orchestrator.timeline import Timeline, TimelineEntry
 from runtime import open_database, wait_for_temporal
 
@@ -100,7 +101,7 @@ async def _events(
     settings: Settings, order_id: str, *, expected_last: tuple[str, ...], wait_seconds: float = 10
 ) -> list[TimelineEntry]:
     """The order's timeline, once the projector has caught up with the saga's last event."""
-    timeline = Timeline(open_database(settings.run_dir / "orchestrator.db"))
+    timeline = Timeline(open_database(database_path(settings.run_dir)))
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait_seconds
     while True:

@@ -275,10 +275,11 @@ def _projections_rebuild(settings: Settings, args: argparse.Namespace) -> int:
 
     from infra.config.kafka import kafka_connection
     from ops.projections import MissingTopicsError, RebuildProgress, RebuildReport, rebuild_timeline
+    from orchestrator.queries import database_path
     from runtime import open_database, wait_for_kafka
 
     bootstrap = kafka_connection(settings)
-    path = settings.run_dir / "orchestrator.db"
+    path = database_path(settings.run_dir)
 
     def show(progress: RebuildProgress) -> None:
         print(f"read {progress.read} of {progress.total} records", file=sys.stderr)

@@ -28,6 +28,7 @@ from orchestrator.cluster_metrics import KafkaClusterMetrics, KafkaClusterWatch
 from orchestrator.dispatch_bridge import DispatchBridge
 from orchestrator.metrics import SagaMetrics, SagaWatch
 from orchestrator.orders import OrderActivities, OrderBook
+from orchestrator.queries import database_path
 from orchestrator.timeline import Timeline
 from orchestrator.workflows import OrderSaga
 from runtime import (
@@ -70,7 +71,7 @@ def build(context: ServiceContext) -> ServiceParts:
     # One database file per consumer whose handler awaits inside its transaction: SQLite's
     # busy wait blocks the whole event loop, so two such writers on one file in one process
     # would wait for each other with the loop frozen (the bridge awaits a Temporal signal).
-    projector_db = open_database(settings.run_dir / "orchestrator.db")
+    projector_db = open_database(database_path(settings.run_dir))
     bridge_db = open_database(settings.run_dir / "dispatch-bridge.db")
     audit_db = open_database(settings.run_dir / "audit.db")
     notifications_db = open_database(settings.run_dir / "notifications.db")
@@ -110,7 +111,7 @@ def build(context: ServiceContext) -> ServiceParts:
 
 def main() -> None:
     """Run the orchestrator's worker until SIGTERM."""
-    run_service("orchestrator", task_queue=ORCHESTRATOR, build=build)
+    run_service("orchestrator", task_queue=ORCHESTRATOR, database=database_path, build=build)
 
 
 if __name__ == "__main__":

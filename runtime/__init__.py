@@ -1,10 +1,12 @@
 """The service runtime: what every service process shares.
 
 A service keeps its state, its outbox and its inbox in its own database (:class:`Book`,
-:class:`Outbox`, :class:`Inbox`); the relay publishes the outbox to Kafka (:class:`OutboxRelay`);
-consumers handle each record once, retry, and dead-letter what they cannot handle
-(:class:`EventConsumer`); :func:`run_service` runs the Temporal worker, the relay, the
-background tasks and ``/healthz`` + ``/metrics`` of one process, and stops them in order.
+:class:`Outbox`, :class:`Inbox`) and publishes what others may read of it as a query module
+(:class:`BookReader`); the relay publishes the outbox to Kafka (:class:`OutboxRelay`, wired
+by :func:`relaying`); consumers handle each record once, retry, and dead-letter what they
+cannot handle (:class:`EventConsumer`); :func:`run_service` runs the Temporal worker, the
+relay, the background tasks and ``/healthz`` + ``/metrics`` of one process, and stops them
+in order.
 
 Services and the orchestrator import this facade only, never the private modules behind it.
 """
@@ -31,14 +33,17 @@ from runtime._consumer import (
 from runtime._database import open_database, open_reader
 from runtime._metrics import EventBusMetrics
 from runtime._outbox import Outbox, OutboxRelay, OutboxRow, RelayLease
+from runtime._reader import BookReader, BookUnreadable
 from runtime._service import (
     ACTIVITY_GRACE,
+    DatabasePath,
     DomainEvents,
     ServiceContext,
     ServiceFactory,
     ServiceParts,
     causation_id,
     health_app,
+    relaying,
     run_service,
     serve,
 )
@@ -55,6 +60,9 @@ __all__ = [
     "ActivityAttempts",
     "ActivityMetrics",
     "Book",
+    "BookReader",
+    "BookUnreadable",
+    "DatabasePath",
     "DomainEvents",
     "EventBusMetrics",
     "EventConsumer",
@@ -80,6 +88,7 @@ __all__ = [
     "new_producer",
     "open_database",
     "open_reader",
+    "relaying",
     "run_service",
     "serve",
     "transaction",

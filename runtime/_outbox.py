@@ -34,7 +34,14 @@ from runtime._metrics import EventBusMetrics
 from runtime._tracing import creation_headers, publish_span
 from runtime._transaction import transaction
 
-__all__ = ["LeaseHolder", "Outbox", "OutboxRelay", "OutboxRow", "RelayLease"]
+__all__ = [
+    "LeaseHolder",
+    "Outbox",
+    "OutboxRelay",
+    "OutboxRow",
+    "RelayLease",
+    "pending_rows",
+]
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +88,15 @@ class OutboxRow:
 
 
 def _row(raw: sqlite3.Row) -> OutboxRow:
-    headers = [(name, bytes.fromhex(value)) for name, value in json.loads(raw["headers"])]
+    """One outbox row as read (the connection's rows are :class:`sqlite3.Row`).
+
+    Raises:
+        ValueError: the row's headers are not what :meth:`Outbox.add` writes.
+    """
+    try:
+        headers = [(name, bytes.fromhex(value)) for name, value in json.loads(raw["headers"])]
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"outbox row of event {raw['event_id']} is unreadable ({exc})") from None
     return OutboxRow(
         id=raw["id"],
         event_id=raw["event_id"],
@@ -94,6 +109,15 @@ def _row(raw: sqlite3.Row) -> OutboxRow:
         created_at=raw["created_at"],
         sent_at=raw["sent_at"],
     )
+
+
+def pending_rows(connection: sqlite3.Connection, limit: int = -1) -> list[OutboxRow]:
+    """The oldest rows of the outbox in ``connection`` not yet sent (all of them by default),
+    in the order they were written; the connection's rows must be :class:`sqlite3.Row`."""
+    rows = connection.execute(
+        "SELECT * FROM outbox WHERE sent_at IS NULL ORDER BY id LIMIT ?", (limit,)
+    ).fetchall()
+    return [_row(raw) for raw in rows]
 
 
 class Outbox:
@@ -136,12 +160,14 @@ class Outbox:
         )
         self._added.set()
 
+    def lease(self, owner: str, *, ttl: float) -> "RelayLease":
+        """The right to publish this outbox, for a relay that ``owner`` names (see
+        :class:`RelayLease`)."""
+        return RelayLease(self._db, owner, ttl=ttl)
+
     def pending(self, limit: int = 500) -> list[OutboxRow]:
         """The oldest rows not yet sent, in the order they were written."""
-        rows = self._db.execute(
-            "SELECT * FROM outbox WHERE sent_at IS NULL ORDER BY id LIMIT ?", (limit,)
-        ).fetchall()
-        return [_row(raw) for raw in rows]
+        return pending_rows(self._db, limit)
 
     def pending_count(self) -> int:
         """How many rows wait to be published (the outbox backlog)."""

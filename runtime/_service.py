@@ -23,10 +23,11 @@ import os
 import signal
 import sqlite3
 import sys
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import Enum
+from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -49,7 +50,7 @@ from runtime._activity_metrics import ActivityAttempts, ActivityMetrics
 from runtime._clients import KafkaUnavailableError, new_consumer, new_producer, wait_for_kafka
 from runtime._database import open_database
 from runtime._metrics import EventBusMetrics
-from runtime._outbox import Outbox, OutboxRelay, RelayLease
+from runtime._outbox import Outbox, OutboxRelay
 from runtime._temporal import TemporalUnavailableError, wait_for_temporal
 
 __all__ = [
@@ -61,6 +62,7 @@ __all__ = [
     "causation_id",
     "health_app",
     "ping_activity",
+    "relaying",
     "run_service",
     "serve",
 ]
@@ -99,6 +101,9 @@ class ServiceContext:
 
 ServiceFactory = Callable[[ServiceContext], ServiceParts]
 """Builds a service's parts from its context."""
+
+DatabasePath = Callable[[Path], Path]
+"""Where a service keeps its database, given the run directory (its query module says)."""
 
 
 def causation_id() -> str | None:
@@ -190,15 +195,17 @@ async def serve(
     settings: Settings,
     *,
     task_queue: str,
+    database: DatabasePath,
     build: ServiceFactory,
     registry: CollectorRegistry,
     temporal_runtime: Runtime | None = None,
 ) -> None:
     """Connect to Kafka and Temporal, then run the service until SIGTERM or SIGINT.
 
-    Opens ``<run_dir>/<service>.db``, builds the service's parts on it and runs, side by side,
-    the Temporal worker polling ``task_queue``, the outbox relay, the service's background
-    tasks and the health endpoint. If a background task fails the process stops with its error.
+    Opens the service's database (``database(run_dir)``), builds the service's parts on it
+    and runs, side by side, the Temporal worker polling ``task_queue``, the outbox relay
+    (:func:`relaying`), the service's background tasks and the health endpoint. If a
+    background task fails the process stops with its error.
     """
     timeout = settings.startup_timeout_seconds
     converter = data_converter(settings)
@@ -212,20 +219,11 @@ async def serve(
         interceptors=temporal_interceptors(settings.otlp_endpoint),
         runtime=temporal_runtime,
     )
-    db = open_database(settings.run_dir / f"{service}.db")
+    db = open_database(database(settings.run_dir))
     try:
         outbox = Outbox(db)
         metrics = EventBusMetrics(registry)
         parts = build(ServiceContext(settings, db, outbox, client, metrics, registry))
-        relay = OutboxRelay(
-            outbox,
-            lambda: new_producer(kafka),
-            metrics=metrics,
-            lease=RelayLease(
-                db, _lease_owner(service, settings), ttl=settings.outbox_lease_seconds
-            ),
-            consumer_factory=lambda: new_consumer(kafka, None),
-        )
         config = uvicorn.Config(
             health_app(service, registry),
             host=settings.api_host,
@@ -239,33 +237,69 @@ async def serve(
         # that arrives before uvicorn serves stops it as soon as it starts.
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: setattr(server, "should_exit", True))
-        publishing = asyncio.create_task(relay.run(), name=f"{service}-outbox-relay")
-        background = [
-            asyncio.create_task(task(), name=f"{service}-{getattr(task, '__qualname__', task)}")
-            for task in parts.background
-        ]
-        try:
-            async with Worker(
-                client,
-                task_queue=task_queue,
-                activities=[ping_activity(service), *parts.activities],
-                workflows=list(parts.workflows),
-                workflow_runner=traced_workflow_runner(),
-                interceptors=[
-                    ActivityAttempts(ActivityMetrics(registry), skip=frozenset({f"{service}.ping"}))
-                ],
-                graceful_shutdown_timeout=ACTIVITY_GRACE,
-            ):
-                log.info("%s service polling task queue %r", service, task_queue)
-                await _serve_until_stopped(server, [publishing, *background])
-            log.info("%s service: worker stopped; stopping its background tasks", service)
-        finally:
-            # What writes to the outbox stops first; then the relay publishes what it wrote.
-            await _cancel(background)
-            await _stop_relay(relay, publishing)
+        # What writes to the outbox stops first (the block below); then the relay publishes
+        # what it wrote.
+        async with relaying(service, settings, outbox, metrics=metrics) as publishing:
+            background = [
+                asyncio.create_task(task(), name=f"{service}-{getattr(task, '__qualname__', task)}")
+                for task in parts.background
+            ]
+            try:
+                async with Worker(
+                    client,
+                    task_queue=task_queue,
+                    activities=[ping_activity(service), *parts.activities],
+                    workflows=list(parts.workflows),
+                    workflow_runner=traced_workflow_runner(),
+                    interceptors=[
+                        ActivityAttempts(
+                            ActivityMetrics(registry), skip=frozenset({f"{service}.ping"})
+                        )
+                    ],
+                    graceful_shutdown_timeout=ACTIVITY_GRACE,
+                ):
+                    log.info("%s service polling task queue %r", service, task_queue)
+                    await _serve_until_stopped(server, [publishing, *background])
+                log.info("%s service: worker stopped; stopping its background tasks", service)
+            finally:
+                await _cancel(background)
     finally:
         db.close()
     log.info("%s service stopped", service)
+
+
+@contextlib.asynccontextmanager
+async def relaying(
+    process: str,
+    settings: Settings,
+    outbox: Outbox,
+    *,
+    metrics: EventBusMetrics | None = None,
+) -> AsyncIterator[asyncio.Task[None]]:
+    """Publish ``outbox`` to Kafka while the block runs: the one relay wiring of every outbox.
+
+    The relay publishes only while it holds the outbox's lease (in ``process``'s name), so
+    that of the copies sharing a database one publishes at a time; a relay that takes the
+    lease first marks sent what its predecessor got onto Kafka. When the block ends, the
+    relay publishes what is still pending, for at most its flush time-out, then releases
+    the lease: an event written just before a process stops is not left until the next start.
+
+    Yields:
+        The relay's task, which ends before the block does only if the relay failed.
+    """
+    kafka = kafka_connection(settings)
+    relay = OutboxRelay(
+        outbox,
+        lambda: new_producer(kafka),
+        metrics=metrics,
+        lease=outbox.lease(_lease_owner(process, settings), ttl=settings.outbox_lease_seconds),
+        consumer_factory=lambda: new_consumer(kafka, None),
+    )
+    publishing = asyncio.create_task(relay.run(), name=f"{process}-outbox-relay")
+    try:
+        yield publishing
+    finally:
+        await _stop_relay(relay, publishing)
 
 
 def _lease_owner(service: str, settings: Settings) -> str:
@@ -311,7 +345,9 @@ async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
             await task
 
 
-def run_service(service: str, *, task_queue: str, build: ServiceFactory) -> None:
+def run_service(
+    service: str, *, task_queue: str, database: DatabasePath, build: ServiceFactory
+) -> None:
     """The composition root of a service process: settings, logs, traces, then :func:`serve`."""
     process = f"{service}-service"
     try:
@@ -331,6 +367,7 @@ def run_service(service: str, *, task_queue: str, build: ServiceFactory) -> None
                     service,
                     settings,
                     task_queue=task_queue,
+                    database=database,
                     build=build,
                     registry=CollectorRegistry(),
                     temporal_runtime=sdk_metrics_runtime(settings, service),

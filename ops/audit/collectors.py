@@ -17,12 +17,11 @@ import asyncio
 import contextlib
 import json
 import re
-import sqlite3
 from collections.abc import AsyncIterator, Collection, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from aiokafka import TopicPartition
 from temporalio.api.common.v1 import Payload
@@ -50,9 +49,13 @@ from ops.audit.snapshot import (
     ShipmentRecord,
 )
 from ops.snapshot import TopicSnapshot
+from orchestrator import queries as order_queries
 from orchestrator.saga import SAGA_STATUS_KEY, SAGA_STEP_KEY
 from orchestrator.workflows.order_saga import ORDER_ID_KEY
-from runtime import open_reader
+from runtime import BookReader, BookUnreadable
+from workers.inventory import queries as inventory_queries
+from workers.payment import queries as payment_queries
+from workers.shipping import queries as shipping_queries
 
 __all__ = [
     "DOMAIN_TOPICS",
@@ -223,15 +226,6 @@ async def _result_phase(client: Client, workflow_id: str) -> SagaPhase | None:
 
 # --- The services' databases ---------------------------------------------------------------
 
-_DATABASES = {
-    "orders": "orchestrator.db",
-    "payment": "payment.db",
-    "inventory": "inventory.db",
-    "shipping": "shipping.db",
-}
-"""Each service's database under the run directory (``runtime.serve`` opens
-``<run_dir>/<service>.db``; the order service lives in the orchestrator's)."""
-
 
 @dataclass
 class Books:
@@ -268,114 +262,127 @@ class Books:
 
 
 def read_books(run_dir: Path) -> Books:
-    """Read every service's records from its database under ``run_dir``, read-only.
+    """Read every service's records through its query module, from its database under
+    ``run_dir``, read-only.
 
     Raises:
         SourceUnreadable: a database is missing or cannot be read.
     """
     books = Books()
-    with _database(run_dir, "orders") as db:
-        for row in db.execute("SELECT order_id, status, placed_at FROM orders"):
-            books.orders[row[0]] = OrderRecord(row[0], row[1], row[2])
-        pending = _pending(db)
+    path = order_queries.database_path(run_dir)
+    with _reading("orders", run_dir, path, order_queries.OrderQueries) as orchestrator:
+        for order in orchestrator.orders():
+            books.orders[order.order_id] = OrderRecord(
+                order.order_id, order.status, order.placed_at
+            )
+        pending = _pending(orchestrator)
     books.pending += pending
-    books.sources.append(_source(run_dir, "orders", f"{len(books.orders)} orders", len(pending)))
+    books.sources.append(_source("orders", path, f"{len(books.orders)} orders", len(pending)))
 
-    with _database(run_dir, "payment") as db:
-        for row in db.execute("SELECT order_id, payment_id, status, created_at FROM payments"):
-            books.payments[row[0]] = PaymentRecord(row[0], row[1], row[2], row[3])
-        entries = 0
-        for row in db.execute(
-            "SELECT order_id, kind, payment_id, amount_minor, currency, created_at"
-            " FROM ledger_entries ORDER BY id"
-        ):
-            books.ledger.setdefault(row[0], []).append(LedgerEntry(*row))
-            entries += 1
-        pending = _pending(db)
+    path = payment_queries.database_path(run_dir)
+    with _reading("payment", run_dir, path, payment_queries.PaymentQueries) as payment:
+        for row in payment.payments():
+            books.payments[row.order_id] = PaymentRecord(
+                row.order_id, row.payment_id, row.status.value, row.created_at
+            )
+        entries = payment.ledger_entries()
+        for entry in entries:
+            books.ledger.setdefault(entry.order_id, []).append(
+                LedgerEntry(
+                    entry.order_id,
+                    entry.kind,
+                    entry.payment_id,
+                    entry.amount_minor,
+                    entry.currency,
+                    entry.created_at,
+                )
+            )
+        pending = _pending(payment)
     books.pending += pending
     books.sources.append(
         _source(
-            run_dir,
             "payment",
-            f"{len(books.payments)} payments, {entries} ledger entries",
+            path,
+            f"{len(books.payments)} payments, {len(entries)} ledger entries",
             len(pending),
         )
     )
 
-    with _database(run_dir, "inventory") as db:
-        for row in db.execute(
-            "SELECT order_id, reservation_id, status, created_at FROM reservations"
-        ):
-            books.reservations[row[0]] = ReservationRecord(row[0], row[1], row[2], row[3])
-        pending = _pending(db)
+    path = inventory_queries.database_path(run_dir)
+    with _reading("inventory", run_dir, path, inventory_queries.InventoryQueries) as inventory:
+        for reservation in inventory.reservations():
+            books.reservations[reservation.order_id] = ReservationRecord(
+                reservation.order_id,
+                reservation.reservation_id,
+                reservation.status.value,
+                reservation.created_at,
+            )
+        pending = _pending(inventory)
     books.pending += pending
     books.sources.append(
-        _source(run_dir, "inventory", f"{len(books.reservations)} reservations", len(pending))
+        _source("inventory", path, f"{len(books.reservations)} reservations", len(pending))
     )
 
-    with _database(run_dir, "shipping") as db:
-        for row in db.execute(
-            "SELECT order_id, shipment_id, status, carrier, scheduled_at FROM shipments"
-        ):
-            books.shipments[row[0]] = ShipmentRecord(row[0], row[1], row[2], row[3], row[4])
-        pending = _pending(db)
+    path = shipping_queries.database_path(run_dir)
+    with _reading("shipping", run_dir, path, shipping_queries.ShippingQueries) as shipping:
+        for shipment in shipping.shipments():
+            books.shipments[shipment.order_id] = ShipmentRecord(
+                shipment.order_id,
+                shipment.shipment_id,
+                shipment.status.value,
+                shipment.carrier,
+                shipment.scheduled_at,
+            )
+        pending = _pending(shipping)
     books.pending += pending
     books.sources.append(
-        _source(run_dir, "shipping", f"{len(books.shipments)} shipments", len(pending))
+        _source("shipping", path, f"{len(books.shipments)} shipments", len(pending))
     )
     return books
 
 
+_Reader = TypeVar("_Reader", bound=BookReader)
+
+
 @contextlib.contextmanager
-def _database(run_dir: Path, name: str) -> Iterator[sqlite3.Connection]:
-    """One read transaction on a service's database, on a connection that cannot write."""
-    path = run_dir / _DATABASES[name]
+def _reading(name: str, run_dir: Path, path: Path, queries: type[_Reader]) -> Iterator[_Reader]:
+    """One read transaction on a service's database, through its query module."""
     if not path.is_file():
         raise SourceUnreadable(
             f"no {name} database at {path}: is SAGA_RUN_DIR ({run_dir}) the stack's run "
             "directory? (`saga config`)"
         )
-    db = _connect(path)
     try:
-        # One snapshot of the whole file: the tables and the outbox as of one moment.
-        db.execute("BEGIN")
-        yield db
-    except sqlite3.Error as exc:
+        reader = queries.open(path)
+    except BookUnreadable as exc:
+        raise SourceUnreadable(f"cannot open {path} ({exc})") from None
+    try:
+        # One snapshot of the whole file: the records and the outbox as of one moment.
+        with reader, reader.snapshot():
+            yield reader
+    except BookUnreadable as exc:
         raise SourceUnreadable(
             f"cannot read the {name} records in {path} ({exc}): is it the stack's database?"
         ) from None
-    finally:
-        db.close()
 
 
-def _connect(path: Path) -> sqlite3.Connection:
-    try:
-        return open_reader(path)
-    except sqlite3.Error as exc:
-        raise SourceUnreadable(f"cannot open {path} ({exc})") from None
-
-
-def _pending(db: sqlite3.Connection) -> list[SeenEvent]:
-    """The events still waiting in the outbox of ``db`` (not yet sent to Kafka)."""
+def _pending(reader: BookReader) -> list[SeenEvent]:
+    """The events still waiting in the outbox that ``reader`` reads (not yet sent to Kafka)."""
     pending = []
-    for event_id, value, headers in db.execute(
-        "SELECT event_id, value, headers FROM outbox WHERE sent_at IS NULL ORDER BY id"
-    ):
+    for row in reader.pending_events():
         try:
-            event = decode_event(value, [(n, bytes.fromhex(v)) for n, v in json.loads(headers)])
-        except (ContractError, ValueError) as exc:
+            event = decode_event(row.value, row.headers)
+        except ContractError as exc:
             raise SourceUnreadable(
-                f"outbox row of event {event_id} is unreadable ({exc})"
+                f"outbox row of event {row.event_id} is unreadable ({exc})"
             ) from None
         pending.append(seen_event(event, settled=False, pending=True))
     return pending
 
 
-def _source(run_dir: Path, name: str, records: str, pending: int) -> AuditSource:
+def _source(name: str, path: Path, records: str, pending: int) -> AuditSource:
     waiting = f", {pending} event(s) waiting in its outbox" if pending else ""
-    return AuditSource(
-        name=name, used=True, detail=f"{run_dir / _DATABASES[name]}: {records}{waiting}"
-    )
+    return AuditSource(name=name, used=True, detail=f"{path}: {records}{waiting}")
 
 
 # --- Kafka ---------------------------------------------------------------------------------

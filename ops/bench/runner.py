@@ -10,9 +10,7 @@ In order, each part alone so that none disturbs another:
 """
 
 import asyncio
-import contextlib
 import os
-import sqlite3
 import uuid
 from collections import Counter
 from collections.abc import Callable
@@ -67,7 +65,8 @@ from ops.bench.report import (
     ratios_of,
     write_reports,
 )
-from runtime import open_reader, wait_for_kafka, wait_for_temporal
+from runtime import BookUnreadable, wait_for_kafka, wait_for_temporal
+from workers.inventory import queries as inventory_queries
 
 __all__ = ["BenchError", "BenchOptions", "BenchRun", "run_bench"]
 
@@ -120,22 +119,17 @@ class BenchOptions:
 
 
 def _stock_on_hand(settings: Settings) -> tuple[dict[str, int], str] | None:
-    """Units of the bench's SKUs on hand (read-only from inventory's database), or seeded."""
-    database = settings.run_dir / "inventory.db"
+    """Units of the bench's SKUs on hand (read-only, through inventory's queries), or seeded."""
+    database = inventory_queries.database_path(settings.run_dir)
     if database.exists():
         try:
-            with contextlib.closing(open_reader(database)) as db:
-                rows = db.execute(
-                    "SELECT sku, on_hand FROM stock WHERE sku IN (?, ?, ?)", BENCH_SKUS
-                ).fetchall()
-            return {sku: units for sku, units in rows}, f"on hand in {database}"
-        except sqlite3.Error:
+            with inventory_queries.InventoryQueries.open(database) as stock:
+                return stock.on_hand(BENCH_SKUS), f"on hand in {database}"
+        except BookUnreadable:
             pass  # not readable now: the seed file says what it started with
-    from workers.inventory.stock import DEFAULT_SEED_FILE, load_seed
-
-    seed_file = settings.inventory_seed_file or DEFAULT_SEED_FILE
+    seed_file = inventory_queries.seed_file(settings.inventory_seed_file)
     try:
-        return load_seed(seed_file), f"seeded by {seed_file}"
+        return inventory_queries.seeded_levels(seed_file), f"seeded by {seed_file}"
     except (OSError, ValueError):
         return None
 

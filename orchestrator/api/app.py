@@ -7,12 +7,11 @@ too deeply) is a 400, and a validation error (422) echoes the input it refuses o
 JSON can carry it, and shortened.
 """
 
-import asyncio
-import contextlib
 import math
 import re
 from collections.abc import AsyncIterator, MutableMapping
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request
@@ -42,17 +41,11 @@ from orchestrator.api.service import (
     SagaService,
     SagaUnavailable,
 )
+from orchestrator.queries import database_path as orchestrator_database
 from orchestrator.timeline import Timeline
-from runtime import (
-    EventBusMetrics,
-    Outbox,
-    OutboxRelay,
-    new_producer,
-    open_database,
-    wait_for_temporal,
-)
+from runtime import EventBusMetrics, Outbox, open_database, relaying, wait_for_temporal
 
-__all__ = ["create_app", "ui_origins"]
+__all__ = ["create_app", "outbox_database", "ui_origins"]
 
 _STATUS_OF: dict[type[Exception], int] = {
     SagaNotFound: 404,
@@ -220,6 +213,11 @@ def _unreadable_body(cause: BaseException | None) -> str:
     return "the body is not JSON this API can read"
 
 
+def outbox_database(run_dir: Path) -> Path:
+    """Where the API keeps its outbox (the ``order.repaired`` events of its repairs)."""
+    return run_dir / "api.db"
+
+
 def ui_origins(settings: Settings) -> list[str]:
     """The origins of the Temporal Web UI, which calls the codec endpoint from the browser
     (on loopback, by either name the user may have typed)."""
@@ -252,7 +250,7 @@ def create_app(
     """
     registry = registry or CollectorRegistry()
     converter = data_converter(settings)
-    kafka = kafka_connection(settings)  # a bad Kafka setting stops the API before it serves
+    kafka_connection(settings)  # a bad Kafka setting stops the API before it serves
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -265,25 +263,24 @@ def create_app(
             runtime=temporal_runtime,
         )
         settings.run_dir.mkdir(parents=True, exist_ok=True)
-        timeline_db = open_database(settings.run_dir / "orchestrator.db")
-        outbox_db = open_database(settings.run_dir / "api.db")
-        outbox = Outbox(outbox_db)
-        relay = OutboxRelay(
-            outbox,
-            lambda: new_producer(kafka),
-            metrics=EventBusMetrics(registry),
-        )
-        app.state.temporal = client
-        app.state.sagas = SagaService(
-            client, settings, Timeline(timeline_db), outbox_db, outbox, base_url=settings.api_url
-        )
-        relaying = asyncio.create_task(relay.run(), name="api-outbox-relay")
+        timeline_db = open_database(orchestrator_database(settings.run_dir))
+        outbox_db = open_database(outbox_database(settings.run_dir))
         try:
-            yield
+            outbox = Outbox(outbox_db)
+            app.state.temporal = client
+            app.state.sagas = SagaService(
+                client,
+                settings,
+                Timeline(timeline_db),
+                outbox_db,
+                outbox,
+                base_url=settings.api_url,
+            )
+            # The runtime's relay wiring, as every service's: the lease (copies of the API
+            # share its outbox), and on stop the repairs written last are published.
+            async with relaying("api", settings, outbox, metrics=EventBusMetrics(registry)):
+                yield
         finally:
-            relaying.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await relaying
             outbox_db.close()
             timeline_db.close()
 

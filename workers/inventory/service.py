@@ -7,7 +7,8 @@ from contracts.task_queues import INVENTORY
 from infra.config.settings import ConfigurationError, Settings
 from runtime import ServiceContext, ServiceParts, run_service
 from workers.inventory.activities import InventoryActivities
-from workers.inventory.stock import DEFAULT_SEED_FILE, StockBook, load_seed
+from workers.inventory.queries import database_path, seed_file, seeded_levels
+from workers.inventory.stock import StockBook
 
 __all__ = ["build", "main", "seeded_stock"]
 
@@ -21,15 +22,13 @@ def seeded_stock(settings: Settings, db: sqlite3.Connection) -> StockBook:
         ConfigurationError: the seed file cannot be read.
     """
     stock = StockBook(db)
-    seed_file = settings.inventory_seed_file or DEFAULT_SEED_FILE
+    seeds = seed_file(settings.inventory_seed_file)
     try:
-        levels = load_seed(seed_file)
+        levels = seeded_levels(seeds)
     except (OSError, ValueError) as exc:
-        raise ConfigurationError(
-            f"cannot read the inventory seed file {seed_file}: {exc}"
-        ) from None
+        raise ConfigurationError(f"cannot read the inventory seed file {seeds}: {exc}") from None
     if stock.seed(levels):
-        log.info("stock seeded from %s", seed_file)
+        log.info("stock seeded from %s", seeds)
     return stock
 
 
@@ -41,4 +40,4 @@ def build(context: ServiceContext) -> ServiceParts:
 
 def main() -> None:
     """Run the inventory service until SIGTERM."""
-    run_service("inventory", task_queue=INVENTORY, build=build)
+    run_service("inventory", task_queue=INVENTORY, database=database_path, build=build)

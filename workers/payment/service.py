@@ -5,6 +5,7 @@ from runtime import ServiceContext, ServiceParts, run_service
 from workers.payment.activities import PaymentActivities
 from workers.payment.ledger import PaymentLedger
 from workers.payment.processor import CardProcessor
+from workers.payment.queries import database_path
 
 __all__ = ["build", "main"]
 
@@ -18,4 +19,4 @@ def build(context: ServiceContext) -> ServiceParts:
 
 def main() -> None:
     """Run the payment service until SIGTERM."""
-    run_service("payment", task_queue=PAYMENT, build=build)
+    run_service("payment", task_queue=PAYMENT, database=database_path, build=build)

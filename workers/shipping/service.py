@@ -4,6 +4,7 @@ from contracts.task_queues import SHIPPING
 from runtime import ServiceContext, ServiceParts, run_service
 from workers.shipping.activities import ShippingActivities
 from workers.shipping.carrier import CarrierSimulator
+from workers.shipping.queries import database_path
 from workers.shipping.shipments import ShipmentBook, parse_countries
 
 __all__ = ["build", "main"]
@@ -23,4 +24,4 @@ def build(context: ServiceContext) -> ServiceParts:
 
 def main() -> None:
     """Run the shipping service until SIGTERM."""
-    run_service("shipping", task_queue=SHIPPING, build=build)
+    run_service("shipping", task_queue=SHIPPING, database=database_path, build=build)

@@ -1,0 +1,40 @@
+"""The orchestrator's published read API: the order service's orders, read-only.
+
+The orchestrator's database holds the order service's ``orders`` (:mod:`orchestrator.orders`),
+its outbox, and the projector's timeline (:mod:`orchestrator.timeline`). Tools (the audit)
+read it through this module, never with SQL of their own.
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from runtime import BookReader
+
+__all__ = ["OrderQueries", "OrderRow", "database_path"]
+
+
+def database_path(run_dir: Path) -> Path:
+    """Where the orchestrator keeps its database: the worker, the API and the tools open it."""
+    return run_dir / "orchestrator.db"
+
+
+@dataclass(frozen=True, slots=True)
+class OrderRow:
+    """An order the orchestrator accepted."""
+
+    order_id: str
+    status: str
+    """``placed``, ``completed`` or ``cancelled``."""
+    placed_at: float
+    """When the saga recorded it (a Unix time)."""
+
+
+class OrderQueries(BookReader):
+    """Read-only queries on the orchestrator's database."""
+
+    def orders(self) -> list[OrderRow]:
+        """Every order, whatever its status."""
+        return [
+            OrderRow(row["order_id"], row["status"], row["placed_at"])
+            for row in self._rows("SELECT order_id, status, placed_at FROM orders")
+        ]

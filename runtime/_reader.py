@@ -1,0 +1,101 @@
+"""The base of a service's query module: read-only queries on the service's own database.
+
+A service publishes what others may read of its records as a query module
+(``workers/payment/queries.py``, ...): a :class:`BookReader` whose methods return typed rows.
+Tools read a service's records through it, never with SQL of their own, so the tables stay
+the service's to change.
+"""
+
+import contextlib
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+from runtime._database import open_reader
+from runtime._outbox import OutboxRow, pending_rows
+
+__all__ = ["BookReader", "BookUnreadable"]
+
+
+class BookUnreadable(Exception):
+    """A service's database could not be opened or read; the message says why."""
+
+
+class BookReader:
+    """Read-only queries on one service database, on a connection that cannot write.
+
+    Open it with :meth:`open` (and close it, or use it as a context manager); queries made
+    inside one :meth:`snapshot` see the database as of one moment.
+    """
+
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self._db = connection
+        self._db.row_factory = sqlite3.Row
+
+    @classmethod
+    def open(cls, path: Path) -> Self:
+        """A reader of the database at ``path``, which must exist.
+
+        Raises:
+            BookUnreadable: the file cannot be opened.
+        """
+        try:
+            return cls(open_reader(path))
+        except sqlite3.Error as exc:
+            raise BookUnreadable(str(exc)) from None
+
+    def close(self) -> None:
+        """Close the connection."""
+        self._db.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """One read transaction: the queries inside it see one moment of the whole database.
+
+        Raises:
+            BookUnreadable: the database cannot be read.
+        """
+        try:
+            self._db.execute("BEGIN")
+        except sqlite3.Error as exc:
+            raise BookUnreadable(str(exc)) from None
+        try:
+            yield
+        finally:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.execute("ROLLBACK")  # nothing was written: only the snapshot ends
+
+    def pending_events(self) -> list[OutboxRow]:
+        """The events still waiting in the service's outbox (not yet on Kafka), oldest first.
+
+        Raises:
+            BookUnreadable: the outbox cannot be read, or a row of it is unreadable.
+        """
+        try:
+            return pending_rows(self._db)
+        except (sqlite3.Error, ValueError) as exc:
+            raise BookUnreadable(str(exc)) from None
+
+    def _rows(self, sql: str, parameters: tuple[object, ...] = ()) -> list[sqlite3.Row]:
+        """The rows of one query of the service's own tables.
+
+        Raises:
+            BookUnreadable: the query failed (not the service's database, or a broken one).
+        """
+        try:
+            return self._db.execute(sql, parameters).fetchall()
+        except sqlite3.Error as exc:
+            raise BookUnreadable(str(exc)) from None

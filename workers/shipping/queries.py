@@ -1,0 +1,48 @@
+"""The shipping service's published read API: its shipments, read-only.
+
+Tools (the audit) read the shipping service's records through this module, never with SQL
+of their own; the tables behind it stay the service's to change.
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from runtime import BookReader
+from workers.shipping.shipments import ShipmentStatus
+
+__all__ = ["ShipmentRow", "ShippingQueries", "database_path"]
+
+
+def database_path(run_dir: Path) -> Path:
+    """Where the shipping service keeps its database (its process opens the same file)."""
+    return run_dir / "shipping.db"
+
+
+@dataclass(frozen=True, slots=True)
+class ShipmentRow:
+    """The shipment of one order; a refused one has neither id nor carrier."""
+
+    order_id: str
+    shipment_id: str | None
+    status: ShipmentStatus
+    carrier: str | None
+    scheduled_at: float
+
+
+class ShippingQueries(BookReader):
+    """Read-only queries on the shipping service's database."""
+
+    def shipments(self) -> list[ShipmentRow]:
+        """Every order's shipment, whatever its status."""
+        return [
+            ShipmentRow(
+                row["order_id"],
+                row["shipment_id"],
+                ShipmentStatus(row["status"]),
+                row["carrier"],
+                row["scheduled_at"],
+            )
+            for row in self._rows(
+                "SELECT order_id, shipment_id, status, carrier, scheduled_at FROM shipments"
+            )
+        ]
