@@ -1,4 +1,4 @@
-"""Temporal's time-skipping test server, and workers for the order saga with stand-ins.
+"""Workers for the order saga with stand-ins of the services' activities.
 
 The stand-in activities are registered under the contract's names on the contract's task
 queues; their behaviour is driven by the order (``tok_chargeDeclined``, ``SKU-OUT``,
@@ -7,26 +7,23 @@ activity until the test has looked at the saga).
 
 Histories: a test that finishes a saga path calls ``record_history``; with
 ``SAGA_RECORD_HISTORIES=1`` in the environment it (re)writes
-``tests/orchestrator/histories/<path>.json``, which ``test_replay.py`` replays on every run.
+``tests/unit/orchestrator/histories/<path>.json``, which ``tests/unit/orchestrator/test_replay.py``
+replays on every run. The fixtures that run these workers on Temporal's time-skipping test
+server are in ``tests/system/orchestrator/conftest.py``.
 """
 
 import asyncio
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
-import pytest
 from temporalio import activity
-from temporalio.api.enums.v1 import IndexedValueType
-from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client, WorkflowHandle
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
-from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -66,44 +63,13 @@ from contracts.activities import (
 )
 from contracts.errors import DESTINATION_UNSUPPORTED, PAYMENT_DECLINED, STOCK_UNAVAILABLE
 from contracts.events.common import OrderLine
-from contracts.search_attributes import SEARCH_ATTRIBUTES
-from infra.engines.temporal_server import find_test_server
 from orchestrator.workflows import OrderSaga
 
-HISTORIES = Path(__file__).parent / "histories"
+HISTORIES = Path(__file__).parents[1] / "unit" / "orchestrator" / "histories"
+"""The committed histories, beside the replay tests that replay them."""
 DECLINED_TOKEN = "tok_chargeDeclined"
 OUT_OF_STOCK_SKU = "SKU-OUT"
 UNSUPPORTED_COUNTRY = "AQ"
-
-
-@pytest.fixture(scope="session")
-async def workflow_env() -> AsyncIterator[WorkflowEnvironment]:
-    """Temporal's time-skipping test server, with the saga's search attributes registered."""
-    # The test server does not advertise the capabilities of a real server; the SDK core
-    # warns about that on every worker start. Real warnings of its own are errors here.
-    quiet = Runtime(
-        telemetry=TelemetryConfig(
-            logging=LoggingConfig(filter=TelemetryFilter(core_level="ERROR", other_level="ERROR"))
-        )
-    )
-    env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=find_test_server(),
-        data_converter=pydantic_data_converter,
-        runtime=quiet,
-    )
-    try:
-        await env.client.operator_service.add_search_attributes(
-            AddSearchAttributesRequest(
-                namespace=env.client.namespace,
-                search_attributes={
-                    name: IndexedValueType.Value(f"INDEXED_VALUE_TYPE_{kind.upper()}")
-                    for name, kind in SEARCH_ATTRIBUTES.items()
-                },
-            )
-        )
-        yield env
-    finally:
-        await env.shutdown()
 
 
 def make_order(
@@ -286,30 +252,9 @@ async def saga_workers(
         yield SagaHarness(client, task_queue, stand_ins, env)
 
 
-@pytest.fixture
-def stand_ins() -> StandIns:
-    """Fresh stand-in services for one test."""
-    return StandIns()
-
-
-@pytest.fixture
-async def saga(
-    workflow_env: WorkflowEnvironment, stand_ins: StandIns
-) -> AsyncIterator[SagaHarness]:
-    """Workers for one test."""
-    async with saga_workers(workflow_env.client, stand_ins, env=workflow_env) as harness:
-        yield harness
-
-
 async def record_history(handle: WorkflowHandle[OrderSaga, object], path: str) -> None:
     """Write the history of ``handle`` to ``histories/<path>.json`` when asked to record."""
     if os.environ.get("SAGA_RECORD_HISTORIES") != "1":
         return
     history = await handle.fetch_history()
     (HISTORIES / f"{path}.json").write_text(history.to_json(), encoding="utf-8")
-
-
-@pytest.fixture(scope="session")
-def histories_dir() -> Iterator[Path]:
-    """Where the committed histories live."""
-    yield HISTORIES

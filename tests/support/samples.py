@@ -160,3 +160,18 @@ def sample_events() -> dict[str, AnyEvent]:
         ),
     ]
     return {event.event_type: event for event in events}
+
+
+def payment_completed(
+    order_id: str, payment_id: str = "pay-1", amount_minor: int = 100
+) -> PaymentCompleted:
+    """A payment.completed of ``order_id``: ``payment_id`` charged ``amount_minor`` cents."""
+    return PaymentCompleted(
+        source="payment-service",
+        correlation_id=order_id,
+        data=PaymentCompletedData(
+            order_id=order_id,
+            payment_id=payment_id,
+            amount=Money(amount_minor=amount_minor, currency="EUR"),
+        ),
+    )

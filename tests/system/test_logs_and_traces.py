@@ -2,7 +2,7 @@
 every process, and every process writes JSON log lines with the event fields.
 
 The session's stack sends its spans over OTLP/HTTP to the receiver in this test process (see
-``tests/conftest.py``); nothing in the processes under test is replaced.
+``tests/system/conftest.py``); nothing in the processes under test is replaced.
 """
 
 import asyncio

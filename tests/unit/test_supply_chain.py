@@ -20,7 +20,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-LOCK = Path(__file__).resolve().parent.parent / "requirements.lock"
+from tests.support import REPO
+
+LOCK = REPO / "requirements.lock"
 PIN = re.compile(r"^(?P<name>[A-Za-z0-9._-]+)==(?P<version>[^\s;]+)")
 
 

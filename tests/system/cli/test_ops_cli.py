@@ -1,62 +1,24 @@
 """`saga start/show/list/stuck/cancel/repair` against the real stack, as a person runs them."""
 
 import json
-import os
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
-import pytest
+from tests.support import REPO
+from tests.support.cli import refusal, run_saga
 
-from infra.config.settings import Settings
-from infra.engines.processes import free_port
-
-_SAGA = [sys.executable, "-m", "cli"]
-_EXAMPLE = Path(__file__).parents[2] / "examples" / "order.json"
+_EXAMPLE = REPO / "examples" / "order.json"
 PLACED, COMPLETED = "order.placed.v1", "order.completed.v1"
 CHARGED, RESERVED = "payment.completed.v1", "inventory.reserved.v1"
 SCHEDULED, DISPATCHED = "shipping.scheduled.v1", "shipping.dispatched.v1"
 
 
-def _saga(
-    env: dict[str, str], *args: str, stdin: str | None = None, timeout: float = 120
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*_SAGA, *args],
-        env=env,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-
-
 def _ok(result: subprocess.CompletedProcess[str]) -> str:
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout
-
-
-def _refused(result: subprocess.CompletedProcess[str], code: int = 1) -> str:
-    """The one `saga: ...` line of an expected failure."""
-    assert result.returncode == code, result.stdout + result.stderr
-    assert "Traceback" not in result.stderr, result.stderr
-    assert result.stderr.startswith("saga: "), result.stderr
-    assert result.stderr.count("\n") == 1, result.stderr
-    return result.stderr
-
-
-def _env_without_settings() -> dict[str, str]:
-    return {name: value for name, value in os.environ.items() if not name.startswith("SAGA_")}
-
-
-@pytest.fixture
-def env(stack: Settings) -> dict[str, str]:
-    """The environment of a `saga` pointed at the session's stack."""
-    return {**_env_without_settings(), **stack.as_env()}
 
 
 def _order(tmp_path: Path, *, customer_id: str = "cust-cli", quantity: int = 2) -> tuple[str, Path]:
@@ -73,11 +35,11 @@ def _order(tmp_path: Path, *, customer_id: str = "cust-cli", quantity: int = 2) 
 def test_start_then_follow_then_show(env: dict[str, str], tmp_path: Path) -> None:
     """A started order is followed event by event to its end, then shown with its steps."""
     order_id, path = _order(tmp_path)
-    started = _ok(_saga(env, "start", str(path)))
+    started = _ok(run_saga(env, "start", str(path)))
     assert f"order {order_id}: created" in started
     assert f"/sagas/{order_id}/events" in started
 
-    followed = _ok(_saga(env, "show", order_id, "--follow"))
+    followed = _ok(run_saga(env, "show", order_id, "--follow"))
     lines = followed.splitlines()
     streamed = [
         next(i for i, line in enumerate(lines) if f" {event} " in line)
@@ -87,7 +49,7 @@ def test_start_then_follow_then_show(env: dict[str, str], tmp_path: Path) -> Non
     assert f"order {order_id}  COMPLETED" in followed
     assert "Web UI: " in followed
 
-    view = json.loads(_ok(_saga(env, "show", order_id, "--json")))
+    view = json.loads(_ok(run_saga(env, "show", order_id, "--json")))
     assert view["order_id"] == order_id
     assert view["saga"]["status"] == "COMPLETED"
     assert view["execution_status"] == "COMPLETED"
@@ -101,30 +63,30 @@ def test_start_then_follow_then_show(env: dict[str, str], tmp_path: Path) -> Non
         COMPLETED,
     ]
 
-    shown = _ok(_saga(env, "show", order_id))
+    shown = _ok(run_saga(env, "show", order_id))
     assert "STEP" in shown
     assert "charge_payment" in shown
     assert COMPLETED in shown
     assert view["links"]["web_ui"] in shown
 
 
-def test_the_example_order_starts_a_saga(env: dict[str, str]) -> None:
+def test_the_example_order_starts_arun_saga(env: dict[str, str]) -> None:
     """The example file is a valid order; without an order id each start is a new saga."""
-    first = json.loads(_ok(_saga(env, "start", str(_EXAMPLE), "--json")))
-    second = json.loads(_ok(_saga(env, "start", str(_EXAMPLE), "--json")))
+    first = json.loads(_ok(run_saga(env, "start", str(_EXAMPLE), "--json")))
+    second = json.loads(_ok(run_saga(env, "start", str(_EXAMPLE), "--json")))
     assert first["created"] is second["created"] is True
     assert first["order_id"] != second["order_id"]
 
 
-def test_starting_the_same_order_twice_finds_the_existing_saga(
+def test_starting_the_same_order_twice_finds_the_existingrun_saga(
     env: dict[str, str], tmp_path: Path
 ) -> None:
     """The same file again (here on standard input) answers `existing`, with the same saga."""
     order_id, path = _order(tmp_path)
-    assert f"order {order_id}: created" in _ok(_saga(env, "start", str(path)))
-    again = _ok(_saga(env, "start", "-", stdin=path.read_text()))
+    assert f"order {order_id}: created" in _ok(run_saga(env, "start", str(path)))
+    again = _ok(run_saga(env, "start", "-", stdin=path.read_text()))
     assert f"order {order_id}: existing" in again
-    answer = json.loads(_ok(_saga(env, "start", str(path), "--json")))
+    answer = json.loads(_ok(run_saga(env, "start", str(path), "--json")))
     assert answer["order_id"] == order_id
     assert answer["created"] is False
 
@@ -135,12 +97,12 @@ def test_list_filters_by_customer(env: dict[str, str], tmp_path: Path) -> None:
     orders = [_order(tmp_path, customer_id=customer) for _ in range(2)]
     other, other_path = _order(tmp_path)
     for _, path in [*orders, (other, other_path)]:
-        _ok(_saga(env, "start", str(path)))
+        _ok(run_saga(env, "start", str(path)))
     mine = {order_id for order_id, _ in orders}
 
     deadline = time.monotonic() + 30
     while True:
-        page = json.loads(_ok(_saga(env, "list", "--customer", customer, "--json")))
+        page = json.loads(_ok(run_saga(env, "list", "--customer", customer, "--json")))
         listed = {saga["order_id"] for saga in page["sagas"]}
         if listed >= mine or time.monotonic() > deadline:
             break
@@ -148,16 +110,16 @@ def test_list_filters_by_customer(env: dict[str, str], tmp_path: Path) -> None:
     assert listed == mine
     assert {saga["customer_id"] for saga in page["sagas"]} == {customer}
 
-    table = _ok(_saga(env, "list", "--customer", customer))
+    table = _ok(run_saga(env, "list", "--customer", customer))
     assert all(order_id in table for order_id in mine)
     assert other not in table
 
 
 def test_a_healthy_stack_has_nothing_stuck_for_an_hour(env: dict[str, str]) -> None:
     """Nothing is stuck for an hour; a bulk repair of it is a dry run that matches nothing."""
-    assert json.loads(_ok(_saga(env, "stuck", "--older-than", "1h", "--json"))) == []
-    assert "no saga stuck for 1h or more" in _ok(_saga(env, "stuck", "--older-than", "3600"))
-    bulk = _saga(
+    assert json.loads(_ok(run_saga(env, "stuck", "--older-than", "1h", "--json"))) == []
+    assert "no saga stuck for 1h or more" in _ok(run_saga(env, "stuck", "--older-than", "3600"))
+    bulk = run_saga(
         env,
         *("repair", "--bulk", "--step", "charge_payment", "--older-than", "1h"),
         *("--retry-now", "--reason", "processor back", "--json"),
@@ -171,63 +133,35 @@ def test_a_healthy_stack_has_nothing_stuck_for_an_hour(env: dict[str, str]) -> N
 def test_an_unknown_order_is_named(env: dict[str, str]) -> None:
     """Cancelling or showing an order that has no saga says so and exits 1."""
     order_id = f"nobody-{uuid.uuid4().hex[:12]}"
-    cancel = _saga(env, "cancel", order_id, "--reason", "changed my mind", "--by", "support")
-    assert f"no saga for order {order_id!r}" in _refused(cancel)
-    assert f"no saga for order {order_id!r}" in _refused(_saga(env, "show", order_id))
+    cancel = run_saga(env, "cancel", order_id, "--reason", "changed my mind", "--by", "support")
+    assert f"no saga for order {order_id!r}" in refusal(cancel)
+    assert f"no saga for order {order_id!r}" in refusal(run_saga(env, "show", order_id))
 
 
 def test_invalid_input_names_the_field_and_the_reason(env: dict[str, str], tmp_path: Path) -> None:
     """The API's 422 comes back as the field and what is wrong with it."""
     _, path = _order(tmp_path, quantity=0)
-    refused = _refused(_saga(env, "start", str(path)))
+    refused = refusal(run_saga(env, "start", str(path)))
     assert "items.0.quantity" in refused
     assert "greater than 0" in refused
 
-    unknown_step = _saga(env, "repair", "any-order", "--step", "polish", "--retry-now")
+    unknown_step = run_saga(env, "repair", "any-order", "--step", "polish", "--retry-now")
     assert unknown_step.returncode == 2  # --reason is missing: argparse's usage error
-    unknown_step = _saga(
+    unknown_step = run_saga(
         env, "repair", "any-order", "--step", "polish", "--retry-now", "--reason", "why"
     )
-    refused = _refused(unknown_step)
+    refused = refusal(unknown_step)
     assert "step: " in refused
     assert "charge_payment" in refused
 
 
-def test_repairing_a_saga_that_is_not_stuck_is_refused(env: dict[str, str], tmp_path: Path) -> None:
+def test_repairing_a_saga_that_is_not_stuck_isrefused(env: dict[str, str], tmp_path: Path) -> None:
     """The saga itself refuses to repair a step that is not stuck."""
     order_id, path = _order(tmp_path)
-    _ok(_saga(env, "start", str(path)))
-    repair = _saga(
+    _ok(run_saga(env, "start", str(path)))
+    repair = run_saga(
         env,
         *("repair", order_id, "--step", "charge_payment", "--retry-now"),
         *("--reason", "just in case", "--operator", "ops"),
     )
-    assert "step 'charge_payment' is not stuck" in _refused(repair)
-
-
-def test_an_api_that_does_not_answer_is_named() -> None:
-    """Without the API, the command says where it looked and how to start it."""
-    port = free_port()
-    env = {**_env_without_settings(), "SAGA_API_PORT": str(port)}
-    refused = _refused(_saga(env, "stuck"))
-    assert f"http://127.0.0.1:{port} does not answer" in refused
-    assert "saga up" in refused
-
-
-def test_bad_arguments_exit_2() -> None:
-    """Arguments that cannot be used are refused before anything is asked of the API."""
-    env = {**_env_without_settings(), "SAGA_API_PORT": str(free_port())}
-    assert _saga(env, "stuck", "--older-than", "five minutes").returncode == 2
-    no_order = _saga(env, "repair", "--step", "charge_payment", "--resolve", "--reason", "r")
-    assert "ORDER_ID" in _refused(no_order, code=2)
-    no_age = _saga(
-        env, "repair", "--bulk", "--step", "charge_payment", "--resolve", "--reason", "r"
-    )
-    assert "--older-than" in _refused(no_age, code=2)
-    too_fast = _saga(
-        env,
-        *("repair", "--bulk", "--step", "charge_payment", "--older-than", "10m"),
-        *("--retry-now", "--reason", "r", "--rate", "500"),
-    )
-    assert "--rate" in _refused(too_fast, code=2)
-    assert "not JSON" in _refused(_saga(env, "start", "-", stdin="{nope"), code=2)
+    assert "step 'charge_payment' is not stuck" in refusal(repair)

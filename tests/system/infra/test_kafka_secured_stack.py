@@ -25,9 +25,9 @@ from infra.config.kafka import KafkaConnection, kafka_connection, read_kafka_sec
 from infra.config.payload_codec import ENCRYPTED_ENCODING
 from infra.config.settings import Settings, api_headers
 from runtime import new_admin, new_consumer, new_producer
-from tests.system.conftest import own_stack
 from tests.support.orders_api import order_body, place, until_ended
 from tests.support.saga_paths import SAGA_PATHS, SagaPath
+from tests.support.stacks import own_stack
 from tests.support.temporal_history import raw_history
 
 _PATHS = [path for path in SAGA_PATHS if path.name in ("happy", "declined", "no stock")]

@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.system.infra.conftest import PROCESSES, SagaScrapes
+from tests.support.scrapes import PROCESSES, SagaScrapes
 
 # The events each service published for the two sagas (one completed, one undone at shipping).
 PUBLISHED = {

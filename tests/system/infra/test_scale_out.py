@@ -38,21 +38,20 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError
 
-from contracts import Money, PaymentCompleted, PaymentCompletedData
+from contracts import PaymentCompleted
 from contracts.activities import OrderSagaResult, saga_workflow_id
 from contracts.codec import decode_event
 from contracts.search_attributes import SEARCH_ATTRIBUTES
 from contracts.topics import TOPICS
-from infra.config.settings import ConfigurationError, Settings, api_headers
+from infra.config.settings import Settings, api_headers
 from infra.engines.kafka_broker import KafkaBroker
 from infra.engines.processes import (
     ProcessRecord,
     ProcessTable,
-    free_port,
-    port_in_use,
+    reserve_ports,
     stop_processes,
 )
-from infra.engines.stack import Stack, StackError, parse_scale, split_instance
+from infra.engines.stack import Stack, split_instance
 from infra.engines.temporal_server import TemporalDevServer
 from runtime import (
     EventBusMetrics,
@@ -64,8 +63,9 @@ from runtime import (
     open_database,
     transaction,
 )
-from tests.system.conftest import running_broker
 from tests.support.saga_paths import HAPPY_EVENTS
+from tests.support.samples import payment_completed
+from tests.support.stacks import running_broker
 from workers.payment.ledger import PaymentLedger
 
 SCALE = {"payment": 2, "inventory": 2, "shipping": 2, "orchestrator": 2}
@@ -90,67 +90,6 @@ _STEP: int = Settings.model_fields["instance_port_step"].default
 _OFFSET: int = Settings.model_fields["sdk_metrics_port_offset"].default
 
 
-# -- without engines -------------------------------------------------------------------------
-
-
-def test_scale_values_are_read_and_refused_with_the_reason() -> None:
-    assert parse_scale(["payment=2", "inventory=3,shipping=1"]) == {
-        "payment": 2,
-        "inventory": 3,
-        "shipping": 1,
-    }
-    assert parse_scale([]) == {}
-    for bad in ("api=2", "payment", "payment=0", "payment=x", "payment=21"):
-        with pytest.raises(ConfigurationError, match="--scale"):
-            parse_scale([bad])
-    assert split_instance("payment-2") == ("payment", 2)
-    assert split_instance("orchestrator") == ("orchestrator", 1)
-    assert split_instance("kafka") == ("kafka", 1)
-
-
-def test_each_copy_has_its_name_and_ports_and_the_scale_is_kept(tmp_path: Path) -> None:
-    settings = Settings(run_dir=tmp_path, kafka_embedded=False, temporal_embedded=False)
-    stack = Stack(settings, say=lambda _: None, scale={"payment": 3})
-    assert stack.instances() == [
-        "payment",
-        "payment-2",
-        "payment-3",
-        "inventory",
-        "shipping",
-        "orchestrator",
-        "api",
-    ]
-    assert stack.metrics_urls("payment") == (
-        "http://127.0.0.1:8101/metrics",
-        "http://127.0.0.1:9101/metrics",
-    )
-    assert stack.metrics_urls("payment-3") == (
-        "http://127.0.0.1:8121/metrics",
-        "http://127.0.0.1:9121/metrics",
-    )
-    assert Settings(instance=2).service_port("payment") == 8111
-    assert Settings(instance=2).sdk_metrics_port("orchestrator") == 9114
-    assert [s.name for s in stack.status()][:5] == [
-        "kafka",
-        "temporal",
-        "payment",
-        "payment-2",
-        "payment-3",
-    ]
-    with_engines = Stack(Settings(run_dir=tmp_path), say=lambda _: None)
-    assert with_engines.instances()[:2] == ["kafka", "temporal"]
-
-    # Ports that two copies would share are refused before anything starts.
-    crowded = Settings(run_dir=tmp_path, payment_port=8101, inventory_port=8111)
-    with pytest.raises(StackError, match="payment-2 and inventory"):
-        Stack(crowded, say=lambda _: None, scale={"payment": 2}).up()
-    assert (tmp_path / "scale.json").exists() is False
-
-    (tmp_path / "scale.json").write_text(json.dumps({"payment": 2, "api": 4, "shipping": 0}))
-    kept = Stack(settings, say=lambda _: None, scale={"inventory": 2})
-    assert kept.scale == {"payment": 2, "inventory": 2, "shipping": 1, "orchestrator": 1}
-
-
 # -- relays on one database ------------------------------------------------------------------
 
 
@@ -164,15 +103,7 @@ def scale_kafka(
 
 
 def _payment(order_id: str, seq: int) -> PaymentCompleted:
-    return PaymentCompleted(
-        source="payment-service",
-        correlation_id=order_id,
-        data=PaymentCompletedData(
-            order_id=order_id,
-            payment_id=f"pay-{seq}",
-            amount=Money(amount_minor=seq, currency="EUR"),
-        ),
-    )
+    return payment_completed(order_id, f"pay-{seq}", amount_minor=seq)
 
 
 @dataclass
@@ -339,20 +270,10 @@ async def test_one_relay_per_database_publishes_and_a_successor_sends_nothing_tw
 
 
 def _copy_ports(count: int) -> list[int]:
-    """``count`` service ports whose second copies (and the SDK metrics of both) are free and
-    taken by no other port chosen here."""
-    taken: set[int] = set()
-    chosen: list[int] = []
-    while len(chosen) < count:
-        port = free_port()
-        needed = {port + copy * _STEP + extra for copy in (0, 1) for extra in (0, _OFFSET)}
-        if max(needed) > 65535 or needed & taken:
-            continue
-        if any(port_in_use("127.0.0.1", p) for p in needed):
-            continue
-        taken |= needed
-        chosen.append(port)
-    return chosen
+    """``count`` service ports whose second copies (and the SDK metrics of both) are free, no
+    two of them (nor of their copies) the same."""
+    with reserve_ports() as ports:
+        return ports.ports(count, _OFFSET, _STEP, _STEP + _OFFSET)
 
 
 async def _add_namespace(address: str, namespace: str) -> None:

@@ -8,24 +8,10 @@ import httpx
 from prometheus_client import CollectorRegistry
 from temporalio.client import Client
 
-from contracts.activities import CancelCause, CancelOrderInput
 from infra.config.settings import Settings
-from orchestrator.metrics import SagaMetrics, SagaWatch, cancel_reason
-from tests.system.infra.conftest import metrics_url, scrape
+from orchestrator.metrics import SagaMetrics, SagaWatch
 from tests.support.orders_api import order_body, place
-
-
-def test_the_cancel_reason_is_the_customer_the_workflow_or_the_failed_step() -> None:
-    def reason(cause: CancelCause | None, step: str | None) -> str:
-        return cancel_reason(
-            CancelOrderInput(order_id="o", reason="r", failed_step=step, cause=cause)
-        )
-
-    assert reason(CancelCause.CANCEL_REQUESTED, "await_dispatch") == "customer"
-    assert reason(CancelCause.WORKFLOW_CANCELLED, "reserve_stock") == "workflow_cancelled"
-    assert reason(CancelCause.STEP_FAILED, "charge_payment") == "charge_payment"
-    assert reason(None, "charge_payment") == "charge_payment"  # sent before causes were
-    assert reason(None, None) == "unknown"
+from tests.support.scrapes import metrics_url, scrape
 
 
 def _order(token: str, country: str) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 Each test asserts the exact order in which the services' activities were called (forward,
 then compensations in reverse), the result, the status query and the search attributes.
-Re-record the replay histories with ``SAGA_RECORD_HISTORIES=1 pytest tests/orchestrator``.
+Re-record the replay histories with ``SAGA_RECORD_HISTORIES=1 pytest tests/system/orchestrator``.
 """
 
 import asyncio

@@ -14,8 +14,7 @@ from prometheus_client import CollectorRegistry
 
 from contracts.codec import encode_event
 from contracts.envelope import AnyEvent
-from contracts.events.common import Money
-from contracts.events.payment import PaymentCompleted, PaymentCompletedData
+from contracts.events.payment import PaymentCompleted
 from contracts.topics import topic_for_event_type
 from infra.engines.kafka_broker import KafkaBroker
 from infra.engines.processes import stop_process
@@ -26,26 +25,19 @@ from runtime import (
     Outbox,
     OutboxRelay,
     RetryPolicy,
-    new_consumer,
     new_producer,
     open_database,
     transaction,
 )
-from tests.system.conftest import start_broker
+from tests.support.bus import bus_consumer, running
+from tests.support.samples import payment_completed
+from tests.support.stacks import start_broker
 
 TOPIC = topic_for_event_type(PaymentCompleted.EVENT_TYPE)
 
 
 def _payment(order_id: str, seq: int) -> PaymentCompleted:
-    return PaymentCompleted(
-        source="payment-service",
-        correlation_id=order_id,
-        data=PaymentCompletedData(
-            order_id=order_id,
-            payment_id=f"pay-{seq}",
-            amount=Money(amount_minor=seq, currency="EUR"),
-        ),
-    )
+    return payment_completed(order_id, f"pay-{seq}", amount_minor=seq)
 
 
 class _Effects:
@@ -85,22 +77,10 @@ async def _consuming(
     handler: _Effects,
     metrics: EventBusMetrics | None = None,
 ) -> AsyncIterator[EventConsumer]:
-    consumer = EventConsumer(
-        group_id=f"test-{uuid.uuid4()}",
-        topics=[TOPIC],
-        handler=handler,
-        database=db,
-        consumer_factory=lambda group: new_consumer(bootstrap, group),
-        producer_factory=lambda: new_producer(bootstrap),
-        retry=RetryPolicy(attempts=3, first_backoff=0.1),
-        metrics=metrics,
-    )
-    task = asyncio.create_task(consumer.run())
-    try:
+    retry = RetryPolicy(attempts=3, first_backoff=0.1)
+    consumer = bus_consumer(bootstrap, [TOPIC], handler, db, retry=retry, metrics=metrics)
+    async with running(consumer):
         yield consumer
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
 
 
 async def _until(condition: Callable[[], bool | Awaitable[bool]], seconds: float = 60) -> None:

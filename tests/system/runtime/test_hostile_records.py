@@ -47,7 +47,8 @@ from infra.engines.kafka_broker import KafkaBroker, apply_topic_catalog
 from ops.dead_letters import DeadLetter, list_dead_letters
 from orchestrator.choreography import AuditLog, Notifications
 from orchestrator.timeline import Timeline
-from runtime import EventConsumer, new_consumer, new_producer, open_database
+from runtime import open_database
+from tests.support.bus import bus_consumer, running
 from tests.support.samples import sample_events
 
 # The consumer groups of the orchestrator's worker (orchestrator/worker.py), by topic.
@@ -622,25 +623,16 @@ async def test_a_record_the_kafka_client_cannot_parse_is_dead_lettered_by_positi
     async def handler(event: AnyEvent, db: sqlite3.Connection) -> None:
         handled.append(event.correlation_id)
 
-    consumer = EventConsumer(
-        group_id=f"test-{uuid.uuid4()}",
-        topics=[own_topic],
-        handler=handler,
-        database=open_database(tmp_path / "consumer.db"),
-        consumer_factory=lambda group: new_consumer(bootstrap, group),
-        producer_factory=lambda: new_producer(bootstrap),
+    consumer = bus_consumer(
+        bootstrap, [own_topic], handler, open_database(tmp_path / "consumer.db")
     )
-    task = asyncio.create_task(consumer.run())
-    try:
+    async with running(consumer) as task:
 
         async def both_handled() -> bool:
             assert not task.done(), task
             return len(handled) == 2
 
         await _until(both_handled, 30, lambda: f"handled {handled}")
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
     assert handled == [before.correlation_id, after.correlation_id]
     letters = await list_dead_letters(bootstrap, [own_topic])
     assert [(d.header("dlq_reason"), d.header("dlq_original_offset")) for d in letters] == [

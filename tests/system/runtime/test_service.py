@@ -1,6 +1,5 @@
 """A real service process against the session's Kafka broker and Temporal server."""
 
-import asyncio
 import os
 import sys
 import time
@@ -8,15 +7,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
-from fastapi import FastAPI
 
 from infra.engines.kafka_broker import KafkaBroker
-from infra.engines.processes import free_port, spawn, stop_process
+from infra.engines.processes import reserve_ports, spawn, stop_process
 from infra.engines.temporal_server import TemporalDevServer
-from runtime._service import _serve_until_stopped
-
-_REPO = Path(__file__).resolve().parents[2]
+from tests.support import REPO
+from tests.support.stacks import SDK_METRICS_OFFSET
 
 
 def _log(path: Path) -> str:
@@ -30,7 +26,8 @@ def test_a_service_process_answers_health_and_metrics_and_stops_on_sigterm(
     temporal_server: TemporalDevServer,
     tmp_path: Path,
 ) -> None:
-    port = free_port()
+    with reserve_ports() as ports:
+        port = ports.port(SDK_METRICS_OFFSET)  # its Temporal SDK metrics listen there too
     env = {
         **os.environ,
         "SAGA_RUN_DIR": str(tmp_path / "run"),
@@ -42,7 +39,7 @@ def test_a_service_process_answers_health_and_metrics_and_stops_on_sigterm(
     }
     log = tmp_path / f"{service}.log"
     process, record = spawn(
-        service, [sys.executable, "-m", f"workers.{service}"], log, env=env, cwd=_REPO
+        service, [sys.executable, "-m", f"workers.{service}"], log, env=env, cwd=REPO
     )
     try:
         url = f"http://127.0.0.1:{port}"
@@ -68,18 +65,3 @@ def test_a_service_process_answers_health_and_metrics_and_stops_on_sigterm(
     finally:
         stop_process(record)
     assert f"{service} service stopped" in _log(log), _log(log)
-
-
-async def test_a_failed_background_task_stops_the_health_server_with_its_error() -> None:
-    server = uvicorn.Server(
-        uvicorn.Config(FastAPI(), host="127.0.0.1", port=free_port(), log_level="warning")
-    )
-
-    async def carrier() -> None:
-        await asyncio.sleep(0.2)
-        raise RuntimeError("database is gone")
-
-    background = [asyncio.create_task(carrier())]
-    with pytest.raises(RuntimeError, match="database is gone"):
-        await asyncio.wait_for(_serve_until_stopped(server, background), 10)
-    assert server.should_exit

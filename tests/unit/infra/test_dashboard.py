@@ -1,186 +1,19 @@
 """The Grafana dashboard and the Prometheus scrape configuration in ``infra/``.
 
-The dashboard must be a valid Grafana JSON model, and every metric its queries name must be
-exported by some process of the real stack (scraped after two sagas): a panel over a metric
-nobody exports would stay empty without anyone noticing.
+The dashboard must be a valid Grafana JSON model whose queries parse and draw the saga and
+Kafka figures; that every metric it names is exported by the real stack is proven in
+``tests/system/infra/test_dashboard.py``.
 """
-
-import json
-import re
-from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
-from prometheus_client.metrics_core import Metric
 
 from infra.config.settings import Settings
-from tests.system.infra.conftest import PROCESSES, SagaScrapes
+from tests.support import REPO
+from tests.support.promql import PromQLError, dashboard, metric_names, queries
+from tests.support.scrapes import PROCESSES
 
-_INFRA = Path(__file__).resolve().parents[2] / "infra"
-DASHBOARD = _INFRA / "grafana" / "saga-dashboard.json"
-SCRAPE_CONFIG = _INFRA / "prometheus" / "prometheus.yml"
-
-PROMETHEUS_OWN = frozenset({"up"})
-"""Series Prometheus makes itself for every scrape target, exported by no process."""
-
-AGGREGATIONS = frozenset(
-    {"sum", "min", "max", "avg", "count", "topk", "bottomk", "quantile", "group", "stddev"}
-)
-FUNCTIONS = AGGREGATIONS | frozenset(
-    {
-        "rate", "irate", "increase", "delta", "idelta", "deriv", "histogram_quantile",
-        "abs", "ceil", "floor", "round", "clamp_min", "clamp_max", "vector", "scalar",
-        "time", "timestamp", "sum_over_time", "avg_over_time", "max_over_time",
-        "min_over_time", "last_over_time", "absent", "label_replace",
-    }
-)  # fmt: skip
-KEYWORDS = frozenset({"and", "or", "unless", "bool", "offset"})
-GROUPING = frozenset({"by", "without", "on", "ignoring", "group_left", "group_right"})
-
-_TOKEN = re.compile(
-    r"""
-    (?P<space>\s+)
-    |(?P<string>"(?:[^"\\]|\\.)*")
-    |(?P<range>\[(?:\d+[smhdwy])+\]|\[\$\w+\])
-    |(?P<number>\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)
-    |(?P<name>[A-Za-z_:][A-Za-z0-9_:]*)
-    |(?P<matcher>=~|!~|!=|=)
-    |(?P<operator>==|>=|<=|[-+*/%^<>])
-    |(?P<punct>[(){},])
-    """,
-    re.VERBOSE,
-)
-
-
-class PromQLError(ValueError):
-    """An expression that does not parse."""
-
-
-def _tokens(expr: str) -> list[tuple[str, str]]:
-    tokens, position = [], 0
-    while position < len(expr):
-        match = _TOKEN.match(expr, position)
-        if match is None:
-            raise PromQLError(f"cannot read {expr[position:]!r} in {expr!r}")
-        position = match.end()
-        kind = match.lastgroup
-        assert kind is not None
-        if kind != "space":
-            tokens.append((kind, match.group()))
-    return tokens
-
-
-def metric_names(expr: str) -> set[str]:
-    """The metric names a PromQL expression selects.
-
-    Parses far enough to tell them apart from functions, aggregations, grouping labels and
-    label matchers, and fails on unbalanced brackets, unknown functions, malformed matchers
-    and a range that follows no selector.
-
-    Raises:
-        PromQLError: the expression does not parse.
-    """
-    tokens = _tokens(expr)
-    names: set[str] = set()
-    depth, index = 0, 0
-    previous: tuple[str, str] | None = None
-    while index < len(tokens):
-        kind, text = tokens[index]
-        following = tokens[index + 1] if index + 1 < len(tokens) else ("", "")
-        if kind == "name" and text in GROUPING:
-            index = _labels_in_parentheses(tokens, index + 1, expr)
-            previous = ("punct", ")")
-            continue
-        if kind == "name" and following[0] == "name" and following[1] in GROUPING:
-            if text not in AGGREGATIONS:
-                raise PromQLError(f"{text!r} is not an aggregation in {expr!r}")
-        elif kind == "name" and following == ("punct", "("):
-            if text not in FUNCTIONS:
-                raise PromQLError(f"unknown function {text!r} in {expr!r}")
-        elif kind == "name" and text not in KEYWORDS:
-            names.add(text)
-        elif kind == "punct" and text == "{":
-            if previous is None or previous[0] != "name":
-                raise PromQLError(f"label matchers without a metric name in {expr!r}")
-            index = _matchers(tokens, index + 1, expr)
-            previous = ("punct", "}")
-            continue
-        elif kind == "range" and (previous is None or not _ends_selector(previous)):
-            raise PromQLError(f"a range that follows no selector in {expr!r}")
-        elif kind == "punct" and text == "(":
-            depth += 1
-        elif kind == "punct" and text == ")":
-            depth -= 1
-            if depth < 0:
-                raise PromQLError(f"unbalanced ')' in {expr!r}")
-        elif kind in ("matcher", "string"):
-            raise PromQLError(f"{text!r} out of place in {expr!r}")
-        previous = (kind, text)
-        index += 1
-    if depth:
-        raise PromQLError(f"unbalanced '(' in {expr!r}")
-    return names
-
-
-def _ends_selector(token: tuple[str, str]) -> bool:
-    return token[0] == "name" or token == ("punct", "}")
-
-
-def _labels_in_parentheses(tokens: list[tuple[str, str]], index: int, expr: str) -> int:
-    if index >= len(tokens) or tokens[index] != ("punct", "("):
-        raise PromQLError(f"grouping without labels in {expr!r}")
-    index += 1
-    while index < len(tokens) and tokens[index] != ("punct", ")"):
-        kind, text = tokens[index]
-        if kind != "name" and text != ",":
-            raise PromQLError(f"{text!r} is not a label in {expr!r}")
-        index += 1
-    if index >= len(tokens):
-        raise PromQLError(f"unclosed grouping in {expr!r}")
-    return index + 1
-
-
-def _matchers(tokens: list[tuple[str, str]], index: int, expr: str) -> int:
-    while index < len(tokens) and tokens[index] != ("punct", "}"):
-        window = [kind for kind, _ in tokens[index : index + 3]]
-        if window != ["name", "matcher", "string"]:
-            raise PromQLError(f"bad label matcher in {expr!r}")
-        index += 3
-        if index < len(tokens) and tokens[index] == ("punct", ","):
-            index += 1
-    if index >= len(tokens):
-        raise PromQLError(f"unclosed label matchers in {expr!r}")
-    return index + 1
-
-
-def _exported(families: dict[str, Metric]) -> set[str]:
-    """Every series name a scrape offers, counting those of families that have no sample
-    yet (a labelled counter nobody incremented still has its HELP and TYPE)."""
-    suffixes = {
-        "counter": ("_total", "_created"),
-        "histogram": ("_bucket", "_count", "_sum", "_created"),
-        "summary": ("_count", "_sum", "_created"),
-    }
-    names: set[str] = set()
-    for family in families.values():
-        names.add(family.name)
-        names.update(family.name + suffix for suffix in suffixes.get(family.type, ()))
-        names.update(sample.name for sample in family.samples)
-    return names
-
-
-def _dashboard() -> dict[str, Any]:
-    model: dict[str, Any] = json.loads(DASHBOARD.read_text())
-    return model
-
-
-def _queries(model: dict[str, Any]) -> list[tuple[str, str]]:
-    return [
-        (panel["title"], target["expr"])
-        for panel in model["panels"]
-        for target in panel.get("targets", [])
-    ]
+SCRAPE_CONFIG = REPO / "infra" / "prometheus" / "prometheus.yml"
 
 
 # --- the PromQL reader itself ------------------------------------------------------------
@@ -209,7 +42,7 @@ def test_the_promql_reader_finds_metric_names_and_rejects_broken_expressions() -
 
 
 def test_the_dashboard_is_a_grafana_json_model() -> None:
-    model = _dashboard()
+    model = dashboard()
     for key in ("title", "uid", "schemaVersion", "panels", "templating", "time", "tags"):
         assert key in model, f"the dashboard has no {key!r}"
     assert isinstance(model["schemaVersion"], int) and model["schemaVersion"] >= 36
@@ -237,15 +70,15 @@ def test_the_dashboard_is_a_grafana_json_model() -> None:
 
 
 def test_every_dashboard_query_parses_and_names_a_metric() -> None:
-    for title, expr in _queries(_dashboard()):
+    for title, expr in queries(dashboard()):
         assert metric_names(expr), f"{title}: {expr!r} selects no metric"
 
 
 def test_the_dashboard_has_the_panels_of_design_document_002_and_the_sagas() -> None:
-    rows = [panel["title"] for panel in _dashboard()["panels"] if panel["type"] == "row"]
+    rows = [panel["title"] for panel in dashboard()["panels"] if panel["type"] == "row"]
     for wanted in ("Sagas", "Kafka cluster", "Producer", "Consumer", "Topic"):
         assert any(wanted in row for row in rows), f"no {wanted!r} row in {rows}"
-    names = set().union(*(metric_names(expr) for _, expr in _queries(_dashboard())))
+    names = set().union(*(metric_names(expr) for _, expr in queries(dashboard())))
     for metric in (
         "events_published_total",
         "events_consumed_total",
@@ -258,23 +91,6 @@ def test_the_dashboard_has_the_panels_of_design_document_002_and_the_sagas() -> 
         "sagas_stuck",
     ):
         assert metric in names, f"the dashboard does not draw {metric}"
-
-
-def test_every_metric_the_dashboard_queries_is_exported_by_a_process(
-    saga_scrapes: SagaScrapes,
-) -> None:
-    exported: dict[str, set[str]] = {}
-    for scrapes in (saga_scrapes.after, saga_scrapes.sdk):
-        for process, scrape in scrapes.items():
-            for name in _exported(scrape.families):
-                exported.setdefault(name, set()).add(process)
-    missing = [
-        f"{title}: {name}"
-        for title, expr in _queries(_dashboard())
-        for name in sorted(metric_names(expr))
-        if name not in exported and name not in PROMETHEUS_OWN
-    ]
-    assert not missing, "queried but exported by no process:\n" + "\n".join(missing)
 
 
 # --- the scrape configuration ------------------------------------------------------------

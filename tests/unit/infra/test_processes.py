@@ -1,16 +1,24 @@
-"""Processes are recognised by id and start time, and stopped by their id."""
+"""Processes are recognised by id and start time, and stopped by their id; the ports of one
+stack are reserved together, so that no two of them are the same."""
 
+import random
 import signal
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from infra.config.settings import instance_name
 from infra.engines.processes import (
     ProcessRecord,
     ProcessTable,
+    free_ports,
     kill_process,
+    port_in_use,
+    reserve_ports,
     spawn,
     start_ticks_of,
     stop_process,
@@ -94,3 +102,50 @@ def test_processes_stopped_together_end_within_one_grace_period(tmp_path: Path) 
 def test_copies_after_the_first_are_numbered() -> None:
     assert instance_name("payment", 1) == "payment"
     assert instance_name("payment", 2) == "payment-2"
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def test_ports_reserved_together_are_distinct_and_free() -> None:
+    """n ports of one stack are n different ports nobody listens on (and anyone may bind)."""
+    ports = free_ports(40)
+
+    assert len(ports) == 40
+    assert len(set(ports)) == 40
+    for port in ports:
+        assert 20_000 <= port < 32_000  # below the ephemeral range
+        assert not port_in_use("127.0.0.1", port)
+        assert _bindable(port)
+
+
+def test_a_reservation_holds_its_ports_and_their_neighbours_until_it_ends() -> None:
+    """Neighbours (Temporal's +10 and +11) are free too, overlap no other port chosen, and are
+    held bound while the reservation lasts, so no other choice can take them meanwhile."""
+    with reserve_ports() as reservation:
+        bases = reservation.ports(10, 10, 11)
+        taken = [base + offset for base in bases for offset in (0, 10, 11)]
+        assert len(set(taken)) == len(taken) == 30
+        assert not any(_bindable(port) for port in taken)
+    assert all(_bindable(port) for port in taken)
+
+
+def test_a_port_drawn_twice_or_in_use_is_never_handed_out(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The collision of a fresh clone (`orchestrator and api would both listen on port 22847`):
+    the draw that gave two ``free_port()`` calls the same port gives a reservation two ports,
+    and a port somebody listens on is skipped."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        busy = listener.getsockname()[1]
+        fresh = free_ports(2)
+        draws = iter([busy, fresh[0], fresh[0], fresh[1]])
+        monkeypatch.setattr(random, "randrange", lambda *_: next(draws))
+
+        assert free_ports(2) == fresh

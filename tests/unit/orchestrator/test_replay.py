@@ -1,33 +1,27 @@
 """Replay: every committed saga history replays against the current OrderSaga.
 
-The histories in ``histories/`` are written by the path tests of ``test_order_saga.py``:
-re-record them with ``SAGA_RECORD_HISTORIES=1 pytest tests/orchestrator -k order_saga``
-(review the diff before committing). The ``prepatch_*`` histories were recorded before
+The histories in ``histories/`` are written by the path tests of
+``tests/system/orchestrator/test_order_saga.py``: re-record them with
+``SAGA_RECORD_HISTORIES=1 pytest tests/system/orchestrator -k order_saga`` (review the diff
+before committing). The ``prepatch_*`` histories were recorded before
 ``OrderSaga`` gained its outcome memo (``OUTCOME_MEMO_PATCH``); never re-record them.
 """
 
-import asyncio
 import dataclasses
 import json
 from pathlib import Path
 
 from temporalio import workflow
-from temporalio.client import Client, WorkflowHistory
+from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer, UnsandboxedWorkflowRunner
 from temporalio.workflow import NondeterminismError
 
 from contracts.activities import OrderSagaInput, OrderSagaResult
-from ops.replay import load_history_files, replay_files, replay_recent
+from ops.replay import load_history_files, replay_files
 from orchestrator.saga import SagaDefinition
 from orchestrator.workflows import ORDER_SAGA, OrderSaga
-from tests.support.saga_harness import (
-    DECLINED_TOKEN,
-    HISTORIES,
-    StandIns,
-    make_order,
-    saga_workers,
-)
+from tests.support.saga_harness import HISTORIES
 
 PATHS = {
     "happy_path",
@@ -159,23 +153,3 @@ async def test_the_patched_memo_keeps_old_histories_replayable() -> None:
 
     assert report.ok
     assert isinstance(unguarded.replay_failure, NondeterminismError)
-
-
-async def test_replay_recent_replays_what_the_server_lists(temporal_client: Client) -> None:
-    """replay_recent lists OrderSaga runs on a real server and replays each of them.
-
-    Temporal's dev server, not the time-skipping one: that one has no visibility API.
-    """
-    async with saga_workers(temporal_client, StandIns()) as harness:
-        order = make_order(token=DECLINED_TOKEN)
-        handle = await harness.start(order)
-        await handle.result()
-
-    async with asyncio.timeout(20):
-        while True:  # visibility is eventually consistent
-            report = await replay_recent(temporal_client, limit=20)
-            if handle.id in {outcome.workflow_id for outcome in report.outcomes}:
-                break
-            await asyncio.sleep(0.2)
-
-    assert report.ok

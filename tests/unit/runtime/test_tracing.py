@@ -1,13 +1,11 @@
-"""Trace context through the outbox, Kafka and a consumer: the record's headers carry it.
+"""Trace context in the outbox's records: an event written in a trace carries it in headers
+that are neither contract nor dead-letter headers, and still decodes; garbled trace headers
+are ignored. Through Kafka to a consumer: ``tests/system/runtime/test_tracing.py``.
 
 These tests run without a tracer provider of the process (as a process with traces off
-does): a span of the test's own provider is current where the event is written, and the
-consumer's handler must run in that span's trace.
+does): a span of the test's own provider is current where the event is written.
 """
 
-import asyncio
-import sqlite3
-import uuid
 from pathlib import Path
 
 from opentelemetry import trace
@@ -20,35 +18,17 @@ from contracts.codec import (
     SCHEMA_FINGERPRINT_HEADER,
     decode_event,
 )
-from contracts.envelope import AnyEvent
-from contracts.events.common import Money
-from contracts.events.payment import PaymentCompleted, PaymentCompletedData
-from contracts.topics import topic_for_event_type
-from infra.engines.kafka_broker import KafkaBroker
 from runtime import (
     DLQ_HEADER_PREFIX,
     TRACE_HEADERS,
-    EventConsumer,
     Outbox,
-    OutboxRelay,
     consume_span,
-    new_consumer,
-    new_producer,
     open_database,
     transaction,
 )
+from tests.support.samples import payment_completed
 
 CONTRACT_HEADERS = {EVENT_TYPE_HEADER, SCHEMA_FINGERPRINT_HEADER, CONTENT_TYPE_HEADER}
-
-
-def _payment(order_id: str) -> PaymentCompleted:
-    return PaymentCompleted(
-        source="payment-service",
-        correlation_id=order_id,
-        data=PaymentCompletedData(
-            order_id=order_id, payment_id="pay-1", amount=Money(amount_minor=100, currency="EUR")
-        ),
-    )
 
 
 def _span() -> Span:
@@ -68,7 +48,7 @@ def test_an_event_written_outside_a_trace_has_only_the_contract_headers(tmp_path
     db = open_database(tmp_path / "service.db")
     outbox = Outbox(db)
     with transaction(db):
-        outbox.add(_payment("ord-untraced"))
+        outbox.add(payment_completed("ord-untraced"))
     (row,) = outbox.pending()
     assert {name for name, _ in row.headers} == CONTRACT_HEADERS
 
@@ -76,7 +56,7 @@ def test_an_event_written_outside_a_trace_has_only_the_contract_headers(tmp_path
 def test_an_event_written_in_a_trace_carries_it_and_still_decodes(tmp_path: Path) -> None:
     db = open_database(tmp_path / "service.db")
     outbox = Outbox(db)
-    event = _payment("ord-traced")
+    event = payment_completed("ord-traced")
     span = _span()
     with trace.use_span(span, end_on_exit=True), transaction(db):
         outbox.add(event)
@@ -111,40 +91,3 @@ def test_garbled_trace_headers_are_ignored() -> None:
         order_id=None,
     ):
         assert not trace.get_current_span().get_span_context().is_valid
-
-
-async def test_a_consumer_handles_the_event_in_the_trace_that_wrote_it(
-    kafka_broker: KafkaBroker, tmp_path: Path
-) -> None:
-    """Outbox → relay → Kafka → consumer: the handler runs in the writer's trace."""
-    bootstrap = kafka_broker.bootstrap_servers
-    order_id = f"trace-{uuid.uuid4()}"
-    service_db = open_database(tmp_path / "service.db")
-    outbox = Outbox(service_db)
-    span = _span()
-    with trace.use_span(span, end_on_exit=True), transaction(service_db):
-        outbox.add(_payment(order_id))
-    relay = OutboxRelay(outbox, lambda: new_producer(bootstrap))
-    assert await relay.publish_pending() == 1
-    await relay._drop_producer()
-
-    seen: asyncio.Queue[int] = asyncio.Queue()
-
-    async def handler(event: AnyEvent, db: sqlite3.Connection) -> None:
-        if event.correlation_id == order_id:
-            seen.put_nowait(trace.get_current_span().get_span_context().trace_id)
-
-    consumer = EventConsumer(
-        group_id=f"test-{uuid.uuid4()}",
-        topics=[topic_for_event_type(PaymentCompleted.EVENT_TYPE)],
-        handler=handler,
-        database=open_database(tmp_path / "consumer.db"),
-        consumer_factory=lambda group: new_consumer(bootstrap, group),
-        producer_factory=lambda: new_producer(bootstrap),
-    )
-    task = asyncio.create_task(consumer.run())
-    try:
-        assert await asyncio.wait_for(seen.get(), timeout=60) == _trace_id(span)
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
