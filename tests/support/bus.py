@@ -1,5 +1,5 @@
-"""Consumers of the real event bus for the system tests: a fresh consumer group of the
-runtime's ``EventConsumer`` on a broker, running for the length of a block."""
+"""The real event bus for the system tests: a fresh consumer group of the runtime's
+``EventConsumer`` running for the length of a block, and a reader of what the topics hold."""
 
 import asyncio
 import sqlite3
@@ -8,6 +8,9 @@ from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
 
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+
+from contracts.topics import TOPICS
 from runtime import EventConsumer, EventHandler, new_consumer, new_producer
 
 
@@ -42,3 +45,34 @@ async def running(consumer: EventConsumer) -> AsyncIterator[asyncio.Task[None]]:
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+def domain_partitions() -> list[TopicPartition]:
+    """Every partition of every domain topic of the catalog."""
+    return [TopicPartition(spec.name, p) for spec in TOPICS for p in range(spec.partitions)]
+
+
+@asynccontextmanager
+async def reader(
+    bootstrap: str, partitions: list[TopicPartition]
+) -> AsyncIterator[AIOKafkaConsumer]:
+    """A consumer of no group on the broker at ``bootstrap``, assigned ``partitions`` (at their
+    earliest record), stopped when the block ends."""
+    consumer = new_consumer(bootstrap, None)
+    await consumer.start()
+    try:
+        consumer.assign(partitions)
+        yield consumer
+    finally:
+        await consumer.stop()
+
+
+async def records_to_end(
+    consumer: AIOKafkaConsumer, partitions: list[TopicPartition]
+) -> AsyncIterator[ConsumerRecord[bytes, bytes]]:
+    """Every record from the consumer's positions up to the ends ``partitions`` have now."""
+    ends = await consumer.end_offsets(partitions)
+    while [tp for tp in partitions if await consumer.position(tp) < ends[tp]]:
+        for records in (await consumer.getmany(timeout_ms=500)).values():
+            for record in records:
+                yield record

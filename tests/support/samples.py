@@ -1,5 +1,7 @@
 """One valid event of every event type in the catalog, for the contract tests."""
 
+from collections.abc import Callable
+
 from contracts import (
     AnyEvent,
     InventoryReleased,
@@ -57,32 +59,36 @@ def order_placed_data() -> OrderPlacedData:
     )
 
 
+def _sample(kind: Callable[..., AnyEvent], data: object, source: str, **envelope: str) -> AnyEvent:
+    return kind(data=data, correlation_id=ORDER_ID, source=source, **envelope)
+
+
 def sample_events() -> dict[str, AnyEvent]:
     """A valid event of every event type, by event type."""
     placed = order_placed_data()
+    shipment = {"order_id": ORDER_ID, "shipment_id": "shp-1", "country": "DE", "carrier": "dhl"}
     events: list[AnyEvent] = [
-        OrderPlaced(data=placed, correlation_id=ORDER_ID, source="order-service"),
-        OrderPlacedV2(
-            data=OrderPlacedV2Data(**placed.model_dump(), channel="web"),
-            correlation_id=ORDER_ID,
-            source="order-service",
+        _sample(OrderPlaced, placed, "order-service"),
+        _sample(
+            OrderPlacedV2, OrderPlacedV2Data(**placed.model_dump(), channel="web"), "order-service"
         ),
-        OrderCompleted(
-            data=OrderCompletedData(
+        _sample(
+            OrderCompleted,
+            OrderCompletedData(
                 order_id=ORDER_ID, payment_id="pay-1", reservation_id="res-1", shipment_id="shp-1"
             ),
-            correlation_id=ORDER_ID,
-            source="orchestrator",
+            "orchestrator",
         ),
-        OrderCancelled(
-            data=OrderCancelledData(
+        _sample(
+            OrderCancelled,
+            OrderCancelledData(
                 order_id=ORDER_ID, reason="payment declined", failed_step="charge_payment"
             ),
-            correlation_id=ORDER_ID,
-            source="orchestrator",
+            "orchestrator",
         ),
-        OrderRepaired(
-            data=OrderRepairedData(
+        _sample(
+            OrderRepaired,
+            OrderRepairedData(
                 order_id=ORDER_ID,
                 action="resolve_manually",
                 step="refund_payment",
@@ -90,73 +96,54 @@ def sample_events() -> dict[str, AnyEvent]:
                 reason="refunded by hand in the processor's console",
                 detail="refund_payment: resolved manually",
             ),
-            correlation_id=ORDER_ID,
-            source="orchestrator-api",
+            "orchestrator-api",
         ),
-        PaymentCompleted(
-            data=PaymentCompletedData(order_id=ORDER_ID, payment_id="pay-1", amount=TOTAL),
-            correlation_id=ORDER_ID,
+        _sample(
+            PaymentCompleted,
+            PaymentCompletedData(order_id=ORDER_ID, payment_id="pay-1", amount=TOTAL),
+            "payment-service",
             causation_id="cmd-charge-1",
-            source="payment-service",
         ),
-        PaymentFailed(
-            data=PaymentFailedData(
+        _sample(
+            PaymentFailed,
+            PaymentFailedData(
                 order_id=ORDER_ID, payment_id="pay-2", amount=TOTAL, reason="card declined"
             ),
-            correlation_id=ORDER_ID,
-            source="payment-service",
+            "payment-service",
         ),
-        PaymentRefunded(
-            data=PaymentRefundedData(order_id=ORDER_ID, payment_id="pay-1", amount=TOTAL),
-            correlation_id=ORDER_ID,
-            source="payment-service",
+        _sample(
+            PaymentRefunded,
+            PaymentRefundedData(order_id=ORDER_ID, payment_id="pay-1", amount=TOTAL),
+            "payment-service",
         ),
-        InventoryReserved(
-            data=InventoryReservedData(order_id=ORDER_ID, reservation_id="res-1", items=STOCK),
-            correlation_id=ORDER_ID,
-            source="inventory-service",
+        _sample(
+            InventoryReserved,
+            InventoryReservedData(order_id=ORDER_ID, reservation_id="res-1", items=STOCK),
+            "inventory-service",
         ),
-        InventoryUnavailable(
-            data=InventoryUnavailableData(
+        _sample(
+            InventoryUnavailable,
+            InventoryUnavailableData(
                 order_id=ORDER_ID, items=STOCK[:1], reason="SKU-RED-MUG: 1 left"
             ),
-            correlation_id=ORDER_ID,
-            source="inventory-service",
+            "inventory-service",
         ),
-        InventoryReleased(
-            data=InventoryReleasedData(order_id=ORDER_ID, reservation_id="res-1", items=STOCK),
-            correlation_id=ORDER_ID,
-            source="inventory-service",
+        _sample(
+            InventoryReleased,
+            InventoryReleasedData(order_id=ORDER_ID, reservation_id="res-1", items=STOCK),
+            "inventory-service",
         ),
-        ShippingScheduled(
-            data=ShippingScheduledData(
-                order_id=ORDER_ID, shipment_id="shp-1", country="DE", carrier="dhl"
-            ),
-            correlation_id=ORDER_ID,
-            source="shipping-service",
+        _sample(ShippingScheduled, ShippingScheduledData(**shipment), "shipping-service"),
+        _sample(
+            ShippingFailed,
+            ShippingFailedData(order_id=ORDER_ID, country="AQ", reason="no carrier serves AQ"),
+            "shipping-service",
         ),
-        ShippingFailed(
-            data=ShippingFailedData(order_id=ORDER_ID, country="AQ", reason="no carrier serves AQ"),
-            correlation_id=ORDER_ID,
-            source="shipping-service",
-        ),
-        ShippingCancelled(
-            data=ShippingCancelledData(
-                order_id=ORDER_ID, shipment_id="shp-1", country="DE", carrier="dhl"
-            ),
-            correlation_id=ORDER_ID,
-            source="shipping-service",
-        ),
-        ShippingDispatched(
-            data=ShippingDispatchedData(
-                order_id=ORDER_ID,
-                shipment_id="shp-1",
-                country="DE",
-                carrier="dhl",
-                tracking_number="JJD000390007",
-            ),
-            correlation_id=ORDER_ID,
-            source="shipping-service",
+        _sample(ShippingCancelled, ShippingCancelledData(**shipment), "shipping-service"),
+        _sample(
+            ShippingDispatched,
+            ShippingDispatchedData(**shipment, tracking_number="JJD000390007"),
+            "shipping-service",
         ),
     ]
     return {event.event_type: event for event in events}

@@ -102,6 +102,33 @@ def running_broker(libs: Path, data_dir: Path) -> Iterator[KafkaBroker]:
         stop_process(record)
 
 
+def seed_file(directory: Path, stock: dict[str, int]) -> Path:
+    """An inventory seed file in ``directory``: ``stock`` by SKU."""
+    seed = directory / "seed.json"
+    seed.write_text(json.dumps(stock))
+    return seed
+
+
+def stack_settings(
+    run_dir: Path, stock: dict[str, int], *, kafka: str, temporal: str, **settings: Any
+) -> Settings:
+    """Settings of a stack on engines that run already (Kafka at ``kafka``, Temporal at
+    ``temporal``), with ``stock`` in its inventory, every process logging JSON lines."""
+    return Settings(
+        **{
+            "run_dir": run_dir,
+            "inventory_seed_file": seed_file(run_dir, stock),
+            "kafka_embedded": False,
+            "kafka_bootstrap_servers": kafka,
+            "temporal_embedded": False,
+            "temporal_address": temporal,
+            "log_format": "json",
+            "log_level": "INFO",
+            **settings,
+        }
+    )
+
+
 @contextlib.contextmanager
 def stack_up(settings: Settings) -> Iterator[Stack]:
     """``saga up`` for ``settings``, and ``saga down`` at the end, whatever happened."""
@@ -119,14 +146,12 @@ def own_stack(
 ) -> Iterator[Settings]:
     """A whole stack of a test's own, Kafka and Temporal embedded (so that a test may kill or
     secure them), on free loopback ports, with ``stock`` in the inventory; down at the end."""
-    seed = directory / "seed.json"
-    seed.write_text(json.dumps(stock))
     with reserve_ports() as ports:
         addresses = stack_ports(ports)
     settings = Settings(
         **{
             "run_dir": directory / "run",
-            "inventory_seed_file": seed,
+            "inventory_seed_file": seed_file(directory, stock),
             "kafka_embedded": True,
             "kafka_cache_dir": kafka_libs.parent.parent,
             "temporal_embedded": True,

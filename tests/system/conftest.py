@@ -36,6 +36,7 @@ from tests.support.stacks import (
     process_ports,
     running_broker,
     scoped_token_name,
+    stack_settings,
     stack_up,
 )
 
@@ -147,23 +148,16 @@ def stack(
     orders, so that it can account for every unit. Every process logs JSON lines to its log
     under ``<run_dir>/logs`` and sends its traces to ``otlp_receiver``.
     """
-    run_dir = tmp_path_factory.mktemp("stack")
-    seed = run_dir / "seed.json"
-    seed.write_text(json.dumps({sku: 1000 for sku in (*DEFAULT_SKUS, *E2E_SKUS)}))
     with reserve_ports() as ports:
         processes = process_ports(ports)
-    settings = Settings(
-        run_dir=run_dir,
-        inventory_seed_file=seed,
-        kafka_embedded=False,
-        kafka_bootstrap_servers=kafka_broker.bootstrap_servers,
-        temporal_embedded=False,
-        temporal_address=temporal_server.address,
+    settings = stack_settings(
+        tmp_path_factory.mktemp("stack"),
+        {sku: 1000 for sku in (*DEFAULT_SKUS, *E2E_SKUS)},
+        kafka=kafka_broker.bootstrap_servers,
+        temporal=temporal_server.address,
         **processes,
         carrier_dispatch_delay_seconds=CARRIER_DELAY,
         startup_timeout_seconds=90,
-        log_format="json",
-        log_level="INFO",
         otlp_endpoint=otlp_receiver.endpoint,
         api_tokens=json.dumps(
             [

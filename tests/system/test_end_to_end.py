@@ -10,7 +10,6 @@ import signal
 import uuid
 from dataclasses import dataclass
 
-from aiokafka import TopicPartition
 from temporalio.client import Client, WorkflowHandle
 
 from contracts.activities import (
@@ -28,12 +27,12 @@ from contracts.activities import (
 from contracts.codec import decode_event
 from contracts.events.common import OrderLine
 from contracts.task_queues import ORCHESTRATOR
-from contracts.topics import TOPICS
 from infra.config.settings import Settings
 from infra.engines.processes import ProcessTable
 from infra.engines.stack import Stack
 from orchestrator.choreography import AuditLog, Notifications
-from runtime import new_consumer, open_database
+from runtime import open_database
+from tests.support.bus import domain_partitions, reader, records_to_end
 from tests.support.saga_paths import (
     CANCELLED,
     CHARGED,
@@ -77,35 +76,22 @@ async def _events_on_kafka(
     bootstrap: str, order_ids: set[str], last: set[str]
 ) -> dict[str, list[str]]:
     """Every event published for the orders, per order, in the order they happened."""
-    consumer = new_consumer(bootstrap, None)
-    await consumer.start()
-    try:
-        partitions = [
-            TopicPartition(spec.name, p) for spec in TOPICS for p in range(spec.partitions)
-        ]
-        consumer.assign(partitions)
+    partitions = domain_partitions()
+    async with reader(bootstrap, partitions) as consumer:
         for _ in range(100):
             await consumer.seek_to_beginning(*partitions)
-            ends = await consumer.end_offsets(partitions)
             found: dict[str, list[tuple[object, str]]] = {}
-            while [tp for tp in partitions if await consumer.position(tp) < ends[tp]]:
-                for records in (await consumer.getmany(timeout_ms=500)).values():
-                    for record in records:
-                        if (
-                            record.key is not None
-                            and record.key.decode(errors="replace") in order_ids
-                        ):
-                            event = decode_event(record.value, record.headers)
-                            found.setdefault(event.correlation_id, []).append(
-                                (event.timestamp, event.event_type)
-                            )
+            async for record in records_to_end(consumer, partitions):
+                if record.key is not None and record.key.decode(errors="replace") in order_ids:
+                    event = decode_event(record.value, record.headers)
+                    found.setdefault(event.correlation_id, []).append(
+                        (event.timestamp, event.event_type)
+                    )
             per_order = {o: [t for _, t in sorted(found.get(o, []))] for o in order_ids}
             if all(events and events[-1] in last for events in per_order.values()):
                 return per_order
             await asyncio.sleep(0.2)  # outbox relays may still be publishing the last events
-        return per_order
-    finally:
-        await consumer.stop()
+    return per_order
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from contracts.activities import (
 )
 from contracts.topics import topic_for_event_type
 from infra.config.settings import Settings, api_headers
+from tests.support.orders_api import order_body
 from tests.support.otlp_receiver import OtlpReceiver, ReceivedSpan
 from tests.support.saga_paths import HAPPY_EVENTS
 
@@ -66,15 +67,8 @@ async def placed_order(stack: Settings, temporal_client: Client) -> PlacedOrder:
     The end is awaited through the test's own Temporal client, which traces nothing, rather
     than through the API: each status request would be a trace of its own.
     """
-    order_id = f"obs-{uuid.uuid4().hex[:12]}"
-    body = {
-        "order_id": order_id,
-        "customer_id": "cust-obs",
-        "items": [{"sku": "SKU-1002", "quantity": 1, "unit_price": 2500}],
-        "currency": "EUR",
-        "payment_token": "tok_visa",
-        "shipping_address": {"country": "DE", "city": "Berlin"},
-    }
+    body = order_body(prefix="obs", customer_id="cust-obs", sku="SKU-1002", unit_price=2500)
+    order_id = body["order_id"]
     async with httpx.AsyncClient(
         base_url=stack.api_url, timeout=30, headers=api_headers(stack)
     ) as api:

@@ -70,7 +70,7 @@ def test_start_then_follow_then_show(env: dict[str, str], tmp_path: Path) -> Non
     assert view["links"]["web_ui"] in shown
 
 
-def test_the_example_order_starts_arun_saga(env: dict[str, str]) -> None:
+def test_the_example_order_starts_a_saga(env: dict[str, str]) -> None:
     """The example file is a valid order; without an order id each start is a new saga."""
     first = json.loads(_ok(run_saga(env, "start", str(_EXAMPLE), "--json")))
     second = json.loads(_ok(run_saga(env, "start", str(_EXAMPLE), "--json")))
@@ -78,7 +78,7 @@ def test_the_example_order_starts_arun_saga(env: dict[str, str]) -> None:
     assert first["order_id"] != second["order_id"]
 
 
-def test_starting_the_same_order_twice_finds_the_existingrun_saga(
+def test_starting_the_same_order_twice_finds_the_existing_saga(
     env: dict[str, str], tmp_path: Path
 ) -> None:
     """The same file again (here on standard input) answers `existing`, with the same saga."""
@@ -155,7 +155,7 @@ def test_invalid_input_names_the_field_and_the_reason(env: dict[str, str], tmp_p
     assert "charge_payment" in refused
 
 
-def test_repairing_a_saga_that_is_not_stuck_isrefused(env: dict[str, str], tmp_path: Path) -> None:
+def test_repairing_a_saga_that_is_not_stuck_is_refused(env: dict[str, str], tmp_path: Path) -> None:
     """The saga itself refuses to repair a step that is not stuck."""
     order_id, path = _order(tmp_path)
     _ok(run_saga(env, "start", str(path)))

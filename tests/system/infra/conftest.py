@@ -15,18 +15,18 @@ import httpx
 import pytest
 
 from infra.config.settings import Settings, api_headers
+from tests.support.orders_api import order_body
 from tests.support.scrapes import PROCESSES, SagaScrapes, metrics_url, scrape, sdk_metrics_url
 
 
 def _order(order_id: str, country: str) -> dict[str, Any]:
-    return {
-        "order_id": order_id,
-        "customer_id": "cust-metrics",
-        "items": [{"sku": "SKU-1002", "quantity": 1, "unit_price": 1200}],
-        "currency": "EUR",
-        "payment_token": "tok_visa",
-        "shipping_address": {"country": country, "city": "Berlin"},
-    }
+    return order_body(
+        country=country,
+        order_id=order_id,
+        customer_id="cust-metrics",
+        sku="SKU-1002",
+        unit_price=1200,
+    )
 
 
 async def _until(

@@ -9,7 +9,6 @@ names, and the session's stack must not consume this stack's events (nor this on
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import signal
@@ -42,7 +41,6 @@ from contracts import PaymentCompleted
 from contracts.activities import OrderSagaResult, saga_workflow_id
 from contracts.codec import decode_event
 from contracts.search_attributes import SEARCH_ATTRIBUTES
-from contracts.topics import TOPICS
 from infra.config.settings import Settings, api_headers
 from infra.engines.kafka_broker import KafkaBroker
 from infra.engines.processes import (
@@ -63,9 +61,11 @@ from runtime import (
     open_database,
     transaction,
 )
+from tests.support.bus import domain_partitions, reader, records_to_end
+from tests.support.orders_api import order_body
 from tests.support.saga_paths import HAPPY_EVENTS
 from tests.support.samples import payment_completed
-from tests.support.stacks import running_broker
+from tests.support.stacks import PROCESS_PORTS, running_broker, stack_settings
 from workers.payment.ledger import PaymentLedger
 
 SCALE = {"payment": 2, "inventory": 2, "shipping": 2, "orchestrator": 2}
@@ -157,21 +157,13 @@ def _relay(path: Path, bootstrap: str, owner: str) -> _Relay:
 
 async def _event_ids_on_kafka(bootstrap: str, order_id: str) -> Counter[str]:
     """How often each event of ``order_id`` is on ``payment.events``."""
-    consumer = new_consumer(bootstrap, None)
-    await consumer.start()
-    try:
-        partitions = [TopicPartition("payment.events", p) for p in range(3)]
-        consumer.assign(partitions)
-        ends = await consumer.end_offsets(partitions)
-        seen: Counter[str] = Counter()
-        while [tp for tp in partitions if await consumer.position(tp) < ends[tp]]:
-            for records in (await consumer.getmany(timeout_ms=500)).values():
-                for record in records:
-                    if record.key == order_id.encode():
-                        seen[str(decode_event(record.value, record.headers).event_id)] += 1
-        return seen
-    finally:
-        await consumer.stop()
+    partitions = [TopicPartition("payment.events", p) for p in range(3)]
+    seen: Counter[str] = Counter()
+    async with reader(bootstrap, partitions) as consumer:
+        async for record in records_to_end(consumer, partitions):
+            if record.key == order_id.encode():
+                seen[str(decode_event(record.value, record.headers).event_id)] += 1
+    return seen
 
 
 async def _until_published(outbox: Outbox, within: float = 30) -> None:
@@ -334,26 +326,15 @@ def scaled(
     run_dir = tmp_path_factory.mktemp("scaled-stack")
     namespace = f"scale-{uuid.uuid4().hex[:8]}"
     asyncio.run(_add_namespace(temporal_server.address, namespace))
-    seed = run_dir / "seed.json"
-    seed.write_text(json.dumps({SKU: 100_000}))
-    payment, inventory, shipping, orchestrator, api = _copy_ports(5)
-    settings = Settings(
-        run_dir=run_dir,
-        inventory_seed_file=seed,
-        kafka_embedded=False,
-        kafka_bootstrap_servers=scale_kafka.bootstrap_servers,
-        temporal_embedded=False,
-        temporal_address=temporal_server.address,
+    settings = stack_settings(
+        run_dir,
+        {SKU: 100_000},
+        kafka=scale_kafka.bootstrap_servers,
+        temporal=temporal_server.address,
+        **dict(zip(PROCESS_PORTS, _copy_ports(len(PROCESS_PORTS)), strict=True)),
         temporal_namespace=namespace,
-        api_port=api,
-        payment_port=payment,
-        inventory_port=inventory,
-        shipping_port=shipping,
-        orchestrator_port=orchestrator,
         carrier_dispatch_delay_seconds=0.5,
         startup_timeout_seconds=120,
-        log_format="json",
-        log_level="INFO",
     )
     stack = Stack(settings, say=lambda _: None, scale=SCALE)
     try:
@@ -381,14 +362,7 @@ async def api(scaled: Scaled) -> AsyncIterator[httpx.AsyncClient]:
 
 
 def _order(order_id: str) -> dict[str, Any]:
-    return {
-        "order_id": order_id,
-        "customer_id": "cust-scale",
-        "items": [{"sku": SKU, "quantity": 1, "unit_price": PRICE}],
-        "currency": "EUR",
-        "payment_token": "tok_visa",
-        "shipping_address": {"country": "DE", "city": "Berlin"},
-    }
+    return order_body(order_id=order_id, customer_id="cust-scale", sku=SKU, unit_price=PRICE)
 
 
 async def _place(api: httpx.AsyncClient, order_ids: list[str], *, every: float = 0.05) -> None:
@@ -423,25 +397,17 @@ async def _events_on_kafka(
     """Every record of the orders on the domain topics as (event type, event id), once each
     order's ``order.completed`` is there (the relays may still be publishing)."""
     wanted = set(order_ids)
-    consumer = new_consumer(bootstrap, None)
-    await consumer.start()
-    try:
-        partitions = [
-            TopicPartition(spec.name, p) for spec in TOPICS for p in range(spec.partitions)
-        ]
-        consumer.assign(partitions)
-        found: dict[str, list[tuple[str, str]]] = {}
+    partitions = domain_partitions()
+    found: dict[str, list[tuple[str, str]]] = {}
+    async with reader(bootstrap, partitions) as consumer:
         for _ in range(150):
-            ends = await consumer.end_offsets(partitions)
-            while [tp for tp in partitions if await consumer.position(tp) < ends[tp]]:
-                for records in (await consumer.getmany(timeout_ms=500)).values():
-                    for record in records:
-                        if record.key is None or record.key.decode(errors="replace") not in wanted:
-                            continue
-                        event = decode_event(record.value, record.headers)
-                        found.setdefault(event.correlation_id, []).append(
-                            (event.event_type, str(event.event_id))
-                        )
+            async for record in records_to_end(consumer, partitions):
+                if record.key is None or record.key.decode(errors="replace") not in wanted:
+                    continue
+                event = decode_event(record.value, record.headers)
+                found.setdefault(event.correlation_id, []).append(
+                    (event.event_type, str(event.event_id))
+                )
             if all(
                 any(kind == "order.completed.v1" for kind, _ in found.get(o, [])) for o in order_ids
             ):
@@ -452,9 +418,7 @@ async def _events_on_kafka(
                     return found
                 continue
             await asyncio.sleep(0.2)
-        return found
-    finally:
-        await consumer.stop()
+    return found
 
 
 async def _assert_each_order_once(scaled: Scaled, order_ids: list[str]) -> None:

@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from infra.config.settings import Settings
+from tests.support.orders_api import order_body
 
 # Every order a test here sends belongs to this customer, so that no saga of it may exist.
 CUSTOMER = f"hostile-{uuid.uuid4().hex[:8]}"
@@ -24,14 +25,7 @@ MAX_BODY = Settings.model_fields["api_max_body_bytes"].default
 
 def _order(**changes: Any) -> dict[str, Any]:
     """A valid order of ``CUSTOMER`` (a fresh order id), with ``changes`` applied."""
-    body: dict[str, Any] = {
-        "order_id": f"{CUSTOMER}-{uuid.uuid4().hex[:8]}",
-        "customer_id": CUSTOMER,
-        "items": [{"sku": "SKU-1001", "quantity": 1, "unit_price": 1250}],
-        "currency": "EUR",
-        "payment_token": "tok_visa",
-        "shipping_address": {"country": "DE", "city": "Berlin"},
-    }
+    body = order_body(prefix=CUSTOMER, customer_id=CUSTOMER, sku="SKU-1001", unit_price=1250)
     body.update(changes)
     return body
 

@@ -5,7 +5,6 @@ the real stack; no answer may be a 5xx, and every answer must be one the descrip
 documents: its status code, content type, headers and body schema.
 """
 
-import uuid
 from typing import Any
 
 import httpx
@@ -24,6 +23,7 @@ from schemathesis.specs.openapi.checks import (
 
 from infra.config.settings import Settings, api_headers
 from orchestrator.workflows import ORDER_SAGA
+from tests.support.orders_api import order_body
 
 # Above the API's own 5 s deadline on its calls to Temporal.
 _REQUEST_TIMEOUT_SECONDS = 10.0
@@ -36,17 +36,11 @@ _STREAM_SECONDS = 3.0
 @pytest.fixture(scope="session")
 def placed_order(stack: Settings) -> str:
     """The id of an order placed through the API, whose saga runs to completion."""
-    order_id = f"schema-{uuid.uuid4().hex[:12]}"
+    body = order_body(prefix="schema", customer_id="cust-schema", sku="SKU-1001", unit_price=1250)
+    order_id: str = body["order_id"]
     response = httpx.post(
         f"{stack.api_url}/orders",
-        json={
-            "order_id": order_id,
-            "customer_id": "cust-schema",
-            "items": [{"sku": "SKU-1001", "quantity": 1, "unit_price": 1250}],
-            "currency": "EUR",
-            "payment_token": "tok_visa",
-            "shipping_address": {"country": "DE"},
-        },
+        json=body,
         timeout=30,
         headers=api_headers(stack),
     )
