@@ -3,7 +3,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PYTHON ?= python3.11
 
-.PHONY: install up down test lint lock
+.PHONY: install up down test test-unit lint lock
 
 $(BIN)/saga: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -31,9 +31,13 @@ lint: install
 	$(BIN)/mypy .
 	$(BIN)/lint-imports
 
-## test: install, lint, then the whole test suite against real Kafka and Temporal
+## test: install, lint, then the whole test suite: tests/unit, then tests/system against real Kafka and Temporal
 test: lint
 	$(BIN)/pytest
+
+## test-unit: install, then the unit tests alone (tests/unit: no server, under a minute), the fast loop
+test-unit: install
+	$(BIN)/pytest tests/unit
 
 ## lock: re-pin every dependency to the newest versions pyproject.toml allows
 lock:

@@ -13,18 +13,21 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 __all__ = [
     "MissingToolError",
+    "PortReservation",
     "ProcessRecord",
     "ProcessTable",
     "free_port",
+    "free_ports",
     "kill_process",
     "port_in_use",
     "require_tool",
+    "reserve_ports",
     "spawn",
     "start_ticks_of",
     "stop_process",
@@ -190,25 +193,84 @@ def port_in_use(host: str, port: int) -> bool:
         return probe.connect_ex((host, port)) == 0
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port on ``host`` that nobody listens on right now.
+class PortReservation:
+    """Ports chosen for one stack, each held bound until the reservation ends.
 
-    Taken below Linux's ephemeral range (32768 and up), so that the port is still free when
-    a process restarts on it: the kernel hands ephemeral ports to outgoing connections, and
-    one of them could otherwise take the port while its process is down.
+    A port chosen here stays bound by this process until ``release``, so no later choice of
+    the same reservation can be that port again (or one of its neighbours): the ports of one
+    stack are distinct by construction, not by luck.
     """
-    for _ in range(200):
-        port = random.randrange(20_000, 32_000)
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        self.host = host
+        self._held: list[socket.socket] = []
+
+    def port(self, *neighbours: int) -> int:
+        """A port that nobody listens on, whose ``port + n`` for each of ``neighbours`` is free
+        too, all of them apart from every port this reservation holds already.
+
+        Taken below Linux's ephemeral range (32768 and up), so that the port is still free
+        when a process restarts on it: the kernel hands ephemeral ports to outgoing
+        connections, and one of them could otherwise take the port while its process is down.
+        """
+        offsets = (0, *neighbours)
+        for _ in range(1000):
+            base = random.randrange(20_000, 32_000 - max(offsets))
+            taken = self._bind_all([base + offset for offset in offsets])
+            if taken is not None:
+                self._held.extend(taken)
+                return base
+        raise OSError(f"no free port with neighbours {neighbours} on {self.host}")
+
+    def ports(self, count: int, *neighbours: int) -> list[int]:
+        """``count`` ports as ``port`` chooses them: distinct, and their neighbours too."""
+        return [self.port(*neighbours) for _ in range(count)]
+
+    def release(self) -> None:
+        """Let the ports go, for the processes that are to listen on them."""
+        for held in self._held:
+            held.close()
+        self._held.clear()
+
+    def _bind_all(self, ports: Sequence[int]) -> list[socket.socket] | None:
+        bound: list[socket.socket] = []
+        for port in ports:
+            probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             try:
-                probe.bind((host, port))
+                probe.bind((self.host, port))
             except OSError:
-                continue
-            return port
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((host, 0))
-        chosen: int = probe.getsockname()[1]
-        return chosen
+                probe.close()
+                for held in bound:
+                    held.close()
+                return None
+            bound.append(probe)
+        return bound
+
+
+@contextlib.contextmanager
+def reserve_ports(host: str = "127.0.0.1") -> Iterator[PortReservation]:
+    """A ``PortReservation`` on ``host``, released when the block ends: choose every port of one
+    stack inside the block, and no two of them can be the same."""
+    reservation = PortReservation(host)
+    try:
+        yield reservation
+    finally:
+        reservation.release()
+
+
+def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
+    """``count`` distinct TCP ports on ``host`` that nobody listens on right now."""
+    with reserve_ports(host) as reservation:
+        return reservation.ports(count)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port on ``host`` that nobody listens on right now (one of ``free_ports``).
+
+    For several ports of one stack, take them from one ``reserve_ports`` (or ``free_ports``):
+    two calls of this function may hand out the same port.
+    """
+    return free_ports(1, host)[0]
 
 
 class MissingToolError(Exception):

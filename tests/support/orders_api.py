@@ -1,0 +1,62 @@
+"""Orders through the API, as the tests that drive a running stack place and follow them."""
+
+import asyncio
+import uuid
+from typing import Any
+
+import httpx
+
+from tests.support.saga_paths import ENDS
+
+
+def order_body(
+    token: str = "tok_visa",
+    country: str = "DE",
+    quantity: int = 1,
+    *,
+    sku: str = "SKU-1003",
+    prefix: str = "api",
+    customer_id: str = "cust-api",
+    order_id: str | None = None,
+    deadline: int | None = None,
+    unit_price: int = 1500,
+) -> dict[str, Any]:
+    """The JSON of ``POST /orders``: one line of ``sku``, paid with ``token``, to ``country``;
+    a new order id starting with ``prefix`` unless ``order_id`` is given."""
+    body: dict[str, Any] = {
+        "order_id": order_id or f"{prefix}-{uuid.uuid4().hex[:12]}",
+        "customer_id": customer_id,
+        "items": [{"sku": sku, "quantity": quantity, "unit_price": unit_price}],
+        "currency": "EUR",
+        "payment_token": token,
+        "shipping_address": {"country": country, "city": "Berlin"},
+    }
+    if deadline is not None:
+        body["dispatch_deadline_seconds"] = deadline
+    return body
+
+
+async def place(api: httpx.AsyncClient, body: dict[str, Any]) -> str:
+    """``POST /orders``, which must be accepted (202); the order id."""
+    response = await api.post("/orders", json=body)
+    assert response.status_code == 202, response.text
+    order_id: str = response.json()["order_id"]
+    return order_id
+
+
+async def until_ended(
+    api: httpx.AsyncClient, order_id: str, *, closing_event: bool = True, wait_s: float = 90.0
+) -> dict[str, Any]:
+    """``GET /sagas/{order_id}`` once Temporal has closed the saga and, with
+    ``closing_event``, its closing event is in the timeline."""
+    deadline = asyncio.get_running_loop().time() + wait_s
+    saga: dict[str, Any] = {}
+    while asyncio.get_running_loop().time() < deadline:
+        response = await api.get(f"/sagas/{order_id}")
+        assert response.status_code == 200, response.text
+        saga = response.json()
+        ended = not closing_event or any(e["event_type"] in ENDS for e in saga["events"])
+        if saga["execution_status"] != "RUNNING" and ended:
+            return saga
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"saga {order_id} did not end: {saga.get('saga')}")

@@ -1,0 +1,164 @@
+"""One valid event of every event type in the catalog, for the contract tests."""
+
+from collections.abc import Callable
+
+from contracts import (
+    AnyEvent,
+    InventoryReleased,
+    InventoryReleasedData,
+    InventoryReserved,
+    InventoryReservedData,
+    InventoryUnavailable,
+    InventoryUnavailableData,
+    Money,
+    OrderCancelled,
+    OrderCancelledData,
+    OrderCompleted,
+    OrderCompletedData,
+    OrderLine,
+    OrderPlaced,
+    OrderPlacedData,
+    OrderPlacedV2,
+    OrderPlacedV2Data,
+    OrderRepaired,
+    OrderRepairedData,
+    PaymentCompleted,
+    PaymentCompletedData,
+    PaymentFailed,
+    PaymentFailedData,
+    PaymentRefunded,
+    PaymentRefundedData,
+    ShippingCancelled,
+    ShippingCancelledData,
+    ShippingDispatched,
+    ShippingDispatchedData,
+    ShippingFailed,
+    ShippingFailedData,
+    ShippingScheduled,
+    ShippingScheduledData,
+    StockLine,
+)
+
+ORDER_ID = "order-7f3a"
+TOTAL = Money(amount_minor=4598, currency="EUR")
+LINES = [
+    OrderLine(sku="SKU-RED-MUG", quantity=2, unit_price_minor=1299),
+    OrderLine(sku="SKU-TEAPOT", quantity=1, unit_price_minor=2000),
+]
+STOCK = [StockLine(sku="SKU-RED-MUG", quantity=2), StockLine(sku="SKU-TEAPOT", quantity=1)]
+
+
+def order_placed_data() -> OrderPlacedData:
+    """The data of the sample order."""
+    return OrderPlacedData(
+        order_id=ORDER_ID,
+        customer_id="customer-42",
+        items=LINES,
+        total=TOTAL,
+        shipping_country="DE",
+    )
+
+
+def _sample(kind: Callable[..., AnyEvent], data: object, source: str, **envelope: str) -> AnyEvent:
+    return kind(data=data, correlation_id=ORDER_ID, source=source, **envelope)
+
+
+def sample_events() -> dict[str, AnyEvent]:
+    """A valid event of every event type, by event type."""
+    placed = order_placed_data()
+    shipment = {"order_id": ORDER_ID, "shipment_id": "shp-1", "country": "DE", "carrier": "dhl"}
+    events: list[AnyEvent] = [
+        _sample(OrderPlaced, placed, "order-service"),
+        _sample(
+            OrderPlacedV2, OrderPlacedV2Data(**placed.model_dump(), channel="web"), "order-service"
+        ),
+        _sample(
+            OrderCompleted,
+            OrderCompletedData(
+                order_id=ORDER_ID, payment_id="pay-1", reservation_id="res-1", shipment_id="shp-1"
+            ),
+            "orchestrator",
+        ),
+        _sample(
+            OrderCancelled,
+            OrderCancelledData(
+                order_id=ORDER_ID, reason="payment declined", failed_step="charge_payment"
+            ),
+            "orchestrator",
+        ),
+        _sample(
+            OrderRepaired,
+            OrderRepairedData(
+                order_id=ORDER_ID,
+                action="resolve_manually",
+                step="refund_payment",
+                operator="ops@example.com",
+                reason="refunded by hand in the processor's console",
+                detail="refund_payment: resolved manually",
+            ),
+            "orchestrator-api",
+        ),
+        _sample(
+            PaymentCompleted,
+            PaymentCompletedData(order_id=ORDER_ID, payment_id="pay-1", amount=TOTAL),
+            "payment-service",
+            causation_id="cmd-charge-1",
+        ),
+        _sample(
+            PaymentFailed,
+            PaymentFailedData(
+                order_id=ORDER_ID, payment_id="pay-2", amount=TOTAL, reason="card declined"
+            ),
+            "payment-service",
+        ),
+        _sample(
+            PaymentRefunded,
+            PaymentRefundedData(order_id=ORDER_ID, payment_id="pay-1", amount=TOTAL),
+            "payment-service",
+        ),
+        _sample(
+            InventoryReserved,
+            InventoryReservedData(order_id=ORDER_ID, reservation_id="res-1", items=STOCK),
+            "inventory-service",
+        ),
+        _sample(
+            InventoryUnavailable,
+            InventoryUnavailableData(
+                order_id=ORDER_ID, items=STOCK[:1], reason="SKU-RED-MUG: 1 left"
+            ),
+            "inventory-service",
+        ),
+        _sample(
+            InventoryReleased,
+            InventoryReleasedData(order_id=ORDER_ID, reservation_id="res-1", items=STOCK),
+            "inventory-service",
+        ),
+        _sample(ShippingScheduled, ShippingScheduledData(**shipment), "shipping-service"),
+        _sample(
+            ShippingFailed,
+            ShippingFailedData(order_id=ORDER_ID, country="AQ", reason="no carrier serves AQ"),
+            "shipping-service",
+        ),
+        _sample(ShippingCancelled, ShippingCancelledData(**shipment), "shipping-service"),
+        _sample(
+            ShippingDispatched,
+            ShippingDispatchedData(**shipment, tracking_number="JJD000390007"),
+            "shipping-service",
+        ),
+    ]
+    return {event.event_type: event for event in events}
+
+
+def payment_completed(
+    order_id: str, payment_id: str = "pay-1", amount_minor: int = 100
+) -> PaymentCompleted:
+    """A payment.completed of ``order_id``: ``payment_id`` charged ``amount_minor`` cents."""
+    return PaymentCompleted(
+        source="payment-service",
+        correlation_id=order_id,
+        data=PaymentCompletedData(
+            order_id=order_id,
+            payment_id=payment_id,
+            amount=Money(amount_minor=amount_minor, currency="EUR"),
+        ),
+    )

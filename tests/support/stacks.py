@@ -1,0 +1,169 @@
+"""Engines and stacks of a test's own, on ports that one reservation hands out.
+
+The session's shared engines and stack are fixtures in ``tests/system/conftest.py``; these are
+the pieces those fixtures and the system tests that start their own share. Every port of one
+stack comes from one ``reserve_ports`` block, so no two of them can be the same.
+"""
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from contracts.topics import all_topics
+from infra.config.api_tokens import Scope
+from infra.config.settings import Settings
+from infra.engines.kafka_broker import KafkaBroker, apply_topic_catalog
+from infra.engines.processes import (
+    PortReservation,
+    ProcessRecord,
+    reserve_ports,
+    spawn,
+    stop_process,
+)
+from infra.engines.stack import Stack
+from runtime import wait_for_kafka
+
+START_TIMEOUT = 90.0
+
+# The carrier of the stack waits longer than the short dispatch deadline of the deadline
+# paths, and long enough for the customer-cancel paths to cancel before it dispatches.
+CARRIER_DELAY = 4.0
+DEFAULT_SKUS = ("SKU-1001", "SKU-1002", "SKU-1003")
+E2E_SKUS = ("E2E-A", "E2E-B")
+
+SDK_METRICS_OFFSET: int = Settings.model_fields["sdk_metrics_port_offset"].default
+"""A process's Temporal SDK metrics listen this far above its own port."""
+TEMPORAL_NEIGHBOURS = (10, 11)
+"""An embedded Temporal's HTTP API and metrics listen this far above its frontend port."""
+PROCESS_PORTS = ("api_port", "payment_port", "inventory_port", "shipping_port", "orchestrator_port")
+
+
+def log_tail(path: Path, lines: int = 30) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def process_ports(ports: PortReservation) -> dict[str, Any]:
+    """The settings of the ports of the API and the four processes, each with its Temporal SDK
+    metrics port (its port plus the default ``sdk_metrics_port_offset``) free too."""
+    return {name: ports.port(SDK_METRICS_OFFSET) for name in PROCESS_PORTS}
+
+
+def stack_ports(ports: PortReservation) -> dict[str, Any]:
+    """The settings of every address of a stack of its own, Kafka and Temporal embedded."""
+    return {
+        "kafka_bootstrap_servers": f"127.0.0.1:{ports.port()}",
+        "kafka_controller_port": ports.port(),
+        "temporal_address": f"127.0.0.1:{ports.port(*TEMPORAL_NEIGHBOURS)}",
+        "temporal_ui_port": ports.port(),
+        **process_ports(ports),
+    }
+
+
+def own_broker(libs: Path, data_dir: Path) -> KafkaBroker:
+    """A broker of its own on two free ports, not started."""
+    with reserve_ports() as ports:
+        port, controller_port = ports.ports(2)
+    return KafkaBroker(libs=libs, data_dir=data_dir, port=port, controller_port=controller_port)
+
+
+def start_broker(broker: KafkaBroker) -> ProcessRecord:
+    """Start ``broker`` (formatting its storage the first time) and apply the topic catalog.
+
+    Fails the calling test, with the broker's log, if the broker does not come up.
+    """
+    broker.format_storage()
+    log = broker.data_dir / "broker.log"
+    _, record = spawn("kafka", broker.command(), log)
+    try:
+        asyncio.run(wait_for_kafka(broker.bootstrap_servers, wait_seconds=START_TIMEOUT))
+        asyncio.run(apply_topic_catalog(broker.bootstrap_servers, all_topics()))
+    except Exception as exc:  # noqa: BLE001 - any failure to start is reported with the log
+        stop_process(record)
+        pytest.fail(f"the Kafka broker did not start: {exc}\n{log_tail(log)}", pytrace=False)
+    return record
+
+
+@contextlib.contextmanager
+def running_broker(libs: Path, data_dir: Path) -> Iterator[KafkaBroker]:
+    """A real Apache Kafka broker on free ports, with the topic catalog, stopped at the end."""
+    broker = own_broker(libs, data_dir)
+    record = start_broker(broker)
+    try:
+        yield broker
+    finally:
+        stop_process(record)
+
+
+def seed_file(directory: Path, stock: dict[str, int]) -> Path:
+    """An inventory seed file in ``directory``: ``stock`` by SKU."""
+    seed = directory / "seed.json"
+    seed.write_text(json.dumps(stock))
+    return seed
+
+
+def stack_settings(
+    run_dir: Path, stock: dict[str, int], *, kafka: str, temporal: str, **settings: Any
+) -> Settings:
+    """Settings of a stack on engines that run already (Kafka at ``kafka``, Temporal at
+    ``temporal``), with ``stock`` in its inventory, every process logging JSON lines."""
+    return Settings(
+        **{
+            "run_dir": run_dir,
+            "inventory_seed_file": seed_file(run_dir, stock),
+            "kafka_embedded": False,
+            "kafka_bootstrap_servers": kafka,
+            "temporal_embedded": False,
+            "temporal_address": temporal,
+            "log_format": "json",
+            "log_level": "INFO",
+            **settings,
+        }
+    )
+
+
+@contextlib.contextmanager
+def stack_up(settings: Settings) -> Iterator[Stack]:
+    """``saga up`` for ``settings``, and ``saga down`` at the end, whatever happened."""
+    stack = Stack(settings, say=lambda _: None)
+    try:
+        stack.up()
+        yield stack
+    finally:
+        stack.down()
+
+
+@contextlib.contextmanager
+def own_stack(
+    kafka_libs: Path, directory: Path, stock: dict[str, int], **overrides: Any
+) -> Iterator[Settings]:
+    """A whole stack of a test's own, Kafka and Temporal embedded (so that a test may kill or
+    secure them), on free loopback ports, with ``stock`` in the inventory; down at the end."""
+    with reserve_ports() as ports:
+        addresses = stack_ports(ports)
+    settings = Settings(
+        **{
+            "run_dir": directory / "run",
+            "inventory_seed_file": seed_file(directory, stock),
+            "kafka_embedded": True,
+            "kafka_cache_dir": kafka_libs.parent.parent,
+            "temporal_embedded": True,
+            **addresses,
+            "startup_timeout_seconds": 120,
+            **overrides,
+        }
+    )
+    with stack_up(settings):
+        yield settings
+
+
+def scoped_token_name(scope: Scope) -> str:
+    """The name of the token of the ``scoped_tokens`` fixture that has ``scope`` alone."""
+    return "only-" + scope.value.replace(":", "-")

@@ -1,0 +1,320 @@
+"""The checker of `saga audit` on snapshots made by hand: each kind of violation is found with
+its order and kind, and orders whose sources agree have none. On the real stack, where the
+violations are planted for real: ``tests/system/ops/test_audit.py``."""
+
+import uuid
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from contracts.activities import SagaPhase
+from ops.audit import (
+    AuditReport,
+    AuditSnapshot,
+    LedgerEntry,
+    OrderRecord,
+    PaymentRecord,
+    ReservationRecord,
+    SagaRecord,
+    SeenEvent,
+    ShipmentRecord,
+    ViolationKind,
+    find_violations,
+)
+
+K = ViolationKind
+_T = 1_700_000_000.0
+
+
+def _event(order_id: str, name: str, ref: str | None = None, **fields: Any) -> SeenEvent:
+    return SeenEvent(
+        order_id=order_id,
+        event_id=str(uuid.uuid4()),
+        name=name,
+        ref=ref,
+        timestamp=datetime.fromtimestamp(_T, UTC),
+        **fields,
+    )
+
+
+def _completed(order_id: str = "done") -> AuditSnapshot:
+    """A completed order whose saga, records and events all agree."""
+    pay, res, shp = f"pay-{order_id}", f"res-{order_id}", f"shp-{order_id}"
+    return AuditSnapshot(
+        orders={order_id: OrderRecord(order_id, "completed", _T)},
+        payments={order_id: PaymentRecord(order_id, pay, "captured", _T)},
+        ledger={order_id: [LedgerEntry(order_id, "charge", pay, 3000, "EUR", _T)]},
+        reservations={order_id: ReservationRecord(order_id, res, "reserved", _T)},
+        shipments={order_id: ShipmentRecord(order_id, shp, "dispatched", "DHL", _T)},
+        sagas={
+            order_id: SagaRecord(order_id, f"order-{order_id}", "COMPLETED", SagaPhase.COMPLETED)
+        },
+        events={
+            order_id: [
+                _event(order_id, "order.placed"),
+                _event(order_id, "payment.completed", pay),
+                _event(order_id, "inventory.reserved", res),
+                _event(order_id, "shipping.scheduled", shp),
+                _event(order_id, "shipping.dispatched", shp),
+                _event(order_id, "order.completed"),
+            ]
+        },
+    )
+
+
+def _cancelled(order_id: str = "undone") -> AuditSnapshot:
+    """An order undone after its shipment was scheduled, everything given back."""
+    pay, res, shp = f"pay-{order_id}", f"res-{order_id}", f"shp-{order_id}"
+    return AuditSnapshot(
+        orders={order_id: OrderRecord(order_id, "cancelled", _T)},
+        payments={order_id: PaymentRecord(order_id, pay, "refunded", _T)},
+        ledger={
+            order_id: [
+                LedgerEntry(order_id, "charge", pay, 3000, "EUR", _T),
+                LedgerEntry(order_id, "refund", pay, 3000, "EUR", _T),
+            ]
+        },
+        reservations={order_id: ReservationRecord(order_id, res, "released", _T)},
+        shipments={order_id: ShipmentRecord(order_id, shp, "cancelled", "DHL", _T)},
+        sagas={
+            order_id: SagaRecord(order_id, f"order-{order_id}", "COMPLETED", SagaPhase.CANCELLED)
+        },
+        events={
+            order_id: [
+                _event(order_id, "order.placed"),
+                _event(order_id, "payment.completed", pay),
+                _event(order_id, "inventory.reserved", res),
+                _event(order_id, "shipping.scheduled", shp),
+                _event(order_id, "shipping.cancelled", shp),
+                _event(order_id, "inventory.released", res),
+                _event(order_id, "payment.refunded", pay),
+                _event(order_id, "order.cancelled"),
+            ]
+        },
+    )
+
+
+def _without(snapshot: AuditSnapshot, order_id: str, *names: str) -> None:
+    if snapshot.events is not None:
+        snapshot.events[order_id] = [e for e in snapshot.events[order_id] if e.name not in names]
+
+
+def _kinds(report: AuditReport, order_id: str) -> set[ViolationKind]:
+    return {violation.kind for violation in report.violations_of(order_id)}
+
+
+def test_orders_whose_sources_agree_have_no_violation() -> None:
+    done, undone = _completed(), _cancelled()
+    snapshot = AuditSnapshot(
+        orders=done.orders | undone.orders,
+        payments=done.payments | undone.payments,
+        ledger=done.ledger | undone.ledger,
+        reservations=done.reservations | undone.reservations,
+        shipments=done.shipments | undone.shipments,
+        sagas=(done.sagas or {}) | (undone.sagas or {}),
+        events=(done.events or {}) | (undone.events or {}),
+    )
+    report = find_violations(snapshot)
+    assert report.violations == []
+    assert report.checked_orders == 2
+    assert report.in_flight == []
+    assert report.counts == dict.fromkeys(ViolationKind, 0)
+    assert report.skipped_checks == {}
+
+
+def _refund_lost(s: AuditSnapshot) -> None:
+    s.ledger["undone"] = [e for e in s.ledger["undone"] if e.kind == "charge"]
+    s.payments["undone"] = replace(s.payments["undone"], status="captured")
+    _without(s, "undone", "payment.refunded")
+
+
+def _charged_twice_in_ledger(s: AuditSnapshot) -> None:
+    s.ledger["done"].append(LedgerEntry("done", "charge", "pay-2", 3000, "EUR", _T))
+    assert s.events is not None
+    s.events["done"].append(_event("done", "payment.completed", "pay-2"))
+
+
+def _charged_twice_on_kafka(s: AuditSnapshot) -> None:
+    assert s.events is not None
+    s.events["done"].append(_event("done", "payment.completed", "pay-2"))
+
+
+def _stock_kept(s: AuditSnapshot) -> None:
+    s.reservations["undone"] = replace(s.reservations["undone"], status="reserved")
+    _without(s, "undone", "inventory.released")
+
+
+def _shipment_kept(s: AuditSnapshot) -> None:
+    s.shipments["undone"] = replace(s.shipments["undone"], status="scheduled")
+    _without(s, "undone", "shipping.cancelled")
+
+
+def _dispatched_anyway(s: AuditSnapshot) -> None:
+    s.shipments["undone"] = replace(s.shipments["undone"], status="dispatched")
+    assert s.events is not None
+    s.events["undone"] = [
+        replace(e, name="shipping.dispatched") if e.name == "shipping.cancelled" else e
+        for e in s.events["undone"]
+    ]
+
+
+def _no_reservation(s: AuditSnapshot) -> None:
+    del s.reservations["done"]
+    _without(s, "done", "inventory.reserved")
+
+
+def _dispatch_event_lost(s: AuditSnapshot) -> None:
+    _without(s, "done", "shipping.dispatched")
+
+
+def _stray_refusal(s: AuditSnapshot) -> None:
+    assert s.events is not None
+    s.events["undone"].append(_event("undone", "inventory.unavailable"))
+
+
+def _terminated_while_waiting(s: AuditSnapshot) -> None:
+    assert s.sagas is not None
+    s.sagas["done"] = replace(
+        s.sagas["done"],
+        execution_status="TERMINATED",
+        saga_status=SagaPhase.RUNNING,
+        saga_step="await_dispatch",
+    )
+    s.orders["done"] = replace(s.orders["done"], status="placed")
+    s.shipments["done"] = replace(s.shipments["done"], status="scheduled")
+    _without(s, "done", "shipping.dispatched", "order.completed")
+
+
+def _order_record_disagrees(s: AuditSnapshot) -> None:
+    s.orders["done"] = replace(s.orders["done"], status="cancelled")
+    assert s.events is not None
+    s.events["done"] = [
+        replace(e, name="order.cancelled") if e.name == "order.completed" else e
+        for e in s.events["done"]
+    ]
+
+
+@pytest.mark.parametrize(
+    ("make", "plant", "order_id", "expected"),
+    [
+        (_cancelled, _refund_lost, "undone", {K.CHARGED_NOT_REFUNDED}),
+        (_completed, _charged_twice_in_ledger, "done", {K.DOUBLE_CHARGE}),
+        (_completed, _charged_twice_on_kafka, "done", {K.DOUBLE_CHARGE, K.EVENT_WITHOUT_RECORD}),
+        (_cancelled, _stock_kept, "undone", {K.STOCK_NOT_RESTORED}),
+        (_cancelled, _shipment_kept, "undone", {K.SHIPMENT_ACTIVE}),
+        (_cancelled, _dispatched_anyway, "undone", {K.SHIPMENT_ACTIVE}),
+        (_completed, _no_reservation, "done", {K.COMPLETED_INCOMPLETE}),
+        (_completed, _dispatch_event_lost, "done", {K.MISSING_EVENT}),
+        (_cancelled, _stray_refusal, "undone", {K.EVENT_WITHOUT_RECORD}),
+        (_completed, _terminated_while_waiting, "done", {K.SAGA_UNFINISHED}),
+        (_completed, _order_record_disagrees, "done", {K.STATUS_MISMATCH}),
+    ],
+    ids=lambda value: getattr(value, "__name__", None),
+)
+def test_each_kind_of_violation_is_found(
+    make: Callable[[], AuditSnapshot],
+    plant: Callable[[AuditSnapshot], None],
+    order_id: str,
+    expected: set[ViolationKind],
+) -> None:
+    snapshot = make()
+    plant(snapshot)
+    report = find_violations(snapshot)
+    assert _kinds(report, order_id) == expected, report.violations
+    assert all(violation.detail for violation in report.violations)
+    for kind in expected:
+        assert report.counts[kind] >= 1
+
+
+def test_a_running_saga_is_in_flight_and_not_checked() -> None:
+    snapshot = _completed()
+    assert snapshot.sagas is not None
+    snapshot.sagas["done"] = replace(snapshot.sagas["done"], execution_status="RUNNING")
+    del snapshot.shipments["done"]
+    report = find_violations(snapshot)
+    assert report.in_flight == ["done"]
+    assert report.checked_orders == 0
+    assert report.violations == []
+
+
+def test_a_saga_ended_before_its_first_step_left_nothing_to_undo() -> None:
+    snapshot = AuditSnapshot(
+        sagas={"never": SagaRecord("never", "order-never", "TERMINATED", saga_status=None)},
+        events={},
+    )
+    report = find_violations(snapshot)
+    assert (report.checked_orders, report.violations) == (1, [])
+
+
+def test_events_on_their_way_are_neither_missing_nor_unbacked() -> None:
+    """An event still in an outbox is not missing; one that reached Kafka after the databases
+    were read may have a record they did not show yet."""
+    snapshot = _completed()
+    assert snapshot.events is not None
+    snapshot.events["done"] = [
+        replace(e, pending=True, settled=False) if e.name == "shipping.dispatched" else e
+        for e in snapshot.events["done"]
+    ]
+    snapshot.events["done"].append(_event("done", "payment.refunded", "pay-done", settled=False))
+    assert find_violations(snapshot).violations == []
+
+
+def test_offline_the_order_record_says_how_the_order_ended() -> None:
+    snapshot = replace(_cancelled(), sagas=None, events=None)
+    _refund_lost(snapshot)
+    snapshot.orders["new"] = OrderRecord("new", "placed", _T)
+    report = find_violations(snapshot)
+    assert _kinds(report, "undone") == {K.CHARGED_NOT_REFUNDED}
+    assert "its order record says so" in report.violations[0].detail
+    assert report.in_flight == ["new"]
+    assert report.offline
+    assert set(report.skipped_checks) == {
+        K.MISSING_EVENT,
+        K.EVENT_WITHOUT_RECORD,
+        K.SAGA_UNFINISHED,
+        K.STATUS_MISMATCH,
+    }
+    assert not set(report.counts) & set(report.skipped_checks)
+
+
+def test_an_order_whose_saga_temporal_no_longer_holds_is_judged_by_its_record() -> None:
+    snapshot = _cancelled()
+    _stock_kept(snapshot)
+    assert snapshot.sagas is not None
+    snapshot.sagas.clear()
+    report = find_violations(snapshot)
+    assert _kinds(report, "undone") == {K.STOCK_NOT_RESTORED}
+    assert "no longer holds its saga" in report.violations[0].detail
+
+
+def test_an_operators_repair_is_named_beside_the_violation() -> None:
+    snapshot = _cancelled()
+    _refund_lost(snapshot)
+    assert snapshot.events is not None
+    snapshot.events["undone"].append(
+        _event(
+            "undone",
+            "order.repaired",
+            "charge_payment",
+            note="resolve_manually by ops (refunded by bank transfer)",
+        )
+    )
+    (violation,) = find_violations(snapshot).violations
+    assert "refunded by bank transfer" in violation.detail
+
+
+def test_a_snapshot_narrows_to_orders_and_to_a_time() -> None:
+    done, undone = _completed(), _cancelled()
+    later = replace(undone, orders={"undone": OrderRecord("undone", "cancelled", _T + 60)})
+    both = AuditSnapshot(
+        orders={**done.orders, **later.orders},
+        sagas=None,
+        events=None,
+    )
+    assert both.only(["done"]).order_ids() == {"done"}
+    since = datetime.fromtimestamp(_T + 30, UTC)
+    assert both.only(since=since).order_ids() == {"undone"}
+    assert both.only(["done"], since=since).order_ids() == set()

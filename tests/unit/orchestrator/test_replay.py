@@ -1,0 +1,155 @@
+"""Replay: every committed saga history replays against the current OrderSaga.
+
+The histories in ``histories/`` are written by the path tests of
+``tests/system/orchestrator/test_order_saga.py``: re-record them with
+``SAGA_RECORD_HISTORIES=1 pytest tests/system/orchestrator -k order_saga`` (review the diff
+before committing). The ``prepatch_*`` histories were recorded before
+``OrderSaga`` gained its outcome memo (``OUTCOME_MEMO_PATCH``); never re-record them.
+"""
+
+import dataclasses
+import json
+from pathlib import Path
+
+from temporalio import workflow
+from temporalio.client import WorkflowHistory
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer, UnsandboxedWorkflowRunner
+from temporalio.workflow import NondeterminismError
+
+from contracts.activities import OrderSagaInput, OrderSagaResult
+from ops.replay import load_history_files, replay_files
+from orchestrator.saga import SagaDefinition
+from orchestrator.workflows import ORDER_SAGA, OrderSaga
+from tests.support.saga_harness import HISTORIES
+
+PATHS = {
+    "happy_path",
+    "payment_declined",
+    "stock_unavailable",
+    "shipping_failed",
+    "dispatch_deadline",
+    "customer_cancel",
+    "cancel_after_dispatch",
+    "duplicate_dispatch",
+    "forward_retry",
+    "compensation_retried",
+    "cancel_during_compensation",
+    "workflow_cancel",
+    "retry_now",
+    "resolve_manually",
+    "forward_budget_exhausted",
+}
+PRE_PATCH = {
+    "prepatch_happy_path",
+    "prepatch_payment_declined",
+    "prepatch_dispatch_deadline",
+    "prepatch_workflow_cancel",
+}
+
+
+def _steps_reordered() -> SagaDefinition:
+    steps = list(ORDER_SAGA.steps)
+    steps[1], steps[2] = steps[2], steps[1]  # reserve stock before charging
+    return dataclasses.replace(ORDER_SAGA, steps=steps)
+
+
+@workflow.defn(name="OrderSaga")
+class ReorderedOrderSaga(OrderSaga):
+    """A deliberately incompatible change: the same saga with two steps swapped."""
+
+    definition = _steps_reordered()
+
+    @workflow.run
+    async def run(self, saga_input: OrderSagaInput) -> OrderSagaResult:
+        return await super().run(saga_input)
+
+
+@workflow.defn(name="OrderSaga")
+class UnguardedMemoOrderSaga(OrderSaga):
+    """The outcome memo added without its ``workflow.patched`` guard."""
+
+    @workflow.run
+    async def run(self, saga_input: OrderSagaInput) -> OrderSagaResult:
+        result = await self._runner.run()
+        workflow.upsert_memo({"saga_status": self._runner.phase.value})
+        return OrderSagaResult(order_id=saga_input.order.order_id, status=result.phase)
+
+
+def _replayer(workflow_class: type) -> Replayer:
+    return Replayer(
+        workflows=[workflow_class],
+        data_converter=pydantic_data_converter,
+        workflow_runner=UnsandboxedWorkflowRunner(),
+    )
+
+
+def _history(name: str) -> WorkflowHistory:
+    return load_history_files([HISTORIES / f"{name}.json"])[0]
+
+
+def _has_patch_marker(path: Path) -> bool:
+    events = json.loads(path.read_text(encoding="utf-8"))["events"]
+    return any(event.get("eventType") == "EVENT_TYPE_MARKER_RECORDED" for event in events)
+
+
+async def test_every_saga_path_has_a_committed_history() -> None:
+    """One history per path, plus the ones recorded before the patch."""
+    assert {path.stem for path in HISTORIES.glob("*.json")} == PATHS | PRE_PATCH
+
+
+async def test_every_committed_history_replays_against_the_current_code() -> None:
+    """The current OrderSaga replays every path, pre-patch histories included."""
+    report = await replay_files(sorted(HISTORIES.glob("*.json")))
+
+    assert report.failures == ()
+    assert {outcome.workflow_id for outcome in report.outcomes} == PATHS | PRE_PATCH
+
+
+async def test_reordering_steps_is_caught_as_nondeterminism() -> None:
+    """Swapping two steps breaks running sagas, and replay says so."""
+    result = await _replayer(ReorderedOrderSaga).replay_workflow(
+        _history("happy_path"), raise_on_replay_failure=False
+    )
+
+    assert isinstance(result.replay_failure, NondeterminismError)
+
+
+async def test_the_report_names_each_history_that_does_not_replay() -> None:
+    """replay_files reports per workflow id: ok, or the error."""
+    paths = [HISTORIES / "happy_path.json", HISTORIES / "payment_declined.json"]
+
+    current = await replay_files(paths)
+    reordered = await replay_files(paths, workflows=[ReorderedOrderSaga])
+
+    assert current.ok
+    assert [outcome.workflow_id for outcome in current.outcomes] == [
+        "happy_path",
+        "payment_declined",
+    ]
+    assert not reordered.ok
+    assert [outcome.workflow_id for outcome in reordered.failures] == [
+        "happy_path",
+        "payment_declined",
+    ]
+    assert all(
+        (outcome.error or "").startswith("NondeterminismError") for outcome in reordered.failures
+    )
+    assert reordered.as_dict()["failed"] == 2
+    assert reordered.summary().splitlines()[-1] == "2 replayed, 2 failed"
+    assert current.summary().splitlines()[0] == "ok    happy_path"
+
+
+async def test_the_patched_memo_keeps_old_histories_replayable() -> None:
+    """Histories from before the patch have no marker and still replay; unguarded, they fail."""
+    for name in sorted(PRE_PATCH):
+        assert not _has_patch_marker(HISTORIES / f"{name}.json")
+        assert _has_patch_marker(HISTORIES / f"{name.removeprefix('prepatch_')}.json")
+
+    report = await replay_files([HISTORIES / f"{name}.json" for name in sorted(PRE_PATCH)])
+    unguarded = await _replayer(UnguardedMemoOrderSaga).replay_workflow(
+        _history("prepatch_payment_declined"), raise_on_replay_failure=False
+    )
+
+    assert report.ok
+    assert isinstance(unguarded.replay_failure, NondeterminismError)
