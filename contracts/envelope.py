@@ -1,8 +1,8 @@
 """The envelope every domain event travels in, generic over the event's data.
 
-Each event type is a subclass naming its data model and its ``EVENT_TYPE`` and
-``EVENT_VERSION``; building one needs only ``data``, ``correlation_id``, ``source``
-and, when there is one, ``causation_id``:
+Each event type is a subclass naming its data model and its ``EVENT_TYPE`` (its
+``EVENT_VERSION`` is ``N.0.0`` for type ``.vN`` unless it says otherwise); building one
+needs only ``data``, ``correlation_id``, ``source`` and, when there is one, ``causation_id``:
 
     PaymentCompleted(data=..., correlation_id=order_id, source="payment-service")
 
@@ -95,7 +95,11 @@ class Event(BaseModel, Generic[DataModel]):
     EVENT_TYPE: ClassVar[str]
     """``{domain}.{action}.v{N}``; the name of the schema file that describes this event."""
     EVENT_VERSION: ClassVar[str]
-    """The semantic version of that schema; its major part is the ``N`` of ``EVENT_TYPE``."""
+    """The semantic version of that schema; its major part is the ``N`` of ``EVENT_TYPE``.
+
+    ``N.0.0`` unless the class declares it: only a schema changed within its major version
+    (``1.1.0``) needs to say so.
+    """
 
     event_id: UUID = Field(default_factory=uuid4)
     # Empty means "this class's own", filled in by the validators below, so that
@@ -150,6 +154,8 @@ class Event(BaseModel, Generic[DataModel]):
             raise TypeError(
                 f"{cls.__name__}: {cls.EVENT_TYPE!r} is not {{domain}}.{{action}}.v{{N}}"
             )
+        if "EVENT_VERSION" not in cls.__dict__:
+            cls.EVENT_VERSION = f"{event_version_number(cls.EVENT_TYPE)}.0.0"
         major = cls.EVENT_VERSION.partition(".")[0]
         if not _SEMVER.fullmatch(cls.EVENT_VERSION) or int(major) != event_version_number(
             cls.EVENT_TYPE

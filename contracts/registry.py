@@ -16,7 +16,7 @@ from typing import Any
 from fastavro import parse_schema
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
-from contracts.envelope import AnyEvent
+from contracts.envelope import AnyEvent, EventData
 from contracts.errors import UnknownEventType
 from contracts.events import (
     InventoryReleased,
@@ -41,6 +41,7 @@ __all__ = [
     "EVENT_TYPES",
     "FINGERPRINT_ALGORITHM",
     "PackagedSchema",
+    "model_carrying",
     "model_for",
     "packaged_schemas",
     "schema_by_fingerprint",
@@ -78,6 +79,22 @@ EVENT_TYPES: tuple[str, ...] = tuple(EVENT_MODELS)
 """Every event type of the catalog, every version of it included."""
 
 
+def _by_data_model() -> Mapping[type[EventData], type[AnyEvent]]:
+    models: dict[type[EventData], type[AnyEvent]] = {}
+    for model in EVENT_MODELS.values():
+        data_model = model.model_fields["data"].annotation
+        if not isinstance(data_model, type) or not issubclass(data_model, EventData):
+            raise TypeError(f"{model.__name__}: its data is not an EventData")
+        if data_model in models:
+            raise TypeError(f"{model.__name__} and {models[data_model].__name__} share their data")
+        models[data_model] = model
+    return MappingProxyType(models)
+
+
+_MODEL_CARRYING = _by_data_model()
+"""Data model (``PaymentCompletedData``) -> the model of the event that carries it."""
+
+
 @dataclass(frozen=True)
 class PackagedSchema:
     """One ``.avsc`` file of the package, parsed and fingerprinted."""
@@ -104,6 +121,16 @@ def model_for(event_type: str) -> type[AnyEvent]:
         return EVENT_MODELS[event_type]
     except KeyError:
         raise UnknownEventType(event_type) from None
+
+
+def model_carrying(data: EventData) -> type[AnyEvent]:
+    """The model of the one event whose data ``data`` is (``PaymentCompletedData`` ->
+    ``PaymentCompleted``).
+
+    Raises:
+        KeyError: ``data`` is of no event of the catalog.
+    """
+    return _MODEL_CARRYING[type(data)]
 
 
 def schema_for(event_type: str) -> PackagedSchema:

@@ -22,14 +22,8 @@ from contracts.activities import (
     PlaceOrderInput,
     PlaceOrderResult,
 )
-from contracts.events.order import (
-    OrderCancelled,
-    OrderCancelledData,
-    OrderCompleted,
-    OrderCompletedData,
-    OrderPlaced,
-    OrderPlacedData,
-)
+from contracts.envelope import EventData
+from contracts.events.order import OrderCancelledData, OrderCompletedData, OrderPlacedData
 from orchestrator.metrics import SagaMetrics, cancel_reason
 from runtime import Book, DomainEvents, Outbox, causation_id
 
@@ -76,75 +70,71 @@ class OrderBook(Book):
         """Record the order and write ``order.placed``; False if it was recorded before."""
         order = request.order
         now = time.time()
-        with self.transaction():
-            inserted = self._db.execute(
-                "INSERT OR IGNORE INTO orders VALUES (?, ?, 'placed', ?, NULL, ?, ?)",
-                (order.order_id, order.customer_id, order.model_dump_json(), now, now),
-            ).rowcount
-            if inserted:
-                self._events.emit(
-                    OrderPlaced,
-                    OrderPlacedData(
-                        order_id=order.order_id,
-                        customer_id=order.customer_id,
-                        items=order.items,
-                        total=order.total,
-                        shipping_country=order.shipping_address.country,
-                    ),
-                    caused_by=cause,
-                )
-        if inserted and self._metrics is not None:
+        placed = self._change(
+            "INSERT OR IGNORE INTO orders VALUES (?, ?, 'placed', ?, NULL, ?, ?)",
+            (order.order_id, order.customer_id, order.model_dump_json(), now, now),
+            OrderPlacedData(
+                order_id=order.order_id,
+                customer_id=order.customer_id,
+                items=order.items,
+                total=order.total,
+                shipping_country=order.shipping_address.country,
+            ),
+            cause,
+        )
+        if placed and self._metrics is not None:
             self._metrics.saga_started()
-        return bool(inserted)
+        return placed
 
     def complete(self, request: CompleteOrderInput, cause: str | None) -> bool:
         """Mark the order completed and write ``order.completed``, once."""
         now = time.time()
-        with self.transaction():
-            changed = self._db.execute(
-                "UPDATE orders SET status = 'completed', updated_at = ?"
-                " WHERE order_id = ? AND status = 'placed'",
-                (now, request.order_id),
-            ).rowcount
-            if changed:
-                self._events.emit(
-                    OrderCompleted,
-                    OrderCompletedData(
-                        order_id=request.order_id,
-                        payment_id=request.payment_id,
-                        reservation_id=request.reservation_id,
-                        shipment_id=request.shipment_id,
-                    ),
-                    caused_by=cause,
-                )
-        if changed and self._metrics is not None:
+        completed = self._change(
+            "UPDATE orders SET status = 'completed', updated_at = ?"
+            " WHERE order_id = ? AND status = 'placed'",
+            (now, request.order_id),
+            OrderCompletedData(
+                order_id=request.order_id,
+                payment_id=request.payment_id,
+                reservation_id=request.reservation_id,
+                shipment_id=request.shipment_id,
+            ),
+            cause,
+        )
+        if completed and self._metrics is not None:
             self._metrics.saga_completed(now - self._placed_at(request.order_id, now))
         return self.status(request.order_id) == "completed"
 
     def cancel(self, request: CancelOrderInput, cause: str | None) -> bool:
         """Mark the order cancelled and write ``order.cancelled``; False if it already was."""
         now = time.time()
-        with self.transaction():
-            changed = self._db.execute(
-                "UPDATE orders SET status = 'cancelled', reason = ?, updated_at = ?"
-                " WHERE order_id = ? AND status = 'placed'",
-                (request.reason, now, request.order_id),
-            ).rowcount
-            if changed:
-                self._events.emit(
-                    OrderCancelled,
-                    OrderCancelledData(
-                        order_id=request.order_id,
-                        reason=request.reason,
-                        failed_step=request.failed_step,
-                    ),
-                    caused_by=cause,
-                )
-        if changed and self._metrics is not None:
+        cancelled = self._change(
+            "UPDATE orders SET status = 'cancelled', reason = ?, updated_at = ?"
+            " WHERE order_id = ? AND status = 'placed'",
+            (request.reason, now, request.order_id),
+            OrderCancelledData(
+                order_id=request.order_id,
+                reason=request.reason,
+                failed_step=request.failed_step,
+            ),
+            cause,
+        )
+        if cancelled and self._metrics is not None:
             self._metrics.saga_cancelled(
                 cancel_reason(request), now - self._placed_at(request.order_id, now)
             )
-        return bool(changed)
+        return cancelled
+
+    def _change(
+        self, sql: str, parameters: tuple[object, ...], event: EventData, cause: str | None
+    ) -> bool:
+        """Run one write of the orders table and, only if it changed a row, write ``event`` in
+        the same transaction: so a repeated call writes no second event."""
+        with self.transaction():
+            changed = self._db.execute(sql, parameters).rowcount > 0
+            if changed:
+                self._events.emit(event, caused_by=cause)
+        return changed
 
     def _placed_at(self, order_id: str, default: float) -> float:
         row = self._db.execute(

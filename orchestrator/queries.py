@@ -34,7 +34,4 @@ class OrderQueries(BookReader):
 
     def orders(self) -> list[OrderRow]:
         """Every order, whatever its status."""
-        return [
-            OrderRow(row["order_id"], row["status"], row["placed_at"])
-            for row in self._rows("SELECT order_id, status, placed_at FROM orders")
-        ]
+        return self._records(OrderRow, "orders")

@@ -1,22 +1,30 @@
 """The base of a service's query module: read-only queries on the service's own database.
 
 A service publishes what others may read of its records as a query module
-(``workers/payment/queries.py``, ...): a :class:`BookReader` whose methods return typed rows.
+(``workers/payment/queries.py``, ...): a :class:`BookReader` whose methods return typed rows,
+most of them dataclasses whose fields name the columns they hold (:meth:`BookReader._records`).
 Tools read a service's records through it, never with SQL of their own, so the tables stay
 the service's to change.
 """
 
 import contextlib
+import dataclasses
 import sqlite3
 from collections.abc import Iterator
+from enum import Enum
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import TYPE_CHECKING, Self, TypeVar
 
 from runtime._database import open_reader
 from runtime._outbox import OutboxRow, pending_rows
 
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
 __all__ = ["BookReader", "BookUnreadable"]
+
+_Record = TypeVar("_Record", bound="DataclassInstance")
 
 
 class BookUnreadable(Exception):
@@ -99,3 +107,26 @@ class BookReader:
             return self._db.execute(sql, parameters).fetchall()
         except sqlite3.Error as exc:
             raise BookUnreadable(str(exc)) from None
+
+    def _records(self, record: type[_Record], table: str, order_by: str = "") -> list[_Record]:
+        """Every row of ``table`` as a ``record``: a dataclass whose fields name the columns it
+        holds, in the same order; a field typed as an enum holds its column as that enum.
+
+        Raises:
+            BookUnreadable: the query failed (not the service's database, or a broken one).
+        """
+        fields = dataclasses.fields(record)
+        sql = f"SELECT {', '.join(field.name for field in fields)} FROM {table}"
+        if order_by:
+            sql += f" ORDER BY {order_by}"
+        return [
+            record(*(_as_field(field, value) for field, value in zip(fields, row, strict=True)))
+            for row in self._rows(sql)
+        ]
+
+
+def _as_field(field: dataclasses.Field[object], value: object) -> object:
+    kind = field.type
+    if value is not None and isinstance(kind, type) and issubclass(kind, Enum):
+        return kind(value)
+    return value

@@ -36,10 +36,12 @@ from fastapi import FastAPI
 from prometheus_client import CollectorRegistry, make_asgi_app
 from temporalio import activity
 from temporalio.client import Client
+from temporalio.exceptions import ApplicationError
 from temporalio.runtime import Runtime
 from temporalio.worker import Worker
 
-from contracts.envelope import DataModel, Event
+from contracts.envelope import EventData
+from contracts.registry import model_carrying
 from infra.config.kafka import kafka_connection
 from infra.config.logs import configure_logging
 from infra.config.payload_codec import data_converter
@@ -62,6 +64,7 @@ __all__ = [
     "causation_id",
     "health_app",
     "ping_activity",
+    "refusal",
     "relaying",
     "run_service",
     "serve",
@@ -117,6 +120,12 @@ def causation_id() -> str | None:
     return f"{info.workflow_id}/{info.activity_id}"
 
 
+def refusal(error_type: str, message: str) -> ApplicationError:
+    """A business refusal for an activity to raise: ``error_type`` (``contracts.errors``) tells
+    the saga what was refused, and trying again cannot help, so Temporal does not retry it."""
+    return ApplicationError(message, type=error_type, non_retryable=True)
+
+
 class _Cause(Enum):
     # A marker rather than None, which is a causation id of its own: "caused by nothing known".
     RUNNING_ACTIVITY = "running activity"
@@ -131,16 +140,14 @@ class DomainEvents:
 
     def emit(
         self,
-        event_type: type[Event[DataModel]],
-        data: DataModel,
+        data: EventData,
         *,
         caused_by: str | _Cause | None = _Cause.RUNNING_ACTIVITY,
         event_id: UUID | None = None,
     ) -> None:
-        """Add an ``event_type`` event carrying ``data``, correlated with its order.
+        """Add the event that carries ``data`` (``PaymentCompletedData``: ``payment.completed``).
 
         Args:
-            event_type: The event's class.
             data: The event's data; its ``order_id`` is the event's correlation id.
             caused_by: The causation id; by default the running activity's (:func:`causation_id`).
             event_id: The event's id, when the caller records it too; by default a new one.
@@ -148,7 +155,7 @@ class DomainEvents:
         if caused_by is _Cause.RUNNING_ACTIVITY:
             caused_by = causation_id()
         self._outbox.add(
-            event_type(
+            model_carrying(data)(
                 event_id=uuid4() if event_id is None else event_id,
                 source=self._source,
                 correlation_id=data.order_id,

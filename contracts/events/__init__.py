@@ -1,6 +1,9 @@
 """The event catalog's Python models, one module per domain as under ``schemas/``.
 
-Each domain module lists its models in its own ``__all__``; this package re-exports them all.
+Each event is two classes: its data model (``PaymentCompletedData``, whose docstring says
+what the event means) and its envelope (``PaymentCompleted``), which names the
+``EVENT_TYPE``. Each domain module lists its models in its own ``__all__``; this package
+re-exports them all.
 """
 
 from contracts.events import common, inventory, order, payment, shipping

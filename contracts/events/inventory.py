@@ -1,7 +1,5 @@
 """Events of the inventory service."""
 
-from typing import ClassVar
-
 from pydantic import Field
 
 from contracts.envelope import Event, EventData
@@ -17,18 +15,19 @@ __all__ = [
 ]
 
 
-class InventoryReservedData(EventData):
-    """Stock was set aside for every line of the order."""
+class _ReservationData(EventData):
+    """What the events of a reservation carry: its id and its lines."""
 
     reservation_id: str = Field(min_length=1)
     items: list[StockLine] = Field(min_length=1)
 
 
-class InventoryReserved(Event[InventoryReservedData]):
-    """``inventory.reserved.v1``."""
+class InventoryReservedData(_ReservationData):
+    """Stock was set aside for every line of the order."""
 
-    EVENT_TYPE: ClassVar[str] = "inventory.reserved.v1"
-    EVENT_VERSION: ClassVar[str] = "1.0.0"
+
+class InventoryReserved(Event[InventoryReservedData]):
+    EVENT_TYPE = "inventory.reserved.v1"
 
 
 class InventoryUnavailableData(EventData):
@@ -41,21 +40,12 @@ class InventoryUnavailableData(EventData):
 
 
 class InventoryUnavailable(Event[InventoryUnavailableData]):
-    """``inventory.unavailable.v1``."""
-
-    EVENT_TYPE: ClassVar[str] = "inventory.unavailable.v1"
-    EVENT_VERSION: ClassVar[str] = "1.0.0"
+    EVENT_TYPE = "inventory.unavailable.v1"
 
 
-class InventoryReleasedData(EventData):
+class InventoryReleasedData(_ReservationData):
     """A reservation was given back: the compensation of ``inventory.reserved``."""
-
-    reservation_id: str = Field(min_length=1)
-    items: list[StockLine] = Field(min_length=1)
 
 
 class InventoryReleased(Event[InventoryReleasedData]):
-    """``inventory.released.v1``."""
-
-    EVENT_TYPE: ClassVar[str] = "inventory.released.v1"
-    EVENT_VERSION: ClassVar[str] = "1.0.0"
+    EVENT_TYPE = "inventory.released.v1"

@@ -1,7 +1,5 @@
 """Events of the order service: the saga's start, its two endings, and operators' repairs."""
 
-from typing import ClassVar
-
 from pydantic import Field
 
 from contracts.envelope import CountryCode, Event, EventData
@@ -31,10 +29,9 @@ class OrderPlacedData(EventData):
 
 
 class OrderPlaced(Event[OrderPlacedData]):
-    """``order.placed.v1``: the saga starts."""
+    """The saga starts."""
 
-    EVENT_TYPE: ClassVar[str] = "order.placed.v1"
-    EVENT_VERSION: ClassVar[str] = "1.0.0"
+    EVENT_TYPE = "order.placed.v1"
 
 
 class OrderPlacedV2Data(OrderPlacedData):
@@ -44,10 +41,9 @@ class OrderPlacedV2Data(OrderPlacedData):
 
 
 class OrderPlacedV2(Event[OrderPlacedV2Data]):
-    """``order.placed.v2``: the saga starts, and says through which channel."""
+    """The saga starts, and says through which channel."""
 
-    EVENT_TYPE: ClassVar[str] = "order.placed.v2"
-    EVENT_VERSION: ClassVar[str] = "2.0.0"
+    EVENT_TYPE = "order.placed.v2"
 
 
 class OrderCompletedData(EventData):
@@ -59,10 +55,9 @@ class OrderCompletedData(EventData):
 
 
 class OrderCompleted(Event[OrderCompletedData]):
-    """``order.completed.v1``: the saga ended with the order fulfilled."""
+    """The saga ended with the order fulfilled."""
 
-    EVENT_TYPE: ClassVar[str] = "order.completed.v1"
-    EVENT_VERSION: ClassVar[str] = "1.0.0"
+    EVENT_TYPE = "order.completed.v1"
 
 
 class OrderCancelledData(EventData):
@@ -74,10 +69,9 @@ class OrderCancelledData(EventData):
 
 
 class OrderCancelled(Event[OrderCancelledData]):
-    """``order.cancelled.v1``: the saga ended without fulfilling the order."""
+    """The saga ended without fulfilling the order."""
 
-    EVENT_TYPE: ClassVar[str] = "order.cancelled.v1"
-    EVENT_VERSION: ClassVar[str] = "1.0.0"
+    EVENT_TYPE = "order.cancelled.v1"
 
 
 class OrderRepairedData(EventData):
@@ -92,7 +86,6 @@ class OrderRepairedData(EventData):
 
 
 class OrderRepaired(Event[OrderRepairedData]):
-    """``order.repaired.v1``: an operator retried or settled a stuck step of the saga."""
+    """An operator retried or settled a stuck step of the saga."""
 
-    EVENT_TYPE: ClassVar[str] = "order.repaired.v1"
-    EVENT_VERSION: ClassVar[str] = "1.0.0"
+    EVENT_TYPE = "order.repaired.v1"

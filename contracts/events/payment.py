@@ -1,7 +1,5 @@
 """Events of the payment service."""
 
-from typing import ClassVar
-
 from pydantic import Field
 
 from contracts.envelope import Event, EventData
@@ -17,44 +15,34 @@ __all__ = [
 ]
 
 
-class PaymentCompletedData(EventData):
-    """The order's amount was captured."""
+class _PaymentData(EventData):
+    """What every payment event carries: the order's payment and its amount."""
 
     payment_id: str = Field(min_length=1)
     amount: Money
+
+
+class PaymentCompletedData(_PaymentData):
+    """The order's amount was captured."""
 
 
 class PaymentCompleted(Event[PaymentCompletedData]):
-    """``payment.completed.v1``."""
-
-    EVENT_TYPE: ClassVar[str] = "payment.completed.v1"
-    EVENT_VERSION: ClassVar[str] = "1.0.0"
+    EVENT_TYPE = "payment.completed.v1"
 
 
-class PaymentFailedData(EventData):
+class PaymentFailedData(_PaymentData):
     """The payment attempt was refused; nothing was captured."""
 
-    payment_id: str = Field(min_length=1)
-    amount: Money
     reason: str = Field(min_length=1)
 
 
 class PaymentFailed(Event[PaymentFailedData]):
-    """``payment.failed.v1``."""
-
-    EVENT_TYPE: ClassVar[str] = "payment.failed.v1"
-    EVENT_VERSION: ClassVar[str] = "1.0.0"
+    EVENT_TYPE = "payment.failed.v1"
 
 
-class PaymentRefundedData(EventData):
+class PaymentRefundedData(_PaymentData):
     """A captured payment was given back: the compensation of ``payment.completed``."""
-
-    payment_id: str = Field(min_length=1)
-    amount: Money
 
 
 class PaymentRefunded(Event[PaymentRefundedData]):
-    """``payment.refunded.v1``."""
-
-    EVENT_TYPE: ClassVar[str] = "payment.refunded.v1"
-    EVENT_VERSION: ClassVar[str] = "1.0.0"
+    EVENT_TYPE = "payment.refunded.v1"

@@ -1,7 +1,5 @@
 """Events of the shipping service."""
 
-from typing import ClassVar
-
 from pydantic import Field
 
 from contracts.envelope import CountryCode, Event, EventData
@@ -18,19 +16,20 @@ __all__ = [
 ]
 
 
-class ShippingScheduledData(EventData):
-    """A carrier will collect the order."""
+class _ShipmentData(EventData):
+    """What the events of a scheduled shipment carry: its id, destination and carrier."""
 
     shipment_id: str = Field(min_length=1)
     country: CountryCode
     carrier: str = Field(min_length=1)
 
 
-class ShippingScheduled(Event[ShippingScheduledData]):
-    """``shipping.scheduled.v1``."""
+class ShippingScheduledData(_ShipmentData):
+    """A carrier will collect the order."""
 
-    EVENT_TYPE: ClassVar[str] = "shipping.scheduled.v1"
-    EVENT_VERSION: ClassVar[str] = "1.0.0"
+
+class ShippingScheduled(Event[ShippingScheduledData]):
+    EVENT_TYPE = "shipping.scheduled.v1"
 
 
 class ShippingFailedData(EventData):
@@ -44,38 +43,22 @@ class ShippingFailedData(EventData):
 
 
 class ShippingFailed(Event[ShippingFailedData]):
-    """``shipping.failed.v1``."""
-
-    EVENT_TYPE: ClassVar[str] = "shipping.failed.v1"
-    EVENT_VERSION: ClassVar[str] = "1.0.0"
+    EVENT_TYPE = "shipping.failed.v1"
 
 
-class ShippingCancelledData(EventData):
+class ShippingCancelledData(_ShipmentData):
     """A scheduled shipment was called off: the compensation of ``shipping.scheduled``."""
-
-    shipment_id: str = Field(min_length=1)
-    country: CountryCode
-    carrier: str = Field(min_length=1)
 
 
 class ShippingCancelled(Event[ShippingCancelledData]):
-    """``shipping.cancelled.v1``."""
-
-    EVENT_TYPE: ClassVar[str] = "shipping.cancelled.v1"
-    EVENT_VERSION: ClassVar[str] = "1.0.0"
+    EVENT_TYPE = "shipping.cancelled.v1"
 
 
-class ShippingDispatchedData(EventData):
+class ShippingDispatchedData(_ShipmentData):
     """The carrier collected the parcel."""
 
-    shipment_id: str = Field(min_length=1)
-    country: CountryCode
-    carrier: str = Field(min_length=1)
     tracking_number: str = Field(min_length=1)
 
 
 class ShippingDispatched(Event[ShippingDispatchedData]):
-    """``shipping.dispatched.v1``."""
-
-    EVENT_TYPE: ClassVar[str] = "shipping.dispatched.v1"
-    EVENT_VERSION: ClassVar[str] = "1.0.0"
+    EVENT_TYPE = "shipping.dispatched.v1"

@@ -1,7 +1,6 @@
 """The inventory service's activities: reserve an order's stock, release it."""
 
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
 
 from contracts.activities import (
     RELEASE_STOCK,
@@ -13,14 +12,11 @@ from contracts.activities import (
 )
 from contracts.errors import STOCK_UNAVAILABLE
 from contracts.events.inventory import (
-    InventoryReleased,
     InventoryReleasedData,
-    InventoryReserved,
     InventoryReservedData,
-    InventoryUnavailable,
     InventoryUnavailableData,
 )
-from runtime import DomainEvents, Outbox
+from runtime import DomainEvents, Outbox, refusal
 from workers.inventory.stock import Reservation, ReservationStatus, StockBook, merge_lines
 
 __all__ = ["SOURCE", "InventoryActivities"]
@@ -43,14 +39,11 @@ class InventoryActivities:
         without touching the stock or publishing again.
         """
         with self._stock.transaction():
-            reservation = self._stock.reservation(input.order_id)
-            if reservation is None:
-                reservation = self._reserve(input)
+            reservation = self._stock.reservation(input.order_id) or self._reserve(input)
         if reservation.status is ReservationStatus.REFUSED:
-            raise ApplicationError(
+            raise refusal(
+                STOCK_UNAVAILABLE,
                 f"stock unavailable for order {input.order_id}: {reservation.reason}",
-                type=STOCK_UNAVAILABLE,
-                non_retryable=True,
             )
         assert reservation.reservation_id is not None
         return ReserveStockResult(reservation_id=reservation.reservation_id)
@@ -66,12 +59,11 @@ class InventoryActivities:
                 released = self._stock.release(reservation)
                 assert released.reservation_id is not None
                 self._events.emit(
-                    InventoryReleased,
                     InventoryReleasedData(
                         order_id=released.order_id,
                         reservation_id=released.reservation_id,
                         items=released.lines,
-                    ),
+                    )
                 )
         return ReleaseStockResult(released=True)
 
@@ -86,18 +78,16 @@ class InventoryActivities:
             )
             refused = self._stock.refuse(input.order_id, short, reason)
             self._events.emit(
-                InventoryUnavailable,
-                InventoryUnavailableData(order_id=input.order_id, items=short, reason=reason),
+                InventoryUnavailableData(order_id=input.order_id, items=short, reason=reason)
             )
             return refused
         reservation = self._stock.reserve(input.order_id, lines)
         assert reservation.reservation_id is not None
         self._events.emit(
-            InventoryReserved,
             InventoryReservedData(
                 order_id=input.order_id,
                 reservation_id=reservation.reservation_id,
                 items=lines,
-            ),
+            )
         )
         return reservation

@@ -55,17 +55,7 @@ class InventoryQueries(BookReader):
 
     def reservations(self) -> list[ReservationRow]:
         """Every order's reservation, whatever its status."""
-        return [
-            ReservationRow(
-                row["order_id"],
-                row["reservation_id"],
-                ReservationStatus(row["status"]),
-                row["created_at"],
-            )
-            for row in self._rows(
-                "SELECT order_id, reservation_id, status, created_at FROM reservations"
-            )
-        ]
+        return self._records(ReservationRow, "reservations")
 
     def on_hand(self, skus: Collection[str]) -> dict[str, int]:
         """Units on hand of each of ``skus`` the warehouse carries (the others are left out)."""

@@ -12,15 +12,8 @@ from contracts.activities import (
     RefundPaymentResult,
 )
 from contracts.errors import PAYMENT_DECLINED
-from contracts.events.payment import (
-    PaymentCompleted,
-    PaymentCompletedData,
-    PaymentFailed,
-    PaymentFailedData,
-    PaymentRefunded,
-    PaymentRefundedData,
-)
-from runtime import DomainEvents, Outbox
+from contracts.events.payment import PaymentCompletedData, PaymentFailedData, PaymentRefundedData
+from runtime import DomainEvents, Outbox, refusal
 from workers.payment.ledger import Payment, PaymentLedger, PaymentStatus
 from workers.payment.processor import CardProcessor, ChargeOutcome, ChargeResponse
 
@@ -54,16 +47,11 @@ class PaymentActivities:
             with self._ledger.transaction():
                 attempt = self._ledger.count_attempt(input.order_id)
             response = self._processor.charge(input.payment_token, input.amount, attempt=attempt)
-            if response.outcome is ChargeOutcome.UNAVAILABLE:
-                raise ApplicationError(
-                    response.reason or "card processor unavailable", type=PROCESSOR_UNAVAILABLE
-                )
-            payment = self._record(input, response)
+            payment = self._record(input, _answered(response))
         if payment.status is PaymentStatus.DECLINED:
-            raise ApplicationError(
+            raise refusal(
+                PAYMENT_DECLINED,
                 f"payment for order {payment.order_id} declined: {payment.decline_reason}",
-                type=PAYMENT_DECLINED,
-                non_retryable=True,
             )
         return ChargePaymentResult(payment_id=payment.payment_id)
 
@@ -75,21 +63,9 @@ class PaymentActivities:
             if payment is None or payment.status is PaymentStatus.DECLINED:
                 return RefundPaymentResult(refunded=False, payment_id=None)
             if payment.status is PaymentStatus.CAPTURED:
-                response = self._processor.refund(input.payment_token, payment.amount)
-                if response.outcome is ChargeOutcome.UNAVAILABLE:
-                    raise ApplicationError(
-                        response.reason or "card processor unavailable",
-                        type=PROCESSOR_UNAVAILABLE,
-                    )
+                _answered(self._processor.refund(input.payment_token, payment.amount))
                 self._ledger.refund(payment)
-                self._events.emit(
-                    PaymentRefunded,
-                    PaymentRefundedData(
-                        order_id=payment.order_id,
-                        payment_id=payment.payment_id,
-                        amount=payment.amount,
-                    ),
-                )
+                self._events.emit(PaymentRefundedData.model_validate(payment, from_attributes=True))
         return RefundPaymentResult(refunded=True, payment_id=payment.payment_id)
 
     def _record(self, input: ChargePaymentInput, response: ChargeResponse) -> Payment:
@@ -101,23 +77,27 @@ class PaymentActivities:
             if response.outcome is ChargeOutcome.APPROVED:
                 payment = self._ledger.capture(input.order_id, input.customer_id, input.amount)
                 self._events.emit(
-                    PaymentCompleted,
-                    PaymentCompletedData(
-                        order_id=payment.order_id,
-                        payment_id=payment.payment_id,
-                        amount=payment.amount,
-                    ),
+                    PaymentCompletedData.model_validate(payment, from_attributes=True)
                 )
                 return payment
             reason = response.reason or "declined"
             payment = self._ledger.decline(input.order_id, input.customer_id, input.amount, reason)
             self._events.emit(
-                PaymentFailed,
                 PaymentFailedData(
                     order_id=payment.order_id,
                     payment_id=payment.payment_id,
                     amount=payment.amount,
                     reason=reason,
-                ),
+                )
             )
             return payment
+
+
+def _answered(response: ChargeResponse) -> ChargeResponse:
+    """The processor's answer, unless it was unavailable: then a retryable error, so Temporal
+    asks again later."""
+    if response.outcome is ChargeOutcome.UNAVAILABLE:
+        raise ApplicationError(
+            response.reason or "card processor unavailable", type=PROCESSOR_UNAVAILABLE
+        )
+    return response

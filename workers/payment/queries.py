@@ -47,19 +47,8 @@ class PaymentQueries(BookReader):
 
     def payments(self) -> list[PaymentRow]:
         """Every order's payment."""
-        return [
-            PaymentRow(
-                row["order_id"], row["payment_id"], PaymentStatus(row["status"]), row["created_at"]
-            )
-            for row in self._rows("SELECT order_id, payment_id, status, created_at FROM payments")
-        ]
+        return self._records(PaymentRow, "payments")
 
     def ledger_entries(self) -> list[LedgerEntryRow]:
         """Every ledger entry, oldest first."""
-        return [
-            LedgerEntryRow(*row)
-            for row in self._rows(
-                "SELECT order_id, kind, payment_id, amount_minor, currency, created_at"
-                " FROM ledger_entries ORDER BY id"
-            )
-        ]
+        return self._records(LedgerEntryRow, "ledger_entries", order_by="id")

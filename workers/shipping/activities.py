@@ -4,7 +4,6 @@ import uuid
 from collections.abc import Set
 
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
 
 from contracts.activities import (
     CANCEL_SHIPMENT,
@@ -16,14 +15,11 @@ from contracts.activities import (
 )
 from contracts.errors import DESTINATION_UNSUPPORTED
 from contracts.events.shipping import (
-    ShippingCancelled,
     ShippingCancelledData,
-    ShippingFailed,
     ShippingFailedData,
-    ShippingScheduled,
     ShippingScheduledData,
 )
-from runtime import DomainEvents, Outbox
+from runtime import DomainEvents, Outbox, refusal
 from workers.shipping.carrier import SOURCE
 from workers.shipping.shipments import Shipment, ShipmentBook, ShipmentStatus
 
@@ -46,14 +42,10 @@ class ShippingActivities:
         booking or publishing again.
         """
         with self._shipments.transaction():
-            shipment = self._shipments.shipment(input.order_id)
-            if shipment is None:
-                shipment = self._schedule(input)
+            shipment = self._shipments.shipment(input.order_id) or self._schedule(input)
         if shipment.status is ShipmentStatus.REFUSED:
-            raise ApplicationError(
-                f"cannot ship order {shipment.order_id}: {shipment.reason}",
-                type=DESTINATION_UNSUPPORTED,
-                non_retryable=True,
+            raise refusal(
+                DESTINATION_UNSUPPORTED, f"cannot ship order {shipment.order_id}: {shipment.reason}"
             )
         assert shipment.shipment_id is not None and shipment.carrier is not None
         return ScheduleShipmentResult(shipment_id=shipment.shipment_id, carrier=shipment.carrier)
@@ -69,16 +61,9 @@ class ShippingActivities:
             ):
                 return CancelShipmentResult(cancelled=False)
             if shipment.status is ShipmentStatus.SCHEDULED:
-                assert shipment.shipment_id is not None and shipment.carrier is not None
                 self._shipments.cancel(shipment)
                 self._events.emit(
-                    ShippingCancelled,
-                    ShippingCancelledData(
-                        order_id=shipment.order_id,
-                        shipment_id=shipment.shipment_id,
-                        country=shipment.country,
-                        carrier=shipment.carrier,
-                    ),
+                    ShippingCancelledData.model_validate(shipment, from_attributes=True)
                 )
         return CancelShipmentResult(cancelled=True)
 
@@ -89,23 +74,15 @@ class ShippingActivities:
             reason = f"no carrier delivers to {input.country}"
             refused = self._shipments.refuse(input.order_id, input.country, items, reason)
             self._events.emit(
-                ShippingFailed,
-                ShippingFailedData(order_id=input.order_id, country=input.country, reason=reason),
+                ShippingFailedData(order_id=input.order_id, country=input.country, reason=reason)
             )
             return refused
         event_id = uuid.uuid4()
         shipment = self._shipments.schedule(
             input.order_id, input.country, items, event_id=str(event_id)
         )
-        assert shipment.shipment_id is not None and shipment.carrier is not None
         self._events.emit(
-            ShippingScheduled,
-            ShippingScheduledData(
-                order_id=input.order_id,
-                shipment_id=shipment.shipment_id,
-                country=shipment.country,
-                carrier=shipment.carrier,
-            ),
+            ShippingScheduledData.model_validate(shipment, from_attributes=True),
             event_id=event_id,
         )
         return shipment

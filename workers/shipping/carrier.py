@@ -4,7 +4,7 @@ import asyncio
 import time
 import uuid
 
-from contracts.events.shipping import ShippingDispatched, ShippingDispatchedData
+from contracts.events.shipping import ShippingDispatchedData
 from runtime import DomainEvents, Outbox, continue_trace
 from workers.shipping.shipments import Shipment, ShipmentBook
 
@@ -52,21 +52,15 @@ class CarrierSimulator:
         return sum(self._dispatch(shipment) for shipment in due)
 
     def _dispatch(self, shipment: Shipment) -> bool:
-        assert shipment.shipment_id is not None and shipment.carrier is not None
+        assert shipment.carrier is not None
         tracking_number = f"{shipment.carrier.upper()}{uuid.uuid4().int % 10**12:012d}"
         with self._shipments.transaction():
-            if not self._shipments.dispatch(shipment, tracking_number):
+            dispatched = self._shipments.dispatch(shipment, tracking_number)
+            if dispatched is None:
                 return False  # cancelled since it was read
             with continue_trace(self._scheduled_trace(shipment), "carrier dispatch"):
                 self._events.emit(
-                    ShippingDispatched,
-                    ShippingDispatchedData(
-                        order_id=shipment.order_id,
-                        shipment_id=shipment.shipment_id,
-                        country=shipment.country,
-                        carrier=shipment.carrier,
-                        tracking_number=tracking_number,
-                    ),
+                    ShippingDispatchedData.model_validate(dispatched, from_attributes=True),
                     caused_by=shipment.scheduled_event_id,
                 )
         return True

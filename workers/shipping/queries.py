@@ -34,15 +34,4 @@ class ShippingQueries(BookReader):
 
     def shipments(self) -> list[ShipmentRow]:
         """Every order's shipment, whatever its status."""
-        return [
-            ShipmentRow(
-                row["order_id"],
-                row["shipment_id"],
-                ShipmentStatus(row["status"]),
-                row["carrier"],
-                row["scheduled_at"],
-            )
-            for row in self._rows(
-                "SELECT order_id, shipment_id, status, carrier, scheduled_at FROM shipments"
-            )
-        ]
+        return self._records(ShipmentRow, "shipments")

@@ -4,7 +4,7 @@ import json
 import sqlite3
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from infra.config.settings import ConfigurationError
@@ -140,8 +140,8 @@ class ShipmentBook(Book):
         ).fetchall()
         return [_shipment(row) for row in rows]
 
-    def dispatch(self, shipment: Shipment, tracking_number: str) -> bool:
-        """Mark a scheduled shipment collected; False if it is no longer scheduled."""
+    def dispatch(self, shipment: Shipment, tracking_number: str) -> Shipment | None:
+        """Mark a scheduled shipment collected; None if it is no longer scheduled."""
         cursor = self._db.execute(
             "UPDATE shipments SET status = ?, tracking_number = ?, updated_at = ?"
             " WHERE order_id = ? AND status = ?",
@@ -153,7 +153,9 @@ class ShipmentBook(Book):
                 ShipmentStatus.SCHEDULED,
             ),
         )
-        return cursor.rowcount == 1
+        if cursor.rowcount != 1:
+            return None
+        return replace(shipment, status=ShipmentStatus.DISPATCHED, tracking_number=tracking_number)
 
     def _insert(
         self,
