@@ -22,8 +22,19 @@ __all__ = ["find_violations"]
 
 _FINAL = (SagaPhase.COMPLETED, SagaPhase.CANCELLED)
 _ACTIVE_SHIPMENT = ("scheduled", "dispatched")
-_BOOKED_SHIPMENT = ("scheduled", "dispatched", "cancelled")
-_HELD_RESERVATION = ("reserved", "released")
+_RESERVATION_EVENTS = {
+    "inventory.reserved": ("reserved", "released"),
+    "inventory.released": ("released",),
+    "inventory.unavailable": ("refused",),
+}
+"""The events a reservation implies, by its status."""
+_SHIPMENT_EVENTS = {
+    "shipping.scheduled": ("scheduled", "dispatched", "cancelled"),
+    "shipping.dispatched": ("dispatched",),
+    "shipping.cancelled": ("cancelled",),
+    "shipping.failed": ("refused",),
+}
+"""The events a shipment implies, by its status."""
 _ORDER_STATUS = {"completed": SagaPhase.COMPLETED, "cancelled": SagaPhase.CANCELLED}
 _KAFKA_CHECKS = (ViolationKind.MISSING_EVENT, ViolationKind.EVENT_WITHOUT_RECORD)
 _TEMPORAL_CHECKS = (ViolationKind.SAGA_UNFINISHED, ViolationKind.STATUS_MISMATCH)
@@ -226,28 +237,12 @@ class _Order:
         payment = self.payment
         if payment is not None and payment.status == "declined":
             yield "payment.failed", payment.payment_id, f"declined payment {payment.payment_id}"
-        reservation = self.reservation
-        if reservation is not None:
-            rid = reservation.reservation_id
-            what = f"reservation {rid} ({reservation.status})"
-            if reservation.status in _HELD_RESERVATION:
-                yield "inventory.reserved", rid, what
-            if reservation.status == "released":
-                yield "inventory.released", rid, what
-            if reservation.status == "refused":
-                yield "inventory.unavailable", None, "a refused reservation"
-        shipment = self.shipment
-        if shipment is not None:
-            sid = shipment.shipment_id
-            what = f"shipment {sid} ({shipment.status})"
-            if shipment.status in _BOOKED_SHIPMENT:
-                yield "shipping.scheduled", sid, what
-            if shipment.status == "dispatched":
-                yield "shipping.dispatched", sid, what
-            if shipment.status == "cancelled":
-                yield "shipping.cancelled", sid, what
-            if shipment.status == "refused":
-                yield "shipping.failed", None, "a refused shipment"
+        if (reservation := self.reservation) is not None:
+            rid, status = reservation.reservation_id, reservation.status
+            yield from _implied_by("reservation", rid, status, _RESERVATION_EVENTS)
+        if (shipment := self.shipment) is not None:
+            sid, status = shipment.shipment_id, shipment.status
+            yield from _implied_by("shipment", sid, status, _SHIPMENT_EVENTS)
         record = self.record
         if record is not None:
             what = f"the order record ({record.status})"
@@ -298,20 +293,15 @@ class _Order:
                     and payment.payment_id == ref
                     and payment.status == "declined"
                 )
-            case "inventory.reserved":
-                return self._reservation_is(ref, *_HELD_RESERVATION)
-            case "inventory.released":
-                return self._reservation_is(ref, "released")
+            # A refusal names no reservation or shipment: a refused one has no id.
             case "inventory.unavailable":
                 return self._reservation_is(None, "refused")
-            case "shipping.scheduled":
-                return self._shipment_is(ref, *_BOOKED_SHIPMENT)
-            case "shipping.dispatched":
-                return self._shipment_is(ref, "dispatched")
-            case "shipping.cancelled":
-                return self._shipment_is(ref, "cancelled")
             case "shipping.failed":
                 return self._shipment_is(None, "refused")
+            case name if name in _RESERVATION_EVENTS:
+                return self._reservation_is(ref, *_RESERVATION_EVENTS[name])
+            case name if name in _SHIPMENT_EVENTS:
+                return self._shipment_is(ref, *_SHIPMENT_EVENTS[name])
             case "order.placed":
                 return self.record is not None
             case "order.completed" | "order.cancelled":
@@ -379,6 +369,20 @@ class _Order:
         if notes:
             detail += f"; an operator repaired {step}: " + "; ".join(notes)
         return self._violation(kind, detail)
+
+
+def _implied_by(
+    record: str, ref: str | None, status: str, events: dict[str, tuple[str, ...]]
+) -> Iterator[tuple[str, str | None, str]]:
+    """(event name, what it is about, the record) for each of ``events`` that a service's
+    ``record`` implies in ``status``; the event of a refusal names no id."""
+    if status == "refused":
+        ref, what = None, f"a refused {record}"
+    else:
+        what = f"{record} {ref} ({status})"
+    for name, statuses in events.items():
+        if status in statuses:
+            yield name, ref, what
 
 
 def _entry(entry: LedgerEntry) -> str:

@@ -287,16 +287,7 @@ def read_books(run_dir: Path) -> Books:
             )
         entries = payment.ledger_entries()
         for entry in entries:
-            books.ledger.setdefault(entry.order_id, []).append(
-                LedgerEntry(
-                    entry.order_id,
-                    entry.kind,
-                    entry.payment_id,
-                    entry.amount_minor,
-                    entry.currency,
-                    entry.created_at,
-                )
-            )
+            books.ledger.setdefault(entry.order_id, []).append(entry)
         pending = _pending(payment)
     books.pending += pending
     books.sources.append(

@@ -12,6 +12,7 @@ from typing import TypeVar
 
 from contracts.activities import SagaPhase
 from ops.audit.report import AuditSource
+from workers.payment.queries import LedgerEntryRow
 
 __all__ = [
     "AuditSnapshot",
@@ -67,17 +68,9 @@ class PaymentRecord:
     created_at: float
 
 
-@dataclass(frozen=True, slots=True)
-class LedgerEntry:
-    """A row of the payment service's ``ledger_entries``: money moved."""
-
-    order_id: str
-    kind: str
-    """``charge`` or ``refund``."""
-    payment_id: str
-    amount_minor: int
-    currency: str
-    created_at: float
+LedgerEntry = LedgerEntryRow
+"""A row of the payment service's ``ledger_entries``: money moved (as its query module
+publishes it: a plain record, nothing to convert)."""
 
 
 @dataclass(frozen=True, slots=True)

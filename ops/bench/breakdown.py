@@ -7,7 +7,7 @@ dispatch signal, or the bare workflow's timer). What is left is "other".
 """
 
 import asyncio
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from pydantic import BaseModel
 from temporalio.api.enums.v1 import EventType
@@ -51,6 +51,31 @@ class TimeBreakdown(BaseModel):
     """Upserts per saga: each is also a visibility write."""
 
 
+_SPANS: dict["EventType.ValueType", tuple[str, Callable[[HistoryEvent], int]]] = {
+    EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED: (
+        WORKFLOW_TASK_WAIT,
+        lambda event: event.workflow_task_started_event_attributes.scheduled_event_id,
+    ),
+    EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED: (
+        WORKFLOW_TASK_RUN,
+        lambda event: event.workflow_task_completed_event_attributes.started_event_id,
+    ),
+    EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED: (
+        ACTIVITY_WAIT,
+        lambda event: event.activity_task_started_event_attributes.scheduled_event_id,
+    ),
+    EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED: (
+        ACTIVITY_RUN,
+        lambda event: event.activity_task_completed_event_attributes.started_event_id,
+    ),
+    EventType.EVENT_TYPE_TIMER_FIRED: (
+        CARRIER_WAIT,
+        lambda event: event.timer_fired_event_attributes.started_event_id,
+    ),
+}
+"""The events that close a span of a part, with the id of the event that opened it."""
+
+
 def _seconds(event: HistoryEvent) -> float:
     return event.event_time.ToNanoseconds() / 1e9
 
@@ -65,22 +90,11 @@ def split_history(events: Sequence[HistoryEvent]) -> dict[str, float]:
         time = _seconds(event)
         at[event.event_id] = time
         kind = event.event_type
-        if kind == EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED:
-            scheduled = event.workflow_task_started_event_attributes.scheduled_event_id
-            parts[WORKFLOW_TASK_WAIT] += time - at[scheduled]
-        elif kind == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
-            started = event.workflow_task_completed_event_attributes.started_event_id
-            parts[WORKFLOW_TASK_RUN] += time - at[started]
+        if (span := _SPANS.get(kind)) is not None:
+            part, opened_by = span
+            parts[part] += time - at[opened_by(event)]
+        if kind == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
             last_task_completed = time
-        elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED:
-            scheduled = event.activity_task_started_event_attributes.scheduled_event_id
-            parts[ACTIVITY_WAIT] += time - at[scheduled]
-        elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
-            started = event.activity_task_completed_event_attributes.started_event_id
-            parts[ACTIVITY_RUN] += time - at[started]
-        elif kind == EventType.EVENT_TYPE_TIMER_FIRED:
-            started = event.timer_fired_event_attributes.started_event_id
-            parts[CARRIER_WAIT] += time - at[started]
         elif (
             kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
             and not carrier_waited

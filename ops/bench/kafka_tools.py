@@ -9,12 +9,13 @@ import asyncio
 import os
 import re
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
 
 from infra.engines.kafka_broker import fetch_maven_jars
 from infra.engines.processes import require_tool
+from ops.bench.load import Say
 from ops.bench.publisher import PublisherFigures
 from ops.bench.stats import LatencySummary
 
@@ -26,8 +27,6 @@ _SUMMARY = re.compile(
     r"(?P<avg>[\d.]+) ms avg latency, (?P<max>[\d.]+) ms max latency, "
     r"(?P<p50>\d+) ms 50th, (?P<p95>\d+) ms 95th, (?P<p99>\d+) ms 99th"
 )
-
-Say = Callable[[str], None]
 
 
 def ensure_kafka_tools_jars(cache_dir: Path, version: str, *, maven: str, say: Say) -> Path:

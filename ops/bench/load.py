@@ -40,6 +40,7 @@ __all__ = [
     "LoadFigures",
     "Progress",
     "ProgressLine",
+    "Say",
     "bare_workers",
     "bare_workflow_id",
     "bench_order",
@@ -53,12 +54,15 @@ BENCH_SKUS = ("SKU-1001", "SKU-1002", "SKU-1003")
 Progress = Callable[[int, int], None]
 """Told ``(finished, total)`` after each saga ends."""
 
+Say = Callable[[str], None]
+"""Where a run's progress lines go: ``print``, or the CLI's stderr."""
+
 
 class ProgressLine:
     """``label: done/total`` on stderr, at most a few times a second (one updating line on a
     terminal)."""
 
-    def __init__(self, label: str, say: Callable[[str], None]) -> None:
+    def __init__(self, label: str, say: Say) -> None:
         self._label = label
         self._say = say
         self._last = 0.0

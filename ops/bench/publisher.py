@@ -13,7 +13,7 @@ import logging
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ from contracts.topics import TopicSpec
 from infra.config.kafka import KafkaTarget, as_connection
 from infra.config.logs import log_handler
 from infra.engines.kafka_broker import apply_topic_catalog
+from ops.bench.load import Say
 from ops.bench.stats import LatencySummary, summarize
 from runtime import (
     EventBusMetrics,
@@ -49,8 +50,6 @@ __all__ = [
     "measure_project_publisher",
     "typical_event",
 ]
-
-Say = Callable[[str], None]
 
 
 class PublisherFigures(BaseModel):

@@ -13,7 +13,6 @@ import asyncio
 import os
 import uuid
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,6 +33,7 @@ from ops.bench.load import (
     BENCH_SKUS,
     LoadFigures,
     ProgressLine,
+    Say,
     bare_workflow_id,
     bench_order,
     run_bare_sagas,
@@ -70,7 +70,6 @@ from workers.inventory import queries as inventory_queries
 
 __all__ = ["BenchError", "BenchOptions", "BenchRun", "run_bench"]
 
-Say = Callable[[str], None]
 
 EVENTS_PER_COMPLETED_SAGA = 6
 """order.placed, payment.completed, inventory.reserved, shipping.scheduled,

@@ -22,7 +22,7 @@ import random
 import sqlite3
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,7 +40,7 @@ from infra.config.settings import Settings
 from infra.engines.processes import ProcessTable
 from infra.engines.stack import ENGINES, Stack
 from ops.audit import run_audit
-from ops.bench.load import ProgressLine
+from ops.bench.load import ProgressLine, Say
 from ops.bench.observe import scrape_metrics
 from ops.chaos.faults import (
     KILL_TARGETS,
@@ -66,8 +66,6 @@ __all__ = [
     "run_chaos",
     "service_metrics",
 ]
-
-Say = Callable[[str], None]
 
 
 async def connect_quietly(settings: Settings) -> Client:

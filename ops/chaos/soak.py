@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,7 +20,7 @@ from pydantic import BaseModel
 
 from infra.config.settings import Settings
 from infra.engines.stack import Stack
-from ops.bench.load import ProgressLine
+from ops.bench.load import ProgressLine, Say
 from ops.bench.observe import scrape_metrics
 from ops.chaos.load import ChaosLoad
 from ops.chaos.runner import (
@@ -34,7 +33,6 @@ from ops.chaos.runner import (
 
 __all__ = ["SoakOptions", "SoakReport", "render_soak", "run_soak"]
 
-Say = Callable[[str], None]
 
 _GROWTH_LIMIT = 0.25
 """Growth from warmed up to the end, beyond which a process counts as not flat."""

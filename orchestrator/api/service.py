@@ -12,7 +12,7 @@ import hashlib
 import sqlite3
 import uuid
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 
 from temporalio.api.enums.v1 import PendingActivityState
@@ -230,15 +230,7 @@ class SagaService:
     def events(self, order_id: str, *, after: int = 0) -> list[EventView]:
         """The order's events after position ``after``, in the order they happened."""
         return [
-            EventView(
-                position=position,
-                event_id=entry.event_id,
-                event_type=entry.event_type,
-                source=entry.source,
-                timestamp=entry.timestamp,
-                causation_id=entry.causation_id,
-                data=entry.data,
-            )
+            EventView(position=position, **asdict(entry))
             for position, entry in self._timeline.events_for(order_id, after_seq=after)
         ]
 
