@@ -93,12 +93,7 @@ class OrderBook(Book):
             "UPDATE orders SET status = 'completed', updated_at = ?"
             " WHERE order_id = ? AND status = 'placed'",
             (now, request.order_id),
-            OrderCompletedData(
-                order_id=request.order_id,
-                payment_id=request.payment_id,
-                reservation_id=request.reservation_id,
-                shipment_id=request.shipment_id,
-            ),
+            OrderCompletedData.model_validate(request, from_attributes=True),
             cause,
         )
         if completed and self._metrics is not None:

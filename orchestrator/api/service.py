@@ -486,12 +486,7 @@ class SagaService:
             try:
                 result = await self.repair(
                     saga.order_id,
-                    RepairRequest(
-                        action=request.action,
-                        step=request.step,
-                        operator=request.operator,
-                        reason=request.reason,
-                    ),
+                    RepairRequest.model_validate(request, from_attributes=True),
                     principal,
                 )
             except (ActionRefused, SagaNotFound) as exc:

@@ -13,11 +13,14 @@ cancels the shipment, releases, refunds; a ``cancel_order`` signal before dispat
 whatever was done. After dispatch, cancel requests are refused (and recorded).
 """
 
+from collections.abc import Callable
 from datetime import timedelta
 
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
+    from pydantic import BaseModel
+
     from contracts import task_queues
     from contracts.activities import (
         CANCEL_ORDER,
@@ -133,6 +136,21 @@ def _dispatch_mismatch(ctx: Context, signal: ShipmentDispatched) -> str | None:
     return None
 
 
+def _undo(
+    name: str,
+    task_queue: str,
+    make_input: Callable[..., ReleaseStockInput | CancelShipmentInput],
+    result: type[BaseModel],
+) -> ActivityCall:
+    """A compensation told only the order and why the saga turns back."""
+    return ActivityCall(
+        name=name,
+        task_queue=task_queue,
+        input=lambda ctx: make_input(order_id=_order_id(ctx), reason=ctx.failure_reason),
+        result=result,
+    )
+
+
 def _service_policy(*business_errors: str) -> StepPolicy:
     """A call to one of our services: stuck after 5 attempts a round, 5 minutes to succeed."""
     return StepPolicy(
@@ -196,13 +214,8 @@ ORDER_SAGA = SagaDefinition(
                 ),
                 result=ReserveStockResult,
             ),
-            compensation=ActivityCall(
-                name=RELEASE_STOCK,
-                task_queue=task_queues.INVENTORY,
-                input=lambda ctx: ReleaseStockInput(
-                    order_id=_order_id(ctx), reason=ctx.failure_reason
-                ),
-                result=ReleaseStockResult,
+            compensation=_undo(
+                RELEASE_STOCK, task_queues.INVENTORY, ReleaseStockInput, ReleaseStockResult
             ),
             policy=_service_policy(STOCK_UNAVAILABLE),
         ),
@@ -218,13 +231,8 @@ ORDER_SAGA = SagaDefinition(
                 ),
                 result=ScheduleShipmentResult,
             ),
-            compensation=ActivityCall(
-                name=CANCEL_SHIPMENT,
-                task_queue=task_queues.SHIPPING,
-                input=lambda ctx: CancelShipmentInput(
-                    order_id=_order_id(ctx), reason=ctx.failure_reason
-                ),
-                result=CancelShipmentResult,
+            compensation=_undo(
+                CANCEL_SHIPMENT, task_queues.SHIPPING, CancelShipmentInput, CancelShipmentResult
             ),
             policy=_service_policy(DESTINATION_UNSUPPORTED),
         ),

@@ -2,6 +2,7 @@
 
 import asyncio
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -44,19 +45,49 @@ async def place(api: httpx.AsyncClient, body: dict[str, Any]) -> str:
     return order_id
 
 
-async def until_ended(
-    api: httpx.AsyncClient, order_id: str, *, closing_event: bool = True, wait_s: float = 90.0
+async def saga_when(
+    api: httpx.AsyncClient,
+    order_id: str,
+    done: Callable[[dict[str, Any]], bool],
+    *,
+    wait_s: float = 90.0,
 ) -> dict[str, Any]:
-    """``GET /sagas/{order_id}`` once Temporal has closed the saga and, with
-    ``closing_event``, its closing event is in the timeline."""
+    """``GET /sagas/{order_id}``, asked again until ``done`` holds for its answer."""
     deadline = asyncio.get_running_loop().time() + wait_s
     saga: dict[str, Any] = {}
     while asyncio.get_running_loop().time() < deadline:
         response = await api.get(f"/sagas/{order_id}")
         assert response.status_code == 200, response.text
         saga = response.json()
-        ended = not closing_event or any(e["event_type"] in ENDS for e in saga["events"])
-        if saga["execution_status"] != "RUNNING" and ended:
+        if done(saga):
             return saga
         await asyncio.sleep(0.1)
-    raise AssertionError(f"saga {order_id} did not end: {saga.get('saga')}")
+    raise AssertionError(f"saga {order_id} never got there: {saga.get('saga')}")
+
+
+async def until_ended(
+    api: httpx.AsyncClient, order_id: str, *, closing_event: bool = True, wait_s: float = 90.0
+) -> dict[str, Any]:
+    """``GET /sagas/{order_id}`` once Temporal has closed the saga and, with
+    ``closing_event``, its closing event is in the timeline."""
+
+    def ended(saga: dict[str, Any]) -> bool:
+        closed = not closing_event or any(e["event_type"] in ENDS for e in saga["events"])
+        return saga["execution_status"] != "RUNNING" and closed
+
+    return await saga_when(api, order_id, ended, wait_s=wait_s)
+
+
+async def repair(
+    api: httpx.AsyncClient,
+    order_id: str,
+    action: str,
+    step: str,
+    reason: str,
+    operator: str = "ops-oncall",
+) -> httpx.Response:
+    """``POST /sagas/{order_id}/repair``, whatever it answers."""
+    return await api.post(
+        f"/sagas/{order_id}/repair",
+        json={"action": action, "step": step, "operator": operator, "reason": reason},
+    )

@@ -86,18 +86,7 @@ def sample_events() -> dict[str, AnyEvent]:
             ),
             "orchestrator",
         ),
-        _sample(
-            OrderRepaired,
-            OrderRepairedData(
-                order_id=ORDER_ID,
-                action="resolve_manually",
-                step="refund_payment",
-                operator="ops@example.com",
-                reason="refunded by hand in the processor's console",
-                detail="refund_payment: resolved manually",
-            ),
-            "orchestrator-api",
-        ),
+        order_repaired(ORDER_ID),
         _sample(
             PaymentCompleted,
             PaymentCompletedData(order_id=ORDER_ID, payment_id="pay-1", amount=TOTAL),
@@ -160,5 +149,21 @@ def payment_completed(
             order_id=order_id,
             payment_id=payment_id,
             amount=Money(amount_minor=amount_minor, currency="EUR"),
+        ),
+    )
+
+
+def order_repaired(order_id: str) -> OrderRepaired:
+    """An order.repaired of ``order_id``: an operator settled its refund by hand."""
+    return OrderRepaired(
+        source="orchestrator-api",
+        correlation_id=order_id,
+        data=OrderRepairedData(
+            order_id=order_id,
+            action="resolve_manually",
+            step="refund_payment",
+            operator="ops@example.com",
+            reason="refunded by hand in the processor's console",
+            detail="refund_payment: resolved manually",
         ),
     )

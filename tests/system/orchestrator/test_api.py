@@ -12,7 +12,7 @@ from infra.config.settings import Settings
 from infra.engines.processes import ProcessTable, stop_process
 from infra.engines.stack import Stack
 from orchestrator.api.auth import DEVELOPMENT_PRINCIPAL
-from tests.support.orders_api import order_body, place, until_ended
+from tests.support.orders_api import order_body, place, repair, until_ended
 from tests.support.saga_paths import (
     CANCELLED,
     CHARGED,
@@ -273,35 +273,25 @@ async def test_a_saga_stuck_in_a_failing_compensation_is_found_and_moved_on(
     assert entry["owner"] == "payment"
     assert "refuses refunds" in (entry["last_failure"] or "")
 
-    not_stuck = await api.post(
-        f"/sagas/{order_id}/repair",
-        json={
-            "action": "retry_now",
-            "step": "reserve_stock",
-            "operator": "ops-oncall",
-            "reason": "try again",
-        },
-    )
+    not_stuck = await repair(api, order_id, "retry_now", "reserve_stock", reason="try again")
     assert not_stuck.status_code == 409
     assert "not stuck" in not_stuck.json()["detail"]
 
-    repair = {
+    by_hand = "refunded by hand in the processor's console"
+    bulk = {
         "action": "resolve_manually",
         "step": "charge_payment",
         "operator": "ops-oncall",
-        "reason": "refunded by hand in the processor's console",
+        "reason": by_hand,
         "older_than_seconds": 0,
     }
-    dry = await api.post("/sagas/stuck/repair", json=repair)
+    dry = await api.post("/sagas/stuck/repair", json=bulk)
     assert dry.status_code == 200, dry.text
     mine = [i for i in dry.json()["items"] if i["order_id"] == order_id]
     assert [i["outcome"] for i in mine] == ["would-repair"]
     assert (await _saga(api, order_id))["saga"]["status"] == "COMPENSATING"  # dry: nothing done
 
-    done = await api.post(
-        f"/sagas/{order_id}/repair",
-        json={k: v for k, v in repair.items() if k != "older_than_seconds"},
-    )
+    done = await repair(api, order_id, "resolve_manually", "charge_payment", reason=by_hand)
     assert done.status_code == 200, done.text
     assert f"by {DEVELOPMENT_PRINCIPAL}" in done.json()["detail"]
     assert "(on behalf of ops-oncall)" in done.json()["detail"]

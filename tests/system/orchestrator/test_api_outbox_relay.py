@@ -7,7 +7,6 @@ from contextlib import closing
 from pathlib import Path
 
 from contracts.codec import decode_event
-from contracts.events.order import OrderRepaired, OrderRepairedData
 from contracts.topics import topic_for_event_type
 from infra.config.settings import Settings
 from infra.engines.kafka_broker import KafkaBroker
@@ -15,21 +14,7 @@ from infra.engines.temporal_server import TemporalDevServer
 from ops.snapshot import TopicSnapshot
 from orchestrator.api.app import create_app, outbox_database
 from runtime import Outbox, RelayLease, open_database, transaction
-
-
-def _repair(order_id: str) -> OrderRepaired:
-    return OrderRepaired(
-        data=OrderRepairedData(
-            order_id=order_id,
-            action="resolve_manually",
-            step="payment",
-            operator="ops",
-            reason="settled by hand",
-            detail="resolved",
-        ),
-        correlation_id=order_id,
-        source="orchestrator-api",
-    )
+from tests.support.samples import order_repaired
 
 
 async def _event_ids_on_kafka(bootstrap: str, topic: str, order_id: str) -> list[str]:
@@ -54,7 +39,7 @@ async def test_a_repair_written_just_before_the_api_stops_is_published_by_the_fl
     )
     app = create_app(settings)
     order_id = f"relay-{uuid.uuid4().hex[:12]}"
-    repair = _repair(order_id)
+    repair = order_repaired(order_id)
 
     async with app.router.lifespan_context(app):
         with closing(open_database(outbox_database(settings.run_dir))) as db:

@@ -4,7 +4,8 @@ their checks without a stack: ``tests/unit/orchestrator/test_auth.py``."""
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,18 +20,40 @@ from tests.support.stacks import scoped_token_name
 
 _ORDER_ID = "auth-no-such-order"
 
-# (method, path, scope it needs, JSON body): one of each route family.
-_GUARDED: list[tuple[str, str, Scope, dict[str, Any] | None]] = [
-    ("POST", "/orders", Scope.ORDERS_PLACE, {}),
-    ("GET", "/sagas", Scope.SAGAS_READ, None),
-    ("GET", "/sagas/stuck", Scope.SAGAS_READ, None),
-    ("GET", f"/sagas/{_ORDER_ID}", Scope.SAGAS_READ, None),
-    ("GET", f"/sagas/{_ORDER_ID}/events", Scope.SAGAS_READ, None),
-    ("POST", f"/sagas/{_ORDER_ID}/cancel", Scope.SAGAS_OPERATE, {"reason": "r"}),
-    ("POST", f"/sagas/{_ORDER_ID}/repair", Scope.SAGAS_OPERATE, {"reason": "r"}),
-    ("POST", "/sagas/stuck/repair", Scope.SAGAS_OPERATE, {"reason": "r"}),
+
+@dataclass(frozen=True)
+class _Route:
+    """One guarded route: how to call it and the scope it needs."""
+
+    method: str
+    path: str
+    scope: Scope
+    body: dict[str, Any] | None = None
+
+    def call(
+        self, client: httpx.AsyncClient, headers: dict[str, str] | None = None
+    ) -> Awaitable[httpx.Response]:
+        return client.request(self.method, self.path, json=self.body, headers=headers)
+
+
+# One of each route family.
+_GUARDED = [
+    _Route("POST", "/orders", Scope.ORDERS_PLACE, {}),
+    _Route("GET", "/sagas", Scope.SAGAS_READ),
+    _Route("GET", "/sagas/stuck", Scope.SAGAS_READ),
+    _Route("GET", f"/sagas/{_ORDER_ID}", Scope.SAGAS_READ),
+    _Route("GET", f"/sagas/{_ORDER_ID}/events", Scope.SAGAS_READ),
+    _Route("POST", f"/sagas/{_ORDER_ID}/cancel", Scope.SAGAS_OPERATE, {"reason": "r"}),
+    _Route("POST", f"/sagas/{_ORDER_ID}/repair", Scope.SAGAS_OPERATE, {"reason": "r"}),
+    _Route("POST", "/sagas/stuck/repair", Scope.SAGAS_OPERATE, {"reason": "r"}),
 ]
-_IDS = [f"{method} {path}" for method, path, _, _ in _GUARDED]
+
+
+@pytest.fixture(params=_GUARDED, ids=lambda route: f"{route.method} {route.path}")
+def route(request: pytest.FixtureRequest) -> _Route:
+    """Each guarded route in turn."""
+    guarded: _Route = request.param
+    return guarded
 
 
 def _bearer(token: str) -> dict[str, str]:
@@ -48,57 +71,38 @@ def _order(customer: str = "cust-auth") -> dict[str, Any]:
     return order_body(prefix="auth", customer_id=customer)
 
 
-@pytest.mark.parametrize(("method", "path", "scope", "body"), _GUARDED, ids=_IDS)
 async def test_no_token_or_an_unknown_one_is_a_401(
-    anonymous: httpx.AsyncClient,
-    method: str,
-    path: str,
-    scope: Scope,
-    body: dict[str, Any] | None,
+    anonymous: httpx.AsyncClient, route: _Route
 ) -> None:
     """Without a token the answer says how to send one; an unknown token is refused alike."""
-    missing = await anonymous.request(method, path, json=body)
+    missing = await route.call(anonymous)
     assert missing.status_code == 401, missing.text
     assert missing.headers["www-authenticate"] == "Bearer"
     assert "Authorization: Bearer" in missing.json()["detail"]
     for header in ("Bearer " + "x" * 43, "Basic dXNlcjpwYXNz", "Bearer"):
-        unknown = await anonymous.request(
-            method, path, json=body, headers={"Authorization": header}
-        )
+        unknown = await route.call(anonymous, {"Authorization": header})
         assert unknown.status_code == 401, (header, unknown.text)
         assert unknown.headers["www-authenticate"].startswith("Bearer")
 
 
-@pytest.mark.parametrize(("method", "path", "scope", "body"), _GUARDED, ids=_IDS)
 async def test_a_token_without_the_scope_is_a_403_naming_it(
-    anonymous: httpx.AsyncClient,
-    scoped_tokens: dict[Scope, str],
-    method: str,
-    path: str,
-    scope: Scope,
-    body: dict[str, Any] | None,
+    anonymous: httpx.AsyncClient, scoped_tokens: dict[Scope, str], route: _Route
 ) -> None:
     for other, token in scoped_tokens.items():
-        if other is scope:
+        if other is route.scope:
             continue
-        answer = await anonymous.request(method, path, json=body, headers=_bearer(token))
+        answer = await route.call(anonymous, _bearer(token))
         assert answer.status_code == 403, (other, answer.text)
         detail = answer.json()["detail"]
-        assert repr(scope.value) in detail
+        assert repr(route.scope.value) in detail
         assert repr(scoped_token_name(other)) in detail
 
 
-@pytest.mark.parametrize(("method", "path", "scope", "body"), _GUARDED, ids=_IDS)
 async def test_the_right_scope_gets_past_the_guard(
-    anonymous: httpx.AsyncClient,
-    scoped_tokens: dict[Scope, str],
-    method: str,
-    path: str,
-    scope: Scope,
-    body: dict[str, Any] | None,
+    anonymous: httpx.AsyncClient, scoped_tokens: dict[Scope, str], route: _Route
 ) -> None:
     """With its scope, the request reaches the route: what it answers is no 401 or 403."""
-    answer = await anonymous.request(method, path, json=body, headers=_bearer(scoped_tokens[scope]))
+    answer = await route.call(anonymous, _bearer(scoped_tokens[route.scope]))
     assert answer.status_code not in (401, 403), answer.text
 
 

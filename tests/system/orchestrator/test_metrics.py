@@ -1,6 +1,5 @@
 """The saga metrics: why a saga was cancelled, and the stuck sagas counted from Temporal."""
 
-import asyncio
 from datetime import timedelta
 from typing import Any
 
@@ -10,7 +9,7 @@ from temporalio.client import Client
 
 from infra.config.settings import Settings
 from orchestrator.metrics import SagaMetrics, SagaWatch
-from tests.support.orders_api import order_body, place
+from tests.support.orders_api import order_body, place, repair, saga_when
 from tests.support.scrapes import metrics_url, scrape
 
 
@@ -20,22 +19,13 @@ def _order(token: str, country: str) -> dict[str, Any]:
     )
 
 
-async def _saga_until(api: httpx.AsyncClient, order_id: str, done: Any) -> dict[str, Any]:
-    for _ in range(600):
-        saga: dict[str, Any] = (await api.get(f"/sagas/{order_id}")).json()
-        if done(saga):
-            return saga
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"saga {order_id} never got there: {saga}")
-
-
 async def test_a_customer_cancel_is_counted_as_customer(
     api: httpx.AsyncClient, stack: Settings
 ) -> None:
     async with httpx.AsyncClient(timeout=10) as http:
         before = await scrape(http, metrics_url(stack, "orchestrator"))
         order_id = await place(api, _order("tok_visa", "DE"))
-        await _saga_until(
+        await saga_when(
             api,
             order_id,
             lambda s: any(
@@ -47,7 +37,7 @@ async def test_a_customer_cancel_is_counted_as_customer(
             f"/sagas/{order_id}/cancel", json={"reason": "changed my mind", "requested_by": "me"}
         )
         assert cancel.status_code == 202, cancel.text
-        saga = await _saga_until(api, order_id, lambda s: s["execution_status"] != "RUNNING")
+        saga = await saga_when(api, order_id, lambda s: s["execution_status"] != "RUNNING")
         assert saga["saga"]["status"] == "CANCELLED"
         after = await scrape(http, metrics_url(stack, "orchestrator"))
     grew = after.value("sagas_cancelled_total", reason="customer") - before.value(
@@ -72,7 +62,7 @@ async def test_the_saga_watch_counts_a_saga_flagged_stuck(
     watch = SagaWatch(temporal_client, metrics, min_age=timedelta(0))
     order_id = await place(api, _order("tok_refundFail", "AQ"))
     try:
-        await _saga_until(
+        await saga_when(
             api,
             order_id,
             lambda s: any(
@@ -83,17 +73,11 @@ async def test_the_saga_watch_counts_a_saga_flagged_stuck(
         assert gauge("sagas_stuck") >= 1
         assert gauge("sagas_in_flight") >= 1
     finally:
-        repaired = await api.post(
-            f"/sagas/{order_id}/repair",
-            json={
-                "action": "resolve_manually",
-                "step": "charge_payment",
-                "operator": "test",
-                "reason": "refunded by hand",
-            },
+        repaired = await repair(
+            api, order_id, "resolve_manually", "charge_payment", reason="refunded by hand"
         )
         assert repaired.status_code == 200, repaired.text
-    await _saga_until(api, order_id, lambda s: s["execution_status"] != "RUNNING")
+    await saga_when(api, order_id, lambda s: s["execution_status"] != "RUNNING")
     await watch.refresh()
     # Other tests' sagas may be stuck too, but this one no longer is.
     assert gauge("sagas_stuck") < 1 or await _still_stuck_elsewhere(api, order_id)

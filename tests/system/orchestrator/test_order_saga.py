@@ -103,6 +103,17 @@ async def result_of(handle: Handle) -> OrderSagaResult:
     return result
 
 
+async def resolve_manually(
+    handle: Handle, step: str, reason: str, operator: str
+) -> OrderSagaResult:
+    """An operator settles ``step`` by hand; the saga's result once it has gone on from there."""
+    await handle.execute_update(
+        OrderSaga.resolve_manually,
+        ResolveManuallyRequest(step=step, reason=reason, operator=operator),
+    )
+    return await result_of(handle)
+
+
 async def test_happy_path_completes_once_the_carrier_dispatches(saga: SagaHarness) -> None:
     """Forward through every step; the dispatched signal leads to order.complete."""
     order = make_order()
@@ -450,13 +461,9 @@ async def test_resolve_manually_lets_the_saga_go_on(saga: SagaHarness) -> None:
     handle = await saga.start(make_order(country=UNSUPPORTED_COUNTRY))
     await skip_until_stuck(saga, handle, Steps.RESERVE_STOCK)
 
-    await handle.execute_update(
-        OrderSaga.resolve_manually,
-        ResolveManuallyRequest(
-            step=Steps.RESERVE_STOCK, reason="released by hand in the WMS", operator="ops-bob"
-        ),
+    result = await resolve_manually(
+        handle, Steps.RESERVE_STOCK, reason="released by hand in the WMS", operator="ops-bob"
     )
-    result = await result_of(handle)
 
     assert result.status is SagaPhase.CANCELLED
     assert stand_ins.calls == [
@@ -543,13 +550,9 @@ async def test_a_step_whose_service_is_down_shows_stuck_and_can_be_settled(
         )
         assert stand_ins.calls == [PLACE_ORDER]
 
-        await handle.execute_update(
-            OrderSaga.resolve_manually,
-            ResolveManuallyRequest(
-                step=Steps.CHARGE_PAYMENT, reason="payment provider gone", operator="ops-cy"
-            ),
+        result = await resolve_manually(
+            handle, Steps.CHARGE_PAYMENT, reason="payment provider gone", operator="ops-cy"
         )
-        result = await result_of(handle)
 
     assert result.status is SagaPhase.CANCELLED
     assert result.failed_step == Steps.CHARGE_PAYMENT

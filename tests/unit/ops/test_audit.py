@@ -40,61 +40,48 @@ def _event(order_id: str, name: str, ref: str | None = None, **fields: Any) -> S
     )
 
 
-def _completed(order_id: str = "done") -> AuditSnapshot:
-    """A completed order whose saga, records and events all agree."""
+def _snapshot(order_id: str, *, cancelled: bool) -> AuditSnapshot:
+    """One order whose sources agree: completed, or undone after its shipment was scheduled
+    with everything given back."""
     pay, res, shp = f"pay-{order_id}", f"res-{order_id}", f"shp-{order_id}"
+    charge = LedgerEntry(order_id, "charge", pay, 3000, "EUR", _T)
+    forward = [
+        _event(order_id, "order.placed"),
+        _event(order_id, "payment.completed", pay),
+        _event(order_id, "inventory.reserved", res),
+        _event(order_id, "shipping.scheduled", shp),
+    ]
+    if cancelled:
+        statuses = ("cancelled", "refunded", "released", "cancelled", SagaPhase.CANCELLED)
+        ledger = [charge, replace(charge, kind="refund")]
+        ending = [
+            _event(order_id, "shipping.cancelled", shp),
+            _event(order_id, "inventory.released", res),
+            _event(order_id, "payment.refunded", pay),
+            _event(order_id, "order.cancelled"),
+        ]
+    else:
+        statuses = ("completed", "captured", "reserved", "dispatched", SagaPhase.COMPLETED)
+        ledger = [charge]
+        ending = [_event(order_id, "shipping.dispatched", shp), _event(order_id, "order.completed")]
+    order, payment, reservation, shipment, phase = statuses
     return AuditSnapshot(
-        orders={order_id: OrderRecord(order_id, "completed", _T)},
-        payments={order_id: PaymentRecord(order_id, pay, "captured", _T)},
-        ledger={order_id: [LedgerEntry(order_id, "charge", pay, 3000, "EUR", _T)]},
-        reservations={order_id: ReservationRecord(order_id, res, "reserved", _T)},
-        shipments={order_id: ShipmentRecord(order_id, shp, "dispatched", "DHL", _T)},
-        sagas={
-            order_id: SagaRecord(order_id, f"order-{order_id}", "COMPLETED", SagaPhase.COMPLETED)
-        },
-        events={
-            order_id: [
-                _event(order_id, "order.placed"),
-                _event(order_id, "payment.completed", pay),
-                _event(order_id, "inventory.reserved", res),
-                _event(order_id, "shipping.scheduled", shp),
-                _event(order_id, "shipping.dispatched", shp),
-                _event(order_id, "order.completed"),
-            ]
-        },
+        orders={order_id: OrderRecord(order_id, order, _T)},
+        payments={order_id: PaymentRecord(order_id, pay, payment, _T)},
+        ledger={order_id: ledger},
+        reservations={order_id: ReservationRecord(order_id, res, reservation, _T)},
+        shipments={order_id: ShipmentRecord(order_id, shp, shipment, "DHL", _T)},
+        sagas={order_id: SagaRecord(order_id, f"order-{order_id}", "COMPLETED", phase)},
+        events={order_id: forward + ending},
     )
+
+
+def _completed(order_id: str = "done") -> AuditSnapshot:
+    return _snapshot(order_id, cancelled=False)
 
 
 def _cancelled(order_id: str = "undone") -> AuditSnapshot:
-    """An order undone after its shipment was scheduled, everything given back."""
-    pay, res, shp = f"pay-{order_id}", f"res-{order_id}", f"shp-{order_id}"
-    return AuditSnapshot(
-        orders={order_id: OrderRecord(order_id, "cancelled", _T)},
-        payments={order_id: PaymentRecord(order_id, pay, "refunded", _T)},
-        ledger={
-            order_id: [
-                LedgerEntry(order_id, "charge", pay, 3000, "EUR", _T),
-                LedgerEntry(order_id, "refund", pay, 3000, "EUR", _T),
-            ]
-        },
-        reservations={order_id: ReservationRecord(order_id, res, "released", _T)},
-        shipments={order_id: ShipmentRecord(order_id, shp, "cancelled", "DHL", _T)},
-        sagas={
-            order_id: SagaRecord(order_id, f"order-{order_id}", "COMPLETED", SagaPhase.CANCELLED)
-        },
-        events={
-            order_id: [
-                _event(order_id, "order.placed"),
-                _event(order_id, "payment.completed", pay),
-                _event(order_id, "inventory.reserved", res),
-                _event(order_id, "shipping.scheduled", shp),
-                _event(order_id, "shipping.cancelled", shp),
-                _event(order_id, "inventory.released", res),
-                _event(order_id, "payment.refunded", pay),
-                _event(order_id, "order.cancelled"),
-            ]
-        },
-    )
+    return _snapshot(order_id, cancelled=True)
 
 
 def _without(snapshot: AuditSnapshot, order_id: str, *names: str) -> None:

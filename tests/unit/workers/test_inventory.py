@@ -12,6 +12,7 @@ from contracts.errors import STOCK_UNAVAILABLE
 from contracts.events.common import StockLine
 from infra.config.settings import ConfigurationError, Settings
 from runtime import Outbox
+from tests.support.activities import refused_each_time
 from tests.unit.workers.conftest import EventsOf
 from workers.inventory.activities import InventoryActivities
 from workers.inventory.service import seeded_stock
@@ -97,13 +98,8 @@ async def test_reserve_decrements_once_and_release_restores(
 async def test_an_oversize_order_is_refused_and_takes_nothing(
     inventory: InventoryActivities, stock: StockBook, events_of: EventsOf
 ) -> None:
-    env = ActivityEnvironment()
     order = _reserve("o2", ("SKU-1001", 1), ("SKU-1003", 1001))
-    for _ in range(2):
-        with pytest.raises(ApplicationError) as refused:
-            await env.run(inventory.reserve, order)
-        assert refused.value.type == STOCK_UNAVAILABLE
-        assert refused.value.non_retryable
+    await refused_each_time(inventory.reserve, order, STOCK_UNAVAILABLE)
 
     assert stock.on_hand("SKU-1001") == 1000
     assert stock.on_hand("SKU-1003") == 1000

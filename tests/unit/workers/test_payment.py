@@ -11,6 +11,7 @@ from contracts.activities import ChargePaymentInput, RefundPaymentInput
 from contracts.errors import PAYMENT_DECLINED
 from contracts.events.common import Money
 from runtime import Outbox
+from tests.support.activities import refused_each_time
 from tests.unit.workers.conftest import EventsOf
 from workers.payment.activities import PROCESSOR_UNAVAILABLE, PaymentActivities
 from workers.payment.ledger import PaymentLedger
@@ -62,12 +63,7 @@ async def test_charging_twice_charges_once(
 async def test_a_declined_card_is_a_non_retryable_refusal_published_once(
     payments: PaymentActivities, ledger: PaymentLedger, events_of: EventsOf
 ) -> None:
-    env = ActivityEnvironment()
-    for _ in range(2):
-        with pytest.raises(ApplicationError) as refused:
-            await env.run(payments.charge, _charge("o2", "tok_chargeDeclined"))
-        assert refused.value.type == PAYMENT_DECLINED
-        assert refused.value.non_retryable
+    await refused_each_time(payments.charge, _charge("o2", "tok_chargeDeclined"), PAYMENT_DECLINED)
 
     assert ledger.entries("o2") == []
     [event] = events_of("o2")
@@ -178,11 +174,7 @@ async def test_a_refund_the_processor_refuses_is_transient_and_moves_no_money(
     env = ActivityEnvironment()
     await env.run(payments.charge, _charge("o9", "tok_refundFail"))
     refund = RefundPaymentInput(order_id="o9", reason="no stock", payment_token="tok_refundFail")
-    for _ in range(2):
-        with pytest.raises(ApplicationError) as refused:
-            await env.run(payments.refund, refund)
-        assert refused.value.type == PROCESSOR_UNAVAILABLE
-        assert not refused.value.non_retryable
+    await refused_each_time(payments.refund, refund, PROCESSOR_UNAVAILABLE, retryable=True)
 
     assert ledger.entries("o9") == [("charge", 4250)]
     assert [e.event_type for e in events_of("o9")] == ["payment.completed.v1"]

@@ -12,6 +12,7 @@ from contracts.errors import DESTINATION_UNSUPPORTED
 from contracts.events.common import StockLine
 from infra.config.settings import ConfigurationError, Settings
 from runtime import Outbox
+from tests.support.activities import refused_each_time
 from tests.unit.workers.conftest import EventsOf
 from workers.shipping.activities import ShippingActivities
 from workers.shipping.carrier import CarrierSimulator
@@ -70,12 +71,7 @@ async def test_scheduling_twice_schedules_once(
 async def test_an_unsupported_destination_is_refused_once(
     shipping: ShippingActivities, events_of: EventsOf
 ) -> None:
-    env = ActivityEnvironment()
-    for _ in range(2):
-        with pytest.raises(ApplicationError) as refused:
-            await env.run(shipping.schedule, _schedule("o2", "AQ"))
-        assert refused.value.type == DESTINATION_UNSUPPORTED
-        assert refused.value.non_retryable
+    await refused_each_time(shipping.schedule, _schedule("o2", "AQ"), DESTINATION_UNSUPPORTED)
 
     [event] = events_of("o2")
     assert event.event_type == "shipping.failed.v1"
