@@ -2,13 +2,19 @@
 
 import argparse
 import asyncio
+import dataclasses
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from cli.output import fail, say
 from infra.config.settings import Settings
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+_Options = TypeVar("_Options", bound="DataclassInstance")
 
 __all__ = ["register"]
 
@@ -45,13 +51,12 @@ def _chaos(settings: Settings, args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    options = ChaosOptions(
-        orders=args.orders,
-        concurrency=args.concurrency,
+    options = options_from(
+        ChaosOptions,
+        args,
         kills=kills,
         pauses=pauses,
         pause_s=args.pause_seconds,
-        seed=args.seed,
         timeout_s=args.timeout,
     )
     try:
@@ -65,7 +70,7 @@ def _soak(settings: Settings, args: argparse.Namespace) -> int:
     from ops.chaos import ChaosError
     from ops.chaos.soak import SoakOptions, render_soak, run_soak
 
-    options = SoakOptions(orders=args.orders, concurrency=args.concurrency)
+    options = options_from(SoakOptions, args)
     try:
         report = asyncio.run(run_soak(settings, options, say=say))
     except ChaosError as exc:
@@ -84,6 +89,17 @@ def _report(
     print(report.model_dump_json(indent=2) if args.json else text)
     print(f"report: {path}", file=sys.stderr)
     return 0 if report.passed else 1
+
+
+def options_from(kind: type[_Options], args: argparse.Namespace, **given: object) -> _Options:
+    """The options dataclass ``kind`` from the command line: each field from the argument of
+    its name (where the command has one), or from ``given``."""
+    named = {
+        field.name: getattr(args, field.name)
+        for field in dataclasses.fields(kind)
+        if hasattr(args, field.name)
+    }
+    return kind(**(named | given))
 
 
 def add_load_arguments(

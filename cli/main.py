@@ -341,18 +341,7 @@ def _replay(settings: Settings, args: argparse.Namespace) -> int:
 def _bench(settings: Settings, args: argparse.Namespace) -> int:
     from ops.bench import BenchError, BenchOptions, render_text, run_bench
 
-    options = BenchOptions(
-        orders=args.orders,
-        concurrency=args.concurrency,
-        bare_orders=args.bare_orders,
-        bare_dispatch_wait=args.bare_dispatch_wait,
-        records=args.records,
-        skip_bare=args.skip_bare,
-        skip_publishing=args.skip_publishing,
-        skip_kafka_tools=args.skip_kafka_tools,
-        profile=args.profile,
-        report_dir=args.report_dir,
-    )
+    options = chaos.options_from(BenchOptions, args)
     try:
         run = asyncio.run(run_bench(settings, options, say=say))
     except BenchError as exc:

@@ -89,6 +89,14 @@ def _without(snapshot: AuditSnapshot, order_id: str, *names: str) -> None:
         snapshot.events[order_id] = [e for e in snapshot.events[order_id] if e.name not in names]
 
 
+def _renamed(snapshot: AuditSnapshot, order_id: str, name: str, to: str) -> None:
+    """The order's ``name`` event seen as a ``to`` event instead."""
+    assert snapshot.events is not None
+    snapshot.events[order_id] = [
+        replace(e, name=to) if e.name == name else e for e in snapshot.events[order_id]
+    ]
+
+
 def _kinds(report: AuditReport, order_id: str) -> set[ViolationKind]:
     return {violation.kind for violation in report.violations_of(order_id)}
 
@@ -141,11 +149,7 @@ def _shipment_kept(s: AuditSnapshot) -> None:
 
 def _dispatched_anyway(s: AuditSnapshot) -> None:
     s.shipments["undone"] = replace(s.shipments["undone"], status="dispatched")
-    assert s.events is not None
-    s.events["undone"] = [
-        replace(e, name="shipping.dispatched") if e.name == "shipping.cancelled" else e
-        for e in s.events["undone"]
-    ]
+    _renamed(s, "undone", "shipping.cancelled", "shipping.dispatched")
 
 
 def _no_reservation(s: AuditSnapshot) -> None:
@@ -177,11 +181,7 @@ def _terminated_while_waiting(s: AuditSnapshot) -> None:
 
 def _order_record_disagrees(s: AuditSnapshot) -> None:
     s.orders["done"] = replace(s.orders["done"], status="cancelled")
-    assert s.events is not None
-    s.events["done"] = [
-        replace(e, name="order.cancelled") if e.name == "order.completed" else e
-        for e in s.events["done"]
-    ]
+    _renamed(s, "done", "order.completed", "order.cancelled")
 
 
 @pytest.mark.parametrize(
