@@ -25,6 +25,7 @@ __all__ = [
     "free_port",
     "free_ports",
     "kill_process",
+    "listener_of",
     "port_in_use",
     "require_tool",
     "reserve_ports",
@@ -184,6 +185,32 @@ class ProcessTable:
         if not self._dir.is_dir():
             return []
         return [path.stem for path in self._dir.glob("*.json") if not path.name.startswith(".")]
+
+
+def listener_of(port: int) -> str | None:
+    """Who listens on TCP ``port`` on this machine: ``pid N (command line)``, or None when
+    nobody does or the socket's owner cannot be seen (another user's process)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            local, state, inode = fields[1], fields[3], fields[9]
+            if state == "0A" and int(local.rsplit(":", 1)[1], 16) == port:  # 0A: LISTEN
+                inodes.add(f"socket:[{inode}]")
+    if not inodes:
+        return None
+    for process in Path("/proc").iterdir():
+        if not process.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            if any(os.readlink(fd) in inodes for fd in (process / "fd").iterdir()):
+                command = (process / "cmdline").read_bytes().replace(b"\0", b" ").strip()
+                return f"pid {process.name} ({command.decode(errors='replace')[:120]})"
+    return None
 
 
 def port_in_use(host: str, port: int) -> bool:

@@ -1,5 +1,6 @@
 """The one-line errors of `saga up` and `saga ps` on bad input, before any engine starts."""
 
+import os
 import socket
 import subprocess
 
@@ -29,6 +30,7 @@ def test_a_taken_port_is_named(stack_env: dict[str, str]) -> None:
         squatter.listen()
         result = run_saga(stack_env, "up")
     _assert_clear_error(result, f"127.0.0.1:{port}", "already in use")
+    assert f"by pid {os.getpid()} (" in result.stderr  # the squatter: this test's process
     assert {row["state"] for row in saga_ps(stack_env).values()} == {"stopped"}
 
 

@@ -1,11 +1,13 @@
 """Processes are recognised by id and start time, and stopped by their id; the ports of one
 stack are reserved together, so that no two of them are the same."""
 
+import os
 import random
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -17,6 +19,7 @@ from infra.engines.processes import (
     ProcessTable,
     free_ports,
     kill_process,
+    listener_of,
     port_in_use,
     reserve_ports,
     spawn,
@@ -24,6 +27,7 @@ from infra.engines.processes import (
     stop_process,
     stop_processes,
 )
+from infra.engines.stack import _released
 
 
 def test_a_spawned_process_is_recorded_and_stopped(tmp_path: Path) -> None:
@@ -149,3 +153,31 @@ def test_a_port_drawn_twice_or_in_use_is_never_handed_out(
         monkeypatch.setattr(random, "randrange", lambda *_: next(draws))
 
         assert free_ports(2) == fresh
+
+
+def test_the_listener_of_a_port_is_named_by_pid_and_command() -> None:
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        port = listening.getsockname()[1]
+        holder = listener_of(port)
+        assert holder is not None and holder.startswith(f"pid {os.getpid()} (")
+    assert listener_of(port) is None  # closed: nobody listens any more
+
+
+def test_a_restart_waits_for_the_ports_of_the_process_it_replaces() -> None:
+    """A killed process's last threads may close its sockets a moment after it stops counting
+    as running: a restart waits for them, but not for ever."""
+    listening = socket.socket()
+    listening.bind(("127.0.0.1", 0))
+    listening.listen()
+    port = listening.getsockname()[1]
+    letting_go = threading.Timer(0.5, listening.close)
+    letting_go.start()
+    started = time.monotonic()
+    assert _released("127.0.0.1", port, wait_s=10)
+    assert 0.3 < time.monotonic() - started < 10
+    with socket.socket() as kept:
+        kept.bind(("127.0.0.1", 0))
+        kept.listen()
+        assert not _released("127.0.0.1", kept.getsockname()[1], wait_s=0.3)
