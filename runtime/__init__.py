@@ -33,7 +33,7 @@ from runtime._consumer import (
 from runtime._database import open_database, open_reader
 from runtime._metrics import EventBusMetrics
 from runtime._outbox import Outbox, OutboxRelay, OutboxRow, RelayLease
-from runtime._reader import BookReader, BookUnreadable
+from runtime._reader import BookReader, BookUnreadable, EventCounts
 from runtime._service import (
     ACTIVITY_GRACE,
     DatabasePath,
@@ -67,6 +67,7 @@ __all__ = [
     "DomainEvents",
     "EventBusMetrics",
     "EventConsumer",
+    "EventCounts",
     "EventHandler",
     "Inbox",
     "KafkaUnavailableError",

@@ -22,13 +22,32 @@ from runtime._outbox import OutboxRow, pending_rows
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
 
-__all__ = ["BookReader", "BookUnreadable"]
+__all__ = ["BookReader", "BookUnreadable", "EventCounts"]
 
 _Record = TypeVar("_Record", bound="DataclassInstance")
 
 
 class BookUnreadable(Exception):
     """A service's database could not be opened or read; the message says why."""
+
+
+@dataclasses.dataclass(frozen=True)
+class EventCounts:
+    """What a database's outbox and inbox hold, counted."""
+
+    pending: int = 0
+    """Events in the outbox not yet on Kafka."""
+    published: int = 0
+    """Events of the chosen orders the outbox has put on Kafka."""
+    handled: int = 0
+    """Events the inbox recorded as handled since the chosen moment."""
+
+    def __add__(self, other: "EventCounts") -> "EventCounts":
+        return EventCounts(
+            self.pending + other.pending,
+            self.published + other.published,
+            self.handled + other.handled,
+        )
 
 
 class BookReader:
@@ -96,6 +115,28 @@ class BookReader:
             return pending_rows(self._db)
         except (sqlite3.Error, ValueError) as exc:
             raise BookUnreadable(str(exc)) from None
+
+    def event_counts(self, *, order_prefix: str = "", handled_since: float = 0.0) -> EventCounts:
+        """The outbox's pending events, its published events of the orders whose id starts with
+        ``order_prefix``, and the inbox's events handled since ``handled_since`` (a Unix time);
+        a database without an outbox or an inbox counts none of it."""
+        return EventCounts(
+            pending=self._count("SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL"),
+            published=self._count(
+                "SELECT COUNT(*) FROM outbox WHERE sent_at IS NOT NULL"
+                " AND substr(order_id, 1, length(?)) = ?",
+                (order_prefix, order_prefix),
+            ),
+            handled=self._count(
+                "SELECT COUNT(*) FROM inbox WHERE handled_at >= ?", (handled_since,)
+            ),
+        )
+
+    def _count(self, sql: str, parameters: tuple[object, ...] = ()) -> int:
+        try:
+            return int(self._db.execute(sql, parameters).fetchone()[0])
+        except sqlite3.OperationalError:
+            return 0  # no such table: this database has no outbox, or no inbox
 
     def _rows(self, sql: str, parameters: tuple[object, ...] = ()) -> list[sqlite3.Row]:
         """The rows of one query of the service's own tables.

@@ -19,7 +19,6 @@ run's deadline. The run passes with every fault struck, no saga lost and no viol
 import asyncio
 import contextlib
 import random
-import sqlite3
 import time
 import uuid
 from collections.abc import Iterable
@@ -53,7 +52,13 @@ from ops.chaos.faults import (
 )
 from ops.chaos.load import ChaosLoad
 from ops.snapshot import stop_groupless, topic_partitions
-from runtime import new_consumer, open_reader, wait_for_kafka, wait_for_temporal
+from runtime import (
+    BookReader,
+    EventCounts,
+    new_consumer,
+    wait_for_kafka,
+    wait_for_temporal,
+)
 
 __all__ = [
     "ChaosError",
@@ -216,25 +221,21 @@ def family_total(text: str, metric: str) -> float:
     return total
 
 
-def _databases(run_dir: Path) -> list[Path]:
-    return sorted(run_dir.glob("*.db"))
-
-
-def _query_sum(databases: Iterable[Path], sql: str, params: tuple[object, ...]) -> int:
-    """``sql`` (one count) summed over the databases that have the table it reads."""
-    total = 0
-    for database in databases:
-        try:
-            with contextlib.closing(open_reader(database)) as db:
-                total += int(db.execute(sql, params).fetchone()[0])
-        except sqlite3.OperationalError:
-            continue  # no such table in this database
+def event_counts(
+    run_dir: Path, *, order_prefix: str = "", handled_since: float = 0.0
+) -> EventCounts:
+    """The outboxes' and inboxes' counts (:meth:`runtime.BookReader.event_counts`), summed
+    over every database of the run directory."""
+    total = EventCounts()
+    for database in sorted(run_dir.glob("*.db")):
+        with BookReader.open(database) as book:
+            total += book.event_counts(order_prefix=order_prefix, handled_since=handled_since)
     return total
 
 
 def outbox_pending(run_dir: Path) -> int:
     """Events waiting in the outboxes of every database of the run directory."""
-    return _query_sum(_databases(run_dir), "SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL", ())
+    return event_counts(run_dir).pending
 
 
 async def _dead_letter_ends(bootstrap_servers: KafkaTarget) -> int:
@@ -407,14 +408,8 @@ async def run_chaos(settings: Settings, options: ChaosOptions, *, say: Say) -> C
     audit = await run_audit(settings, wait_seconds=60, orders=set(load.accepted))
 
     run_dir = settings.run_dir.resolve()
-    published = _query_sum(
-        _databases(run_dir),
-        "SELECT COUNT(*) FROM outbox WHERE sent_at IS NOT NULL AND order_id LIKE ?",
-        (f"chaos-{run_id}-%",),
-    )
-    consumed = _query_sum(
-        _databases(run_dir), "SELECT COUNT(*) FROM inbox WHERE handled_at >= ?", (wall_start,)
-    )
+    counts = event_counts(run_dir, order_prefix=f"chaos-{run_id}-", handled_since=wall_start)
+    published, consumed = counts.published, counts.handled
     dead_letters = await _dead_letter_ends(kafka_connection(settings)) - dead_letters_before
 
     lost_orders = load.lost_orders()
