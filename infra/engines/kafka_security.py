@@ -14,7 +14,6 @@ consumes. Everything here is made once per run directory and kept there:
 import datetime
 import ipaddress
 import json
-import os
 import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from contracts.topics import TOPICS, all_topics, dlq_topic
 from infra.config.kafka import ADMIN_USER, SECRETS_FILE, read_kafka_secrets, tls_dir
+from infra.engines.private_files import write_private
 
 __all__ = [
     "KAFKA_ACCESS",
@@ -132,18 +132,8 @@ def ensure_kafka_secrets(run_dir: Path, users: Iterable[str] = KAFKA_USERS) -> d
     wanted = {user: kept.get(user) or secrets.token_urlsafe(32) for user in users}
     if wanted != kept:
         run_dir.mkdir(parents=True, exist_ok=True)
-        _write_private(run_dir / SECRETS_FILE, json.dumps(wanted, indent=2))
+        write_private(run_dir / SECRETS_FILE, json.dumps(wanted, indent=2))
     return wanted
-
-
-def _write_private(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` readable by this user only (mode 0600), atomically."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.unlink(missing_ok=True)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as out:
-        out.write(text)
-    tmp.replace(path)
 
 
 @dataclass(frozen=True)
@@ -215,7 +205,7 @@ def ensure_tls(run_dir: Path, hosts: Iterable[str] = ("127.0.0.1", "localhost"))
         serialization.NoEncryption(),
     )
     pem = serialization.Encoding.PEM
-    _write_private(files.broker, (key_pem + broker_cert.public_bytes(pem)).decode())
+    write_private(files.broker, (key_pem + broker_cert.public_bytes(pem)).decode())
     files.ca.write_bytes(ca_cert.public_bytes(pem))
     return files
 
