@@ -68,9 +68,12 @@ def _token(settings: Settings, args: argparse.Namespace) -> int:
 
 def _fetch(settings: Settings, args: argparse.Namespace) -> int:
     from infra.engines.kafka_broker import ensure_kafka_jars
+    from infra.engines.postgres import ensure_postgres_installed
 
     libs = ensure_kafka_jars(settings.kafka_cache_dir, settings.kafka_version, maven=settings.maven)
     print(f"Apache Kafka {settings.kafka_version} jars are in {libs}")
+    postgres = ensure_postgres_installed(settings.postgres_bin_dir, progress=say)
+    print(f"PostgreSQL is in {postgres}")
     return 0
 
 

@@ -23,11 +23,12 @@ import os
 import pwd
 import re
 import secrets
+import shutil
 import signal
 import stat
 import subprocess
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
@@ -43,6 +44,7 @@ __all__ = [
     "SECRETS_FILE",
     "SUPERUSER",
     "PostgresServer",
+    "ensure_postgres_installed",
     "ensure_postgres_secrets",
     "find_postgres_bin",
     "read_postgres_secrets",
@@ -88,6 +90,37 @@ def find_postgres_bin(override: Path | None = None, root: Path = DEBIAN_POSTGRES
             f"cluster topology needs it; {_INSTALL_HINT}"
         )
     return max(versions)[1]
+
+
+def ensure_postgres_installed(
+    override: Path | None = None, *, progress: Callable[[str], None] = print
+) -> Path:
+    """The bin folder of an installed PostgreSQL, installing Debian's package first where it is
+    missing and this process may (root, with apt-get), showing apt's progress.
+
+    Raises:
+        MissingToolError: it is missing and cannot be installed from here (the message says how).
+    """
+    try:
+        return find_postgres_bin(override)
+    except MissingToolError:
+        apt = shutil.which("apt-get")
+        if override is not None or os.geteuid() != 0 or apt is None:
+            raise
+    progress(
+        "PostgreSQL is not installed: installing Debian's package (apt-get install postgresql)"
+    )
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for command in (
+        [apt, "update"],
+        [apt, "install", "-y", "--no-install-recommends", "postgresql"],
+    ):
+        done = subprocess.run(command, env=env, check=False)
+        if done.returncode != 0:
+            raise MissingToolError(
+                f"{' '.join(command)} failed (exit {done.returncode}): {_INSTALL_HINT}"
+            )
+    return find_postgres_bin()
 
 
 def _is_bin_dir(folder: Path) -> bool:

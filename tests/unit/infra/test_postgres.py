@@ -14,6 +14,7 @@ from infra.engines import postgres
 from infra.engines.postgres import (
     SECRETS_FILE,
     PostgresServer,
+    ensure_postgres_installed,
     ensure_postgres_secrets,
     find_postgres_bin,
     read_postgres_secrets,
@@ -134,3 +135,11 @@ def test_service_names_must_be_plain_identifiers(tmp_path: Path) -> None:
     """A name that is no plain lower-case identifier is refused before any connection."""
     with pytest.raises(ValueError, match="cannot name a role"):
         _server(tmp_path).provision(["payment", "Inventory; DROP ROLE postgres"])
+
+
+def test_an_installed_postgresql_is_found_without_installing_anything(tmp_path: Path) -> None:
+    """Where a PostgreSQL is installed (as on the reference machine), fetching only finds it."""
+    said: list[str] = []
+    found = ensure_postgres_installed(progress=said.append)
+    assert (found / "initdb").is_file() and (found / "postgres").is_file()
+    assert said == []
