@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 __all__ = [
     "DLQ_SUFFIX",
     "DOMAINS",
+    "MIN_INSYNC_REPLICAS",
+    "REPLICATION_FACTOR",
     "TOPICS",
     "TopicSpec",
     "all_topics",
@@ -27,6 +29,11 @@ _THIRTY_DAYS_MS = 30 * 24 * 3600 * 1000
 
 DLQ_SUFFIX = ".dlq"
 
+REPLICATION_FACTOR = 3
+"""Copies of every record on a cluster of three brokers or more (design document 002)."""
+MIN_INSYNC_REPLICAS = 2
+"""Copies that must have a record before an ``acks=all`` write of it is acknowledged."""
+
 
 @dataclass(frozen=True)
 class TopicSpec:
@@ -36,8 +43,8 @@ class TopicSpec:
     partitions: int = 3
     retention_ms: int = _SEVEN_DAYS_MS
     compression_type: str = "lz4"
-    replication_factor: int = 3
-    min_insync_replicas: int = 2
+    replication_factor: int = REPLICATION_FACTOR
+    min_insync_replicas: int = MIN_INSYNC_REPLICAS
     extra_config: dict[str, str] = field(default_factory=dict)
 
     def config(self, *, brokers: int) -> dict[str, str]:

@@ -1,12 +1,14 @@
-"""The embedded Apache Kafka broker: jars from Maven Central, KRaft mode, one node on 127.0.0.1."""
+"""Apache Kafka in KRaft mode on 127.0.0.1, jars from Maven Central: the embedded broker (one
+node) and the three-node cluster of the cluster topology."""
 
+import asyncio
 import base64
 import os
 import re
 import shutil
 import subprocess
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,21 +16,24 @@ from aiokafka.admin import NewTopic
 from aiokafka.errors import TopicAlreadyExistsError, for_code
 from aiokafka.protocol.admin import CreateAclsRequest
 
-from contracts.topics import TopicSpec
+from contracts.topics import MIN_INSYNC_REPLICAS, REPLICATION_FACTOR, TopicSpec
 from infra.config.kafka import ADMIN_USER, SASL_MECHANISM, KafkaTarget, scram_jaas_config
 from infra.engines.kafka_security import KafkaAcl, TlsFiles
 from infra.engines.processes import require_tool
-from runtime import KafkaUnavailableError, new_admin
+from runtime import KafkaUnavailableError, new_admin, wait_for_kafka
 
 __all__ = [
     "BrokerSecurity",
     "KafkaBroker",
+    "KafkaCluster",
     "TopicReport",
     "apply_acls",
     "apply_topic_catalog",
     "broker_version",
+    "cluster_id_of",
     "ensure_kafka_jars",
     "fetch_maven_jars",
+    "wait_for_brokers",
 ]
 
 _RESOURCES = Path(__file__).parent / "kafka"
@@ -131,7 +136,8 @@ class BrokerSecurity:
 
 @dataclass(frozen=True)
 class KafkaBroker:
-    """One Kafka process in KRaft mode acting as broker and controller, on loopback."""
+    """One Kafka process in KRaft mode acting as broker and controller, on loopback: alone (the
+    embedded broker), or node ``node_id`` of a cluster whose controllers listen on ``quorum``."""
 
     libs: Path
     data_dir: Path
@@ -142,6 +148,23 @@ class KafkaBroker:
     heap: str = "512m"
     security: BrokerSecurity | None = None
     """None: one PLAINTEXT listener; else SASL_SSL (SCRAM-SHA-512) and ACLs."""
+    node_id: int = 1
+    quorum: tuple[int, ...] = ()
+    """The controller ports of every node of the cluster, node ``n`` at ``quorum[n - 1]``;
+    empty: this node is the whole cluster."""
+
+    def __post_init__(self) -> None:
+        voters = self.quorum or (self.controller_port,)
+        if not 1 <= self.node_id <= len(voters) or voters[self.node_id - 1] != self.controller_port:
+            raise ValueError(
+                f"node {self.node_id} with controller port {self.controller_port} "
+                f"is not in the quorum {voters}"
+            )
+
+    @property
+    def cluster_size(self) -> int:
+        """How many nodes the cluster of this node has."""
+        return len(self.quorum) or 1
 
     @property
     def bootstrap_servers(self) -> str:
@@ -157,10 +180,13 @@ class KafkaBroker:
         """Write server.properties for this broker and return its path."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         logs = self.data_dir / "log"
+        voters = self.quorum or (self.controller_port,)
         settings = {
             "process.roles": "broker,controller",
-            "node.id": "1",
-            "controller.quorum.voters": f"1@{self.host}:{self.controller_port}",
+            "node.id": str(self.node_id),
+            "controller.quorum.voters": ",".join(
+                f"{node}@{self.host}:{port}" for node, port in enumerate(voters, start=1)
+            ),
             "listeners": (
                 f"PLAINTEXT://{self.host}:{self.port},CONTROLLER://{self.host}:{self.controller_port}"
             ),
@@ -169,7 +195,8 @@ class KafkaBroker:
             "inter.broker.listener.name": "PLAINTEXT",
             "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
             "log.dirs": str(logs),
-            # One node: the internal topics cannot have more replicas than there are brokers.
+            # One node: the internal topics cannot have more replicas than there are brokers
+            # (a cluster's own figures replace these, in _replication_settings).
             "offsets.topic.replication.factor": "1",
             "transaction.state.log.replication.factor": "1",
             "transaction.state.log.min.isr": "1",
@@ -179,6 +206,8 @@ class KafkaBroker:
             "auto.create.topics.enable": "false",
             "group.initial.rebalance.delay.ms": "0",
         }
+        if self.cluster_size > 1:
+            settings.update(self._replication_settings())
         if self.security is not None:
             settings.update(self._secured_settings(self.security))
         # Secured, the file holds the super user's password: readable by this user only.
@@ -187,6 +216,22 @@ class KafkaBroker:
         with os.fdopen(fd, "w") as out:
             out.writelines(f"{k}={v}\n" for k, v in settings.items())
         return self.config_path
+
+    def _replication_settings(self) -> dict[str, str]:
+        """The production figures, capped to the cluster's size: no acknowledged write on one
+        copy alone, and no out-of-sync copy ever elected leader."""
+        copies = str(min(REPLICATION_FACTOR, self.cluster_size))
+        in_sync = str(min(MIN_INSYNC_REPLICAS, self.cluster_size))
+        return {
+            "default.replication.factor": copies,
+            "min.insync.replicas": in_sync,
+            "offsets.topic.replication.factor": copies,
+            "transaction.state.log.replication.factor": copies,
+            "transaction.state.log.min.isr": in_sync,
+            "share.coordinator.state.topic.replication.factor": copies,
+            "share.coordinator.state.topic.min.isr": in_sync,
+            "unclean.leader.election.enable": "false",
+        }
 
     def _secured_settings(self, security: BrokerSecurity) -> dict[str, str]:
         admin = security.admin_password
@@ -231,8 +276,14 @@ class KafkaBroker:
     def _classpath(self) -> str:
         return f"{self.libs}/*"
 
-    def format_storage(self) -> None:
-        """Format the KRaft storage once; a formatted data directory is left as it is.
+    @property
+    def formatted(self) -> bool:
+        """Whether this node's KRaft storage has been formatted."""
+        return (self.data_dir / "log" / "meta.properties").exists()
+
+    def format_storage(self, cluster_id: str | None = None) -> None:
+        """Format the KRaft storage once, for ``cluster_id`` (None: a new cluster's id); a
+        formatted data directory is left as it is.
 
         Raises:
             MissingToolError: Java is not installed.
@@ -240,7 +291,7 @@ class KafkaBroker:
         """
         config = self.write_config()
         marker = self.data_dir / _SECURED_MARKER
-        if (self.data_dir / "log" / "meta.properties").exists():
+        if self.formatted:
             if self.security is not None and not marker.exists():
                 raise RuntimeError(
                     f"the Kafka storage in {self.data_dir} was formatted without SCRAM users, "
@@ -248,7 +299,8 @@ class KafkaBroker:
                     "go with it) and `saga up` again"
                 )
             return
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if cluster_id is None:
+            cluster_id = _new_cluster_id()
         users = []
         if self.security is not None:
             # The SCRAM users are in the metadata log from the first start (KRaft bootstrap).
@@ -272,6 +324,112 @@ class KafkaBroker:
             f"-Dlog4j2.configurationFile={_RESOURCES / 'log4j2.properties'}",
             "-cp", self._classpath(), "kafka.Kafka", str(self.config_path),
         ]  # fmt: skip
+
+
+def _new_cluster_id() -> str:
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+
+
+def cluster_id_of(node: KafkaBroker) -> str | None:
+    """The cluster id formatted into ``node``'s storage, or None if it is not formatted."""
+    try:
+        text = (node.data_dir / "log" / "meta.properties").read_text()
+    except OSError:
+        return None
+    found = re.search(r"^cluster\.id=(\S+)$", text, re.MULTILINE)
+    return found.group(1) if found else None
+
+
+@dataclass(frozen=True)
+class KafkaCluster:
+    """Kafka nodes that are brokers and, together, the controller quorum (each node a voter),
+    numbered 1 to N, each with its own ports and data directory under one folder."""
+
+    nodes: tuple[KafkaBroker, ...]
+
+    @classmethod
+    def on_ports(
+        cls,
+        libs: Path,
+        data_dir: Path,
+        ports: Sequence[tuple[int, int]],
+        *,
+        java: str = "java",
+        heap: str = "384m",
+    ) -> "KafkaCluster":
+        """A cluster of one node per ``(port, controller port)`` pair, in ``data_dir/node-N``.
+
+        The heap is small on purpose: three nodes share a machine of two cores with the rest
+        of the stack.
+        """
+        quorum = tuple(controller for _, controller in ports)
+        return cls(
+            tuple(
+                KafkaBroker(
+                    libs=libs,
+                    data_dir=data_dir / f"node-{node_id}",
+                    port=port,
+                    controller_port=controller,
+                    java=java,
+                    heap=heap,
+                    node_id=node_id,
+                    quorum=quorum,
+                )
+                for node_id, (port, controller) in enumerate(ports, start=1)
+            )
+        )
+
+    @property
+    def bootstrap_servers(self) -> str:
+        """Every node's address: clients find the cluster through whichever answers."""
+        return ",".join(node.bootstrap_servers for node in self.nodes)
+
+    def node(self, node_id: int) -> KafkaBroker:
+        """The node whose ``node.id`` is ``node_id``."""
+        return self.nodes[node_id - 1]
+
+    def format_storage(self) -> str:
+        """Format every node's storage for one cluster id: the one the nodes formatted already
+        have, else a new one. Formatted nodes are left as they are.
+
+        Returns:
+            The cluster id.
+
+        Raises:
+            MissingToolError: Java is not installed.
+            RuntimeError: formatting failed, or the nodes were formatted for different
+                clusters (the message names them).
+        """
+        found = {node.node_id: cluster_id_of(node) for node in self.nodes if node.formatted}
+        ids = {cluster_id for cluster_id in found.values() if cluster_id is not None}
+        if len(ids) > 1 or len(ids) < len(set(found.values())):
+            raise RuntimeError(
+                f"the Kafka nodes' storage belongs to different clusters ({found}): "
+                "remove their data directories and start again"
+            )
+        cluster_id = ids.pop() if ids else _new_cluster_id()
+        for node in self.nodes:
+            node.format_storage(cluster_id)
+        return cluster_id
+
+
+async def wait_for_brokers(kafka: KafkaTarget, count: int, *, wait_seconds: float) -> None:
+    """Wait until ``count`` brokers have registered with the cluster at ``kafka``.
+
+    Raises:
+        KafkaUnavailableError: fewer within ``wait_seconds`` (the message says how many).
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait_seconds
+    brokers = 0
+    while loop.time() < deadline:
+        brokers = await wait_for_kafka(kafka, wait_seconds=max(deadline - loop.time(), 1.0))
+        if brokers >= count:
+            return
+        await asyncio.sleep(0.5)
+    raise KafkaUnavailableError(
+        f"{brokers} of {count} Kafka brokers at {kafka} registered within {wait_seconds:.0f} s"
+    )
 
 
 def broker_version(log_path: Path) -> str | None:
