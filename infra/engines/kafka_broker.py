@@ -3,6 +3,7 @@ node) and the three-node cluster of the cluster topology."""
 
 import asyncio
 import base64
+import functools
 import os
 import re
 import shutil
@@ -363,19 +364,11 @@ class KafkaCluster:
         of the stack.
         """
         quorum = tuple(controller for _, controller in ports)
+        node = functools.partial(KafkaBroker, libs=libs, java=java, heap=heap, quorum=quorum)
         return cls(
             tuple(
-                KafkaBroker(
-                    libs=libs,
-                    data_dir=data_dir / f"node-{node_id}",
-                    port=port,
-                    controller_port=controller,
-                    java=java,
-                    heap=heap,
-                    node_id=node_id,
-                    quorum=quorum,
-                )
-                for node_id, (port, controller) in enumerate(ports, start=1)
+                node(data_dir=data_dir / f"node-{n}", port=port, controller_port=c, node_id=n)
+                for n, (port, c) in enumerate(ports, start=1)
             )
         )
 

@@ -13,8 +13,6 @@ consumes. Everything here is made once per run directory and kept there:
 
 import datetime
 import ipaddress
-import json
-import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +24,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from contracts.topics import TOPICS, all_topics, dlq_topic
 from infra.config.kafka import ADMIN_USER, SECRETS_FILE, read_kafka_secrets, tls_dir
-from infra.engines.private_files import write_private
+from infra.engines.private_files import ensure_passwords, write_private
 
 __all__ = [
     "KAFKA_ACCESS",
@@ -128,12 +126,9 @@ def kafka_user_of(process: str) -> str:
 
 def ensure_kafka_secrets(run_dir: Path, users: Iterable[str] = KAFKA_USERS) -> dict[str, str]:
     """The users' passwords, made (URL-safe, 32 random bytes each) for those that have none."""
-    kept = read_kafka_secrets(run_dir) or {}
-    wanted = {user: kept.get(user) or secrets.token_urlsafe(32) for user in users}
-    if wanted != kept:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        write_private(run_dir / SECRETS_FILE, json.dumps(wanted, indent=2))
-    return wanted
+    return ensure_passwords(
+        run_dir / SECRETS_FILE, read_kafka_secrets(run_dir), users, keep_others=False
+    )
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,6 @@ import json
 import os
 import pwd
 import re
-import secrets
 import shutil
 import signal
 import stat
@@ -36,7 +35,7 @@ from urllib.parse import quote
 import psycopg
 from psycopg import sql
 
-from infra.engines.private_files import write_private
+from infra.engines.private_files import ensure_passwords, write_private
 from infra.engines.processes import MissingToolError, ProcessRecord, spawn, stop_process
 
 __all__ = [
@@ -139,14 +138,9 @@ def read_postgres_secrets(run_dir: Path) -> dict[str, str] | None:
 def ensure_postgres_secrets(run_dir: Path, roles: Iterable[str]) -> dict[str, str]:
     """Every kept password, with one made (URL-safe, 32 random bytes) for each of ``roles``
     that has none; the file is rewritten (mode 0600) only when a password was added."""
-    kept = read_postgres_secrets(run_dir) or {}
-    wanted = dict(kept)
-    for role in roles:
-        wanted[role] = kept.get(role) or secrets.token_urlsafe(32)
-    if wanted != kept:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        write_private(run_dir / SECRETS_FILE, json.dumps(wanted, indent=2))
-    return wanted
+    return ensure_passwords(
+        run_dir / SECRETS_FILE, read_postgres_secrets(run_dir), roles, keep_others=True
+    )
 
 
 @dataclass(frozen=True)

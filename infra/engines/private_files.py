@@ -1,9 +1,12 @@
 """Files that hold secrets (passwords, private keys): readable by their owner only."""
 
+import json
 import os
+import secrets
+from collections.abc import Iterable
 from pathlib import Path
 
-__all__ = ["write_private"]
+__all__ = ["ensure_passwords", "write_private"]
 
 
 def write_private(path: Path, text: str) -> None:
@@ -15,3 +18,19 @@ def write_private(path: Path, text: str) -> None:
     with os.fdopen(fd, "w") as out:
         out.write(text)
     tmp.replace(path)
+
+
+def ensure_passwords(
+    path: Path, kept: dict[str, str] | None, names: Iterable[str], *, keep_others: bool
+) -> dict[str, str]:
+    """The passwords of ``names``: the ``kept`` ones (read from ``path`` by the caller), and one
+    made (URL-safe, 32 random bytes) for each name that has none; ``keep_others`` keeps the
+    passwords of names not asked for too. ``path`` is rewritten (mode 0600) only on a change."""
+    kept = kept or {}
+    wanted = dict(kept) if keep_others else {}
+    for name in names:
+        wanted[name] = kept.get(name) or secrets.token_urlsafe(32)
+    if wanted != kept:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_private(path, json.dumps(wanted, indent=2))
+    return wanted

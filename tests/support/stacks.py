@@ -8,9 +8,10 @@ stack comes from one ``reserve_ports`` block, so no two of them can be the same.
 import asyncio
 import contextlib
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, TypeVar
 
 import pytest
 
@@ -167,3 +168,23 @@ def own_stack(
 def scoped_token_name(scope: Scope) -> str:
     """The name of the token of the ``scoped_tokens`` fixture that has ``scope`` alone."""
     return "only-" + scope.value.replace(":", "-")
+
+
+_Engine = TypeVar("_Engine")
+
+
+def kafka_fixture(
+    start: Callable[[Path, Path], AbstractContextManager[_Engine]],
+    folder: str,
+    *,
+    scope: Literal["session", "module"] = "module",
+) -> Callable[[Path, pytest.TempPathFactory], Iterator[_Engine]]:
+    """A fixture that runs ``start(kafka_libs, <a fresh folder named folder>)`` for its scope:
+    a broker, or a cluster, of the session's or of one module's own."""
+
+    def engine(kafka_libs: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[_Engine]:
+        with start(kafka_libs, tmp_path_factory.mktemp(folder)) as running:
+            yield running
+
+    engine.__doc__ = f"Kafka ({start.__name__}) in {folder}/, for the {scope}."
+    return pytest.fixture(scope=scope)(engine)

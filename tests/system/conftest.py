@@ -31,6 +31,7 @@ from tests.support.stacks import (
     DEFAULT_SKUS,
     E2E_SKUS,
     START_TIMEOUT,
+    kafka_fixture,
     log_tail,
     own_broker,
     process_ports,
@@ -50,13 +51,8 @@ def kafka_libs() -> Path:
     return ensure_kafka_jars(settings.kafka_cache_dir, settings.kafka_version, maven=settings.maven)
 
 
-@pytest.fixture(scope="session")
-def kafka_broker(
-    kafka_libs: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[KafkaBroker]:
-    """The session's Apache Kafka broker."""
-    with running_broker(kafka_libs, tmp_path_factory.mktemp("kafka")) as broker:
-        yield broker
+kafka_broker = kafka_fixture(running_broker, "kafka", scope="session")
+"""The session's Apache Kafka broker."""
 
 
 @pytest.fixture

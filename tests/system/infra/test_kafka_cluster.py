@@ -6,8 +6,7 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
-from pathlib import Path
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -18,6 +17,7 @@ from aiokafka.errors import KafkaError
 from contracts.topics import MIN_INSYNC_REPLICAS, REPLICATION_FACTOR, TOPICS, all_topics
 from runtime import new_admin, new_consumer, new_producer
 from tests.support.kafka_cluster import CLUSTER_NODES, ClusterProcesses, running_cluster
+from tests.support.stacks import kafka_fixture
 
 TOPIC = TOPICS[0].name
 SEND_BOUND = 30.0
@@ -27,13 +27,8 @@ REFUSAL_BOUND = 15.0
 times the producer's request time-out in that test."""
 
 
-@pytest.fixture(scope="module")
-def kafka_cluster(
-    kafka_libs: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ClusterProcesses]:
-    """The module's three-node cluster, with the topic catalog."""
-    with running_cluster(kafka_libs, tmp_path_factory.mktemp("kafka-cluster")) as cluster:
-        yield cluster
+kafka_cluster = kafka_fixture(running_cluster, "kafka-cluster")
+"""The module's three-node cluster, with the topic catalog."""
 
 
 async def _partition(kafka: str, partition: int) -> dict[str, Any]:

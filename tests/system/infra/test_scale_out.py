@@ -65,7 +65,7 @@ from tests.support.bus import domain_partitions, reader, records_to_end
 from tests.support.orders_api import order_body
 from tests.support.saga_paths import HAPPY_EVENTS
 from tests.support.samples import payment_completed
-from tests.support.stacks import PROCESS_PORTS, running_broker, stack_settings
+from tests.support.stacks import PROCESS_PORTS, kafka_fixture, running_broker, stack_settings
 from workers.payment.ledger import PaymentLedger
 
 SCALE = {"payment": 2, "inventory": 2, "shipping": 2, "orchestrator": 2}
@@ -93,13 +93,8 @@ _OFFSET: int = Settings.model_fields["sdk_metrics_port_offset"].default
 # -- relays on one database ------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def scale_kafka(
-    kafka_libs: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[KafkaBroker]:
-    """A broker of this module's own, with the topic catalog."""
-    with running_broker(kafka_libs, tmp_path_factory.mktemp("scale-kafka")) as broker:
-        yield broker
+scale_kafka = kafka_fixture(running_broker, "scale-kafka")
+"""A broker of this module's own, with the topic catalog."""
 
 
 def _payment(order_id: str, seq: int) -> PaymentCompleted:
