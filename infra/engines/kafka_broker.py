@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from aiokafka.admin import NewTopic
-from aiokafka.errors import TopicAlreadyExistsError, for_code
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
 from aiokafka.protocol.admin import CreateAclsRequest
 
 from contracts.topics import MIN_INSYNC_REPLICAS, REPLICATION_FACTOR, TopicSpec
@@ -35,6 +35,7 @@ __all__ = [
     "ensure_kafka_jars",
     "fetch_maven_jars",
     "wait_for_brokers",
+    "wait_for_topics",
 ]
 
 _RESOURCES = Path(__file__).parent / "kafka"
@@ -422,6 +423,44 @@ async def wait_for_brokers(kafka: KafkaTarget, count: int, *, wait_seconds: floa
         await asyncio.sleep(0.5)
     raise KafkaUnavailableError(
         f"{brokers} of {count} Kafka brokers at {kafka} registered within {wait_seconds:.0f} s"
+    )
+
+
+async def wait_for_topics(
+    kafka: KafkaTarget, specs: Iterable[TopicSpec], in_sync: int, *, wait_seconds: float
+) -> None:
+    """Wait until every topic of ``specs`` shows all its partitions with ``in_sync`` replicas in
+    sync: a topic just created is known to the other brokers a moment later.
+
+    Raises:
+        KafkaUnavailableError: not so within ``wait_seconds`` (the message names the topics).
+    """
+    wanted = {spec.name: spec.partitions for spec in specs}
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait_seconds
+    missing = sorted(wanted)
+    while loop.time() < deadline:
+        admin = new_admin(kafka, request_timeout_ms=5000)
+        try:
+            await asyncio.wait_for(admin.start(), 10)
+            described = await asyncio.wait_for(admin.describe_topics(list(wanted)), 10)
+        except (KafkaError, OSError, TimeoutError):
+            described = []
+        finally:
+            await admin.close()
+        ready = {
+            topic["topic"]
+            for topic in described
+            if len(topic["partitions"]) == wanted.get(topic["topic"])
+            and all(len(partition["isr"]) >= in_sync for partition in topic["partitions"])
+        }
+        missing = sorted(set(wanted) - ready)
+        if not missing:
+            return
+        await asyncio.sleep(0.5)
+    raise KafkaUnavailableError(
+        f"topics not in sync on {in_sync} brokers at {kafka} within {wait_seconds:.0f} s: "
+        + ", ".join(missing)
     )
 
 

@@ -8,7 +8,12 @@ from pathlib import Path
 import pytest
 
 from contracts.topics import all_topics
-from infra.engines.kafka_broker import KafkaCluster, apply_topic_catalog, wait_for_brokers
+from infra.engines.kafka_broker import (
+    KafkaCluster,
+    apply_topic_catalog,
+    wait_for_brokers,
+    wait_for_topics,
+)
 from infra.engines.processes import (
     ProcessRecord,
     kill_process,
@@ -95,6 +100,14 @@ def running_cluster(libs: Path, data_dir: Path) -> Iterator[ClusterProcesses]:
             wait_for_brokers(cluster.bootstrap_servers, CLUSTER_NODES, wait_seconds=START_TIMEOUT)
         )
         asyncio.run(apply_topic_catalog(cluster.bootstrap_servers, all_topics()))
+        asyncio.run(
+            wait_for_topics(
+                cluster.bootstrap_servers,
+                all_topics(),
+                CLUSTER_NODES,
+                wait_seconds=START_TIMEOUT,
+            )
+        )
     except Exception as exc:  # noqa: BLE001 - any failure to start is reported with the logs
         processes.stop_all()
         pytest.fail(f"the Kafka cluster did not start: {exc}\n{processes.logs()}", pytrace=False)
