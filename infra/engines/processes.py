@@ -60,9 +60,18 @@ def start_ticks_of(pid: int) -> int | None:
         return None
     # The command name (field 2) may hold spaces and parentheses: split after its last ')'.
     fields = stat.rsplit(")", 1)[1].split()
-    if fields[0] == "Z":  # a zombie has finished; only its parent has not reaped it yet
+    # A zombie has finished, and only its parent has not reaped it yet; but a killed process
+    # whose main thread is a zombie may still have threads ending, holding its sockets open.
+    if fields[0] == "Z" and _threads_left(pid) <= 1:
         return None
     return int(fields[19])
+
+
+def _threads_left(pid: int) -> int:
+    try:
+        return sum(1 for _ in Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return 0
 
 
 def spawn(

@@ -393,25 +393,14 @@ class Stack:
                     )
                 continue
             host, port = self._listen_port(name)
-            # A process of ours that was just killed may still hold its ports for a moment: its
-            # main thread is a zombie (so it no longer counts as running) while its other
-            # threads finish dying, and they close its sockets only then.
-            if port_in_use(host, port) and not (
-                running is not None and _released(host, port, _RELEASE_WAIT_S)
-            ):
+            if port_in_use(host, port):
                 holder = listener_of(port) or "another process"
                 raise StackError(
                     f"port {host}:{port} that {name} needs is already in use by {holder}: "
                     f"stop that process, or give {name} another port (see `saga config`)"
                 )
             sdk_port = self._sdk_metrics_port(name)
-            if (
-                sdk_port is not None
-                and port_in_use(SDK_METRICS_HOST, sdk_port)
-                and not (
-                    running is not None and _released(SDK_METRICS_HOST, sdk_port, _RELEASE_WAIT_S)
-                )
-            ):
+            if sdk_port is not None and port_in_use(SDK_METRICS_HOST, sdk_port):
                 raise StackError(
                     f"port {SDK_METRICS_HOST}:{sdk_port} for the Temporal SDK metrics of {name} "
                     "is already in use by another process: stop that process, or change "
@@ -574,17 +563,3 @@ class Stack:
             log=str(self._log_path(name)) if record is not None else None,
             metrics=self.metrics_urls(name),
         )
-
-
-_RELEASE_WAIT_S = 10.0
-"""How long a restart waits for the ports of the process it replaces to be let go."""
-
-
-def _released(host: str, port: int, wait_s: float) -> bool:
-    """Whether ``host:port`` is free within ``wait_s`` seconds."""
-    deadline = time.monotonic() + wait_s
-    while port_in_use(host, port):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.1)
-    return True

@@ -7,7 +7,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -27,7 +26,6 @@ from infra.engines.processes import (
     stop_process,
     stop_processes,
 )
-from infra.engines.stack import _released
 
 
 def test_a_spawned_process_is_recorded_and_stopped(tmp_path: Path) -> None:
@@ -165,19 +163,32 @@ def test_the_listener_of_a_port_is_named_by_pid_and_command() -> None:
     assert listener_of(port) is None  # closed: nobody listens any more
 
 
-def test_a_restart_waits_for_the_ports_of_the_process_it_replaces() -> None:
-    """A killed process's last threads may close its sockets a moment after it stops counting
-    as running: a restart waits for them, but not for ever."""
-    listening = socket.socket()
-    listening.bind(("127.0.0.1", 0))
-    listening.listen()
-    port = listening.getsockname()[1]
-    letting_go = threading.Timer(0.5, listening.close)
-    letting_go.start()
-    started = time.monotonic()
-    assert _released("127.0.0.1", port, wait_s=10)
-    assert 0.3 < time.monotonic() - started < 10
-    with socket.socket() as kept:
-        kept.bind(("127.0.0.1", 0))
-        kept.listen()
-        assert not _released("127.0.0.1", kept.getsockname()[1], wait_s=0.3)
+def test_a_process_whose_main_thread_ended_runs_until_its_last_thread_ends() -> None:
+    """A killed process's main thread can be a zombie while its other threads still end and
+    hold its sockets: it counts as running until the last of them is gone."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    script = (
+        "import ctypes, socket, threading, time\n"
+        f"listening = socket.create_server(('127.0.0.1', {port}))\n"
+        "threading.Thread(target=time.sleep, args=(1.5,)).start()\n"
+        "ctypes.CDLL(None).pthread_exit(None)  # the main thread ends, the other goes on\n"
+    )
+    process = subprocess.Popen([sys.executable, "-c", script])
+    try:
+        deadline = time.monotonic() + 10
+        while not port_in_use("127.0.0.1", port):
+            assert time.monotonic() < deadline, "the script never listened"
+            time.sleep(0.02)
+        time.sleep(0.3)  # its main thread has ended by now: a zombie, the other thread sleeps
+        state = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        assert state == "Z"
+        assert start_ticks_of(process.pid) is not None
+        assert port_in_use("127.0.0.1", port)
+        while start_ticks_of(process.pid) is not None:
+            assert time.monotonic() < deadline, "the process never ended"
+            time.sleep(0.02)
+        assert not port_in_use("127.0.0.1", port)  # ended: its sockets are closed
+    finally:
+        process.wait(10)
