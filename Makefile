@@ -37,7 +37,7 @@ test: lint
 
 ## test-unit: install, then the unit tests alone (tests/unit: no server, under a minute), the fast loop
 test-unit: install
-	$(BIN)/pytest tests/unit
+	$(BIN)/pytest tests/unit -m "not postgres"
 
 ## lock: re-pin every dependency to the newest versions pyproject.toml allows
 lock:

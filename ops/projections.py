@@ -7,7 +7,6 @@ the topics no longer hold (after retention) go, rows the projection would now wr
 differently are rewritten, and the live projector may keep writing meanwhile.
 """
 
-import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -19,6 +18,7 @@ from contracts.topics import TOPICS
 from infra.config.kafka import KafkaTarget
 from ops.snapshot import TopicSnapshot
 from orchestrator.timeline import Timeline
+from runtime import Database
 
 __all__ = ["MissingTopicsError", "RebuildProgress", "RebuildReport", "rebuild_timeline"]
 
@@ -74,7 +74,7 @@ class RebuildReport:
 
 async def rebuild_timeline(
     bootstrap_servers: KafkaTarget,
-    database: sqlite3.Connection,
+    database: Database,
     *,
     progress: Callable[[RebuildProgress], None] | None = None,
     progress_every: int = 1000,

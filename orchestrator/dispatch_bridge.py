@@ -1,7 +1,6 @@
 """Events back into the saga: the carrier's ``shipping.dispatched`` becomes a signal."""
 
 import logging
-import sqlite3
 
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
@@ -9,6 +8,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from contracts.activities import SHIPMENT_DISPATCHED_SIGNAL, ShipmentDispatched, saga_workflow_id
 from contracts.envelope import AnyEvent
 from contracts.events.shipping import ShippingDispatched
+from runtime import Database
 
 __all__ = ["DispatchBridge"]
 
@@ -25,7 +25,7 @@ class DispatchBridge:
     def __init__(self, client: Client) -> None:
         self._client = client
 
-    async def on_event(self, event: AnyEvent, db: sqlite3.Connection) -> None:
+    async def on_event(self, event: AnyEvent, db: Database) -> None:
         """Handler of the bridge's consumer."""
         if not isinstance(event, ShippingDispatched):
             return

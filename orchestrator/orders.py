@@ -6,8 +6,8 @@ a repeat returns the first answer and writes no second event, and counts no seco
 the metrics (only the call that changed the order's state counts it).
 """
 
-import sqlite3
 import time
+from pathlib import Path
 
 from temporalio import activity
 
@@ -25,33 +25,21 @@ from contracts.activities import (
 from contracts.envelope import EventData
 from contracts.events.order import OrderCancelledData, OrderCompletedData, OrderPlacedData
 from orchestrator.metrics import SagaMetrics, cancel_reason
-from runtime import Book, DomainEvents, Outbox, causation_id
+from runtime import Book, Database, DomainEvents, Outbox, causation_id
 
 __all__ = ["SOURCE", "OrderActivities", "OrderBook"]
 
 SOURCE = "order-service"
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS orders (
-    order_id     TEXT PRIMARY KEY,
-    customer_id  TEXT NOT NULL,
-    status       TEXT NOT NULL CHECK (status IN ('placed', 'completed', 'cancelled')),
-    body         TEXT NOT NULL,
-    reason       TEXT,
-    placed_at    REAL NOT NULL,
-    updated_at   REAL NOT NULL
-);
-"""
-
 
 class OrderBook(Book):
     """The orders the orchestrator has accepted, in its own database."""
 
-    SCHEMA = _SCHEMA
+    MIGRATIONS = Path(__file__).parent / "migrations" / "orders"
 
     def __init__(
         self,
-        connection: sqlite3.Connection,
+        connection: Database,
         outbox: Outbox,
         metrics: SagaMetrics | None = None,
     ) -> None:
@@ -71,7 +59,7 @@ class OrderBook(Book):
         order = request.order
         now = time.time()
         placed = self._change(
-            "INSERT OR IGNORE INTO orders VALUES (?, ?, 'placed', ?, NULL, ?, ?)",
+            "INSERT INTO orders VALUES (?, ?, 'placed', ?, NULL, ?, ?) ON CONFLICT DO NOTHING",
             (order.order_id, order.customer_id, order.model_dump_json(), now, now),
             OrderPlacedData(
                 order_id=order.order_id,

@@ -1,36 +1,21 @@
 """The projector: every domain event, kept per order as the saga's timeline (a read model)."""
 
 import json
-import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from contracts.envelope import AnyEvent
-from runtime import transaction
+from runtime import Database, transaction
 
 __all__ = ["Timeline", "TimelineEntry"]
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS timeline (
-    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
-    event_id    TEXT NOT NULL UNIQUE,
-    order_id    TEXT NOT NULL,
-    event_type  TEXT NOT NULL,
-    source      TEXT NOT NULL,
-    timestamp   TEXT NOT NULL,
-    causation_id TEXT,
-    data        TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS timeline_by_order ON timeline (order_id, timestamp, seq);
-"""
-
 
 _INSERT_NEW = (
-    "INSERT OR IGNORE INTO timeline"
+    "INSERT INTO timeline"
     " (event_id, order_id, event_type, source, timestamp, causation_id, data)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
 )
 _UPSERT = (
     "INSERT INTO timeline"
@@ -73,11 +58,10 @@ class TimelineEntry:
 class Timeline:
     """Per-order timelines, in the orchestrator's own database."""
 
-    def __init__(self, connection: sqlite3.Connection) -> None:
+    def __init__(self, connection: Database) -> None:
         self._db = connection
-        self._db.executescript(_SCHEMA)
 
-    async def project(self, event: AnyEvent, db: sqlite3.Connection) -> None:
+    async def project(self, event: AnyEvent, db: Database) -> None:
         """Handler for the projector's consumer: add ``event`` to its order's timeline."""
         db.execute(_INSERT_NEW, _row(event))
 

@@ -17,7 +17,7 @@ add up across copies; the cluster and in-flight figures are read (never written)
 copy alike, so they are aggregated with ``max``, not ``sum``.
 """
 
-import sqlite3
+from pathlib import Path
 
 from contracts.envelope import AnyEvent
 from contracts.task_queues import ORCHESTRATOR
@@ -32,13 +32,14 @@ from orchestrator.queries import database_path
 from orchestrator.timeline import Timeline
 from orchestrator.workflows import OrderSaga
 from runtime import (
+    Database,
     EventConsumer,
     EventHandler,
     ServiceContext,
     ServiceParts,
     new_consumer,
     new_producer,
-    open_database,
+    open_store,
     run_service,
 )
 
@@ -56,7 +57,7 @@ def build(context: ServiceContext) -> ServiceParts:
     kafka = kafka_connection(settings)
 
     def consumer(
-        group: str, topics: list[str], db: sqlite3.Connection, handler: EventHandler
+        group: str, topics: list[str], db: Database, handler: EventHandler
     ) -> EventConsumer:
         return EventConsumer(
             group_id=group,
@@ -68,16 +69,29 @@ def build(context: ServiceContext) -> ServiceParts:
             metrics=context.metrics,
         )
 
-    # One database file per consumer whose handler awaits inside its transaction: SQLite's
-    # busy wait blocks the whole event loop, so two such writers on one file in one process
-    # would wait for each other with the loop frozen (the bridge awaits a Temporal signal).
-    projector_db = open_database(database_path(settings.run_dir))
-    bridge_db = open_database(settings.run_dir / "dispatch-bridge.db")
-    audit_db = open_database(settings.run_dir / "audit.db")
-    notifications_db = open_database(settings.run_dir / "notifications.db")
+    # One store (a SQLite file, a PostgreSQL schema) per consumer whose handler awaits inside
+    # its transaction: a writer's wait for another (SQLite's busy wait, PostgreSQL's lock)
+    # blocks the whole event loop, so two such writers on one store in one process would wait
+    # for each other with the loop frozen (the bridge awaits a Temporal signal).
+    def store(name: str, migrations: tuple[Path, ...] = ()) -> Database:
+        sqlite_file = settings.run_dir / f"{name}.db"
+        schema = name.replace("-", "_")
+        return open_store(
+            settings, "orchestrator", sqlite_file, migrations=migrations, schema=schema
+        )
+
+    projector_db = open_store(
+        settings,
+        "orchestrator",
+        database_path(settings.run_dir),
+        migrations=[OrderBook.MIGRATIONS],
+    )
+    bridge_db = store("dispatch-bridge")
+    audit_db = store("audit", (AuditLog.MIGRATIONS,))
+    notifications_db = store("notifications", (Notifications.MIGRATIONS,))
     timeline = Timeline(projector_db)
 
-    async def project(event: AnyEvent, db: sqlite3.Connection) -> None:
+    async def project(event: AnyEvent, db: Database) -> None:
         await timeline.project(event, db)
         # The projector's inbox hands it each event once: the place to count compensations.
         saga_metrics.observe_event(event)
@@ -111,7 +125,13 @@ def build(context: ServiceContext) -> ServiceParts:
 
 def main() -> None:
     """Run the orchestrator's worker until SIGTERM."""
-    run_service("orchestrator", task_queue=ORCHESTRATOR, database=database_path, build=build)
+    run_service(
+        "orchestrator",
+        task_queue=ORCHESTRATOR,
+        database=database_path,
+        migrations=OrderBook.MIGRATIONS,
+        build=build,
+    )
 
 
 if __name__ == "__main__":

@@ -30,7 +30,15 @@ from runtime._consumer import (
     Inbox,
     RetryPolicy,
 )
-from runtime._database import open_database, open_reader
+from runtime._database import (
+    Database,
+    DatabaseError,
+    IntegrityError,
+    Where,
+    describe,
+    open_database,
+    open_reader,
+)
 from runtime._metrics import EventBusMetrics
 from runtime._outbox import Outbox, OutboxRelay, OutboxRow, RelayLease
 from runtime._reader import BookReader, BookUnreadable, EventCounts
@@ -48,6 +56,7 @@ from runtime._service import (
     run_service,
     serve,
 )
+from runtime._stores import DatabaseUnavailableError, open_store
 from runtime._temporal import TemporalUnavailableError, wait_for_temporal
 from runtime._tracing import TRACE_HEADERS, consume_span, continue_trace
 from runtime._transaction import transaction
@@ -63,13 +72,17 @@ __all__ = [
     "Book",
     "BookReader",
     "BookUnreadable",
+    "Database",
+    "DatabaseError",
     "DatabasePath",
+    "DatabaseUnavailableError",
     "DomainEvents",
     "EventBusMetrics",
     "EventConsumer",
     "EventCounts",
     "EventHandler",
     "Inbox",
+    "IntegrityError",
     "KafkaUnavailableError",
     "Outbox",
     "OutboxRelay",
@@ -80,16 +93,19 @@ __all__ = [
     "ServiceFactory",
     "ServiceParts",
     "TemporalUnavailableError",
+    "Where",
     "causation_id",
     "compression_type",
     "consume_span",
     "continue_trace",
+    "describe",
     "health_app",
     "new_admin",
     "new_consumer",
     "new_producer",
     "open_database",
     "open_reader",
+    "open_store",
     "refusal",
     "relaying",
     "run_service",

@@ -16,7 +16,6 @@ record's (the inbox's database) read the record again a second later.
 import asyncio
 import contextlib
 import logging
-import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
@@ -39,6 +38,7 @@ from contracts.codec import EVENT_TYPE_HEADER, decode_event
 from contracts.envelope import AnyEvent
 from contracts.errors import ContractError
 from contracts.topics import dlq_topic
+from runtime._database import Database
 from runtime._metrics import EventBusMetrics
 from runtime._tracing import TRACE_HEADERS, consume_span, mark_failed
 from runtime._transaction import transaction
@@ -75,7 +75,7 @@ _KEPT_KEY_BYTES = 256
 # W3C's limit for baggage, the longest trace header; OpenTelemetry logs a longer one whole.
 _MAX_TRACE_HEADER_BYTES = 8192
 
-EventHandler = Callable[[AnyEvent, sqlite3.Connection], Awaitable[None]]
+EventHandler = Callable[[AnyEvent, Database], Awaitable[None]]
 """Handles one event; its database writes join the inbox's transaction.
 
 A handler that awaits while the transaction is open (a network call) needs a database file
@@ -100,14 +100,9 @@ class RetryPolicy:
 class Inbox:
     """The event ids a consumer group has handled, in the handler's own database."""
 
-    def __init__(self, connection: sqlite3.Connection, consumer_group: str) -> None:
+    def __init__(self, connection: Database, consumer_group: str) -> None:
         self._db = connection
         self._group = consumer_group
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS inbox (consumer_group TEXT NOT NULL,"
-            " event_id TEXT NOT NULL, event_type TEXT NOT NULL, handled_at REAL NOT NULL,"
-            " PRIMARY KEY (consumer_group, event_id))"
-        )
 
     def seen(self, event_id: str) -> bool:
         """Whether the event was handled already."""
@@ -148,7 +143,7 @@ class EventConsumer:
         group_id: str,
         topics: list[str],
         handler: EventHandler,
-        database: sqlite3.Connection,
+        database: Database,
         consumer_factory: Callable[[str], AIOKafkaConsumer],
         producer_factory: Callable[[], AIOKafkaProducer],
         retry: RetryPolicy | None = None,

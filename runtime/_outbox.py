@@ -18,11 +18,11 @@ import asyncio
 import contextlib
 import json
 import logging
-import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError, OutOfOrderSequenceNumber
@@ -30,6 +30,7 @@ from opentelemetry.trace import Span, Status, StatusCode
 
 from contracts.codec import encode_event
 from contracts.envelope import AnyEvent
+from runtime._database import Database, DatabaseError
 from runtime._metrics import EventBusMetrics
 from runtime._tracing import creation_headers, publish_span
 from runtime._transaction import transaction
@@ -44,31 +45,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS outbox (
-    id          INTEGER PRIMARY KEY AUTOINCREMENT,
-    event_id    TEXT NOT NULL UNIQUE,
-    event_type  TEXT NOT NULL,
-    order_id    TEXT NOT NULL,
-    topic       TEXT NOT NULL,
-    key         BLOB NOT NULL,
-    value       BLOB NOT NULL,
-    headers     TEXT NOT NULL,
-    created_at  REAL NOT NULL,
-    sent_at     REAL
-);
-CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (id) WHERE sent_at IS NULL;
-"""
-
-_LEASE_SCHEMA = """
-CREATE TABLE IF NOT EXISTS relay_lease (
-    name        TEXT PRIMARY KEY,
-    owner       TEXT,
-    expires_at  REAL NOT NULL,
-    renewed_at  REAL NOT NULL
-);
-"""
 
 
 @dataclass(frozen=True)
@@ -87,8 +63,8 @@ class OutboxRow:
     sent_at: float | None
 
 
-def _row(raw: sqlite3.Row) -> OutboxRow:
-    """One outbox row as read (the connection's rows are :class:`sqlite3.Row`).
+def _row(raw: Any) -> OutboxRow:
+    """One outbox row as read (its columns by name).
 
     Raises:
         ValueError: the row's headers are not what :meth:`Outbox.add` writes.
@@ -103,29 +79,30 @@ def _row(raw: sqlite3.Row) -> OutboxRow:
         event_type=raw["event_type"],
         order_id=raw["order_id"],
         topic=raw["topic"],
-        key=raw["key"],
-        value=raw["value"],
+        key=bytes(raw["key"]),
+        value=bytes(raw["value"]),
         headers=headers,
         created_at=raw["created_at"],
         sent_at=raw["sent_at"],
     )
 
 
-def pending_rows(connection: sqlite3.Connection, limit: int = -1) -> list[OutboxRow]:
+def pending_rows(connection: Database, limit: int | None = None) -> list[OutboxRow]:
     """The oldest rows of the outbox in ``connection`` not yet sent (all of them by default),
-    in the order they were written; the connection's rows must be :class:`sqlite3.Row`."""
-    rows = connection.execute(
-        "SELECT * FROM outbox WHERE sent_at IS NULL ORDER BY id LIMIT ?", (limit,)
-    ).fetchall()
+    in the order they were written."""
+    statement = "SELECT * FROM outbox WHERE sent_at IS NULL ORDER BY id"
+    if limit is None:
+        rows = connection.execute(statement).fetchall()
+    else:
+        rows = connection.execute(statement + " LIMIT ?", (limit,)).fetchall()
     return [_row(raw) for raw in rows]
 
 
 class Outbox:
     """The outbox table of one service database."""
 
-    def __init__(self, connection: sqlite3.Connection) -> None:
+    def __init__(self, connection: Database) -> None:
         self._db = connection
-        self._db.executescript(_SCHEMA)
         self._added = asyncio.Event()
 
     def add(self, event: AnyEvent) -> None:
@@ -221,11 +198,12 @@ class RelayLease:
 
     A row of ``relay_lease`` names the holder and when its hold ends. The holder renews it
     long before then; another relay takes it once it is free (:meth:`LeaseHolder.free`). The
-    clock is the machine's: the copies sharing a SQLite file run on one machine.
+    clock is each holder's own: copies on several machines (PostgreSQL) need their clocks in
+    step (NTP), to well within the lease's length.
     """
 
     def __init__(
-        self, connection: sqlite3.Connection, owner: str, *, ttl: float = 5.0, name: str = "outbox"
+        self, connection: Database, owner: str, *, ttl: float = 5.0, name: str = "outbox"
     ) -> None:
         """``owner`` names this holder uniquely (the process and its start); ``ttl`` is how
         long a hold lasts after each renewal (seconds)."""
@@ -233,7 +211,6 @@ class RelayLease:
         self.ttl = ttl
         self._name = name
         self._db = connection
-        self._db.executescript(_LEASE_SCHEMA)
 
     def holder(self) -> LeaseHolder | None:
         """The lease's holder as recorded, or None if nobody ever took it."""
@@ -443,7 +420,7 @@ class OutboxRelay:
                 self._held_until = 0.0
                 return
             expires_at = lease.acquire()
-        except sqlite3.Error as exc:
+        except DatabaseError as exc:
             # Not renewed: publishing stops by itself before the hold ends.
             log.warning("outbox relay %s cannot renew the outbox lease (%s)", lease.owner, exc)
             return
@@ -463,7 +440,7 @@ class OutboxRelay:
         self._held_until = 0.0
         try:
             self._lease.release()
-        except sqlite3.Error as exc:
+        except DatabaseError as exc:
             log.warning("outbox relay: cannot release the outbox lease (%s); it expires", exc)
             return
         log.info("outbox relay %s released the outbox lease", self._lease.owner)

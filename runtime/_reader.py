@@ -9,14 +9,12 @@ the service's to change.
 
 import contextlib
 import dataclasses
-import sqlite3
 from collections.abc import Iterator
 from enum import Enum
-from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
-from runtime._database import open_reader
+from runtime._database import Database, DatabaseError, Where, open_reader
 from runtime._outbox import OutboxRow, pending_rows
 
 if TYPE_CHECKING:
@@ -25,6 +23,8 @@ if TYPE_CHECKING:
 __all__ = ["BookReader", "BookUnreadable", "EventCounts"]
 
 _Record = TypeVar("_Record", bound="DataclassInstance")
+
+_UNREADABLE: tuple[type[Exception], ...] = (*DatabaseError, ValueError)
 
 
 class BookUnreadable(Exception):
@@ -57,20 +57,20 @@ class BookReader:
     inside one :meth:`snapshot` see the database as of one moment.
     """
 
-    def __init__(self, connection: sqlite3.Connection) -> None:
+    def __init__(self, connection: Database) -> None:
         self._db = connection
-        self._db.row_factory = sqlite3.Row
 
     @classmethod
-    def open(cls, path: Path) -> Self:
-        """A reader of the database at ``path``, which must exist.
+    def open(cls, where: Where, *, schema: str | None = None) -> Self:
+        """A reader of the database ``where`` (a SQLite file, which must exist, or a PostgreSQL
+        URL; ``schema``: the store's schema in a shared PostgreSQL database).
 
         Raises:
-            BookUnreadable: the file cannot be opened.
+            BookUnreadable: the database cannot be opened.
         """
         try:
-            return cls(open_reader(path))
-        except sqlite3.Error as exc:
+            return cls(open_reader(where, schema=schema))
+        except DatabaseError as exc:
             raise BookUnreadable(str(exc)) from None
 
     def close(self) -> None:
@@ -96,14 +96,10 @@ class BookReader:
             BookUnreadable: the database cannot be read.
         """
         try:
-            self._db.execute("BEGIN")
-        except sqlite3.Error as exc:
+            with self._db.snapshot():
+                yield
+        except DatabaseError as exc:
             raise BookUnreadable(str(exc)) from None
-        try:
-            yield
-        finally:
-            with contextlib.suppress(sqlite3.Error):
-                self._db.execute("ROLLBACK")  # nothing was written: only the snapshot ends
 
     def pending_events(self) -> list[OutboxRow]:
         """The events still waiting in the service's outbox (not yet on Kafka), oldest first.
@@ -113,7 +109,7 @@ class BookReader:
         """
         try:
             return pending_rows(self._db)
-        except (sqlite3.Error, ValueError) as exc:
+        except _UNREADABLE as exc:
             raise BookUnreadable(str(exc)) from None
 
     def event_counts(self, *, order_prefix: str = "", handled_since: float = 0.0) -> EventCounts:
@@ -133,12 +129,15 @@ class BookReader:
         )
 
     def _count(self, sql: str, parameters: tuple[object, ...] = ()) -> int:
+        table = sql.split(" FROM ", 1)[1].split()[0]
         try:
+            if not self._db.has_table(table):
+                return 0  # this database has no outbox, or no inbox
             return int(self._db.execute(sql, parameters).fetchone()[0])
-        except sqlite3.OperationalError:
-            return 0  # no such table: this database has no outbox, or no inbox
+        except DatabaseError as exc:
+            raise BookUnreadable(str(exc)) from None
 
-    def _rows(self, sql: str, parameters: tuple[object, ...] = ()) -> list[sqlite3.Row]:
+    def _rows(self, sql: str, parameters: tuple[object, ...] = ()) -> list[Any]:
         """The rows of one query of the service's own tables.
 
         Raises:
@@ -146,7 +145,7 @@ class BookReader:
         """
         try:
             return self._db.execute(sql, parameters).fetchall()
-        except sqlite3.Error as exc:
+        except DatabaseError as exc:
             raise BookUnreadable(str(exc)) from None
 
     def _records(self, record: type[_Record], table: str, order_by: str = "") -> list[_Record]:

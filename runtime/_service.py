@@ -21,7 +21,6 @@ import contextlib
 import logging
 import os
 import signal
-import sqlite3
 import sys
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass
@@ -50,9 +49,10 @@ from infra.config.settings import ConfigurationError, Settings, instance_name, l
 from infra.config.tracing import export_traces, temporal_interceptors, traced_workflow_runner
 from runtime._activity_metrics import ActivityAttempts, ActivityMetrics
 from runtime._clients import KafkaUnavailableError, new_consumer, new_producer, wait_for_kafka
-from runtime._database import open_database
+from runtime._database import Database
 from runtime._metrics import EventBusMetrics
 from runtime._outbox import Outbox, OutboxRelay
+from runtime._stores import DatabaseUnavailableError, open_store
 from runtime._temporal import TemporalUnavailableError, wait_for_temporal
 
 __all__ = [
@@ -94,7 +94,7 @@ class ServiceContext:
     """What the runtime hands a service's factory: settings, database, outbox, clients."""
 
     settings: Settings
-    db: sqlite3.Connection
+    db: Database
     outbox: Outbox
     temporal: Client
     metrics: EventBusMetrics
@@ -203,13 +203,15 @@ async def serve(
     *,
     task_queue: str,
     database: DatabasePath,
+    migrations: Path,
     build: ServiceFactory,
     registry: CollectorRegistry,
     temporal_runtime: Runtime | None = None,
 ) -> None:
     """Connect to Kafka and Temporal, then run the service until SIGTERM or SIGINT.
 
-    Opens the service's database (``database(run_dir)``), builds the service's parts on it
+    Opens the service's database (its PostgreSQL URL, else ``database(run_dir)``) migrated
+    with ``migrations`` (the runtime's tables come first), builds the service's parts on it
     and runs, side by side, the Temporal worker polling ``task_queue``, the outbox relay
     (:func:`relaying`), the service's background tasks and the health endpoint. If a
     background task fails the process stops with its error.
@@ -226,7 +228,7 @@ async def serve(
         interceptors=temporal_interceptors(settings.otlp_endpoint),
         runtime=temporal_runtime,
     )
-    db = open_database(database(settings.run_dir))
+    db = open_store(settings, service, database(settings.run_dir), migrations=[migrations])
     try:
         outbox = Outbox(db)
         metrics = EventBusMetrics(registry)
@@ -353,7 +355,12 @@ async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
 
 
 def run_service(
-    service: str, *, task_queue: str, database: DatabasePath, build: ServiceFactory
+    service: str,
+    *,
+    task_queue: str,
+    database: DatabasePath,
+    migrations: Path,
+    build: ServiceFactory,
 ) -> None:
     """The composition root of a service process: settings, logs, traces, then :func:`serve`."""
     process = f"{service}-service"
@@ -375,11 +382,15 @@ def run_service(
                     settings,
                     task_queue=task_queue,
                     database=database,
+                    migrations=migrations,
                     build=build,
                     registry=CollectorRegistry(),
                     temporal_runtime=sdk_metrics_runtime(settings, service),
                 )
             )
+    except DatabaseUnavailableError as exc:
+        print(f"{process}: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     except (ConfigurationError, KafkaUnavailableError, TemporalUnavailableError) as exc:
         print(f"{process}: {exc}", file=sys.stderr)
         raise SystemExit(1) from None

@@ -306,6 +306,36 @@ class Settings(BaseSettings):
         ),
     )
 
+    topology: Literal["embedded", "cluster"] = Field(
+        "embedded",
+        description=(
+            "What `saga up` starts: `embedded` (one Kafka broker, Temporal's dev server, "
+            "SQLite stores) or `cluster` (PostgreSQL, three Kafka brokers, Temporal's full "
+            "server, two copies of every service; see docs/cluster.md)."
+        ),
+    )
+    payment_database_url: SecretStr | None = Field(
+        None,
+        description=(
+            "PostgreSQL URL of the payment service's database "
+            "(`postgresql://role:password@host:port/db`); unset, a SQLite file in the run "
+            "directory (or the cluster topology's database). `saga config` masks it."
+        ),
+    )
+    inventory_database_url: SecretStr | None = Field(
+        None, description="PostgreSQL URL of the inventory service's database (as above)."
+    )
+    shipping_database_url: SecretStr | None = Field(
+        None, description="PostgreSQL URL of the shipping service's database (as above)."
+    )
+    orchestrator_database_url: SecretStr | None = Field(
+        None,
+        description=(
+            "PostgreSQL URL of the orchestrator's database: orders, timeline, audit log, "
+            "notifications and the API's outbox, one schema each (as above)."
+        ),
+    )
+
     @field_validator("otlp_endpoint")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
@@ -315,6 +345,20 @@ class Settings(BaseSettings):
         scheme, sep, rest = value.partition("://")
         if not sep or scheme not in ("http", "https") or not rest:
             raise ValueError(f"{value!r} is not an http:// or https:// URL")
+        return value
+
+    @field_validator(
+        "payment_database_url",
+        "inventory_database_url",
+        "shipping_database_url",
+        "orchestrator_database_url",
+    )
+    @classmethod
+    def _postgres_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        if not value.get_secret_value().startswith(("postgresql://", "postgres://")):
+            raise ValueError("not a postgresql:// URL (postgresql://role:password@host:port/db)")
         return value
 
     @field_validator("api_tokens")

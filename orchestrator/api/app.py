@@ -41,9 +41,10 @@ from orchestrator.api.service import (
     SagaService,
     SagaUnavailable,
 )
+from orchestrator.orders import OrderBook
 from orchestrator.queries import database_path as orchestrator_database
 from orchestrator.timeline import Timeline
-from runtime import EventBusMetrics, Outbox, open_database, relaying, wait_for_temporal
+from runtime import EventBusMetrics, Outbox, open_store, relaying, wait_for_temporal
 
 __all__ = ["create_app", "outbox_database", "ui_origins"]
 
@@ -263,8 +264,15 @@ def create_app(
             runtime=temporal_runtime,
         )
         settings.run_dir.mkdir(parents=True, exist_ok=True)
-        timeline_db = open_database(orchestrator_database(settings.run_dir))
-        outbox_db = open_database(outbox_database(settings.run_dir))
+        timeline_db = open_store(
+            settings,
+            "orchestrator",
+            orchestrator_database(settings.run_dir),
+            migrations=[OrderBook.MIGRATIONS],
+        )
+        outbox_db = open_store(
+            settings, "orchestrator", outbox_database(settings.run_dir), schema="api"
+        )
         try:
             outbox = Outbox(outbox_db)
             app.state.temporal = client

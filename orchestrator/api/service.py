@@ -9,7 +9,6 @@ import asyncio
 import base64
 import binascii
 import hashlib
-import sqlite3
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import asdict, dataclass
@@ -67,7 +66,7 @@ from orchestrator.api.models import (
 from orchestrator.saga import SAGA_STATUS_KEY, SAGA_STEP_KEY, SagaDefinition
 from orchestrator.timeline import Timeline
 from orchestrator.workflows.order_saga import CUSTOMER_ID_KEY, ORDER_ID_KEY, ORDER_SAGA
-from runtime import Outbox, transaction
+from runtime import Database, Outbox, transaction
 
 __all__ = [
     "ActionRefused",
@@ -144,7 +143,7 @@ class SagaService:
         client: Client,
         settings: Settings,
         timeline: Timeline,
-        outbox_db: sqlite3.Connection,
+        outbox_db: Database,
         outbox: Outbox,
         *,
         definition: SagaDefinition = ORDER_SAGA,

@@ -1,39 +1,25 @@
 """The audit consumer: every domain event, appended to a log that refuses edits."""
 
 import json
-import sqlite3
 import time
+from pathlib import Path
 
 from contracts.envelope import AnyEvent
+from runtime import Database
 
 __all__ = ["AuditLog"]
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS audit_log (
-    seq          INTEGER PRIMARY KEY AUTOINCREMENT,
-    event_id     TEXT NOT NULL UNIQUE,
-    event_type   TEXT NOT NULL,
-    order_id     TEXT NOT NULL,
-    source       TEXT NOT NULL,
-    occurred_at  TEXT NOT NULL,
-    recorded_at  REAL NOT NULL,
-    envelope     TEXT NOT NULL
-);
-CREATE TRIGGER IF NOT EXISTS audit_log_no_update BEFORE UPDATE ON audit_log
-BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
-CREATE TRIGGER IF NOT EXISTS audit_log_no_delete BEFORE DELETE ON audit_log
-BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
-"""
 
 
 class AuditLog:
     """An append-only log of every domain event."""
 
-    def __init__(self, connection: sqlite3.Connection) -> None:
-        self._db = connection
-        self._db.executescript(_SCHEMA)
+    MIGRATIONS = Path(__file__).parent.parent / "migrations" / "audit"
+    """Its table\'s migrations (:func:`runtime.open_database` applies them)."""
 
-    async def append(self, event: AnyEvent, db: sqlite3.Connection) -> None:
+    def __init__(self, connection: Database) -> None:
+        self._db = connection
+
+    async def append(self, event: AnyEvent, db: Database) -> None:
         """Handler for the audit consumer: append ``event`` (the inbox makes it once)."""
         db.execute(
             "INSERT INTO audit_log (event_id, event_type, order_id, source, occurred_at,"

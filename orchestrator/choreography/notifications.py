@@ -1,32 +1,25 @@
 """The notification consumer: tells the customer how their order ended."""
 
-import sqlite3
 import time
+from pathlib import Path
 
 from contracts.envelope import AnyEvent
 from contracts.events.order import OrderCancelled, OrderCompleted
+from runtime import Database
 
 __all__ = ["Notifications"]
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS notifications (
-    event_id    TEXT PRIMARY KEY,
-    order_id    TEXT NOT NULL,
-    kind        TEXT NOT NULL,
-    message     TEXT NOT NULL,
-    created_at  REAL NOT NULL
-);
-"""
 
 
 class Notifications:
     """Customer notifications for completed and cancelled orders (a simulated outbox of mail)."""
 
-    def __init__(self, connection: sqlite3.Connection) -> None:
-        self._db = connection
-        self._db.executescript(_SCHEMA)
+    MIGRATIONS = Path(__file__).parent.parent / "migrations" / "notifications"
+    """Its table\'s migrations (:func:`runtime.open_database` applies them)."""
 
-    async def notify(self, event: AnyEvent, db: sqlite3.Connection) -> None:
+    def __init__(self, connection: Database) -> None:
+        self._db = connection
+
+    async def notify(self, event: AnyEvent, db: Database) -> None:
         """Handler for the notification consumer: other events are not the customer's business."""
         if isinstance(event, OrderCompleted):
             kind, message = "order-completed", "Your order is on its way."
@@ -35,7 +28,7 @@ class Notifications:
         else:
             return
         db.execute(
-            "INSERT OR IGNORE INTO notifications VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO notifications VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
             (str(event.event_id), event.correlation_id, kind, message, time.time()),
         )
 

@@ -2,7 +2,6 @@
 ``EventConsumer`` running for the length of a block, and a reader of what the topics hold."""
 
 import asyncio
-import sqlite3
 import uuid
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
@@ -11,14 +10,14 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from contracts.topics import TOPICS
-from runtime import EventConsumer, EventHandler, new_consumer, new_producer
+from runtime import Database, EventConsumer, EventHandler, new_consumer, new_producer
 
 
 def bus_consumer(
     bootstrap: str,
     topics: Iterable[str],
     handler: EventHandler,
-    database: sqlite3.Connection,
+    database: Database,
     *,
     group_id: str | None = None,
     **options: Any,

@@ -1,11 +1,10 @@
 """The inventory service process: its composition root."""
 
 import logging
-import sqlite3
 
 from contracts.task_queues import INVENTORY
 from infra.config.settings import ConfigurationError, Settings
-from runtime import ServiceContext, ServiceParts, run_service
+from runtime import Database, ServiceContext, ServiceParts, run_service
 from workers.inventory.activities import InventoryActivities
 from workers.inventory.queries import database_path, seed_file, seeded_levels
 from workers.inventory.stock import StockBook
@@ -15,7 +14,7 @@ __all__ = ["build", "main", "seeded_stock"]
 log = logging.getLogger(__name__)
 
 
-def seeded_stock(settings: Settings, db: sqlite3.Connection) -> StockBook:
+def seeded_stock(settings: Settings, db: Database) -> StockBook:
     """The stock in ``db``, seeded from the seed file the first time the service runs.
 
     Raises:
@@ -40,4 +39,10 @@ def build(context: ServiceContext) -> ServiceParts:
 
 def main() -> None:
     """Run the inventory service until SIGTERM."""
-    run_service("inventory", task_queue=INVENTORY, database=database_path, build=build)
+    run_service(
+        "inventory",
+        task_queue=INVENTORY,
+        database=database_path,
+        migrations=StockBook.MIGRATIONS,
+        build=build,
+    )

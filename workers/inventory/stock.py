@@ -22,27 +22,6 @@ __all__ = [
 
 DEFAULT_SEED_FILE = Path(__file__).with_name("seed.json")
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS stock (
-    sku             TEXT PRIMARY KEY,
-    on_hand         INTEGER NOT NULL CHECK (on_hand >= 0)
-);
-CREATE TABLE IF NOT EXISTS reservations (
-    order_id        TEXT PRIMARY KEY,
-    reservation_id  TEXT UNIQUE,
-    status          TEXT NOT NULL CHECK (status IN ('reserved', 'released', 'refused')),
-    reason          TEXT,
-    created_at      REAL NOT NULL,
-    updated_at      REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS reservation_lines (
-    order_id        TEXT NOT NULL REFERENCES reservations (order_id),
-    sku             TEXT NOT NULL,
-    quantity        INTEGER NOT NULL CHECK (quantity > 0),
-    PRIMARY KEY (order_id, sku)
-);
-"""
-
 
 class ReservationStatus(StrEnum):
     """Where an order's reservation stands."""
@@ -85,7 +64,7 @@ def merge_lines(lines: Iterable[StockLine]) -> list[StockLine]:
 class StockBook(Book):
     """Stock levels and reservations in the inventory service's database."""
 
-    SCHEMA = _SCHEMA
+    MIGRATIONS = Path(__file__).with_name("migrations")
 
     def seed(self, levels: Mapping[str, int]) -> bool:
         """Stock ``levels`` if the stock table is empty; return whether it was seeded."""

@@ -4,40 +4,12 @@ import time
 import uuid
 from dataclasses import dataclass, replace
 from enum import StrEnum
+from pathlib import Path
 
 from contracts.events.common import Money
 from runtime import Book
 
 __all__ = ["Payment", "PaymentLedger", "PaymentStatus"]
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS payments (
-    order_id        TEXT PRIMARY KEY,
-    payment_id      TEXT NOT NULL UNIQUE,
-    customer_id     TEXT NOT NULL,
-    amount_minor    INTEGER NOT NULL CHECK (amount_minor >= 0),
-    currency        TEXT NOT NULL,
-    status          TEXT NOT NULL CHECK (status IN ('captured', 'declined', 'refunded')),
-    decline_reason  TEXT,
-    created_at      REAL NOT NULL,
-    updated_at      REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS ledger_entries (
-    id              INTEGER PRIMARY KEY AUTOINCREMENT,
-    payment_id      TEXT NOT NULL REFERENCES payments (payment_id),
-    order_id        TEXT NOT NULL,
-    kind            TEXT NOT NULL CHECK (kind IN ('charge', 'refund')),
-    amount_minor    INTEGER NOT NULL,
-    currency        TEXT NOT NULL,
-    created_at      REAL NOT NULL,
-    -- the idempotency key of a money movement: one charge and one refund per order at most
-    UNIQUE (order_id, kind)
-);
-CREATE TABLE IF NOT EXISTS charge_attempts (
-    order_id        TEXT PRIMARY KEY,
-    attempts        INTEGER NOT NULL
-);
-"""
 
 
 class PaymentStatus(StrEnum):
@@ -63,7 +35,7 @@ class Payment:
 class PaymentLedger(Book):
     """Payments and ledger entries in the payment service's database."""
 
-    SCHEMA = _SCHEMA
+    MIGRATIONS = Path(__file__).with_name("migrations")
 
     def payment(self, order_id: str) -> Payment | None:
         """The payment of ``order_id``, if one was captured or declined."""
@@ -83,7 +55,7 @@ class PaymentLedger(Book):
         """Count one more attempt to charge ``order_id``; return its number (1 for the first)."""
         row = self._db.execute(
             "INSERT INTO charge_attempts (order_id, attempts) VALUES (?, 1)"
-            " ON CONFLICT (order_id) DO UPDATE SET attempts = attempts + 1"
+            " ON CONFLICT (order_id) DO UPDATE SET attempts = charge_attempts.attempts + 1"
             " RETURNING attempts",
             (order_id,),
         ).fetchone()

@@ -19,4 +19,10 @@ def build(context: ServiceContext) -> ServiceParts:
 
 def main() -> None:
     """Run the payment service until SIGTERM."""
-    run_service("payment", task_queue=PAYMENT, database=database_path, build=build)
+    run_service(
+        "payment",
+        task_queue=PAYMENT,
+        database=database_path,
+        migrations=PaymentLedger.MIGRATIONS,
+        build=build,
+    )

@@ -24,4 +24,10 @@ def build(context: ServiceContext) -> ServiceParts:
 
 def main() -> None:
     """Run the shipping service until SIGTERM."""
-    run_service("shipping", task_queue=SHIPPING, database=database_path, build=build)
+    run_service(
+        "shipping",
+        task_queue=SHIPPING,
+        database=database_path,
+        migrations=ShipmentBook.MIGRATIONS,
+        build=build,
+    )

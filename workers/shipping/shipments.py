@@ -1,35 +1,18 @@
 """The shipping service's data: one shipment per order, from scheduled to dispatched."""
 
 import json
-import sqlite3
 import time
 import uuid
 from dataclasses import dataclass, replace
 from enum import StrEnum
+from pathlib import Path
+from typing import Any
 
 from infra.config.settings import ConfigurationError
 from runtime import Book
 
 __all__ = ["Shipment", "ShipmentBook", "ShipmentStatus", "carrier_for", "parse_countries"]
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS shipments (
-    order_id            TEXT PRIMARY KEY,
-    shipment_id         TEXT UNIQUE,
-    country             TEXT NOT NULL,
-    carrier             TEXT,
-    items               TEXT NOT NULL,
-    status              TEXT NOT NULL
-                        CHECK (status IN ('scheduled', 'dispatched', 'cancelled', 'refused')),
-    reason              TEXT,
-    tracking_number     TEXT,
-    scheduled_event_id  TEXT,
-    scheduled_at        REAL NOT NULL,
-    updated_at          REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS shipments_to_dispatch ON shipments (scheduled_at)
-    WHERE status = 'scheduled';
-"""
 
 _NORTH_AMERICA = frozenset({"CA", "MX", "US"})
 _EUROPE = frozenset(
@@ -89,7 +72,7 @@ class Shipment:
 class ShipmentBook(Book):
     """Shipments in the shipping service's database."""
 
-    SCHEMA = _SCHEMA
+    MIGRATIONS = Path(__file__).with_name("migrations")
 
     def shipment(self, order_id: str) -> Shipment | None:
         """The shipment of ``order_id``, whatever its status."""
@@ -189,7 +172,7 @@ class ShipmentBook(Book):
         )
 
 
-def _shipment(row: sqlite3.Row) -> Shipment:
+def _shipment(row: Any) -> Shipment:
     return Shipment(
         order_id=row["order_id"],
         shipment_id=row["shipment_id"],

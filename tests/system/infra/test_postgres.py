@@ -3,10 +3,8 @@ database and one role per service, each role shut out of every database but its 
 
 import os
 import shutil
-import tempfile
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -15,52 +13,25 @@ import pytest
 
 from infra.engines.postgres import (
     SECRETS_FILE,
-    PostgresServer,
-    find_postgres_bin,
     read_postgres_secrets,
     stop_postgres,
 )
-from infra.engines.processes import ProcessRecord, reserve_ports, start_ticks_of
+from infra.engines.processes import ProcessRecord, start_ticks_of
+from tests.support.postgres import (
+    RunningPostgres,
+    postgres_run_dir,
+    running_postgres,
+    start_postgres,
+)
 
 SERVICES = ("payment", "inventory", "shipping", "orchestrator")
-
-
-@dataclass(frozen=True)
-class RunningPostgres:
-    server: PostgresServer
-    record: ProcessRecord
-    urls: dict[str, str]
-
-
-def _run_dir() -> Path:
-    """A run directory the server's system user can enter (pytest's own are mode 0700 under
-    root's): PostgreSQL runs as ``postgres`` when the tests run as root."""
-    folder = Path(tempfile.mkdtemp(prefix="saga-pg-"))
-    folder.chmod(0o711)
-    return folder
-
-
-def _start(run_dir: Path) -> tuple[PostgresServer, ProcessRecord]:
-    with reserve_ports() as ports:
-        port = ports.port()
-    server = PostgresServer(bin_dir=find_postgres_bin(), run_dir=run_dir, port=port)
-    try:
-        record = server.start(timeout=60)
-    except Exception as exc:  # noqa: BLE001 - any failure to start is reported with the log
-        pytest.fail(f"PostgreSQL did not start: {exc}", pytrace=False)
-    return server, record
 
 
 @pytest.fixture(scope="module")
 def postgres() -> Iterator[RunningPostgres]:
     """A PostgreSQL server for this module, provisioned for the four services."""
-    run_dir = _run_dir()
-    server, record = _start(run_dir)
-    try:
-        yield RunningPostgres(server, record, server.provision(SERVICES))
-    finally:
-        stop_postgres(record)
-        shutil.rmtree(run_dir, ignore_errors=True)
+    with running_postgres(SERVICES) as running:
+        yield running
 
 
 def _with_database(url: str, database: str) -> str:
@@ -152,10 +123,10 @@ def test_stopping_by_pid_leaves_no_postgres_process() -> None:
     """The recorded process is the postmaster itself (running as the server's user when the
     tests run as root); stopping it by that id, with a client still connected, ends it and
     every one of its processes."""
-    run_dir = _run_dir()
+    run_dir = postgres_run_dir()
     record: ProcessRecord | None = None
     try:
-        server, record = _start(run_dir)
+        server, record = start_postgres(run_dir)
         client = psycopg.connect(server.provision(["payment"])["payment"], connect_timeout=5)
         try:
             command = Path(f"/proc/{record.pid}/cmdline").read_bytes().split(b"\0")

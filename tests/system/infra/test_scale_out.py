@@ -52,6 +52,7 @@ from infra.engines.processes import (
 from infra.engines.stack import Stack, split_instance
 from infra.engines.temporal_server import TemporalDevServer
 from runtime import (
+    Database,
     EventBusMetrics,
     Outbox,
     OutboxRelay,
@@ -106,7 +107,7 @@ class _Relay:
     """A relay on its own connection to the shared database, as a copy of a service has."""
 
     relay: OutboxRelay
-    db: sqlite3.Connection
+    db: Database
     outbox: Outbox
     registry: CollectorRegistry
     task: "asyncio.Task[None] | None" = None

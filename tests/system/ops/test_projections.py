@@ -4,7 +4,6 @@
 import asyncio
 import json
 import re
-import sqlite3
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine
@@ -41,7 +40,7 @@ from contracts.topics import TOPICS
 from infra.engines.kafka_broker import KafkaBroker
 from ops.projections import RebuildProgress, rebuild_timeline
 from orchestrator.timeline import Timeline, TimelineEntry
-from runtime import new_producer, open_database, transaction
+from runtime import Database, new_producer, open_database, transaction
 from tests.support.bus import bus_consumer, running
 from tests.support.cli import run_saga, without_settings
 
@@ -160,7 +159,7 @@ async def _publish_garbage(bootstrap: str, key: bytes) -> None:
 
 
 @asynccontextmanager
-async def _live_projector(bootstrap: str, db: sqlite3.Connection) -> AsyncIterator[None]:
+async def _live_projector(bootstrap: str, db: Database) -> AsyncIterator[None]:
     """The worker's projector: Timeline.project as a consumer group over every domain topic."""
     group_id = f"orchestrator-projector-{uuid.uuid4()}"
     topics = [spec.name for spec in TOPICS]

@@ -2,12 +2,10 @@
 
 import asyncio
 import itertools
-import sqlite3
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
 from prometheus_client import CollectorRegistry
@@ -20,11 +18,13 @@ from infra.engines.kafka_broker import KafkaBroker
 from infra.engines.processes import stop_process
 from ops.dead_letters import DeadLetter, list_dead_letters, redrive
 from runtime import (
+    Database,
     EventBusMetrics,
     EventConsumer,
     Outbox,
     OutboxRelay,
     RetryPolicy,
+    Where,
     new_producer,
     open_database,
     transaction,
@@ -47,33 +47,35 @@ class _Effects:
         self.prefix = prefix
         self.calls: list[tuple[str, float]] = []
         self.failing: set[str] = set()
+        self._seq = itertools.count()
 
-    async def __call__(self, event: AnyEvent, db: sqlite3.Connection) -> None:
+    async def __call__(self, event: AnyEvent, db: Database) -> None:
         if not event.correlation_id.startswith(self.prefix):
             return  # another test's event on the shared topic
         self.calls.append((event.data.payment_id, time.monotonic()))
         if event.data.payment_id in self.failing:
             raise RuntimeError(f"cannot handle {event.data.payment_id}")
-        db.execute("CREATE TABLE IF NOT EXISTS effects (order_id TEXT, payment_id TEXT)")
         db.execute(
-            "INSERT INTO effects VALUES (?, ?)",
-            (event.correlation_id, event.data.payment_id),
+            "CREATE TABLE IF NOT EXISTS effects (seq INTEGER, order_id TEXT, payment_id TEXT)"
+        )
+        db.execute(
+            "INSERT INTO effects VALUES (?, ?, ?)",
+            (next(self._seq), event.correlation_id, event.data.payment_id),
         )
 
 
-def _effects(db: sqlite3.Connection) -> list[tuple[str, str]]:
-    try:
-        return [
-            tuple(r) for r in db.execute("SELECT order_id, payment_id FROM effects ORDER BY rowid")
-        ]
-    except sqlite3.OperationalError:
+def _effects(db: Database) -> list[tuple[str, str]]:
+    if not db.has_table("effects"):
         return []
+    return [
+        (r[0], r[1]) for r in db.execute("SELECT order_id, payment_id FROM effects ORDER BY seq")
+    ]
 
 
 @asynccontextmanager
 async def _consuming(
     bootstrap: str,
-    db: sqlite3.Connection,
+    db: Database,
     handler: _Effects,
     metrics: EventBusMetrics | None = None,
 ) -> AsyncIterator[EventConsumer]:
@@ -131,11 +133,11 @@ async def _relay_all(outbox: Outbox, bootstrap: str) -> None:
 
 
 async def test_per_key_order_holds_across_a_thousand_events(
-    kafka_broker: KafkaBroker, tmp_path: Path
+    kafka_broker: KafkaBroker, database_at: Callable[[str], Where]
 ) -> None:
     """A thousand events of ten orders, interleaved, are consumed in per-order order."""
     prefix = f"ord-{uuid.uuid4()}"
-    service_db = open_database(tmp_path / "service.db")
+    service_db = open_database(database_at("service"))
     outbox = Outbox(service_db)
     for seq in range(1000):
         with transaction(service_db):
@@ -144,7 +146,7 @@ async def test_per_key_order_holds_across_a_thousand_events(
     assert outbox.pending_count() == 0
 
     handler = _Effects(prefix)
-    consumer_db = open_database(tmp_path / "consumer.db")
+    consumer_db = open_database(database_at("consumer"))
     async with _consuming(kafka_broker.bootstrap_servers, consumer_db, handler):
         await _until(lambda: len(_effects(consumer_db)) == 1000)
     per_order: dict[str, list[int]] = {}
@@ -157,14 +159,14 @@ async def test_per_key_order_holds_across_a_thousand_events(
 
 
 async def test_a_redelivered_event_has_no_second_effect(
-    kafka_broker: KafkaBroker, tmp_path: Path
+    kafka_broker: KafkaBroker, database_at: Callable[[str], Where]
 ) -> None:
     """The same event delivered twice is applied once; the inbox counts the duplicate."""
     prefix = f"dup-{uuid.uuid4()}"
     encoded = encode_event(_payment(f"{prefix}-1", 1))
     marker = encode_event(_payment(f"{prefix}-1", 2))
     handler = _Effects(prefix)
-    db = open_database(tmp_path / "consumer.db")
+    db = open_database(database_at("consumer"))
     metrics = EventBusMetrics(CollectorRegistry())
     async with _consuming(kafka_broker.bootstrap_servers, db, handler, metrics) as consumer:
         # The topic holds the session's earlier records too (a stack's relay may have sent
@@ -187,7 +189,7 @@ async def test_a_redelivered_event_has_no_second_effect(
 
 
 async def test_a_poison_record_is_dead_lettered_after_three_attempts_and_the_rest_flows(
-    kafka_broker: KafkaBroker, tmp_path: Path
+    kafka_broker: KafkaBroker, database_at: Callable[[str], Where]
 ) -> None:
     """Three attempts 100 ms then 200 ms apart, then the DLQ; the record after it is handled."""
     prefix = f"poison-{uuid.uuid4()}"
@@ -198,7 +200,7 @@ async def test_a_poison_record_is_dead_lettered_after_three_attempts_and_the_res
     )
     handler = _Effects(prefix)
     handler.failing.add("pay-1")
-    db = open_database(tmp_path / "consumer.db")
+    db = open_database(database_at("consumer"))
     async with _consuming(kafka_broker.bootstrap_servers, db, handler):
         await _until(lambda: _effects(db) == [(f"{prefix}-1", "pay-2")])
 
@@ -221,7 +223,7 @@ async def test_a_poison_record_is_dead_lettered_after_three_attempts_and_the_res
 
 
 async def test_a_malformed_record_goes_straight_to_the_dead_letter_topic(
-    kafka_broker: KafkaBroker, tmp_path: Path
+    kafka_broker: KafkaBroker, database_at: Callable[[str], Where]
 ) -> None:
     """A record that is not an event is dead-lettered without calling the handler."""
     key = f"garbage-{uuid.uuid4()}".encode()
@@ -233,7 +235,7 @@ async def test_a_malformed_record_goes_straight_to_the_dead_letter_topic(
         (after.key, after.value, after.headers),
     )
     handler = _Effects(prefix)
-    db = open_database(tmp_path / "consumer.db")
+    db = open_database(database_at("consumer"))
     letters: list[DeadLetter] = []
 
     async def dead_lettered() -> bool:
@@ -258,7 +260,7 @@ async def test_a_malformed_record_goes_straight_to_the_dead_letter_topic(
 
 
 async def test_a_redriven_dead_letter_is_processed(
-    kafka_broker: KafkaBroker, tmp_path: Path
+    kafka_broker: KafkaBroker, database_at: Callable[[str], Where]
 ) -> None:
     """Once the cause is fixed, redrive sends the dead letter back and it is handled."""
     prefix = f"redrive-{uuid.uuid4()}"
@@ -266,7 +268,7 @@ async def test_a_redriven_dead_letter_is_processed(
     await _produce(kafka_broker.bootstrap_servers, (event.key, event.value, event.headers))
     handler = _Effects(prefix)
     handler.failing.add("pay-7")
-    db = open_database(tmp_path / "consumer.db")
+    db = open_database(database_at("consumer"))
     async with _consuming(kafka_broker.bootstrap_servers, db, handler):
 
         async def dead_lettered() -> bool:
@@ -286,14 +288,14 @@ async def test_a_redriven_dead_letter_is_processed(
 
 
 async def test_the_outbox_keeps_every_event_through_a_broker_outage(
-    own_kafka_broker: KafkaBroker, tmp_path: Path
+    own_kafka_broker: KafkaBroker, database_at: Callable[[str], Where]
 ) -> None:
     """500 events wait in the outbox while the broker is down, then arrive in order, once."""
     broker = own_kafka_broker
     record = await asyncio.to_thread(start_broker, broker)
     bootstrap = broker.bootstrap_servers
     prefix = f"outage-{uuid.uuid4()}"
-    service_db = open_database(tmp_path / "service.db")
+    service_db = open_database(database_at("service"))
     outbox = Outbox(service_db)
     relay = OutboxRelay(
         outbox, lambda: new_producer(bootstrap, request_timeout_ms=3000), send_timeout=3
@@ -314,7 +316,7 @@ async def test_the_outbox_keeps_every_event_through_a_broker_outage(
         await asyncio.gather(relay_task, return_exceptions=True)
 
     handler = _Effects(prefix)
-    consumer_db = open_database(tmp_path / "consumer.db")
+    consumer_db = open_database(database_at("consumer"))
     try:
         async with _consuming(bootstrap, consumer_db, handler):
             await _until(lambda: len(_effects(consumer_db)) >= 500, seconds=120)

@@ -20,7 +20,6 @@ rebuild``) and the tests that read the topics.
 import asyncio
 import json
 import os
-import sqlite3
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -47,7 +46,7 @@ from infra.engines.kafka_broker import KafkaBroker, apply_topic_catalog
 from ops.dead_letters import DeadLetter, list_dead_letters
 from orchestrator.choreography import AuditLog, Notifications
 from orchestrator.timeline import Timeline
-from runtime import open_database
+from runtime import Database, open_database
 from tests.support.bus import bus_consumer, running
 from tests.support.samples import sample_events
 
@@ -620,7 +619,7 @@ async def test_a_record_the_kafka_client_cannot_parse_is_dead_lettered_by_positi
 
     handled: list[str] = []
 
-    async def handler(event: AnyEvent, db: sqlite3.Connection) -> None:
+    async def handler(event: AnyEvent, db: Database) -> None:
         handled.append(event.correlation_id)
 
     consumer = bus_consumer(

@@ -6,7 +6,6 @@ consumer's handler must run in that span's trace.
 """
 
 import asyncio
-import sqlite3
 import uuid
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from contracts.events.payment import PaymentCompleted
 from contracts.topics import topic_for_event_type
 from infra.engines.kafka_broker import KafkaBroker
 from runtime import (
+    Database,
     Outbox,
     OutboxRelay,
     new_producer,
@@ -54,7 +54,7 @@ async def test_a_consumer_handles_the_event_in_the_trace_that_wrote_it(
 
     seen: asyncio.Queue[int] = asyncio.Queue()
 
-    async def handler(event: AnyEvent, db: sqlite3.Connection) -> None:
+    async def handler(event: AnyEvent, db: Database) -> None:
         if event.correlation_id == order_id:
             seen.put_nowait(trace.get_current_span().get_span_context().trace_id)
 

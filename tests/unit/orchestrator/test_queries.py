@@ -1,7 +1,6 @@
 """The orchestrator's query module reads the orders and the outbox the order book wrote."""
 
-import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -11,7 +10,7 @@ from contracts.codec import decode_event
 from contracts.events.common import OrderLine
 from orchestrator.orders import OrderBook
 from orchestrator.queries import OrderQueries, database_path
-from runtime import BookUnreadable, Outbox, open_database
+from runtime import BookUnreadable, Database, DatabaseError, Outbox, Where, open_database
 
 
 def _order(order_id: str) -> PlaceOrderInput:
@@ -30,9 +29,9 @@ def _order(order_id: str) -> PlaceOrderInput:
 
 
 @pytest.fixture
-def written(tmp_path: Path) -> Iterator[tuple[sqlite3.Connection, OrderBook, Outbox]]:
+def written(database_at: Callable[[str], Where]) -> Iterator[tuple[Database, OrderBook, Outbox]]:
     """The orchestrator's database with three orders: placed, completed, cancelled."""
-    db = open_database(database_path(tmp_path))
+    db = open_database(database_at("orchestrator"), migrations=[OrderBook.MIGRATIONS])
     outbox = Outbox(db)
     book = OrderBook(db, outbox)
     for order_id in ("o-open", "o-done", "o-off"):
@@ -49,11 +48,11 @@ def written(tmp_path: Path) -> Iterator[tuple[sqlite3.Connection, OrderBook, Out
 
 
 def test_orders_and_pending_events_the_book_wrote_are_read_through_the_queries(
-    tmp_path: Path, written: tuple[sqlite3.Connection, OrderBook, Outbox]
+    database_at: Callable[[str], Where], written: tuple[Database, OrderBook, Outbox]
 ) -> None:
     _, _, outbox = written
 
-    with OrderQueries.open(database_path(tmp_path)) as queries, queries.snapshot():
+    with OrderQueries.open(database_at("orchestrator")) as queries, queries.snapshot():
         orders = {row.order_id: row.status for row in queries.orders()}
         pending = queries.pending_events()
 
@@ -67,16 +66,16 @@ def test_orders_and_pending_events_the_book_wrote_are_read_through_the_queries(
     ]
 
     outbox.mark_sent([row.id for row in pending[:3]])
-    with OrderQueries.open(database_path(tmp_path)) as queries:
+    with OrderQueries.open(database_at("orchestrator")) as queries:
         assert [row.id for row in queries.pending_events()] == [row.id for row in pending[3:]]
 
 
 def test_a_snapshot_sees_one_moment_of_the_database(
-    tmp_path: Path, written: tuple[sqlite3.Connection, OrderBook, Outbox]
+    database_at: Callable[[str], Where], written: tuple[Database, OrderBook, Outbox]
 ) -> None:
     _, book, _ = written
 
-    with OrderQueries.open(database_path(tmp_path)) as queries:
+    with OrderQueries.open(database_at("orchestrator")) as queries:
         with queries.snapshot():
             before = len(queries.orders())
             book.place(_order("o-later"), cause=None)  # committed while the snapshot is open
@@ -86,14 +85,14 @@ def test_a_snapshot_sees_one_moment_of_the_database(
 
 
 def test_the_order_queries_cannot_write(
-    tmp_path: Path, written: tuple[sqlite3.Connection, OrderBook, Outbox]
+    database_at: Callable[[str], Where], written: tuple[Database, OrderBook, Outbox]
 ) -> None:
-    with OrderQueries.open(database_path(tmp_path)) as queries:
-        with pytest.raises(sqlite3.OperationalError, match="readonly"):
+    with OrderQueries.open(database_at("orchestrator")) as queries:
+        with pytest.raises(DatabaseError, match=r"readonly|read-only"):
             queries._db.execute(
                 "INSERT INTO orders VALUES ('o-x', 'c', 'placed', '{}', NULL, 0, 0)"
             )
-        with pytest.raises(sqlite3.OperationalError, match="readonly"):
+        with pytest.raises(DatabaseError, match=r"readonly|read-only"):
             queries._db.execute("UPDATE outbox SET sent_at = 1")
         assert len(queries.pending_events()) == 5
 

@@ -1,28 +1,32 @@
-"""A service database in the test's own directory, and the events its outbox holds."""
+"""A service database on each engine (SQLite, PostgreSQL), and the events its outbox holds."""
 
-import sqlite3
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 
 from contracts.codec import decode_event
 from contracts.envelope import AnyEvent
-from runtime import Outbox, open_database
+from runtime import Database, Outbox, Where, open_database
+from workers.inventory.stock import StockBook
+from workers.payment.ledger import PaymentLedger
+from workers.shipping.shipments import ShipmentBook
 
 EventsOf = Callable[[str], list[AnyEvent]]
 
 
+BOOKS = [PaymentLedger.MIGRATIONS, StockBook.MIGRATIONS, ShipmentBook.MIGRATIONS]
+
+
 @pytest.fixture
-def db(tmp_path: Path) -> Iterator[sqlite3.Connection]:
-    """A fresh service database on disk."""
-    connection = open_database(tmp_path / "service.db")
+def db(database_at: Callable[[str], Where]) -> Iterator[Database]:
+    """A fresh service database with every service's tables, on each engine."""
+    connection = open_database(database_at("service"), migrations=BOOKS)
     yield connection
     connection.close()
 
 
 @pytest.fixture
-def outbox(db: sqlite3.Connection) -> Outbox:
+def outbox(db: Database) -> Outbox:
     """The outbox of that database."""
     return Outbox(db)
 

@@ -1,6 +1,5 @@
 """The inventory activities against a real SQLite stock: all lines or none, once per order."""
 
-import sqlite3
 from pathlib import Path
 
 import pytest
@@ -11,7 +10,7 @@ from contracts.activities import ReleaseStockInput, ReserveStockInput
 from contracts.errors import STOCK_UNAVAILABLE
 from contracts.events.common import StockLine
 from infra.config.settings import ConfigurationError, Settings
-from runtime import Outbox
+from runtime import Database, Outbox
 from tests.support.activities import refused_each_time
 from tests.unit.workers.conftest import EventsOf
 from workers.inventory.activities import InventoryActivities
@@ -22,7 +21,7 @@ SEED = load_seed(DEFAULT_SEED_FILE)
 
 
 @pytest.fixture
-def stock(db: sqlite3.Connection) -> StockBook:
+def stock(db: Database) -> StockBook:
     book = StockBook(db)
     book.seed(SEED)
     return book
@@ -54,7 +53,7 @@ def test_the_seed_is_loaded_only_into_an_empty_stock(stock: StockBook) -> None:
     assert stock.on_hand("SKU-9") is None
 
 
-def test_the_seed_file_is_a_setting(db: sqlite3.Connection, outbox: Outbox, tmp_path: Path) -> None:
+def test_the_seed_file_is_a_setting(db: Database, outbox: Outbox, tmp_path: Path) -> None:
     seed = tmp_path / "seed.json"
     seed.write_text('{"SKU-7": 3}')
     seeded_stock(Settings(inventory_seed_file=seed), db)

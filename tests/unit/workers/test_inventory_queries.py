@@ -1,13 +1,13 @@
 """The inventory service's query module reads what its stock book wrote, and cannot write."""
 
-import sqlite3
+from collections.abc import Callable
 from contextlib import closing
 from pathlib import Path
 
 import pytest
 
 from contracts.events.common import StockLine
-from runtime import open_database
+from runtime import DatabaseError, Where, open_database
 from workers.inventory.queries import (
     InventoryQueries,
     database_path,
@@ -17,9 +17,9 @@ from workers.inventory.queries import (
 from workers.inventory.stock import DEFAULT_SEED_FILE, ReservationStatus, StockBook, load_seed
 
 
-def _stock_with_three_orders(run_dir: Path) -> dict[str, str | None]:
+def _stock_with_three_orders(where: Where) -> dict[str, str | None]:
     """SKU-A 10 and SKU-B 5 on hand; o-held reserved, o-back released, o-short refused."""
-    with closing(open_database(database_path(run_dir))) as db:
+    with closing(open_database(where, migrations=[StockBook.MIGRATIONS])) as db:
         stock = StockBook(db)
         stock.seed({"SKU-A": 10, "SKU-B": 5})
         with stock.transaction():
@@ -34,11 +34,11 @@ def _stock_with_three_orders(run_dir: Path) -> dict[str, str | None]:
 
 
 def test_reservations_and_stock_the_book_wrote_are_read_through_the_queries(
-    tmp_path: Path,
+    database_at: Callable[[str], Where],
 ) -> None:
-    ids = _stock_with_three_orders(tmp_path)
+    ids = _stock_with_three_orders(database_at("inventory"))
 
-    with InventoryQueries.open(database_path(tmp_path)) as queries, queries.snapshot():
+    with InventoryQueries.open(database_at("inventory")) as queries, queries.snapshot():
         reservations = {row.order_id: row for row in queries.reservations()}
         on_hand = queries.on_hand(["SKU-A", "SKU-B", "SKU-NOT-CARRIED"])
 
@@ -54,11 +54,11 @@ def test_reservations_and_stock_the_book_wrote_are_read_through_the_queries(
     assert on_hand == {"SKU-A": 7, "SKU-B": 5}
 
 
-def test_the_inventory_queries_cannot_write(tmp_path: Path) -> None:
-    _stock_with_three_orders(tmp_path)
+def test_the_inventory_queries_cannot_write(database_at: Callable[[str], Where]) -> None:
+    _stock_with_three_orders(database_at("inventory"))
 
-    with InventoryQueries.open(database_path(tmp_path)) as queries:
-        with pytest.raises(sqlite3.OperationalError, match="readonly"):
+    with InventoryQueries.open(database_at("inventory")) as queries:
+        with pytest.raises(DatabaseError, match=r"readonly|read-only"):
             queries._db.execute("INSERT INTO stock (sku, on_hand) VALUES ('SKU-C', 1)")
         assert queries.on_hand(["SKU-A", "SKU-C"]) == {"SKU-A": 7}
 

@@ -1,7 +1,6 @@
 """The payment activities against a real SQLite ledger: once per order, events in the outbox."""
 
 import dataclasses
-import sqlite3
 
 import pytest
 from temporalio.exceptions import ApplicationError
@@ -10,7 +9,7 @@ from temporalio.testing import ActivityEnvironment
 from contracts.activities import ChargePaymentInput, RefundPaymentInput
 from contracts.errors import PAYMENT_DECLINED
 from contracts.events.common import Money
-from runtime import Outbox
+from runtime import Database, Outbox
 from tests.support.activities import refused_each_time
 from tests.unit.workers.conftest import EventsOf
 from workers.payment.activities import PROCESSOR_UNAVAILABLE, PaymentActivities
@@ -21,7 +20,7 @@ AMOUNT = Money(amount_minor=4250, currency="EUR")
 
 
 @pytest.fixture
-def ledger(db: sqlite3.Connection) -> PaymentLedger:
+def ledger(db: Database) -> PaymentLedger:
     return PaymentLedger(db)
 
 
@@ -101,9 +100,7 @@ async def test_a_flaky_card_fails_twice_retryably_then_is_charged_once(
     assert [e.event_type for e in events_of("o4")] == ["payment.completed.v1"]
 
 
-async def test_flaky_attempts_are_counted_in_the_database(
-    db: sqlite3.Connection, outbox: Outbox
-) -> None:
+async def test_flaky_attempts_are_counted_in_the_database(db: Database, outbox: Outbox) -> None:
     env = ActivityEnvironment()
     before_restart = PaymentActivities(PaymentLedger(db), outbox, CardProcessor(flaky_failures=2))
     with pytest.raises(ApplicationError):

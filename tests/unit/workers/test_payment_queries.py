@@ -1,22 +1,22 @@
 """The payment service's query module reads what its ledger wrote, and cannot write."""
 
-import sqlite3
+from collections.abc import Callable
 from contextlib import closing
 from pathlib import Path
 
 import pytest
 
 from contracts.events.common import Money
-from runtime import Outbox, open_database
+from runtime import DatabaseError, Outbox, Where, open_database
 from workers.payment.ledger import PaymentLedger, PaymentStatus
 from workers.payment.queries import LedgerEntryRow, PaymentQueries, database_path
 
 _EUR_15 = Money(amount_minor=1500, currency="EUR")
 
 
-def _ledger_with_three_orders(run_dir: Path) -> dict[str, str]:
+def _ledger_with_three_orders(where: Where) -> dict[str, str]:
     """o-paid captured, o-refunded captured then refunded, o-declined declined; their ids."""
-    with closing(open_database(database_path(run_dir))) as db:
+    with closing(open_database(where, migrations=[PaymentLedger.MIGRATIONS])) as db:
         Outbox(db)  # as the service process has it beside the ledger
         ledger = PaymentLedger(db)
         with ledger.transaction():
@@ -31,11 +31,11 @@ def _ledger_with_three_orders(run_dir: Path) -> dict[str, str]:
 
 
 def test_payments_and_ledger_entries_the_ledger_wrote_are_read_through_the_queries(
-    tmp_path: Path,
+    database_at: Callable[[str], Where],
 ) -> None:
-    ids = _ledger_with_three_orders(tmp_path)
+    ids = _ledger_with_three_orders(database_at("payment"))
 
-    with PaymentQueries.open(database_path(tmp_path)) as queries, queries.snapshot():
+    with PaymentQueries.open(database_at("payment")) as queries, queries.snapshot():
         payments = {row.order_id: row for row in queries.payments()}
         entries = queries.ledger_entries()
         pending = queries.pending_events()
@@ -56,13 +56,13 @@ def test_payments_and_ledger_entries_the_ledger_wrote_are_read_through_the_queri
     assert pending == []  # the ledger alone writes no events
 
 
-def test_the_payment_queries_cannot_write(tmp_path: Path) -> None:
-    _ledger_with_three_orders(tmp_path)
+def test_the_payment_queries_cannot_write(database_at: Callable[[str], Where]) -> None:
+    _ledger_with_three_orders(database_at("payment"))
 
-    with PaymentQueries.open(database_path(tmp_path)) as queries:
-        with pytest.raises(sqlite3.OperationalError, match="readonly"):
+    with PaymentQueries.open(database_at("payment")) as queries:
+        with pytest.raises(DatabaseError, match=r"readonly|read-only"):
             queries._db.execute("UPDATE payments SET status = 'refunded'")
-        with pytest.raises(sqlite3.OperationalError, match="readonly"):
+        with pytest.raises(DatabaseError, match=r"readonly|read-only"):
             queries._db.execute("INSERT INTO charge_attempts (order_id, attempts) VALUES ('x', 1)")
         assert {row.status for row in queries.payments()} == set(PaymentStatus)
 

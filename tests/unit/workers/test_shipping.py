@@ -1,7 +1,6 @@
 """The shipping activities and the carrier simulator against a real SQLite database."""
 
 import asyncio
-import sqlite3
 
 import pytest
 from temporalio.exceptions import ApplicationError
@@ -11,7 +10,7 @@ from contracts.activities import CancelShipmentInput, ScheduleShipmentInput
 from contracts.errors import DESTINATION_UNSUPPORTED
 from contracts.events.common import StockLine
 from infra.config.settings import ConfigurationError, Settings
-from runtime import Outbox
+from runtime import Database, Outbox
 from tests.support.activities import refused_each_time
 from tests.unit.workers.conftest import EventsOf
 from workers.shipping.activities import ShippingActivities
@@ -22,7 +21,7 @@ COUNTRIES = parse_countries(Settings().shipping_countries)
 
 
 @pytest.fixture
-def shipments(db: sqlite3.Connection) -> ShipmentBook:
+def shipments(db: Database) -> ShipmentBook:
     return ShipmentBook(db)
 
 

@@ -1,21 +1,21 @@
 """The shipping service's query module reads what its shipment book wrote, and cannot write."""
 
-import sqlite3
+from collections.abc import Callable
 from contextlib import closing
 from pathlib import Path
 
 import pytest
 
-from runtime import open_database
+from runtime import DatabaseError, Where, open_database
 from workers.shipping.queries import ShippingQueries, database_path
 from workers.shipping.shipments import ShipmentBook, ShipmentStatus
 
 _ITEMS: list[dict[str, object]] = [{"sku": "SKU-A", "quantity": 1}]
 
 
-def _book_with_four_orders(run_dir: Path) -> dict[str, str | None]:
+def _book_with_four_orders(where: Where) -> dict[str, str | None]:
     """o-waiting scheduled, o-gone dispatched, o-off cancelled, o-nowhere refused."""
-    with closing(open_database(database_path(run_dir))) as db:
+    with closing(open_database(where, migrations=[ShipmentBook.MIGRATIONS])) as db:
         book = ShipmentBook(db)
         with book.transaction():
             waiting = book.schedule("o-waiting", "DE", _ITEMS, "evt-1")
@@ -32,10 +32,12 @@ def _book_with_four_orders(run_dir: Path) -> dict[str, str | None]:
     return {s.order_id: s.shipment_id for s in (waiting, gone, off, nowhere)}
 
 
-def test_shipments_the_book_wrote_are_read_through_the_queries(tmp_path: Path) -> None:
-    ids = _book_with_four_orders(tmp_path)
+def test_shipments_the_book_wrote_are_read_through_the_queries(
+    database_at: Callable[[str], Where],
+) -> None:
+    ids = _book_with_four_orders(database_at("shipping"))
 
-    with ShippingQueries.open(database_path(tmp_path)) as queries, queries.snapshot():
+    with ShippingQueries.open(database_at("shipping")) as queries, queries.snapshot():
         shipments = {row.order_id: row for row in queries.shipments()}
 
     assert {
@@ -49,11 +51,14 @@ def test_shipments_the_book_wrote_are_read_through_the_queries(tmp_path: Path) -
     assert all(row.scheduled_at > 0 for row in shipments.values())
 
 
-def test_the_shipping_queries_cannot_write(tmp_path: Path) -> None:
-    _book_with_four_orders(tmp_path)
+def test_the_shipping_queries_cannot_write(database_at: Callable[[str], Where]) -> None:
+    _book_with_four_orders(database_at("shipping"))
 
-    with ShippingQueries.open(database_path(tmp_path)) as queries:
-        with pytest.raises(sqlite3.OperationalError, match="readonly"):
+    with ShippingQueries.open(database_at("shipping")) as queries:
+        with pytest.raises(DatabaseError, match=r"readonly|read-only"):
             queries._db.execute("DELETE FROM shipments")
         assert len(queries.shipments()) == 4
+
+
+def test_the_shipping_database_lies_in_the_run_directory(tmp_path: Path) -> None:
     assert database_path(tmp_path) == tmp_path / "shipping.db"

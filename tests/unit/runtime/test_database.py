@@ -1,0 +1,104 @@
+"""One database interface on both engines: statements, transactions, migrations, readers."""
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from infra.config.settings import Settings
+from runtime import (
+    Database,
+    DatabaseError,
+    DatabaseUnavailableError,
+    IntegrityError,
+    Where,
+    describe,
+    open_database,
+    open_reader,
+    open_store,
+)
+from runtime._database import RUNTIME_MIGRATIONS, migrate
+from workers.payment.ledger import PaymentLedger
+
+
+def _notes(db: Database) -> None:
+    db.execute("CREATE TABLE IF NOT EXISTS notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL)")
+
+
+def test_a_transaction_commits_together_or_not_at_all(database_at: Callable[[str], Where]) -> None:
+    db = open_database(database_at("service"))
+    _notes(db)
+    with db.transaction():
+        db.execute("INSERT INTO notes (id, body) VALUES (?, ?)", (1, "kept"))
+        db.execute("INSERT INTO notes (id, body) VALUES (?, ?)", (2, "kept too"))
+    with pytest.raises(IntegrityError), db.transaction():
+        db.execute("INSERT INTO notes (id, body) VALUES (?, ?)", (3, "rolled back"))
+        db.execute("INSERT INTO notes (id, body) VALUES (?, ?)", (1, "a second id 1"))
+
+    rows = db.execute("SELECT id, body FROM notes ORDER BY id").fetchall()
+    assert [(row["id"], row[1]) for row in rows] == [(1, "kept"), (2, "kept too")]
+    db.close()
+
+
+def test_a_literal_percent_sign_and_placeholders_mean_the_same_on_both(
+    database_at: Callable[[str], Where],
+) -> None:
+    db = open_database(database_at("service"))
+    _notes(db)
+    db.executemany("INSERT INTO notes (id, body) VALUES (?, ?)", [(1, "50% off"), (2, "full")])
+    found = db.execute("SELECT id FROM notes WHERE body LIKE '%off' AND id > ?", (0,)).fetchall()
+    assert [row[0] for row in found] == [1]
+    db.close()
+
+
+def test_migrations_are_applied_once_and_recorded(database_at: Callable[[str], Where]) -> None:
+    where = database_at("payment")
+    first = migrate(where, [RUNTIME_MIGRATIONS, PaymentLedger.MIGRATIONS])
+    again = migrate(where, [RUNTIME_MIGRATIONS, PaymentLedger.MIGRATIONS])
+
+    assert first == ["runtime-0001-outbox-inbox-lease", "payment-0001-ledger"]
+    assert again == []
+    db = open_database(where, migrations=[PaymentLedger.MIGRATIONS])
+    for table in ("outbox", "inbox", "relay_lease", "payments", "ledger_entries"):
+        assert db.has_table(table), table
+    assert not db.has_table("stock")
+    db.close()
+
+
+def test_a_reader_cannot_write(database_at: Callable[[str], Where]) -> None:
+    open_database(database_at("service")).close()
+    reader = open_reader(database_at("service"))
+    with pytest.raises(DatabaseError, match=r"readonly|read-only"):
+        reader.execute("DELETE FROM outbox")
+    reader.close()
+
+
+def test_a_url_is_described_without_its_password() -> None:
+    url = "postgresql://payment:s3cret@127.0.0.1:5432/payment"
+    assert describe(url) == "postgresql://payment@127.0.0.1:5432/payment"
+    assert describe(Path("/run/payment.db")) == "/run/payment.db"
+
+
+def test_an_unreachable_database_names_the_setting_to_check(tmp_path: Path) -> None:
+    settings = Settings(
+        run_dir=tmp_path,
+        payment_database_url="postgresql://payment:pw@127.0.0.1:1/payment",
+    )
+    with pytest.raises(DatabaseUnavailableError) as raised:
+        open_store(settings, "payment", tmp_path / "payment.db")
+    message = str(raised.value)
+    assert "\n" not in message
+    assert "SAGA_PAYMENT_DATABASE_URL" in message
+    assert "pw@" not in message
+
+
+@pytest.mark.postgres
+def test_a_wrong_password_names_the_setting_to_check(
+    postgres_database: str, tmp_path: Path
+) -> None:
+    wrong = postgres_database.replace("://stores:", "://stores:wrong", 1)
+    assert wrong != postgres_database
+    settings = Settings(run_dir=tmp_path, payment_database_url=wrong)
+    with pytest.raises(DatabaseUnavailableError, match="password authentication failed") as raised:
+        open_store(settings, "payment", tmp_path / "payment.db")
+    assert "SAGA_PAYMENT_DATABASE_URL" in str(raised.value)
