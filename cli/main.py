@@ -274,15 +274,22 @@ def _dlq_redrive(settings: Settings, args: argparse.Namespace) -> int:
 
 def _projections_rebuild(settings: Settings, args: argparse.Namespace) -> int:
     import contextlib
-    import sqlite3
 
+    from infra.config.databases import database_for
     from infra.config.kafka import kafka_connection
     from ops.projections import MissingTopicsError, RebuildProgress, RebuildReport, rebuild_timeline
+    from orchestrator.orders import OrderBook
     from orchestrator.queries import database_path
-    from runtime import open_database, wait_for_kafka
+    from runtime import (
+        DatabaseError,
+        DatabaseUnavailableError,
+        describe,
+        open_store,
+        wait_for_kafka,
+    )
 
     bootstrap = kafka_connection(settings)
-    path = database_path(settings.run_dir)
+    path = describe(database_for(settings, "orchestrator", database_path(settings.run_dir)))
 
     def show(progress: RebuildProgress) -> None:
         print(f"read {progress.read} of {progress.total} records", file=sys.stderr)
@@ -290,14 +297,22 @@ def _projections_rebuild(settings: Settings, args: argparse.Namespace) -> int:
     async def rebuild() -> RebuildReport:
         await wait_for_kafka(bootstrap, wait_seconds=5)
         print(f"rebuilding the timeline in {path} from Kafka at {bootstrap}", file=sys.stderr)
-        with contextlib.closing(open_database(path)) as database:
+        database = open_store(
+            settings,
+            "orchestrator",
+            database_path(settings.run_dir),
+            migrations=[OrderBook.MIGRATIONS],
+        )
+        with contextlib.closing(database):
             return await rebuild_timeline(bootstrap, database, progress=show)
 
     try:
         report = asyncio.run(rebuild())
     except MissingTopicsError as exc:
         return fail(exc, 1)
-    except sqlite3.OperationalError as exc:
+    except DatabaseUnavailableError as exc:
+        return fail(exc, 2)
+    except DatabaseError as exc:
         print(
             f"saga: cannot write the timeline in {path} ({exc}); it was left as it was: "
             "try again once the database is free",

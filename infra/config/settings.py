@@ -306,20 +306,12 @@ class Settings(BaseSettings):
         ),
     )
 
-    topology: Literal["embedded", "cluster"] = Field(
-        "embedded",
-        description=(
-            "What `saga up` starts: `embedded` (one Kafka broker, Temporal's dev server, "
-            "SQLite stores) or `cluster` (PostgreSQL, three Kafka brokers, Temporal's full "
-            "server, two copies of every service; see docs/cluster.md)."
-        ),
-    )
     payment_database_url: SecretStr | None = Field(
         None,
         description=(
             "PostgreSQL URL of the payment service's database "
             "(`postgresql://role:password@host:port/db`); unset, a SQLite file in the run "
-            "directory (or the cluster topology's database). `saga config` masks it."
+            "directory. `saga config` masks it; see docs/databases.md."
         ),
     )
     inventory_database_url: SecretStr | None = Field(

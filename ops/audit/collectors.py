@@ -36,7 +36,9 @@ from contracts.envelope import AnyEvent, event_name
 from contracts.errors import ContractError
 from contracts.events.order import OrderRepairedData
 from contracts.topics import TOPICS
+from infra.config.databases import database_for
 from infra.config.kafka import KafkaTarget
+from infra.config.settings import Settings
 from ops.audit.report import AuditSource
 from ops.audit.snapshot import (
     AuditSnapshot,
@@ -52,7 +54,7 @@ from ops.snapshot import TopicSnapshot
 from orchestrator import queries as order_queries
 from orchestrator.saga import SAGA_STATUS_KEY, SAGA_STEP_KEY
 from orchestrator.workflows.order_saga import ORDER_ID_KEY
-from runtime import BookReader, BookUnreadable
+from runtime import BookReader, BookUnreadable, Where, describe
 from workers.inventory import queries as inventory_queries
 from workers.payment import queries as payment_queries
 from workers.shipping import queries as shipping_queries
@@ -261,7 +263,7 @@ class Books:
         )
 
 
-def read_books(run_dir: Path) -> Books:
+def read_books(settings: Settings) -> Books:
     """Read every service's records through its query module, from its database under
     ``run_dir``, read-only.
 
@@ -269,7 +271,8 @@ def read_books(run_dir: Path) -> Books:
         SourceUnreadable: a database is missing or cannot be read.
     """
     books = Books()
-    path = order_queries.database_path(run_dir)
+    run_dir = settings.run_dir
+    path = database_for(settings, "orchestrator", order_queries.database_path(run_dir))
     with _reading("orders", run_dir, path, order_queries.OrderQueries) as orchestrator:
         for order in orchestrator.orders():
             books.orders[order.order_id] = OrderRecord(
@@ -279,7 +282,7 @@ def read_books(run_dir: Path) -> Books:
     books.pending += pending
     books.sources.append(_source("orders", path, f"{len(books.orders)} orders", len(pending)))
 
-    path = payment_queries.database_path(run_dir)
+    path = database_for(settings, "payment", payment_queries.database_path(run_dir))
     with _reading("payment", run_dir, path, payment_queries.PaymentQueries) as payment:
         for row in payment.payments():
             books.payments[row.order_id] = PaymentRecord(
@@ -299,7 +302,7 @@ def read_books(run_dir: Path) -> Books:
         )
     )
 
-    path = inventory_queries.database_path(run_dir)
+    path = database_for(settings, "inventory", inventory_queries.database_path(run_dir))
     with _reading("inventory", run_dir, path, inventory_queries.InventoryQueries) as inventory:
         for reservation in inventory.reservations():
             books.reservations[reservation.order_id] = ReservationRecord(
@@ -314,7 +317,7 @@ def read_books(run_dir: Path) -> Books:
         _source("inventory", path, f"{len(books.reservations)} reservations", len(pending))
     )
 
-    path = shipping_queries.database_path(run_dir)
+    path = database_for(settings, "shipping", shipping_queries.database_path(run_dir))
     with _reading("shipping", run_dir, path, shipping_queries.ShippingQueries) as shipping:
         for shipment in shipping.shipments():
             books.shipments[shipment.order_id] = ShipmentRecord(
@@ -336,9 +339,9 @@ _Reader = TypeVar("_Reader", bound=BookReader)
 
 
 @contextlib.contextmanager
-def _reading(name: str, run_dir: Path, path: Path, queries: type[_Reader]) -> Iterator[_Reader]:
+def _reading(name: str, run_dir: Path, path: Where, queries: type[_Reader]) -> Iterator[_Reader]:
     """One read transaction on a service's database, through its query module."""
-    if not path.is_file():
+    if isinstance(path, Path) and not path.is_file():
         raise SourceUnreadable(
             f"no {name} database at {path}: is SAGA_RUN_DIR ({run_dir}) the stack's run "
             "directory? (`saga config`)"
@@ -346,14 +349,15 @@ def _reading(name: str, run_dir: Path, path: Path, queries: type[_Reader]) -> It
     try:
         reader = queries.open(path)
     except BookUnreadable as exc:
-        raise SourceUnreadable(f"cannot open {path} ({exc})") from None
+        raise SourceUnreadable(f"cannot open {describe(path)} ({exc})") from None
     try:
         # One snapshot of the whole file: the records and the outbox as of one moment.
         with reader, reader.snapshot():
             yield reader
     except BookUnreadable as exc:
         raise SourceUnreadable(
-            f"cannot read the {name} records in {path} ({exc}): is it the stack's database?"
+            f"cannot read the {name} records in {describe(path)} ({exc}): is it the stack's "
+            "database?"
         ) from None
 
 
@@ -371,9 +375,9 @@ def _pending(reader: BookReader) -> list[SeenEvent]:
     return pending
 
 
-def _source(name: str, path: Path, records: str, pending: int) -> AuditSource:
+def _source(name: str, path: Where, records: str, pending: int) -> AuditSource:
     waiting = f", {pending} event(s) waiting in its outbox" if pending else ""
-    return AuditSource(name=name, used=True, detail=f"{path}: {records}{waiting}")
+    return AuditSource(name=name, used=True, detail=f"{describe(path)}: {records}{waiting}")
 
 
 # --- Kafka ---------------------------------------------------------------------------------

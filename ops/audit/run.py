@@ -107,7 +107,7 @@ async def _live_snapshot(
     early = asyncio.create_task(read_events(bootstrap))
     try:
         sagas, kafka = await asyncio.gather(listing, early)
-        books = await asyncio.to_thread(read_books, settings.run_dir)
+        books = await asyncio.to_thread(read_books, settings)
         kafka.extend(await read_events(bootstrap, after=kafka.ends))
     except KafkaError as exc:
         raise AuditSourceError(
@@ -148,11 +148,11 @@ async def _offline_snapshot(
     if wait_seconds > 0:
 
         async def placed() -> set[str]:
-            books = await asyncio.to_thread(read_books, settings.run_dir)
+            books = await asyncio.to_thread(read_books, settings)
             return {o for o, record in books.orders.items() if record.status == "placed"}
 
         await _wait(placed, wait_seconds, wanted)
-    books = await asyncio.to_thread(read_books, settings.run_dir)
+    books = await asyncio.to_thread(read_books, settings)
     not_read = "not read (--offline): an order's end is its order record"
     return books.snapshot(
         before=[
