@@ -7,7 +7,6 @@ the metrics (only the call that changed the order's state counts it).
 """
 
 import time
-from pathlib import Path
 
 from temporalio import activity
 
@@ -25,6 +24,7 @@ from contracts.activities import (
 from contracts.envelope import EventData
 from contracts.events.order import OrderCancelledData, OrderCompletedData, OrderPlacedData
 from orchestrator.metrics import SagaMetrics, cancel_reason
+from orchestrator.timeline import Timeline
 from runtime import Book, Database, DomainEvents, Outbox, causation_id
 
 __all__ = ["SOURCE", "OrderActivities", "OrderBook"]
@@ -35,7 +35,7 @@ SOURCE = "order-service"
 class OrderBook(Book):
     """The orders the orchestrator has accepted, in its own database."""
 
-    MIGRATIONS = Path(__file__).parent / "migrations" / "orders"
+    MIGRATIONS = Timeline.MIGRATIONS
 
     def __init__(
         self,

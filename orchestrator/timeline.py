@@ -4,6 +4,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from contracts.envelope import AnyEvent
@@ -57,6 +58,9 @@ class TimelineEntry:
 
 class Timeline:
     """Per-order timelines, in the orchestrator's own database."""
+
+    MIGRATIONS = Path(__file__).parent / "migrations" / "orders"
+    """Its table's migrations: the orchestrator's database's, shared with the orders."""
 
     def __init__(self, connection: Database) -> None:
         self._db = connection

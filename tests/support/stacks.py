@@ -8,7 +8,7 @@ stack comes from one ``reserve_ports`` block, so no two of them can be the same.
 import asyncio
 import contextlib
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -38,6 +38,8 @@ DEFAULT_SKUS = ("SKU-1001", "SKU-1002", "SKU-1003")
 E2E_SKUS = ("E2E-A", "E2E-B")
 
 SDK_METRICS_OFFSET: int = Settings.model_fields["sdk_metrics_port_offset"].default
+INSTANCE_STEP: int = Settings.model_fields["instance_port_step"].default
+"""Copy N of a process listens this many ports further per copy."""
 """A process's Temporal SDK metrics listen this far above its own port."""
 TEMPORAL_NEIGHBOURS = (10, 11)
 """An embedded Temporal's HTTP API and metrics listen this far above its frontend port."""
@@ -51,20 +53,24 @@ def log_tail(path: Path, lines: int = 30) -> str:
         return "(no log)"
 
 
-def process_ports(ports: PortReservation) -> dict[str, Any]:
+def process_ports(ports: PortReservation, copies: int = 1) -> dict[str, Any]:
     """The settings of the ports of the API and the four processes, each with its Temporal SDK
-    metrics port (its port plus the default ``sdk_metrics_port_offset``) free too."""
-    return {name: ports.port(SDK_METRICS_OFFSET) for name in PROCESS_PORTS}
+    metrics port (its port plus the default ``sdk_metrics_port_offset``) free too, and those
+    of ``copies`` copies of each (``instance_port_step`` apart)."""
+    neighbours = [SDK_METRICS_OFFSET]
+    for copy in range(1, copies):
+        neighbours += [copy * INSTANCE_STEP, copy * INSTANCE_STEP + SDK_METRICS_OFFSET]
+    return {name: ports.port(*neighbours) for name in PROCESS_PORTS}
 
 
-def stack_ports(ports: PortReservation) -> dict[str, Any]:
+def stack_ports(ports: PortReservation, copies: int = 1) -> dict[str, Any]:
     """The settings of every address of a stack of its own, Kafka and Temporal embedded."""
     return {
         "kafka_bootstrap_servers": f"127.0.0.1:{ports.port()}",
         "kafka_controller_port": ports.port(),
         "temporal_address": f"127.0.0.1:{ports.port(*TEMPORAL_NEIGHBOURS)}",
         "temporal_ui_port": ports.port(),
-        **process_ports(ports),
+        **process_ports(ports, copies),
     }
 
 
@@ -131,9 +137,10 @@ def stack_settings(
 
 
 @contextlib.contextmanager
-def stack_up(settings: Settings) -> Iterator[Stack]:
-    """``saga up`` for ``settings``, and ``saga down`` at the end, whatever happened."""
-    stack = Stack(settings, say=lambda _: None)
+def stack_up(settings: Settings, scale: Mapping[str, int] | None = None) -> Iterator[Stack]:
+    """``saga up`` for ``settings`` (``--scale``: ``scale``), and ``saga down`` at the end,
+    whatever happened."""
+    stack = Stack(settings, say=lambda _: None, scale=scale)
     try:
         stack.up()
         yield stack
@@ -143,12 +150,18 @@ def stack_up(settings: Settings) -> Iterator[Stack]:
 
 @contextlib.contextmanager
 def own_stack(
-    kafka_libs: Path, directory: Path, stock: dict[str, int], **overrides: Any
+    kafka_libs: Path,
+    directory: Path,
+    stock: dict[str, int],
+    *,
+    scale: Mapping[str, int] | None = None,
+    **overrides: Any,
 ) -> Iterator[Settings]:
     """A whole stack of a test's own, Kafka and Temporal embedded (so that a test may kill or
-    secure them), on free loopback ports, with ``stock`` in the inventory; down at the end."""
+    secure them), on free loopback ports, with ``stock`` in the inventory and ``scale`` copies
+    of the services it names; down at the end."""
     with reserve_ports() as ports:
-        addresses = stack_ports(ports)
+        addresses = stack_ports(ports, max((scale or {}).values(), default=1))
     settings = Settings(
         **{
             "run_dir": directory / "run",
@@ -161,7 +174,7 @@ def own_stack(
             **overrides,
         }
     )
-    with stack_up(settings):
+    with stack_up(settings, scale):
         yield settings
 
 

@@ -66,7 +66,7 @@ from tests.support.bus import domain_partitions, reader, records_to_end
 from tests.support.orders_api import order_body
 from tests.support.saga_paths import HAPPY_EVENTS
 from tests.support.samples import payment_completed
-from tests.support.stacks import PROCESS_PORTS, kafka_fixture, running_broker, stack_settings
+from tests.support.stacks import kafka_fixture, process_ports, running_broker, stack_settings
 from workers.payment.ledger import PaymentLedger
 
 SCALE = {"payment": 2, "inventory": 2, "shipping": 2, "orchestrator": 2}
@@ -257,13 +257,6 @@ async def test_one_relay_per_database_publishes_and_a_successor_sends_nothing_tw
 # -- the scaled stack ------------------------------------------------------------------------
 
 
-def _copy_ports(count: int) -> list[int]:
-    """``count`` service ports whose second copies (and the SDK metrics of both) are free, no
-    two of them (nor of their copies) the same."""
-    with reserve_ports() as ports:
-        return ports.ports(count, _OFFSET, _STEP, _STEP + _OFFSET)
-
-
 async def _add_namespace(address: str, namespace: str) -> None:
     """Register ``namespace`` with the saga's search attributes; return once it is usable."""
     client = await Client.connect(address)
@@ -322,12 +315,14 @@ def scaled(
     run_dir = tmp_path_factory.mktemp("scaled-stack")
     namespace = f"scale-{uuid.uuid4().hex[:8]}"
     asyncio.run(_add_namespace(temporal_server.address, namespace))
+    with reserve_ports() as ports:
+        copy_ports = process_ports(ports, copies=2)
     settings = stack_settings(
         run_dir,
         {SKU: 100_000},
         kafka=scale_kafka.bootstrap_servers,
         temporal=temporal_server.address,
-        **dict(zip(PROCESS_PORTS, _copy_ports(len(PROCESS_PORTS)), strict=True)),
+        **copy_ports,
         temporal_namespace=namespace,
         carrier_dispatch_delay_seconds=0.5,
         startup_timeout_seconds=120,

@@ -206,7 +206,7 @@ async def test_a_rebuild_equals_the_live_projection_and_keeps_what_came_after(
     await _publish_garbage(bootstrap, f"{prefix}-garbage".encode())
 
     live_path = tmp_path / "orchestrator.db"
-    live_db = open_database(live_path)
+    live_db = open_database(live_path, migrations=[Timeline.MIGRATIONS])
     timeline = Timeline(live_db)
     async with _live_projector(bootstrap, live_db):
         await _until(lambda: all(len(_entries(timeline, o)) == len(e) for o, e in sagas.items()))
@@ -223,7 +223,7 @@ async def test_a_rebuild_equals_the_live_projection_and_keeps_what_came_after(
 
     async def live_projector_moves_on() -> None:
         await _publish(bootstrap, completed)
-        db = open_database(live_path)
+        db = open_database(live_path, migrations=[Timeline.MIGRATIONS])
         try:
             projector = Timeline(db)
             with transaction(db):
@@ -252,7 +252,7 @@ async def test_a_rebuild_equals_the_live_projection_and_keeps_what_came_after(
     assert late.event_id == str(completed.event_id)
     assert late_seq > seq_before
 
-    fresh_db = open_database(tmp_path / "fresh.db")
+    fresh_db = open_database(tmp_path / "fresh.db", migrations=[Timeline.MIGRATIONS])
     fresh_report = await rebuild_timeline(bootstrap, fresh_db)
     fresh = Timeline(fresh_db)
     for order_id in sagas:
@@ -296,7 +296,9 @@ async def test_saga_projections_rebuild_writes_the_timeline_and_reports(
     assert report["events"] >= sum(len(events) for events in sagas.values())
     assert "rebuilding the timeline in" in result.stderr
     assert re.search(rf"read {report['records']} of \d+ records", result.stderr), result.stderr
-    timeline = Timeline(open_database(tmp_path / "run" / "orchestrator.db"))
+    timeline = Timeline(
+        open_database(tmp_path / "run" / "orchestrator.db", migrations=[Timeline.MIGRATIONS])
+    )
     for order_id, events in sagas.items():
         assert [e.event_id for e in _entries(timeline, order_id)] == [
             str(event.event_id) for event in events

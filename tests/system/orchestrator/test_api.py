@@ -12,7 +12,13 @@ from infra.config.settings import Settings
 from infra.engines.processes import ProcessTable, stop_process
 from infra.engines.stack import Stack
 from orchestrator.api.auth import DEVELOPMENT_PRINCIPAL
-from tests.support.orders_api import order_body, place, repair, until_ended
+from tests.support.orders_api import (
+    order_body,
+    place,
+    repair,
+    run_path,
+    until_ended,
+)
 from tests.support.saga_paths import (
     CANCELLED,
     CHARGED,
@@ -26,7 +32,6 @@ from tests.support.saga_paths import (
     RESERVED,
     SAGA_PATHS,
     SCHEDULED,
-    SagaPath,
 )
 
 
@@ -37,32 +42,12 @@ async def _saga(api: httpx.AsyncClient, order_id: str) -> dict[str, Any]:
     return saga
 
 
-async def _until_step_done(api: httpx.AsyncClient, order_id: str, step: str) -> None:
-    for _ in range(300):
-        saga = await _saga(api, order_id)
-        if any(s["name"] == step and s["state"] == "done" for s in saga["saga"]["steps"]):
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"{step} of {order_id} never done")
-
-
 async def test_every_saga_path_through_the_api(api: httpx.AsyncClient) -> None:
     """Each path, started with POST /orders, ends in its status with its full timeline."""
 
-    async def run(path: SagaPath) -> dict[str, Any]:
-        order_id = await place(
-            api, order_body(path.token, path.country, path.quantity, deadline=path.deadline)
-        )
-        if path.customer_cancels:
-            await _until_step_done(api, order_id, "schedule_shipment")
-            cancel = await api.post(
-                f"/sagas/{order_id}/cancel",
-                json={"reason": "changed my mind", "requested_by": "cust-api"},
-            )
-            assert cancel.status_code == 202, cancel.text
-        return await until_ended(api, order_id)
-
-    sagas = await asyncio.wait_for(asyncio.gather(*(run(p) for p in SAGA_PATHS)), timeout=150)
+    sagas = await asyncio.wait_for(
+        asyncio.gather(*(run_path(api, p) for p in SAGA_PATHS)), timeout=150
+    )
     for path, saga in zip(SAGA_PATHS, sagas, strict=True):
         assert saga["saga"]["status"] == path.status, (path.name, saga["saga"])
         assert [e["event_type"] for e in saga["events"]] == path.events, path.name
