@@ -4,6 +4,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
@@ -317,6 +318,7 @@ def _demo(settings: Settings, args: argparse.Namespace) -> int:
 
 def _replay(settings: Settings, args: argparse.Namespace) -> int:
     from infra.config.payload_codec import data_converter
+    from infra.config.temporal import temporal_connection
     from ops.replay import replay_files, replay_recent
     from runtime import wait_for_temporal
 
@@ -326,7 +328,7 @@ def _replay(settings: Settings, args: argparse.Namespace) -> int:
         if args.files:
             return await replay_files([Path(f) for f in args.files], data_converter=converter)
         client = await wait_for_temporal(
-            settings.temporal_address,
+            temporal_connection(settings),
             settings.temporal_namespace,
             wait_seconds=5,
             data_converter=converter,
@@ -520,5 +522,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run() -> None:
-    """The console script's entry point."""
-    sys.exit(main())
+    """The console script's entry point.
+
+    It leaves without finalizing the interpreter, once its output is flushed: the Temporal
+    SDK's core threads may still call into Python while it finalizes, and that aborts the
+    process (``Fatal Python error: PyGILState_Release``, SIGABRT) after its work is done,
+    most often after a refused TLS handshake, turning its exit code 2 into -6.
+    """
+    code = main()
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

