@@ -70,11 +70,20 @@ def _token(settings: Settings, args: argparse.Namespace) -> int:
 def _fetch(settings: Settings, args: argparse.Namespace) -> int:
     from infra.engines.kafka_broker import ensure_kafka_jars
     from infra.engines.postgres import ensure_postgres_installed
+    from infra.engines.temporal_build import ensure_temporal_server
 
     libs = ensure_kafka_jars(settings.kafka_cache_dir, settings.kafka_version, maven=settings.maven)
     print(f"Apache Kafka {settings.kafka_version} jars are in {libs}")
     postgres = ensure_postgres_installed(settings.postgres_bin_dir, progress=say)
     print(f"PostgreSQL is in {postgres}")
+    temporal = ensure_temporal_server(
+        settings.temporal_server_cache_dir,
+        settings.temporal_server_version,
+        go=settings.go,
+        toolchain=settings.go_toolchain,
+        progress=say,
+    )
+    print(f"Temporal's server {settings.temporal_server_version} is in {temporal.root}")
     return 0
 
 
@@ -388,7 +397,12 @@ def _parser() -> argparse.ArgumentParser:
         _token,
         "Print the development token of the run directory (its last line is the token alone).",
     )
-    add("fetch", _fetch, "Fetch Kafka's jars from Maven Central into the cache (once).")
+    add(
+        "fetch",
+        _fetch,
+        "Fetch Kafka's jars, install PostgreSQL where missing, build Temporal's full server "
+        "(each once, into the cache).",
+    )
     add("down", _down, "Stop exactly the processes `saga up` started.")
     ps = add(
         "ps",

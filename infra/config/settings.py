@@ -132,6 +132,30 @@ class Settings(BaseSettings):
             "`saga config` masks it."
         ),
     )
+    temporal_server_version: str = Field(
+        "1.32.2",
+        description=(
+            "Version of Temporal's full server (`go.temporal.io/server`) built for the cluster "
+            "topology."
+        ),
+    )
+    temporal_server_cache_dir: Path = Field(
+        Path.home() / ".cache" / "saga-orchestrator" / "temporal-server",
+        description=(
+            "Where Temporal's full server and its SQL tool are built and kept, one folder per "
+            "version."
+        ),
+    )
+    go: str = Field(
+        "go", description="The Go command that builds Temporal's full server (`saga fetch`)."
+    )
+    go_toolchain: str = Field(
+        "go1.27.3",
+        description=(
+            "GOTOOLCHAIN of that build: the Go release the server's module needs, fetched by "
+            "the Go command when the installed one is older."
+        ),
+    )
 
     # PostgreSQL (the cluster topology, in progress: `saga up` does not start it yet)
     postgres_bin_dir: Path | None = Field(
