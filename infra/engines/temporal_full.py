@@ -103,7 +103,7 @@ class TemporalDatabase:
     visibility_database: str = "temporal_visibility"
 
     def url(self, database: str) -> str:
-        """A libpq URL of ``database`` (for checks from Python; the password stays in it)."""
+        """A libpq URL of ``database`` as :attr:`user`, password included (checks from Python)."""
         secret = quote(self.password, safe="")
         return f"postgresql://{quote(self.user)}:{secret}@{self.host}:{self.port}/{database}"
 
