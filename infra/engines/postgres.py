@@ -308,9 +308,20 @@ class PostgresServer:
             Each service's database URL (``postgresql://role:password@host:port/db``).
         """
         for service in services:
-            if not _NAME.match(service):
-                raise ValueError(f"{service!r} cannot name a role and a database: [a-z][a-z0-9_]*")
-        passwords = ensure_postgres_secrets(self.run_dir, services)
+            _check_name(service)
+        return {service: self.provision_role(service, [service])[service] for service in services}
+
+    def provision_role(self, role: str, databases: Sequence[str]) -> dict[str, str]:
+        """A role owning ``databases`` and allowed to connect to those only (Temporal's server
+        keeps its history and its visibility in two); its password kept in the secrets file.
+        Running it again changes nothing but sets the kept password once more.
+
+        Returns:
+            Each database's URL as ``role`` (``postgresql://role:password@host:port/db``).
+        """
+        for name in (role, *databases):
+            _check_name(name)
+        password = ensure_postgres_secrets(self.run_dir, [role])[role]
         with psycopg.connect(self.admin_url(), autocommit=True) as conn:
             # Nobody but a database's own role (and the superuser) may connect to it,
             # nor to the superuser's databases.
@@ -320,29 +331,32 @@ class PostgresServer:
                         sql.Identifier(shared)
                     )
                 )
-            for service in services:
-                role = database = sql.Identifier(service)
-                password = sql.Literal(passwords[service])
-                exists = conn.execute(
-                    "SELECT 1 FROM pg_roles WHERE rolname = %s", (service,)
-                ).fetchone()
-                verb = sql.SQL("ALTER" if exists else "CREATE")
-                conn.execute(
-                    sql.SQL(
-                        "{} ROLE {} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD {}"
-                    ).format(verb, role, password)
+            exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
+            conn.execute(
+                sql.SQL(
+                    "{} ROLE {} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD {}"
+                ).format(
+                    sql.SQL("ALTER" if exists else "CREATE"),
+                    sql.Identifier(role),
+                    sql.Literal(password),
                 )
-                if conn.execute(
-                    "SELECT 1 FROM pg_database WHERE datname = %s", (service,)
-                ).fetchone():
-                    conn.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(database, role))
+            )
+            for name in databases:
+                database, owner = sql.Identifier(name), sql.Identifier(role)
+                if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
+                    conn.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(database, owner))
                 else:
-                    conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(database, role))
+                    conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(database, owner))
                 conn.execute(
                     sql.SQL("REVOKE CONNECT, TEMPORARY ON DATABASE {} FROM PUBLIC").format(database)
                 )
-                conn.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(database, role))
-        return {service: self._url(service, passwords[service], service) for service in services}
+                conn.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(database, owner))
+        return {name: self._url(role, password, name) for name in databases}
+
+
+def _check_name(name: str) -> None:
+    if not _NAME.match(name):
+        raise ValueError(f"{name!r} cannot name a role and a database: [a-z][a-z0-9_]*")
 
 
 def _unreachable_by(user: str, folder: Path) -> Path | None:

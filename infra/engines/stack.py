@@ -24,6 +24,7 @@ from infra.config.kafka import KafkaConnection, kafka_connection
 from infra.config.payload_codec import CODEC_PATH, data_converter, ensure_development_keys
 from infra.config.sdk_metrics import SDK_METRICS_HOST
 from infra.config.settings import ConfigurationError, Settings, instance_name
+from infra.config.temporal import temporal_connection
 from infra.engines.kafka_broker import (
     BrokerSecurity,
     KafkaBroker,
@@ -447,7 +448,9 @@ class Stack:
         async def temporal() -> None:
             client = await self._watching(
                 "temporal",
-                wait_for_temporal(s.temporal_address, s.temporal_namespace, wait_seconds=timeout),
+                wait_for_temporal(
+                    temporal_connection(s), s.temporal_namespace, wait_seconds=timeout
+                ),
             )
             del client
 

@@ -11,6 +11,7 @@ from temporalio.client import Client
 from infra.config.kafka import kafka_connection
 from infra.config.payload_codec import data_converter
 from infra.config.settings import Settings
+from infra.config.temporal import temporal_connection
 from ops.audit.checks import find_violations
 from ops.audit.collectors import (
     SourceUnreadable,
@@ -188,7 +189,7 @@ async def _wait(
 async def _temporal(settings: Settings) -> Client:
     try:
         return await wait_for_temporal(
-            settings.temporal_address,
+            temporal_connection(settings),
             settings.temporal_namespace,
             wait_seconds=_REACH_SECONDS,
             data_converter=data_converter(settings),

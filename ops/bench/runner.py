@@ -26,6 +26,7 @@ from contracts.topics import TOPICS
 from infra.config.kafka import kafka_connection
 from infra.config.payload_codec import data_converter
 from infra.config.settings import Settings, api_headers
+from infra.config.temporal import temporal_connection
 from ops.bench.breakdown import TimeBreakdown, sample_breakdown, sample_indexes
 from ops.bench.cpu import CpuUse, cpu_use, take_snapshot
 from ops.bench.kafka_tools import ensure_kafka_tools_jars, run_producer_performance
@@ -313,7 +314,7 @@ async def run_bench(settings: Settings, options: BenchOptions, *, say: Say) -> B
 
     await wait_for_kafka(kafka_connection(settings), wait_seconds=10)
     temporal = await wait_for_temporal(
-        settings.temporal_address,
+        temporal_connection(settings),
         settings.temporal_namespace,
         wait_seconds=10,
         data_converter=data_converter(settings),

@@ -36,6 +36,7 @@ from infra.config.kafka import KafkaTarget, kafka_connection
 from infra.config.logs import temporal_core_logging
 from infra.config.payload_codec import data_converter
 from infra.config.settings import Settings
+from infra.config.temporal import temporal_connection
 from infra.engines.processes import ProcessTable
 from infra.engines.stack import ENGINES, Stack
 from ops.audit import run_audit
@@ -77,7 +78,7 @@ async def connect_quietly(settings: Settings) -> Client:
     """A client of the stack's Temporal whose runtime logs only the core's errors: while
     Temporal is down on purpose, every call's retries would otherwise print a warning."""
     return await wait_for_temporal(
-        settings.temporal_address,
+        temporal_connection(settings),
         settings.temporal_namespace,
         wait_seconds=10,
         data_converter=data_converter(settings),

@@ -9,6 +9,7 @@ from infra.config.logs import configure_logging
 from infra.config.payload_codec import data_converter
 from infra.config.sdk_metrics import sdk_metrics_runtime
 from infra.config.settings import ConfigurationError, load_settings
+from infra.config.temporal import temporal_connection
 from infra.config.tracing import export_traces
 from orchestrator.api.app import create_app
 from orchestrator.api.auth import TokenStore
@@ -23,6 +24,7 @@ def main() -> None:
         data_converter(settings)  # refuses unusable payload keys before anything starts
         tokens = TokenStore.from_settings(settings)  # before anything connects or listens
         kafka_connection(settings)  # refuses incomplete Kafka security settings
+        temporal_connection(settings)  # refuses Temporal TLS files it cannot use
     except ConfigurationError as exc:
         print(f"{_PROCESS}: {exc}", file=sys.stderr)
         raise SystemExit(2) from None

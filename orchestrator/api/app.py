@@ -29,6 +29,7 @@ from temporalio.service import RPCError
 from infra.config.kafka import kafka_connection
 from infra.config.payload_codec import data_converter
 from infra.config.settings import Settings
+from infra.config.temporal import temporal_connection
 from infra.config.tracing import temporal_interceptors
 from orchestrator.api.auth import Scope as TokenScope
 from orchestrator.api.auth import TokenStore, require_scope
@@ -256,7 +257,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         client = await wait_for_temporal(
-            settings.temporal_address,
+            temporal_connection(settings),
             settings.temporal_namespace,
             wait_seconds=settings.startup_timeout_seconds,
             data_converter=converter,
