@@ -18,12 +18,13 @@ from contracts.activities import (
 )
 from contracts.events.common import OrderLine
 from contracts.task_queues import ORCHESTRATOR
+from infra.config.databases import database_for
 from infra.config.payload_codec import data_converter
 from infra.config.settings import Settings
 from infra.config.temporal import temporal_connection
 from orchestrator.queries import database_path
 from orchestrator.timeline import Timeline, TimelineEntry
-from runtime import open_database, wait_for_temporal
+from runtime import open_reader, wait_for_temporal
 
 __all__ = ["demo_order", "run_demo", "web_ui_link"]
 
@@ -102,7 +103,8 @@ async def _events(
     settings: Settings, order_id: str, *, expected_last: tuple[str, ...], wait_seconds: float = 10
 ) -> list[TimelineEntry]:
     """The order's timeline, once the projector has caught up with the saga's last event."""
-    timeline = Timeline(open_database(database_path(settings.run_dir)))
+    where = database_for(settings, "orchestrator", database_path(settings.run_dir))
+    timeline = Timeline(open_reader(where))
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait_seconds
     while True:

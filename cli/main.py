@@ -25,6 +25,8 @@ def _up(settings: Settings, args: argparse.Namespace) -> int:
     from infra.config.api_tokens import read_dev_token
     from infra.engines.stack import Stack, parse_scale
 
+    if args.topology is not None:
+        settings = settings.model_copy(update={"topology": args.topology})
     stack = Stack(settings, scale=parse_scale(args.scale))
     stack.up()
     print()
@@ -37,8 +39,12 @@ def _up(settings: Settings, args: argparse.Namespace) -> int:
     token = read_dev_token(settings.run_dir) if settings.mode == "development" else None
     if token is not None:
         print(f"  API token    {token}  (development, every scope; `saga token` prints it)")
-    print(f"  Temporal UI  {settings.temporal_ui_url}")
-    print(f"  Kafka        {settings.kafka_bootstrap_servers}")
+    if settings.topology == "cluster":
+        print(f"  Temporal     {settings.temporal_address} (full server on PostgreSQL)")
+        print(f"  PostgreSQL   127.0.0.1:{settings.postgres_port} (a database per service)")
+    else:
+        print(f"  Temporal UI  {settings.temporal_ui_url}")
+    print(f"  Kafka        {settings.kafka_brokers}")
     print(
         "See it with `saga ps`, follow a component with `saga logs NAME`, stop it with `saga down`."
     )
@@ -406,6 +412,14 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SERVICE=N[,...]",
         help="run N copies of a service (payment, inventory, shipping, orchestrator), e.g. "
         "--scale payment=2,inventory=2; repeatable; kept for later `saga up`s",
+    )
+    up.add_argument(
+        "--topology",
+        choices=["embedded", "cluster"],
+        default=None,
+        help="embedded (the default: one Kafka broker, Temporal's dev server, SQLite) or "
+        "cluster (PostgreSQL, three Kafka nodes, Temporal's full server, two copies of every "
+        "service); SAGA_TOPOLOGY sets it too; kept for later commands",
     )
     add(
         "token",

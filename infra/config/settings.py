@@ -11,11 +11,13 @@ from infra.config.api_tokens import parse_api_tokens, read_dev_token
 
 __all__ = [
     "ENV_PREFIX",
+    "TOPOLOGY_FILE",
     "ConfigurationError",
     "Settings",
     "api_headers",
     "client_token",
     "instance_name",
+    "kept_topology",
     "load_settings",
 ]
 
@@ -530,7 +532,7 @@ def load_settings(**overrides: object) -> Settings:
         ConfigurationError: a value cannot be used.
     """
     try:
-        return Settings(**overrides)  # type: ignore[arg-type]
+        settings = Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         problems = []
         for error in exc.errors():
@@ -539,6 +541,29 @@ def load_settings(**overrides: object) -> Settings:
         raise ConfigurationError(
             "bad setting " + "; ".join(problems) + " (fix it in the environment or in .env)"
         ) from None
+    kept = kept_topology(settings.run_dir)
+    if "topology" not in settings.model_fields_set and kept is not None:
+        # The run directory's stack is what `saga up` made it: `saga ps`, `saga demo` and the
+        # tools find its engines without being told again.
+        settings = settings.model_copy(update={"topology": kept})
+    return settings
+
+
+TOPOLOGY_FILE = "topology"
+"""Where ``saga up`` notes the topology of the stack it started in the run directory."""
+
+
+def kept_topology(run_dir: Path) -> Literal["embedded", "cluster"] | None:
+    """The topology ``saga up`` last started in ``run_dir``, if it noted one."""
+    try:
+        kept = (run_dir / TOPOLOGY_FILE).read_text().strip()
+    except OSError:
+        return None
+    if kept == "cluster":
+        return "cluster"
+    if kept == "embedded":
+        return "embedded"
+    return None
 
 
 def instance_name(service: str, instance: int) -> str:

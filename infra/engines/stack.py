@@ -20,18 +20,28 @@ import httpx
 
 from contracts.topics import all_topics
 from infra.config.api_tokens import ensure_dev_token
+from infra.config.databases import DATABASES_FILE
 from infra.config.kafka import KafkaConnection, kafka_connection
 from infra.config.payload_codec import CODEC_PATH, data_converter, ensure_development_keys
 from infra.config.sdk_metrics import SDK_METRICS_HOST
-from infra.config.settings import ConfigurationError, Settings, instance_name
+from infra.config.settings import (
+    TOPOLOGY_FILE,
+    ConfigurationError,
+    Settings,
+    instance_name,
+    kept_topology,
+)
 from infra.config.temporal import temporal_connection
 from infra.engines.kafka_broker import (
     BrokerSecurity,
     KafkaBroker,
+    KafkaCluster,
     apply_acls,
     apply_topic_catalog,
     broker_version,
     ensure_kafka_jars,
+    wait_for_brokers,
+    wait_for_topics,
 )
 from infra.engines.kafka_security import (
     KAFKA_ACCESS,
@@ -40,13 +50,28 @@ from infra.engines.kafka_security import (
     kafka_acls,
     kafka_user_of,
 )
+from infra.engines.postgres import (
+    PostgresServer,
+    find_postgres_bin,
+    read_postgres_secrets,
+    stop_postgres,
+)
+from infra.engines.private_files import write_private
 from infra.engines.processes import (
+    MissingToolError,
     ProcessRecord,
     ProcessTable,
     listener_of,
     port_in_use,
     spawn,
     stop_processes,
+)
+from infra.engines.temporal_build import ensure_temporal_server
+from infra.engines.temporal_full import (
+    TemporalDatabase,
+    TemporalFullServer,
+    TemporalPorts,
+    provision_temporal_database,
 )
 from infra.engines.temporal_server import TemporalDevServer, find_temporal_cli, temporal_version
 from runtime import wait_for_kafka, wait_for_temporal
@@ -65,8 +90,17 @@ __all__ = [
 ]
 
 SERVICES: tuple[str, ...] = ("payment", "inventory", "shipping", "orchestrator")
-COMPONENTS: tuple[str, ...] = ("kafka", "temporal", *SERVICES, "api")
-ENGINES: tuple[str, ...] = ("kafka", "temporal")
+KAFKA_NODES: tuple[str, ...] = ("kafka-1", "kafka-2", "kafka-3")
+"""The cluster topology's Kafka nodes: brokers and, together, the controller quorum."""
+CLUSTER_ENGINES: tuple[str, ...] = ("postgres", *KAFKA_NODES, "temporal")
+ENGINES: tuple[str, ...] = ("postgres", "kafka", *KAFKA_NODES, "temporal")
+"""Every engine a stack may start (each topology starts some of them)."""
+COMPONENTS: tuple[str, ...] = (*ENGINES, *SERVICES, "api")
+TEMPORAL_ROLE = "temporal"
+"""The PostgreSQL role of Temporal's full server (it owns ``temporal`` and
+``temporal_visibility``)."""
+CLUSTER_COPIES = 2
+"""Copies of every service (and of the orchestrator's worker) in the cluster topology."""
 
 _SCALE_FILE = "scale.json"
 _MAX_COPIES = 20
@@ -151,8 +185,11 @@ class Stack:
         self._run_dir = settings.run_dir.resolve()
         self._table = ProcessTable(self._run_dir)
         self._say = say
-        self._scale = {service: 1 for service in SERVICES}
-        self._scale.update(self._kept_scale())
+        self._cluster = settings.topology == "cluster"
+        copies = CLUSTER_COPIES if self._cluster else 1
+        self._scale = {service: copies for service in SERVICES}
+        if kept_topology(self._run_dir) in (None, settings.topology):
+            self._scale.update(self._kept_scale())  # another topology starts at its own
         self._scale.update(scale or {})
 
     # -- what each component is ------------------------------------------------------------
@@ -165,8 +202,20 @@ class Stack:
     def instances(self) -> list[str]:
         """Every process of the stack by name: the embedded engines, each copy of each service
         (``payment``, ``payment-2``...), then the API."""
-        engines = [name for name in ENGINES if self._embedded(name)]
-        return [*engines, *self._service_instances(), "api"]
+        return [*self.engines(), *self._service_instances(), "api"]
+
+    def engines(self) -> list[str]:
+        """The engines this stack starts itself, in the order they start: in the cluster
+        topology PostgreSQL, the three Kafka nodes and Temporal's full server; else the
+        embedded broker and Temporal's dev server (each unless an existing one is used)."""
+        if self._cluster:
+            return list(CLUSTER_ENGINES)
+        return [name for name in ("kafka", "temporal") if self._embedded(name)]
+
+    def components(self) -> list[str]:
+        """What `saga ps` lists: this topology's engines (used or not), services and API."""
+        engines = list(CLUSTER_ENGINES) if self._cluster else ["kafka", "temporal"]
+        return [*engines, *SERVICES, "api"]
 
     def _service_instances(self) -> list[str]:
         return [
@@ -199,8 +248,13 @@ class Stack:
 
     def _address(self, name: str) -> str:
         s = self._settings
+        if name in ("postgres", *KAFKA_NODES):
+            host, port = self._listen_port(name)
+            return f"{host}:{port}"
         if name == "kafka":
             return s.kafka_bootstrap_servers
+        if name == "temporal" and self._cluster:
+            return s.temporal_address
         if name == "temporal":
             return f"{s.temporal_address} (Web UI {s.temporal_ui_url})"
         if name == "api":
@@ -210,6 +264,10 @@ class Stack:
 
     def _listen_port(self, name: str) -> tuple[str, int]:
         s = self._settings
+        if name == "postgres":
+            return "127.0.0.1", s.postgres_port
+        if name in KAFKA_NODES:
+            return "127.0.0.1", s.kafka_node_ports()[KAFKA_NODES.index(name)]
         if name == "kafka":
             return "127.0.0.1", s.kafka_port
         if name == "temporal":
@@ -230,8 +288,10 @@ class Stack:
         Prometheus metrics (none for Kafka: the orchestrator worker exports the cluster's
         figures)."""
         s = self._settings
-        if name == "kafka":
+        if name in ("postgres", "kafka", *KAFKA_NODES):
             return ()
+        if name == "temporal" and self._cluster:
+            return (f"http://127.0.0.1:{self._temporal_full().ports.metrics}/metrics",)
         if name == "temporal":
             return (
                 (f"http://127.0.0.1:{s.temporal_port + 11}/metrics",) if s.temporal_embedded else ()
@@ -243,6 +303,8 @@ class Stack:
         return tuple(urls)
 
     def _embedded(self, name: str) -> bool:
+        if self._cluster:
+            return True
         if name == "kafka":
             return self._settings.kafka_embedded
         if name == "temporal":
@@ -311,8 +373,65 @@ class Stack:
             ui_codec_endpoint=f"{s.api_url}{CODEC_PATH}" if s.payload_encryption else None,
         )
 
+    def _postgres(self) -> PostgresServer:
+        s = self._settings
+        return PostgresServer(
+            bin_dir=find_postgres_bin(s.postgres_bin_dir),
+            run_dir=self._run_dir,
+            port=s.postgres_port,
+        )
+
+    def _kafka_cluster(self) -> KafkaCluster:
+        s = self._settings
+        libs = ensure_kafka_jars(
+            s.kafka_cache_dir, s.kafka_version, maven=s.maven, progress=self._say
+        )
+        ports = [
+            (port, s.kafka_controller_port + n * s.kafka_node_port_step)
+            for n, port in enumerate(s.kafka_node_ports())
+        ]
+        return KafkaCluster.on_ports(libs, self._run_dir / "kafka", ports, java=s.java)
+
+    def _temporal_full(self) -> TemporalFullServer:
+        """Temporal's full server of the cluster topology, on the stack's PostgreSQL: its
+        frontend at ``temporal_address``, its other listeners just above (its HTTP API 10
+        above, its metrics 11 above, as the dev server's)."""
+        s = self._settings
+        build = ensure_temporal_server(
+            s.temporal_server_cache_dir,
+            s.temporal_server_version,
+            toolchain=s.go_toolchain,
+            progress=self._say,
+        )
+        base = s.temporal_port
+        ports = TemporalPorts(
+            frontend=base,
+            frontend_http=base + 10,
+            frontend_membership=base + 1,
+            history=base + 2,
+            history_membership=base + 3,
+            matching=base + 4,
+            matching_membership=base + 5,
+            worker=base + 6,
+            worker_membership=base + 7,
+            metrics=base + 11,
+        )
+        password = (read_postgres_secrets(self._run_dir) or {}).get(TEMPORAL_ROLE, "")
+        database = TemporalDatabase(
+            host="127.0.0.1", port=s.postgres_port, user=TEMPORAL_ROLE, password=password
+        )
+        return TemporalFullServer(
+            build, self._run_dir, ports, database, namespace=s.temporal_namespace
+        )
+
     def command(self, name: str) -> list[str]:
         """The command line that runs ``name`` under these settings."""
+        if name == "postgres":
+            return self._postgres().command()
+        if name in KAFKA_NODES:
+            return self._kafka_cluster().node(KAFKA_NODES.index(name) + 1).command()
+        if name == "temporal" and self._cluster:
+            return self._temporal_full().command()
         if name == "kafka":
             return self._kafka_broker().command()
         if name == "temporal":
@@ -335,21 +454,42 @@ class Stack:
                 external engine is unreachable.
             ConfigurationError: payload encryption is on and its keys cannot be used.
         """
+        self._check_topology()
         self._check_ports()
         self._run_dir.mkdir(parents=True, exist_ok=True)
+        (self._run_dir / TOPOLOGY_FILE).write_text(self._settings.topology + "\n")
         made = ensure_development_keys(self._settings)
         if made is not None:
             self._say(f"{'payloads':<12} encrypted with the development keys of {made}")
         data_converter(self._settings)  # unusable payload keys stop `up` before it starts
         self._keep_scale()
-        engines = [name for name in ENGINES if self._embedded(name)]
-        self._start(engines)
+        if self._cluster:
+            # The stores and Temporal's persistence come first: Temporal's server is set up on
+            # PostgreSQL before it starts, and the services find their databases' URLs.
+            self._start(["postgres"])
+            self._provision_databases()
+            self._start([*KAFKA_NODES, "temporal"])
+        else:
+            self._start(self.engines())
         asyncio.run(self._wait_for_engines())
         self._stop_copies_beyond_scale()
         if self._settings.mode == "development":
             ensure_dev_token(self._run_dir)  # the API accepts it; `saga token` prints it
         self._start([*self._service_instances(), "api"])
         asyncio.run(self._wait_for_services())
+
+    def _check_topology(self) -> None:
+        """A run directory holds one topology at a time: switching needs a `saga down` first."""
+        kept = kept_topology(self._run_dir)
+        running = [
+            name for name in self._table.names() if (r := self._table.get(name)) and r.is_alive()
+        ]
+        if kept is not None and kept != self._settings.topology and running:
+            raise StackError(
+                f"the stack in {self._run_dir} runs the {kept} topology: stop it with "
+                f"`saga down` before starting the {self._settings.topology} one there, or use "
+                "another SAGA_RUN_DIR"
+            )
 
     def _check_ports(self) -> None:
         """Every process of the stack listens on ports of its own, within range."""
@@ -414,12 +554,49 @@ class Stack:
                 "SAGA_INSTANCE": str(split_instance(name)[1]),
                 **self._kafka_env(name),
             }
-            if name == "kafka":
-                security = self._kafka_security() if self.kafka_secured else None
-                self._kafka_broker(security).format_storage()
-            _, record = spawn(name, self.command(name), self._log_path(name), env=env)
+            cwd = self._prepare(name)
+            _, record = spawn(name, self.command(name), self._log_path(name), env=env, cwd=cwd)
             self._table.put(record)
             self._say(f"{name:<12} started (pid {record.pid}), log {record.log}")
+
+    def _prepare(self, name: str) -> Path | None:
+        """What must be done before ``name`` starts (format storage, make a database cluster,
+        write a configuration); the folder it runs in, if it needs one."""
+        if name == "kafka":
+            security = self._kafka_security() if self.kafka_secured else None
+            self._kafka_broker(security).format_storage()
+        elif name in KAFKA_NODES:
+            self._kafka_cluster().format_storage()  # every node, once, for one cluster id
+        elif name == "postgres":
+            postgres = self._postgres()
+            postgres.init()
+            return postgres.home
+        elif name == "temporal" and self._cluster:
+            server = self._temporal_full()
+            try:
+                server.prepare()
+            except RuntimeError as exc:
+                raise StackError(str(exc)) from None
+            return server.home
+        return None
+
+    def _provision_databases(self) -> None:
+        """Wait for PostgreSQL, then give every service a role and a database of its own and
+        record their URLs in the run directory, where every process of the run finds them."""
+        postgres = self._postgres()
+        record = self._table.get("postgres")
+        assert record is not None
+        try:
+            postgres.wait_until_ready(record, timeout=self._settings.startup_timeout_seconds)
+        except RuntimeError as exc:
+            raise StackError(str(exc)) from None
+        urls = postgres.provision(SERVICES)
+        write_private(self._run_dir / DATABASES_FILE, json.dumps(urls, indent=2))
+        provision_temporal_database(postgres, role=TEMPORAL_ROLE)
+        self._say(
+            f"{'postgres':<12} healthy at {self._address('postgres')}: a database and a "
+            f"role each for {', '.join(SERVICES)}"
+        )
 
     def started_otherwise(self, name: str) -> bool:
         """Whether ``name`` runs with another command line than these settings give it now
@@ -434,7 +611,13 @@ class Stack:
 
         async def kafka() -> None:
             admin = self.kafka_connection()
-            await self._watching("kafka", wait_for_kafka(admin, wait_seconds=timeout))
+            if self._cluster:
+                # Every node first: the catalog's topics take three replicas, two in sync.
+                await self._watching(
+                    "kafka-1", wait_for_brokers(admin, len(KAFKA_NODES), wait_seconds=timeout)
+                )
+            else:
+                await self._watching("kafka", wait_for_kafka(admin, wait_seconds=timeout))
             report = await apply_topic_catalog(admin, all_topics())
             if report.created:
                 self._say(f"{'kafka':<12} topics created: {', '.join(report.created)}")
@@ -444,8 +627,16 @@ class Stack:
                     f"{'kafka':<12} secured: SASL_SSL (SCRAM-SHA-512), {rules} ACLs for "
                     f"{', '.join(KAFKA_ACCESS)}"
                 )
+            if self._cluster:
+                await wait_for_topics(admin, all_topics(), len(KAFKA_NODES), wait_seconds=timeout)
 
         async def temporal() -> None:
+            if self._cluster:
+                record = self._table.get("temporal")
+                assert record is not None
+                ready = self._temporal_full().until_ready(record, time.monotonic() + timeout)
+                await self._watching("temporal", ready)
+                return
             client = await self._watching(
                 "temporal",
                 wait_for_temporal(
@@ -461,7 +652,7 @@ class Stack:
         ]
         if failures:
             raise StackError("\n".join(failures))
-        self._say(f"{'kafka':<12} healthy at {s.kafka_bootstrap_servers}")
+        self._say(f"{'kafka':<12} healthy at {s.kafka_brokers}")
         self._say(f"{'temporal':<12} healthy at {s.temporal_address}")
 
     async def _wait_for_services(self) -> None:
@@ -515,11 +706,17 @@ class Stack:
         names of what was stopped. The scale is kept for the next :meth:`up`."""
         recorded = set(self._table.names())
         services = sorted(recorded - {"api", *ENGINES}, key=self._order)
-        groups = [["api"], services, *([engine] for engine in reversed(ENGINES))]
+        # Temporal before the Kafka nodes (together) before PostgreSQL, which Temporal uses.
+        engines = [["temporal"], [*KAFKA_NODES, "kafka"], ["postgres"]]
+        groups = [["api"], services, *engines]
         stopped = []
         for group in groups:
             records = [record for record in map(self._table.get, group) if record is not None]
-            for record in stop_processes(records):
+            if group == ["postgres"]:
+                halted = [record for record in records if stop_postgres(record)]
+            else:
+                halted = stop_processes(records)
+            for record in halted:
                 stopped.append(record.name)
                 self._say(f"{record.name:<12} stopped (pid {record.pid})")
             for name in group:
@@ -529,11 +726,19 @@ class Stack:
     def status(self) -> list[ComponentStatus]:
         """Each process's state, address, process id and version: every component, with each
         copy of a service after it (and any copy still recorded beyond the scale)."""
-        names = set(COMPONENTS) | set(self._service_instances())
+        names = set(self.components()) | set(self._service_instances())
         names |= {name for name in self._table.names() if split_instance(name)[0] in SERVICES}
+        names |= {name for name in self._table.names() if name in ENGINES}
         return [
             self._status(name, self._table.get(name)) for name in sorted(names, key=self._order)
         ]
+
+    def _postgres_version(self) -> str | None:
+        try:
+            major = (self._postgres().data_dir / "PG_VERSION").read_text().strip()
+        except (OSError, MissingToolError):
+            return None
+        return f"PostgreSQL {major}"
 
     @staticmethod
     def _order(name: str) -> tuple[int, int, str]:
@@ -553,8 +758,12 @@ class Stack:
         else:
             state = "stopped"
         version = None
-        if name == "kafka" and (alive or answering):
-            version = broker_version(self._log_path("kafka"))
+        if name in ("kafka", *KAFKA_NODES) and (alive or answering):
+            version = broker_version(self._log_path(name))
+        elif name == "postgres":
+            version = self._postgres_version()
+        elif name == "temporal" and self._cluster:
+            version = f"Temporal server {self._settings.temporal_server_version}"
         elif name == "temporal" and self._embedded(name):
             version = temporal_version(find_temporal_cli(self._settings.temporal_cli))
         return ComponentStatus(

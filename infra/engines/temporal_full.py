@@ -435,6 +435,12 @@ class TemporalFullServer:
                 f"(exit {done.returncode}):\n{done.stdout}{done.stderr}"
             )
 
+    def prepare(self) -> None:
+        """What must be done before the server starts: both stores' schemas, set up or
+        migrated, and the configuration written."""
+        self.setup_schemas()
+        self.write_config()
+
     def start(self, *, timeout: float = 60.0) -> ProcessRecord:
         """Set up the schemas, write the configuration, start the server, wait until its
         frontend answers, and register the namespace and the saga's search attributes.
@@ -449,17 +455,22 @@ class TemporalFullServer:
                 answer within ``timeout`` seconds (the end of its log is in the message); it
                 is stopped.
         """
-        self.setup_schemas()
-        self.write_config()
+        self.prepare()
         _, record = spawn("temporal", self.command(), self.log_path, cwd=self.home)
         try:
-            _run_to_end(self._prepare(record, time.monotonic() + timeout))
+            _run_to_end(self.until_ready(record, time.monotonic() + timeout))
         except BaseException:
             stop_temporal_server(record)
             raise
         return record
 
-    async def _prepare(self, record: ProcessRecord, deadline: float) -> None:
+    async def until_ready(self, record: ProcessRecord, deadline: float) -> None:
+        """Wait until the server of ``record`` answers, then register the namespace and the
+        saga's search attributes, by ``deadline`` (``time.monotonic()``).
+
+        Raises:
+            RuntimeError: the server ended, or did not get there in time.
+        """
         client = await self._wait_until_ready(record, deadline)
         await self.register_namespace(client, deadline=deadline)
 
