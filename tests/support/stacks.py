@@ -8,6 +8,7 @@ stack comes from one ``reserve_ports`` block, so no two of them can be the same.
 import asyncio
 import contextlib
 import json
+import shutil
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -28,6 +29,7 @@ from infra.engines.processes import (
 )
 from infra.engines.stack import Stack
 from runtime import wait_for_kafka
+from tests.support.postgres import postgres_run_dir
 
 START_TIMEOUT = 90.0
 
@@ -176,6 +178,51 @@ def own_stack(
     )
     with stack_up(settings, scale):
         yield settings
+
+
+NODE_STEP: int = Settings.model_fields["kafka_node_port_step"].default
+TEMPORAL_FULL_NEIGHBOURS = (1, 2, 3, 4, 5, 6, 7, 10, 11)
+"""The full server's other listeners, this far above its frontend (Stack._temporal_full)."""
+
+
+def cluster_ports(ports: PortReservation) -> dict[str, Any]:
+    """The settings of every address of a cluster-topology stack of its own: PostgreSQL, the
+    three Kafka nodes (``kafka_node_port_step`` apart), the full server's listeners and two
+    copies of every process."""
+    return {
+        "postgres_port": ports.port(),
+        "kafka_bootstrap_servers": f"127.0.0.1:{ports.port(NODE_STEP, 2 * NODE_STEP)}",
+        "kafka_controller_port": ports.port(NODE_STEP, 2 * NODE_STEP),
+        "temporal_address": f"127.0.0.1:{ports.port(*TEMPORAL_FULL_NEIGHBOURS)}",
+        "temporal_ui_port": ports.port(),
+        **process_ports(ports, copies=2),
+    }
+
+
+@contextlib.contextmanager
+def cluster_stack(kafka_libs: Path, stock: dict[str, int], **overrides: Any) -> Iterator[Settings]:
+    """A stack of the cluster topology of its own (PostgreSQL, three Kafka nodes, Temporal's
+    full server, two copies of every service), on free loopback ports, with ``stock`` in the
+    inventory; down at the end. Its run directory is one the ``postgres`` user can enter."""
+    folder = postgres_run_dir()
+    with reserve_ports() as ports:
+        addresses = cluster_ports(ports)
+    settings = Settings(
+        **{
+            "run_dir": folder / "run",
+            "topology": "cluster",
+            "inventory_seed_file": seed_file(folder, stock),
+            "kafka_cache_dir": kafka_libs.parent.parent,
+            **addresses,
+            "startup_timeout_seconds": 180,
+            **overrides,
+        }
+    )
+    try:
+        with stack_up(settings):
+            yield settings
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def scoped_token_name(scope: Scope) -> str:

@@ -31,6 +31,7 @@ from tests.support.stacks import (
     DEFAULT_SKUS,
     E2E_SKUS,
     START_TIMEOUT,
+    cluster_stack,
     kafka_fixture,
     log_tail,
     own_broker,
@@ -155,16 +156,35 @@ def stack(
         carrier_dispatch_delay_seconds=CARRIER_DELAY,
         startup_timeout_seconds=90,
         otlp_endpoint=otlp_receiver.endpoint,
-        api_tokens=json.dumps(
-            [
-                {
-                    "name": scoped_token_name(scope),
-                    "sha256": token_sha256(token),
-                    "scopes": [scope.value],
-                }
-                for scope, token in scoped_tokens.items()
-            ]
-        ),
+        api_tokens=_token_entries(scoped_tokens),
     )
     with stack_up(settings):
+        yield settings
+
+
+def _token_entries(scoped_tokens: dict[Scope, str]) -> str:
+    """``SAGA_API_TOKENS`` accepting each of ``scoped_tokens`` with its scope alone."""
+    return json.dumps(
+        [
+            {
+                "name": scoped_token_name(scope),
+                "sha256": token_sha256(token),
+                "scopes": [scope.value],
+            }
+            for scope, token in scoped_tokens.items()
+        ]
+    )
+
+
+@pytest.fixture(scope="session")
+def cluster(kafka_libs: Path, scoped_tokens: dict[Scope, str]) -> Iterator[Settings]:
+    """The session's stack of the cluster topology: PostgreSQL, three Kafka nodes, Temporal's
+    full server, two copies of every service and the API, with the session stack's stock,
+    carrier and tokens (so that the API tests run on it as they do on the embedded one)."""
+    with cluster_stack(
+        kafka_libs,
+        {sku: 1000 for sku in (*DEFAULT_SKUS, *E2E_SKUS)},
+        carrier_dispatch_delay_seconds=CARRIER_DELAY,
+        api_tokens=_token_entries(scoped_tokens),
+    ) as settings:
         yield settings

@@ -4,13 +4,16 @@ timeline and its live stream, idempotent starts, and finding and repairing stuck
 import asyncio
 import json
 import uuid
+from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import Any
 
 import httpx
+import pytest
 
-from infra.config.settings import Settings
-from infra.engines.processes import ProcessTable, stop_process
-from infra.engines.stack import Stack
+from infra.config.settings import Settings, api_headers
+from infra.engines.processes import ProcessTable, stop_processes
+from infra.engines.stack import Stack, split_instance
 from orchestrator.api.auth import DEVELOPMENT_PRINCIPAL
 from tests.support.orders_api import (
     order_body,
@@ -35,6 +38,25 @@ from tests.support.saga_paths import (
 )
 
 
+@pytest.fixture(scope="module", params=["embedded", "cluster"])
+def on(request: pytest.FixtureRequest) -> Settings:
+    """Each test of this module on both topologies: the session's embedded stack, then the
+    session's cluster stack (PostgreSQL, three Kafka nodes, Temporal's full server)."""
+    settings: Settings = request.getfixturevalue(
+        "stack" if request.param == "embedded" else request.param
+    )
+    return settings
+
+
+@pytest.fixture
+async def api(on: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of that stack's API, sending its development token."""
+    async with httpx.AsyncClient(
+        base_url=on.api_url, timeout=30, headers=api_headers(on)
+    ) as client:
+        yield client
+
+
 async def _saga(api: httpx.AsyncClient, order_id: str) -> dict[str, Any]:
     response = await api.get(f"/sagas/{order_id}")
     assert response.status_code == 200, response.text
@@ -53,7 +75,8 @@ async def test_every_saga_path_through_the_api(api: httpx.AsyncClient) -> None:
         assert [e["event_type"] for e in saga["events"]] == path.events, path.name
         assert len({e["event_id"] for e in saga["events"]}) == len(path.events)
         assert all(e["data"]["order_id"] == saga["order_id"] for e in saga["events"])
-        times = [e["timestamp"] for e in saga["events"]]
+        # As times, not strings: a time on a whole second is written without a fraction.
+        times = [datetime.fromisoformat(e["timestamp"]) for e in saga["events"]]
         assert times == sorted(times), path.name
         assert saga["links"]["web_ui"].endswith(f"/workflows/order-{saga['order_id']}")
         if path.status == "CANCELLED":
@@ -219,12 +242,12 @@ async def _stuck_entry(
 
 
 async def test_a_saga_waiting_on_a_stopped_service_is_listed_stuck_until_it_returns(
-    api: httpx.AsyncClient, stack: Settings
+    api: httpx.AsyncClient, on: Settings
 ) -> None:
-    table = ProcessTable(stack.run_dir)
-    payment = table.get("payment")
-    assert payment is not None
-    assert stop_process(payment)
+    table = ProcessTable(on.run_dir)
+    copies = [table.get(name) for name in table.names() if split_instance(name)[0] == "payment"]
+    assert copies and all(copy is not None for copy in copies)
+    assert len(stop_processes([copy for copy in copies if copy is not None])) == len(copies)
     try:
         order_id = await place(api, order_body())
         entry = await _stuck_entry(api, order_id, older_than=2)
@@ -234,7 +257,7 @@ async def test_a_saga_waiting_on_a_stopped_service_is_listed_stuck_until_it_retu
         assert entry["saga_status"] == "RUNNING"
         assert entry["stuck_for_seconds"] >= 2
     finally:
-        await asyncio.to_thread(Stack(stack, say=lambda _: None).up)
+        await asyncio.to_thread(Stack(on, say=lambda _: None).up)
     for _ in range(300):
         listed = (await api.get("/sagas/stuck", params={"older_than_seconds": 2})).json()
         if all(s["order_id"] != order_id for s in listed):
