@@ -40,7 +40,7 @@ from runtime._database import (
     open_reader,
 )
 from runtime._metrics import EventBusMetrics
-from runtime._outbox import Outbox, OutboxRelay, OutboxRow, RelayLease
+from runtime._outbox import Outbox, OutboxClaims, OutboxRelay, OutboxRow, RelayLease
 from runtime._reader import BookReader, BookUnreadable, EventCounts
 from runtime._service import (
     ACTIVITY_GRACE,
@@ -85,6 +85,7 @@ __all__ = [
     "IntegrityError",
     "KafkaUnavailableError",
     "Outbox",
+    "OutboxClaims",
     "OutboxRelay",
     "OutboxRow",
     "RelayLease",

@@ -113,8 +113,16 @@ class Database:
     statements commit together or not at all.
     """
 
-    def __init__(self, connection: sqlite3.Connection | psycopg.Connection[Any]) -> None:
+    def __init__(
+        self,
+        connection: sqlite3.Connection | psycopg.Connection[Any],
+        where: Where | None = None,
+        schema: str | None = None,
+    ) -> None:
         self._raw = connection
+        self.where = where
+        """Where the connection goes (None for one made from a driver's connection)."""
+        self.schema = schema
         self.dialect: Dialect = (
             "sqlite" if isinstance(connection, sqlite3.Connection) else ("postgresql")
         )
@@ -191,6 +199,19 @@ class Database:
             ).fetchone()
             found = found if found and found[0] is not None else None
         return found is not None
+
+    def reopen(self) -> "Database":
+        """Another connection to the same database (and schema), for work that must not share
+        this one's transactions."""
+        if self.where is None:
+            raise ValueError("this connection does not know where it goes")
+        if is_url(self.where):
+            return Database(
+                _connect_postgres(str(self.where), self.schema, read_only=False),
+                self.where,
+                self.schema,
+            )
+        return Database(_open_sqlite(Path(self.where)), self.where)
 
     def close(self) -> None:
         """Close the connection."""
@@ -300,8 +321,8 @@ def open_database(
     """
     migrate(where, [RUNTIME_MIGRATIONS, *migrations], schema=schema if is_url(where) else None)
     if is_url(where):
-        return Database(_connect_postgres(str(where), schema, read_only=False))
-    return Database(_open_sqlite(Path(where)))
+        return Database(_connect_postgres(str(where), schema, read_only=False), where, schema)
+    return Database(_open_sqlite(Path(where)), where)
 
 
 def open_reader(where: Where, *, schema: str | None = None) -> Database:

@@ -11,7 +11,9 @@ relay of them publish at a time: the holder renews it every fifth of its length,
 take it once it has expired (the holder died) or been released (the holder stopped). A relay
 that takes the lease first looks at the end of the partitions for the pending rows that its
 predecessor got onto Kafka without marking them, and marks those instead of sending them
-again.
+again. On PostgreSQL they may instead all publish at once: each relay claims rows
+(:class:`OutboxClaims`) that no other holds, whole orders at a time, so the events of one
+order still reach Kafka in the order they were written.
 """
 
 import asyncio
@@ -19,7 +21,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -38,6 +40,7 @@ from runtime._transaction import transaction
 __all__ = [
     "LeaseHolder",
     "Outbox",
+    "OutboxClaims",
     "OutboxRelay",
     "OutboxRow",
     "RelayLease",
@@ -137,6 +140,11 @@ class Outbox:
         )
         self._added.set()
 
+    @property
+    def database(self) -> Database:
+        """The database the outbox is in."""
+        return self._db
+
     def lease(self, owner: str, *, ttl: float) -> "RelayLease":
         """The right to publish this outbox, for a relay that ``owner`` names (see
         :class:`RelayLease`)."""
@@ -178,6 +186,57 @@ class Outbox:
             async with asyncio.timeout(seconds):
                 await self._added.wait()
         self._added.clear()
+
+
+class OutboxClaims:
+    """Claims on a PostgreSQL outbox, so that several relays publish it in parallel.
+
+    A claim is one transaction on a connection of the relay's own (never the service's: the
+    claim stays open while Kafka acknowledges). It takes the oldest pending rows, skipping the
+    rows other relays hold (``FOR UPDATE SKIP LOCKED``) and every row of an order another
+    relay holds (a transaction-scoped advisory lock on the order id): the rows of one order
+    are published by one relay at a time, in the order they were written, and the next
+    relay's claim of that order sees them sent. The rows Kafka acknowledged are marked sent
+    in the claim, which commits whatever happens; a relay that dies mid-claim leaves its rows
+    pending, and another publishes them again (consumers' inboxes drop the second copy).
+    """
+
+    _CLAIM = (
+        "SELECT * FROM outbox WHERE sent_at IS NULL"
+        " AND pg_try_advisory_xact_lock(hashtext(order_id))"
+        " ORDER BY id LIMIT ? FOR UPDATE SKIP LOCKED"
+    )
+
+    def __init__(self, connection: Database) -> None:
+        if connection.dialect != "postgresql":
+            raise ValueError("outbox claims need PostgreSQL (SQLite has one writer at a time)")
+        self._db = connection
+
+    @contextlib.contextmanager
+    def claim(self, limit: int) -> Iterator[list[OutboxRow]]:
+        """The rows claimed (maybe none), held until the block ends; then the claim commits
+        the marks :meth:`mark_sent` made in it."""
+        self._db.execute("BEGIN")
+        try:
+            rows = [_row(raw) for raw in self._db.execute(self._CLAIM, (limit,)).fetchall()]
+            yield rows
+        except BaseException:
+            with contextlib.suppress(*DatabaseError):
+                self._db.execute("COMMIT")  # the marks of what Kafka acknowledged stand
+            raise
+        self._db.execute("COMMIT")
+
+    def mark_sent(self, ids: list[int]) -> None:
+        """Mark claimed rows published (inside the claim)."""
+        if ids:
+            now = time.time()
+            self._db.executemany(
+                "UPDATE outbox SET sent_at = ? WHERE id = ?", [(now, row_id) for row_id in ids]
+            )
+
+    def close(self) -> None:
+        """Close the claims' connection."""
+        self._db.close()
 
 
 @dataclass(frozen=True)
@@ -299,8 +358,12 @@ class OutboxRelay:
         lease: RelayLease | None = None,
         consumer_factory: Callable[[], AIOKafkaConsumer] | None = None,
         flush_timeout: float = 5.0,
+        claims: OutboxClaims | None = None,
     ) -> None:
+        if claims is not None and lease is not None:
+            raise ValueError("a relay claims rows or holds the lease, not both")
         self._outbox = outbox
+        self._claims = claims
         self._new_producer = producer_factory
         self._metrics = metrics
         self._batch_size = batch_size
@@ -511,9 +574,15 @@ class OutboxRelay:
                 after the first unacknowledged one is marked sent.
             TimeoutError: the broker did not answer within the send time-out.
         """
-        rows = self._outbox.pending(self._batch_size)
         if self._metrics is not None:
             self._metrics.outbox_backlog.set(self._outbox.pending_count())
+        if self._claims is not None:
+            with self._claims.claim(self._batch_size) as claimed:
+                return await self._publish(claimed, self._claims.mark_sent)
+        return await self._publish(self._outbox.pending(self._batch_size), self._outbox.mark_sent)
+
+    async def _publish(self, rows: list[OutboxRow], mark_sent: Callable[[list[int]], None]) -> int:
+        """Send ``rows`` in order and mark sent (with ``mark_sent``) those acknowledged."""
         if not rows:
             return 0
         producer = await self._ensure_producer()
@@ -550,7 +619,7 @@ class OutboxRelay:
             await self._drop_producer()  # only a new producer recovers from this (aiokafka #1017)
             raise
         finally:
-            self._outbox.mark_sent(acknowledged)
+            mark_sent(acknowledged)
             if self._metrics is not None:
                 for index, row in enumerate(rows[: len(acknowledged)]):
                     self._metrics.published(

@@ -52,7 +52,7 @@ from runtime._activity_metrics import ActivityAttempts, ActivityMetrics
 from runtime._clients import KafkaUnavailableError, new_consumer, new_producer, wait_for_kafka
 from runtime._database import Database
 from runtime._metrics import EventBusMetrics
-from runtime._outbox import Outbox, OutboxRelay
+from runtime._outbox import Outbox, OutboxClaims, OutboxRelay
 from runtime._stores import DatabaseUnavailableError, open_store
 from runtime._temporal import TemporalUnavailableError, wait_for_temporal
 
@@ -288,7 +288,9 @@ async def relaying(
 ) -> AsyncIterator[asyncio.Task[None]]:
     """Publish ``outbox`` to Kafka while the block runs: the one relay wiring of every outbox.
 
-    The relay publishes only while it holds the outbox's lease (in ``process``'s name), so
+    On PostgreSQL (unless ``SAGA_OUTBOX_RELAY=lease``) the relay claims rows beside the other
+    copies' relays (:class:`~runtime._outbox.OutboxClaims`). Otherwise it publishes only
+    while it holds the outbox's lease (in ``process``'s name), so
     that of the copies sharing a database one publishes at a time; a relay that takes the
     lease first marks sent what its predecessor got onto Kafka. When the block ends, the
     relay publishes what is still pending, for at most its flush time-out, then releases
@@ -298,18 +300,26 @@ async def relaying(
         The relay's task, which ends before the block does only if the relay failed.
     """
     kafka = kafka_connection(settings)
-    relay = OutboxRelay(
-        outbox,
-        lambda: new_producer(kafka),
-        metrics=metrics,
-        lease=outbox.lease(_lease_owner(process, settings), ttl=settings.outbox_lease_seconds),
-        consumer_factory=lambda: new_consumer(kafka, None),
-    )
+    if settings.outbox_relay != "lease" and outbox.database.dialect == "postgresql":
+        # Every copy publishes: claims on a connection of the relay's own.
+        claims: OutboxClaims | None = OutboxClaims(outbox.database.reopen())
+        relay = OutboxRelay(outbox, lambda: new_producer(kafka), metrics=metrics, claims=claims)
+    else:
+        claims = None
+        relay = OutboxRelay(
+            outbox,
+            lambda: new_producer(kafka),
+            metrics=metrics,
+            lease=outbox.lease(_lease_owner(process, settings), ttl=settings.outbox_lease_seconds),
+            consumer_factory=lambda: new_consumer(kafka, None),
+        )
     publishing = asyncio.create_task(relay.run(), name=f"{process}-outbox-relay")
     try:
         yield publishing
     finally:
         await _stop_relay(relay, publishing)
+        if claims is not None:
+            claims.close()
 
 
 def _lease_owner(service: str, settings: Settings) -> str:

@@ -238,6 +238,15 @@ class Settings(BaseSettings):
             "metrics on that port plus sdk_metrics_port_offset."
         ),
     )
+    outbox_relay: Literal["auto", "lease", "claims"] = Field(
+        "auto",
+        description=(
+            "How the copies of a service share its outbox on PostgreSQL: `claims` (every "
+            "copy's relay claims rows, whole orders at a time, `FOR UPDATE SKIP LOCKED`; the "
+            "faster, see docs/databases.md) or `lease` (one relay publishes at a time). "
+            "`auto`: claims on PostgreSQL. SQLite always uses the lease."
+        ),
+    )
     outbox_lease_seconds: float = Field(
         5.0,
         gt=0,

@@ -29,6 +29,10 @@ _SUMMARY = re.compile(
 )
 
 
+TOOLS_POM = resources.files("infra.engines") / "kafka" / "tools-pom.xml"
+"""The Maven project that resolves Kafka's tools (``ProducerPerformance``)."""
+
+
 def ensure_kafka_tools_jars(cache_dir: Path, version: str, *, maven: str, say: Say) -> Path:
     """The folder of kafka-tools ``version``'s jars, fetched from Maven Central the first time.
 
@@ -36,7 +40,7 @@ def ensure_kafka_tools_jars(cache_dir: Path, version: str, *, maven: str, say: S
         MissingToolError: Maven is not installed.
         RuntimeError: Maven could not resolve the jars (its last lines are in the message).
     """
-    with resources.as_file(resources.files("infra") / "kafka" / "tools-pom.xml") as pom:
+    with resources.as_file(TOOLS_POM) as pom:
         return fetch_maven_jars(
             pom,
             cache_dir / version / "tools",

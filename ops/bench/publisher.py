@@ -10,6 +10,8 @@ as Kafka's ``ProducerPerformance`` measures it.
 import asyncio
 import contextlib
 import logging
+import os
+import sys
 import tempfile
 import time
 import uuid
@@ -28,10 +30,13 @@ from contracts.events.payment import PaymentCompleted, PaymentCompletedData
 from contracts.topics import TopicSpec
 from infra.config.kafka import KafkaTarget, as_connection
 from infra.config.logs import log_handler
+from infra.config.settings import Settings
 from infra.engines.kafka_broker import apply_topic_catalog
 from ops.bench.load import Say
 from ops.bench.stats import LatencySummary, summarize
 from runtime import (
+    Database,
+    DatabaseError,
     EventBusMetrics,
     Outbox,
     OutboxRelay,
@@ -48,6 +53,7 @@ __all__ = [
     "java_producer_props",
     "measure_aiokafka_producer",
     "measure_project_publisher",
+    "measure_relay_modes",
     "typical_event",
 ]
 
@@ -227,10 +233,7 @@ async def measure_project_publisher(
                 event = typical_event(f"bench-publisher-{index:07d}")
                 with transaction(db):
                     outbox.add(event)
-                    # The event's own topic is a domain topic the stack's consumers read.
-                    db.execute(
-                        "UPDATE outbox SET topic = ? WHERE id = last_insert_rowid()", (topic,)
-                    )
+                    _to_bench_topic(db, topic)
                 if index == 0:
                     record_bytes = len(encode_event(event).value)
                 if index % 10_000 == 9_999:
@@ -275,3 +278,101 @@ async def measure_project_publisher(
             f"logging at {log_level} to a file, as in a service (SAGA_LOG_LEVEL)",
         ],
     )
+
+
+def _to_bench_topic(db: Database, topic: str) -> None:
+    """Send the row just added to ``topic``: its own is a domain topic the stack's consumers
+    read (the writer holds the outbox alone, so the newest row is its own)."""
+    db.execute("UPDATE outbox SET topic = ? WHERE id = (SELECT max(id) FROM outbox)", (topic,))
+
+
+EVENTS_PER_ORDER = 6
+"""Events of one order in the relay comparison: a completed saga's six."""
+
+
+async def measure_relay_modes(
+    settings: Settings, url: str, topic: str, *, records: int, relays: int, say: Say
+) -> list[PublisherFigures]:
+    """The outbox relay on PostgreSQL, its two ways of sharing one outbox side by side: one
+    lease holder publishing alone, then ``relays`` relays claiming rows at once (each in a
+    process of its own, as copies of a service are).
+
+    Each way publishes ``records`` events (``EVENTS_PER_ORDER`` per order, interleaved as
+    sagas write them) from a scratch schema of the database at ``url`` (the orchestrator's:
+    its role owns it), dropped afterwards. Timed from every relay connected to the outbox
+    empty.
+    """
+    figures = []
+    record_bytes = len(encode_event(typical_event()).value)
+    for mode, count in (("lease", 1), ("claims", relays)):
+        schema = f"bench_relay_{uuid.uuid4().hex[:8]}"
+        db = open_database(url, schema=schema)
+        try:
+            outbox = Outbox(db)
+            orders = max(records // EVENTS_PER_ORDER, 1)
+            for index in range(records):
+                with transaction(db):
+                    outbox.add(typical_event(f"bench-relay-{index % orders:07d}"))
+                    _to_bench_topic(db, topic)
+                if index % 10_000 == 9_999:
+                    await asyncio.sleep(0)
+            say(f"  relays ({mode}, {count}): {records:,} events in the outbox; publishing")
+            duration = await _run_relays(settings, url, schema, mode, count, outbox)
+        finally:
+            with contextlib.suppress(*DatabaseError):
+                db.execute(f"DROP SCHEMA {schema} CASCADE")
+            db.close()
+        say(f"  relays ({mode}, {count}): {records / duration:,.0f} records/s")
+        figures.append(
+            _figures(
+                f"outbox relay on PostgreSQL, {mode}: {count} relay(s)",
+                records=records,
+                record_bytes=record_bytes,
+                duration=duration,
+                latencies=[],
+                notes=[
+                    f"each relay a process of its own; {EVENTS_PER_ORDER} events per order, "
+                    "interleaved; timed from every relay connected to the outbox empty"
+                ],
+            )
+        )
+    return figures
+
+
+async def _run_relays(
+    settings: Settings, url: str, schema: str, mode: str, count: int, outbox: Outbox
+) -> float:
+    env = {**os.environ, **settings.as_env()}
+    workers = [
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "ops.bench.relay_worker",
+            url,
+            schema,
+            mode,
+            stdout=asyncio.subprocess.PIPE,
+            env=env,
+        )
+        for _ in range(count)
+    ]
+    try:
+        for worker in workers:
+            assert worker.stdout is not None
+            if (await asyncio.wait_for(worker.stdout.readline(), 60)).strip() != b"ready":
+                raise RuntimeError("a relay of the comparison did not start")
+        started = time.perf_counter()
+        while outbox.pending_count():
+            if any(worker.returncode for worker in workers):
+                raise RuntimeError("a relay of the comparison failed; the outbox is not empty")
+            await asyncio.sleep(0.02)
+        duration = time.perf_counter() - started
+        for worker in workers:
+            if await asyncio.wait_for(worker.wait(), 60) != 0:
+                raise RuntimeError(f"a relay of the comparison failed (exit {worker.returncode})")
+        return duration
+    finally:
+        for worker in workers:
+            if worker.returncode is None:
+                worker.kill()
+                await worker.wait()

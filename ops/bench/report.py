@@ -74,6 +74,8 @@ class PublishingSection(BaseModel):
     kafka_tool: PublisherFigures | None
     aiokafka: PublisherFigures | None
     project: PublisherFigures | None
+    relays: list[PublisherFigures] = []
+    """The outbox relay on PostgreSQL (cluster topology): one lease holder, then claims."""
 
 
 class Ratios(BaseModel):
@@ -173,11 +175,16 @@ def _cpu_per_saga(cpu: CpuUse | None, sagas: int, *, exclude: tuple[str, ...] = 
 
 def _saga_cost(sagas: SagaSection, bare: BareSection, temporal_storage: str) -> str:
     """What the saga costs beyond the bare shape, on the same Temporal and the same CPUs."""
+    storage = {
+        "file": "Temporal's dev server stores every history event in SQLite "
+        "(SAGA_TEMPORAL_STORAGE=file, write-ahead log)",
+        "postgresql": "Temporal's full server stores every history event and visibility "
+        "record in PostgreSQL, on the same two cores",
+    }
     parts = [
-        "Temporal's dev server stores every history event in SQLite (SAGA_TEMPORAL_STORAGE=file, "
-        "write-ahead log): CPU per history event and search-attribute upsert, the saga's extra "
-        "events cost on both cores"
-        if temporal_storage == "file"
+        f"{storage[temporal_storage]}: CPU per history event and search-attribute upsert, the "
+        "saga's extra events cost on both cores"
+        if temporal_storage in storage
         else "Temporal in memory: bound by CPU"
     ]
     saga_bd, bare_bd = sagas.breakdown, bare.breakdown
@@ -481,7 +488,12 @@ def _publishing_rows(report: BenchReport) -> list[list[str]]:
     if publishing is None:
         return []
     rows = []
-    for figures in (publishing.kafka_tool, publishing.aiokafka, publishing.project):
+    for figures in (
+        publishing.kafka_tool,
+        publishing.aiokafka,
+        publishing.project,
+        *publishing.relays,
+    ):
         if figures is None:
             continue
         latency = figures.latency
@@ -634,7 +646,12 @@ def render_markdown(report: BenchReport) -> str:
             "",
             _markdown_table(_publishing_rows(report), _PUBLISHING_HEADERS),
         ]
-        for figures in (publishing.kafka_tool, publishing.aiokafka, publishing.project):
+        for figures in (
+            publishing.kafka_tool,
+            publishing.aiokafka,
+            publishing.project,
+            *publishing.relays,
+        ):
             if figures is not None:
                 lines += [f"- {figures.publisher}: {'; '.join(figures.notes)}"]
     lines += ["", "## Targets", "", _markdown_table(_target_rows(report), _TARGET_HEADERS)]

@@ -23,10 +23,12 @@ from temporalio.client import Client
 from contracts.activities import saga_workflow_id
 from contracts.codec import encode_event
 from contracts.topics import TOPICS
+from infra.config.databases import database_url
 from infra.config.kafka import kafka_connection
 from infra.config.payload_codec import data_converter
 from infra.config.settings import Settings, api_headers
 from infra.config.temporal import temporal_connection
+from infra.engines.stack import CLUSTER_COPIES
 from ops.bench.breakdown import TimeBreakdown, sample_breakdown, sample_indexes
 from ops.bench.cpu import CpuUse, cpu_use, take_snapshot
 from ops.bench.kafka_tools import ensure_kafka_tools_jars, run_producer_performance
@@ -54,6 +56,7 @@ from ops.bench.publisher import (
     java_producer_props,
     measure_aiokafka_producer,
     measure_project_publisher,
+    measure_relay_modes,
     typical_event,
 )
 from ops.bench.report import (
@@ -81,6 +84,10 @@ _SERVICES = ("payment", "inventory", "shipping", "orchestrator")
 
 class BenchError(Exception):
     """The bench cannot run as asked; the message says what to do."""
+
+
+RELAY_COMPARISON_RECORDS = 20_000
+"""Events each way of sharing a PostgreSQL outbox publishes (one transaction each to write)."""
 
 
 @dataclass(frozen=True)
@@ -262,6 +269,17 @@ async def _run_publishing(
         project = await measure_project_publisher(
             bootstrap, topic, records=options.records, log_level=settings.log_level, say=say
         )
+        relays = []
+        url = database_url(settings, "orchestrator")
+        if url is not None:
+            relays = await measure_relay_modes(
+                settings,
+                url,
+                topic,
+                records=min(options.records, RELAY_COMPARISON_RECORDS),
+                relays=CLUSTER_COPIES,
+                say=say,
+            )
     return PublishingSection(
         topic=topic,
         records=options.records,
@@ -270,6 +288,7 @@ async def _run_publishing(
         kafka_tool=kafka_tool,
         aiokafka=aiokafka,
         project=project,
+        relays=relays,
     )
 
 
@@ -425,7 +444,9 @@ async def run_bench(settings: Settings, options: BenchOptions, *, say: Say) -> B
             started_at=started.isoformat(timespec="seconds"),
             api_url=settings.api_url,
             temporal_address=settings.temporal_address,
-            temporal_storage=settings.temporal_storage,
+            temporal_storage=(
+                "postgresql" if settings.topology == "cluster" else settings.temporal_storage
+            ),
             kafka_bootstrap_servers=settings.kafka_bootstrap_servers,
             kafka_version=settings.kafka_version,
             cpus=os.cpu_count(),

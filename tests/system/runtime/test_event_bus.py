@@ -6,7 +6,10 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 
+import psycopg
+import pytest
 from aiokafka import AIOKafkaProducer
 from prometheus_client import CollectorRegistry
 
@@ -22,6 +25,7 @@ from runtime import (
     EventBusMetrics,
     EventConsumer,
     Outbox,
+    OutboxClaims,
     OutboxRelay,
     RetryPolicy,
     Where,
@@ -156,6 +160,58 @@ async def test_per_key_order_holds_across_a_thousand_events(
     for order_id, seqs in per_order.items():
         assert seqs == sorted(seqs), order_id
         assert len(seqs) == 100
+
+
+@pytest.mark.postgres
+async def test_two_claiming_relays_publish_one_outbox_in_parallel_in_per_order_order(
+    kafka_broker: KafkaBroker, postgres_database: str, tmp_path: Path
+) -> None:
+    """Two relays claim rows of one PostgreSQL outbox at once (FOR UPDATE SKIP LOCKED, whole
+    orders at a time): both publish, every event reaches Kafka once, and each order's events
+    are consumed in the order they were written, across a thousand interleaved events."""
+    prefix = f"claim-{uuid.uuid4()}"
+    where = f"{postgres_database}?options=-csearch_path%3Dclaims_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(postgres_database, autocommit=True) as admin:
+        admin.execute(f"CREATE SCHEMA {where.rsplit('%3D', 1)[1]}")
+    service_db = open_database(where)
+    outbox = Outbox(service_db)
+    for seq in range(1000):
+        with transaction(service_db):
+            outbox.add(_payment(f"{prefix}-{seq % 10}", seq))
+
+    published: dict[str, int] = {}
+
+    async def relay(name: str) -> None:
+        claims = OutboxClaims(service_db.reopen())
+        claiming = OutboxRelay(
+            outbox,
+            lambda: new_producer(kafka_broker.bootstrap_servers),
+            claims=claims,
+            batch_size=50,
+        )
+        while (sent := await claiming.publish_pending()) or outbox.pending_count():
+            published[name] = published.get(name, 0) + sent
+            await asyncio.sleep(0)
+        await claiming._drop_producer()
+        claims.close()
+
+    await asyncio.gather(relay("first"), relay("second"))
+    assert outbox.pending_count() == 0
+    assert sum(published.values()) == 1000
+    assert all(published.get(name, 0) > 0 for name in ("first", "second")), published
+
+    handler = _Effects(prefix)
+    consumer_db = open_database(tmp_path / "consumer.db")
+    async with _consuming(kafka_broker.bootstrap_servers, consumer_db, handler):
+        await _until(lambda: len(_effects(consumer_db)) == 1000)
+    per_order: dict[str, list[int]] = {}
+    for order_id, payment_id in _effects(consumer_db):
+        per_order.setdefault(order_id, []).append(int(payment_id.removeprefix("pay-")))
+    assert {order_id: len(seqs) for order_id, seqs in per_order.items()} == {
+        f"{prefix}-{n}": 100 for n in range(10)
+    }
+    for order_id, seqs in per_order.items():
+        assert seqs == sorted(seqs), order_id
 
 
 async def test_a_redelivered_event_has_no_second_effect(

@@ -3,7 +3,7 @@ Kafka's producer performance summary. The bench on a stack: ``tests/system/ops/t
 
 import pytest
 
-from ops.bench.kafka_tools import parse_summary
+from ops.bench.kafka_tools import TOOLS_POM, parse_summary
 from ops.bench.stats import histogram_counts, histogram_quantile, subtract, summarize
 
 
@@ -42,3 +42,11 @@ def test_producer_performance_summary_is_read() -> None:
     assert figures.latency is not None and figures.latency.p95_ms == 305
     window = "207006 records sent, 41393.0 records/sec (7.42 MB/sec), 150.2 ms avg latency, "
     assert parse_summary(window + "560.0 ms max latency.") is None
+
+
+def test_the_kafka_tools_project_is_where_the_bench_looks() -> None:
+    """The layout change moved Kafka's resources under infra/engines: the bench's Maven
+    project must be found there (it was not, and `saga bench` failed without
+    --skip-kafka-tools)."""
+    assert TOOLS_POM.is_file()
+    assert "kafka-tools" in TOOLS_POM.read_text()
