@@ -41,9 +41,9 @@ def _up(settings: Settings, args: argparse.Namespace) -> int:
         print(f"  API token    {token}  (development, every scope; `saga token` prints it)")
     if settings.topology == "cluster":
         print(f"  Temporal     {settings.temporal_address} (full server on PostgreSQL)")
+    print(f"  Temporal UI  {settings.temporal_ui_url}")
+    if settings.topology == "cluster":
         print(f"  PostgreSQL   127.0.0.1:{settings.postgres_port} (a database per service)")
-    else:
-        print(f"  Temporal UI  {settings.temporal_ui_url}")
     print(f"  Kafka        {settings.kafka_brokers}")
     print(
         "See it with `saga ps`, follow a component with `saga logs NAME`, stop it with `saga down`."
@@ -76,7 +76,7 @@ def _token(settings: Settings, args: argparse.Namespace) -> int:
 def _fetch(settings: Settings, args: argparse.Namespace) -> int:
     from infra.engines.kafka_broker import ensure_kafka_jars
     from infra.engines.postgres import ensure_postgres_installed
-    from infra.engines.temporal_build import ensure_temporal_server
+    from infra.engines.temporal_build import ensure_temporal_server, ensure_temporal_ui
 
     libs = ensure_kafka_jars(settings.kafka_cache_dir, settings.kafka_version, maven=settings.maven)
     print(f"Apache Kafka {settings.kafka_version} jars are in {libs}")
@@ -90,6 +90,14 @@ def _fetch(settings: Settings, args: argparse.Namespace) -> int:
         progress=say,
     )
     print(f"Temporal's server {settings.temporal_server_version} is in {temporal.root}")
+    ui = ensure_temporal_ui(
+        settings.temporal_ui_cache_dir,
+        settings.temporal_ui_version,
+        go=settings.go,
+        toolchain=settings.go_toolchain,
+        progress=say,
+    )
+    print(f"Temporal's Web UI {settings.temporal_ui_version} is in {ui.root}")
     return 0
 
 
@@ -430,7 +438,7 @@ def _parser() -> argparse.ArgumentParser:
         "fetch",
         _fetch,
         "Fetch Kafka's jars, install PostgreSQL where missing, build Temporal's full server "
-        "(each once, into the cache).",
+        "and its Web UI (each once, into the cache).",
     )
     add("down", _down, "Stop exactly the processes `saga up` started.")
     ps = add(

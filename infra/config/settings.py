@@ -99,7 +99,15 @@ class Settings(BaseSettings):
             "server."
         ),
     )
-    temporal_ui_port: int = Field(8233, ge=1, le=65535, description="Temporal Web UI port.")
+    temporal_ui_port: int = Field(
+        8233,
+        ge=1,
+        le=65535,
+        description=(
+            "Temporal Web UI port: the dev server's UI (embedded topology) or the UI server "
+            "started beside Temporal's full server (cluster topology)."
+        ),
+    )
     temporal_storage: Literal["file", "memory"] = Field(
         "file",
         description=(
@@ -165,13 +173,27 @@ class Settings(BaseSettings):
             "version."
         ),
     )
+    temporal_ui_version: str = Field(
+        "2.54.1",
+        description=(
+            "Version of Temporal's Web UI server (`github.com/temporalio/ui-server/v2`) built "
+            "for the cluster topology (2.54.1: the UI of the CLI's dev server)."
+        ),
+    )
+    temporal_ui_cache_dir: Path = Field(
+        Path.home() / ".cache" / "saga-orchestrator" / "temporal-ui",
+        description="Where Temporal's Web UI server is built and kept, one folder per version.",
+    )
     go: str = Field(
-        "go", description="The Go command that builds Temporal's full server (`saga fetch`)."
+        "go",
+        description=(
+            "The Go command that builds Temporal's full server and its Web UI (`saga fetch`)."
+        ),
     )
     go_toolchain: str = Field(
         "go1.27.3",
         description=(
-            "GOTOOLCHAIN of that build: the Go release the server's module needs, fetched by "
+            "GOTOOLCHAIN of those builds: the Go release the server's module needs, fetched by "
             "the Go command when the installed one is older."
         ),
     )

@@ -66,7 +66,7 @@ from infra.engines.processes import (
     spawn,
     stop_processes,
 )
-from infra.engines.temporal_build import ensure_temporal_server
+from infra.engines.temporal_build import ensure_temporal_server, ensure_temporal_ui
 from infra.engines.temporal_full import (
     TemporalDatabase,
     TemporalFullServer,
@@ -74,6 +74,7 @@ from infra.engines.temporal_full import (
     provision_temporal_database,
 )
 from infra.engines.temporal_server import TemporalDevServer, find_temporal_cli, temporal_version
+from infra.engines.temporal_ui import TemporalUiServer
 from runtime import wait_for_kafka, wait_for_temporal
 
 _T = TypeVar("_T")
@@ -92,8 +93,8 @@ __all__ = [
 SERVICES: tuple[str, ...] = ("payment", "inventory", "shipping", "orchestrator")
 KAFKA_NODES: tuple[str, ...] = ("kafka-1", "kafka-2", "kafka-3")
 """The cluster topology's Kafka nodes: brokers and, together, the controller quorum."""
-CLUSTER_ENGINES: tuple[str, ...] = ("postgres", *KAFKA_NODES, "temporal")
-ENGINES: tuple[str, ...] = ("postgres", "kafka", *KAFKA_NODES, "temporal")
+CLUSTER_ENGINES: tuple[str, ...] = ("postgres", *KAFKA_NODES, "temporal", "temporal-ui")
+ENGINES: tuple[str, ...] = ("postgres", "kafka", *KAFKA_NODES, "temporal", "temporal-ui")
 """Every engine a stack may start (each topology starts some of them)."""
 COMPONENTS: tuple[str, ...] = (*ENGINES, *SERVICES, "api")
 TEMPORAL_ROLE = "temporal"
@@ -206,8 +207,9 @@ class Stack:
 
     def engines(self) -> list[str]:
         """The engines this stack starts itself, in the order they start: in the cluster
-        topology PostgreSQL, the three Kafka nodes and Temporal's full server; else the
-        embedded broker and Temporal's dev server (each unless an existing one is used)."""
+        topology PostgreSQL, the three Kafka nodes, Temporal's full server and its Web UI;
+        else the embedded broker and Temporal's dev server (each unless an existing one is
+        used)."""
         if self._cluster:
             return list(CLUSTER_ENGINES)
         return [name for name in ("kafka", "temporal") if self._embedded(name)]
@@ -255,6 +257,8 @@ class Stack:
             return s.kafka_bootstrap_servers
         if name == "temporal" and self._cluster:
             return s.temporal_address
+        if name == "temporal-ui":
+            return s.temporal_ui_url
         if name == "temporal":
             return f"{s.temporal_address} (Web UI {s.temporal_ui_url})"
         if name == "api":
@@ -272,6 +276,8 @@ class Stack:
             return "127.0.0.1", s.kafka_port
         if name == "temporal":
             return "127.0.0.1", s.temporal_port
+        if name == "temporal-ui":
+            return "127.0.0.1", s.temporal_ui_port
         if name == "api":
             return s.api_host, s.api_port
         service, copy = split_instance(name)
@@ -288,7 +294,7 @@ class Stack:
         Prometheus metrics (none for Kafka: the orchestrator worker exports the cluster's
         figures)."""
         s = self._settings
-        if name in ("postgres", "kafka", *KAFKA_NODES):
+        if name in ("postgres", "kafka", *KAFKA_NODES, "temporal-ui"):
             return ()
         if name == "temporal" and self._cluster:
             return (f"http://127.0.0.1:{self._temporal_full().ports.metrics}/metrics",)
@@ -424,6 +430,28 @@ class Stack:
             build, self._run_dir, ports, database, namespace=s.temporal_namespace
         )
 
+    def _temporal_ui(self) -> TemporalUiServer:
+        """The cluster topology's Web UI: Temporal's UI server in front of the full server's
+        frontend, on ``temporal_ui_port``, with the codec endpoint and TLS the dev server's UI
+        would have."""
+        s = self._settings
+        build = ensure_temporal_ui(
+            s.temporal_ui_cache_dir,
+            s.temporal_ui_version,
+            go=s.go,
+            toolchain=s.go_toolchain,
+            progress=self._say,
+        )
+        return TemporalUiServer(
+            build,
+            self._run_dir,
+            port=s.temporal_ui_port,
+            temporal_address=s.temporal_address,
+            namespace=s.temporal_namespace,
+            codec_endpoint=f"{s.api_url}{CODEC_PATH}" if s.payload_encryption else None,
+            tls=self._temporal_full().tls,
+        )
+
     def command(self, name: str) -> list[str]:
         """The command line that runs ``name`` under these settings."""
         if name == "postgres":
@@ -432,6 +460,8 @@ class Stack:
             return self._kafka_cluster().node(KAFKA_NODES.index(name) + 1).command()
         if name == "temporal" and self._cluster:
             return self._temporal_full().command()
+        if name == "temporal-ui":
+            return self._temporal_ui().command()
         if name == "kafka":
             return self._kafka_broker().command()
         if name == "temporal":
@@ -472,6 +502,8 @@ class Stack:
         else:
             self._start(self.engines())
         asyncio.run(self._wait_for_engines())
+        if self._cluster:
+            self._start_web_ui()
         self._stop_copies_beyond_scale()
         if self._settings.mode == "development":
             ensure_dev_token(self._run_dir)  # the API accepts it; `saga token` prints it
@@ -578,7 +610,24 @@ class Stack:
             except RuntimeError as exc:
                 raise StackError(str(exc)) from None
             return server.home
+        elif name == "temporal-ui":
+            ui = self._temporal_ui()
+            ui.write_config()
+            return ui.home
         return None
+
+    def _start_web_ui(self) -> None:
+        """Start the cluster's Web UI once Temporal is healthy, and wait until it reaches
+        Temporal's frontend."""
+        self._start(["temporal-ui"])
+        record = self._table.get("temporal-ui")
+        assert record is not None
+        deadline = time.monotonic() + self._settings.startup_timeout_seconds
+        try:
+            self._temporal_ui().wait_until_ready(record, deadline)
+        except RuntimeError as exc:
+            raise StackError(f"{exc}\n  (full log: saga logs temporal-ui)") from None
+        self._say(f"{'temporal-ui':<12} healthy at {self._address('temporal-ui')}")
 
     def _provision_databases(self) -> None:
         """Wait for PostgreSQL, then give every service a role and a database of its own and
@@ -706,8 +755,9 @@ class Stack:
         names of what was stopped. The scale is kept for the next :meth:`up`."""
         recorded = set(self._table.names())
         services = sorted(recorded - {"api", *ENGINES}, key=self._order)
-        # Temporal before the Kafka nodes (together) before PostgreSQL, which Temporal uses.
-        engines = [["temporal"], [*KAFKA_NODES, "kafka"], ["postgres"]]
+        # Temporal and its Web UI before the Kafka nodes (together) before PostgreSQL, which
+        # Temporal uses.
+        engines = [["temporal-ui", "temporal"], [*KAFKA_NODES, "kafka"], ["postgres"]]
         groups = [["api"], services, *engines]
         stopped = []
         for group in groups:
@@ -764,6 +814,8 @@ class Stack:
             version = self._postgres_version()
         elif name == "temporal" and self._cluster:
             version = f"Temporal server {self._settings.temporal_server_version}"
+        elif name == "temporal-ui":
+            version = f"Temporal UI {self._settings.temporal_ui_version}"
         elif name == "temporal" and self._embedded(name):
             version = temporal_version(find_temporal_cli(self._settings.temporal_cli))
         return ComponentStatus(

@@ -1,11 +1,13 @@
 """`saga up`, `saga ps` and `saga down` on a real stack of its own."""
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from infra.config.settings import Settings
 from infra.engines.processes import start_ticks_of
-from infra.engines.stack import COMPONENTS
+from infra.engines.stack import Stack
 from tests.support.cli import run_saga, saga_ps
 
 
@@ -23,8 +25,10 @@ def running_stack(stack_env: dict[str, str]) -> Iterator[dict[str, str]]:
 def test_up_ps_up_again_and_down(running_stack: dict[str, str]) -> None:
     """Up starts every component once, ps shows them, down stops exactly those processes."""
     env = running_stack
+    # The embedded topology's: its broker and dev server, the services and the API.
+    components = Stack(Settings(run_dir=Path(env["SAGA_RUN_DIR"]))).components()
     first = saga_ps(env)
-    assert set(first) == set(COMPONENTS)
+    assert set(first) == set(components)
     for name, row in first.items():
         assert row["state"] == "running", (name, row)
         assert isinstance(row["pid"], int)
@@ -34,7 +38,7 @@ def test_up_ps_up_again_and_down(running_stack: dict[str, str]) -> None:
 
     again = run_saga(env, "up")
     assert again.returncode == 0, again.stderr
-    assert again.stdout.count("already running") == len(COMPONENTS)
+    assert again.stdout.count("already running") == len(components)
     assert "other settings" not in again.stdout  # the same settings give the same commands
     token = run_saga(env, "token")
     assert token.returncode == 0, token.stderr
