@@ -116,4 +116,7 @@ async def run_path(api: httpx.AsyncClient, path: SagaPath) -> dict[str, Any]:
             json={"reason": "changed my mind", "requested_by": "cust-api"},
         )
         assert cancel.status_code == 202, cancel.text
-    return await until_ended(api, order_id)
+    await until_ended(api, order_id)
+    # Each service's events reach the projector on their own topic: the closing event may be
+    # projected before a compensation's (two projector copies, on the cluster): wait for all.
+    return await saga_when(api, order_id, lambda saga: len(saga["events"]) >= len(path.events))
