@@ -1,7 +1,7 @@
 """The cluster topology's Web UI, and a saga over mTLS, as a person meets them: `saga up
---topology cluster` starts Temporal's UI server beside the full server and names its address, `saga ps` lists it, the
-link `saga demo` prints opens the saga there, `saga logs temporal-ui` shows its log, and
-`saga down` stops it.
+--topology cluster` starts Temporal's UI server beside the full server and names its address,
+`saga ps` lists it, the link `saga demo` prints opens the saga there, `saga logs temporal-ui`
+shows its log, and `saga down` stops it.
 
 A whole cluster stack of its own (PostgreSQL, three Kafka nodes, Temporal's full server, two
 copies of every service) on free ports, payloads encrypted so that the UI gets the API's codec,
