@@ -152,6 +152,14 @@ class Settings(BaseSettings):
             "SAGA_TEMPORAL_ADDRESS)."
         ),
     )
+    temporal_mtls: bool = Field(
+        False,
+        description=(
+            "Cluster topology: `saga up` makes certificates for the run "
+            "(`<run_dir>/temporal/tls/`) and the full server's frontend requires a client "
+            "certificate (mTLS); every process of the run presents the run's."
+        ),
+    )
     temporal_api_key: SecretStr | None = Field(
         None,
         description=(

@@ -16,7 +16,7 @@ from temporalio.service import TLSConfig
 
 from infra.config.settings import ConfigurationError, Settings
 
-__all__ = ["TemporalConnection", "temporal_connection"]
+__all__ = ["TemporalConnection", "frontend_tls_dir", "temporal_connection"]
 
 _CA = "SAGA_TEMPORAL_TLS_CA_FILE"
 _CERT = "SAGA_TEMPORAL_TLS_CERT_FILE"
@@ -43,6 +43,27 @@ class TemporalConnection:
         return self.tls is not None
 
 
+def frontend_tls_dir(run_dir: Path) -> Path:
+    """Where a cluster stack keeps the certificates of its full server's mTLS (``saga up``
+    with ``SAGA_TEMPORAL_MTLS``): present only while its frontend requires them."""
+    return run_dir / "temporal" / "tls"
+
+
+def _run_certificates(settings: Settings) -> Settings:
+    """``settings`` with the run's client certificate, for a process of a cluster stack whose
+    frontend requires one (and no TLS setting of its own)."""
+    folder = frontend_tls_dir(settings.run_dir)
+    if not (folder / "client.pem").is_file():
+        return settings
+    return settings.model_copy(
+        update={
+            "temporal_tls_ca_file": folder / "ca.pem",
+            "temporal_tls_cert_file": folder / "client.pem",
+            "temporal_tls_key_file": folder / "client-key.pem",
+        }
+    )
+
+
 def temporal_connection(settings: Settings) -> TemporalConnection:
     """The connection ``settings`` describe, its certificate files read and checked.
 
@@ -52,6 +73,9 @@ def temporal_connection(settings: Settings) -> TemporalConnection:
             while TLS settings are given.
     """
     s = settings
+    own = (s.temporal_tls_ca_file, s.temporal_tls_cert_file, s.temporal_tls_key_file)
+    if s.topology == "cluster" and s.temporal_tls is None and not any(own):
+        s = _run_certificates(s)
     api_key = s.temporal_api_key.get_secret_value() if s.temporal_api_key else None
     given = {
         _CA: s.temporal_tls_ca_file,

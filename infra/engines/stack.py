@@ -9,6 +9,7 @@ with its own log, its own ports (:meth:`infra.config.settings.Settings.service_p
 import asyncio
 import json
 import os
+import shutil
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -31,7 +32,7 @@ from infra.config.settings import (
     instance_name,
     kept_topology,
 )
-from infra.config.temporal import temporal_connection
+from infra.config.temporal import frontend_tls_dir, temporal_connection
 from infra.engines.kafka_broker import (
     BrokerSecurity,
     KafkaBroker,
@@ -71,6 +72,7 @@ from infra.engines.temporal_full import (
     TemporalDatabase,
     TemporalFullServer,
     TemporalPorts,
+    ensure_frontend_tls,
     provision_temporal_database,
 )
 from infra.engines.temporal_server import TemporalDevServer, find_temporal_cli, temporal_version
@@ -426,8 +428,17 @@ class Stack:
         database = TemporalDatabase(
             host="127.0.0.1", port=s.postgres_port, user=TEMPORAL_ROLE, password=password
         )
+        # The run's certificates mean mTLS: made by `saga up` with SAGA_TEMPORAL_MTLS, removed
+        # by one without, so that every process of the run finds out the same way.
+        folder = frontend_tls_dir(self._run_dir)
+        mtls = s.temporal_mtls or (folder / "client.pem").is_file()
         return TemporalFullServer(
-            build, self._run_dir, ports, database, namespace=s.temporal_namespace
+            build,
+            self._run_dir,
+            ports,
+            database,
+            namespace=s.temporal_namespace,
+            tls=ensure_frontend_tls(folder) if mtls else None,
         )
 
     def _temporal_ui(self) -> TemporalUiServer:
@@ -604,6 +615,8 @@ class Stack:
             postgres.init()
             return postgres.home
         elif name == "temporal" and self._cluster:
+            if not self._settings.temporal_mtls:
+                shutil.rmtree(frontend_tls_dir(self._run_dir), ignore_errors=True)
             server = self._temporal_full()
             try:
                 server.prepare()

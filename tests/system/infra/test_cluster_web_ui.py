@@ -1,12 +1,15 @@
-"""The cluster topology's Web UI, as a person meets it: `saga up --topology cluster` starts
-Temporal's UI server beside the full server and names its address, `saga ps` lists it, the
-link `saga demo` prints opens the saga there, `saga logs temporal-ui` shows its log, and
-`saga down` stops it.
+"""The cluster topology's Web UI, and a saga over mTLS, as a person meets them: `saga up
+--topology cluster` starts Temporal's UI server beside the full server and names its address,
+`saga ps` lists it, the link `saga demo` prints opens the saga there, `saga logs temporal-ui`
+shows its log, and `saga down` stops it.
 
 A whole cluster stack of its own (PostgreSQL, three Kafka nodes, Temporal's full server, two
-copies of every service) on free ports, payloads encrypted so that the UI gets the API's codec.
+copies of every service) on free ports, payloads encrypted so that the UI gets the API's codec,
+and the full server's frontend requiring the run's client certificate (mTLS): the demo's
+saga, the services and the UI all present it; a client without one is refused.
 """
 
+import asyncio
 import re
 import shutil
 import tempfile
@@ -17,17 +20,14 @@ from typing import Any
 
 import httpx
 import pytest
+from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
+from temporalio.client import Client
+from temporalio.service import RPCError, TLSConfig
 
-from infra.config.settings import ENV_PREFIX, Settings
+from infra.config.settings import ENV_PREFIX
 from infra.engines.processes import port_in_use, reserve_ports
 from tests.support.cli import run_saga, saga_ps, without_settings
-from tests.support.stacks import TEMPORAL_NEIGHBOURS, process_ports
-
-STEP: int = Settings.model_fields["kafka_node_port_step"].default
-"""Kafka node N listens this many ports above node N-1 (broker and controller)."""
-FULL_SERVER_NEIGHBOURS = (*range(1, 8), *TEMPORAL_NEIGHBOURS)
-"""The full server's other listeners: membership, history, matching, worker (+1..+7), its HTTP
-API (+10) and metrics (+11)."""
+from tests.support.stacks import cluster_ports
 
 # `make install` (`saga fetch`) builds Temporal's server and UI before the tests; run alone on
 # a fresh machine, `saga up` builds them (about 5 minutes on two cores).
@@ -35,24 +35,31 @@ pytestmark = pytest.mark.timeout(900)
 
 
 def _cluster_env(run_dir: Path) -> dict[str, str]:
-    """Settings of a cluster stack of its own: every port free, with its neighbours."""
+    """Settings of a cluster stack of its own: every port free, with its neighbours; payloads
+    encrypted and the full server's frontend requiring the run's client certificate."""
     with reserve_ports() as ports:
-        addresses: dict[str, Any] = {
-            "postgres_port": ports.port(),
-            "kafka_bootstrap_servers": f"127.0.0.1:{ports.port(STEP, 2 * STEP)}",
-            "kafka_controller_port": ports.port(STEP, 2 * STEP),
-            "temporal_address": f"127.0.0.1:{ports.port(*FULL_SERVER_NEIGHBOURS)}",
-            "temporal_ui_port": ports.port(),
-            **process_ports(ports, copies=2),
-        }
+        addresses = cluster_ports(ports)
     return {
         **without_settings(),
         f"{ENV_PREFIX}RUN_DIR": str(run_dir),
         f"{ENV_PREFIX}TOPOLOGY": "cluster",
         f"{ENV_PREFIX}PAYLOAD_ENCRYPTION": "true",
+        f"{ENV_PREFIX}TEMPORAL_MTLS": "true",
         f"{ENV_PREFIX}STARTUP_TIMEOUT_SECONDS": "120",
         **{ENV_PREFIX + name.upper(): str(value) for name, value in addresses.items()},
     }
+
+
+async def _refused_without_certificate(address: str, ca: bytes) -> str:
+    """What a client trusting the run's CA but presenting no certificate is told."""
+    try:
+        client = await Client.connect(
+            address, tls=TLSConfig(server_root_ca_cert=ca, domain="localhost")
+        )
+        await client.workflow_service.get_system_info(GetSystemInfoRequest())
+    except (RuntimeError, RPCError) as refused:
+        return str(refused)
+    return ""
 
 
 @pytest.fixture
@@ -102,6 +109,12 @@ def test_the_cluster_serves_the_web_ui_from_up_to_down(cluster_env: dict[str, st
         settings = http.get("/api/v1/settings").json()
     # Encrypted payloads are shown decoded through the API's codec, as on the dev server's UI.
     assert settings["Codec"]["Endpoint"] == f"{api_url}/codec"
+
+    run_dir = Path(env[f"{ENV_PREFIX}RUN_DIR"])
+    address = env[f"{ENV_PREFIX}TEMPORAL_ADDRESS"]
+    ca = (run_dir / "temporal" / "tls" / "ca.pem").read_bytes()
+    refused = asyncio.run(_refused_without_certificate(address, ca))
+    assert refused, "the frontend answered a client without a certificate"
 
     demo = run_saga(env, "demo", timeout=180)
     assert demo.returncode == 0, demo.stdout + demo.stderr
