@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 import json
 import shutil
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -65,14 +65,14 @@ def process_ports(ports: PortReservation, copies: int = 1) -> dict[str, Any]:
     return {name: ports.port(*neighbours) for name in PROCESS_PORTS}
 
 
-def stack_ports(ports: PortReservation, copies: int = 1) -> dict[str, Any]:
+def stack_ports(ports: PortReservation) -> dict[str, Any]:
     """The settings of every address of a stack of its own, Kafka and Temporal embedded."""
     return {
         "kafka_bootstrap_servers": f"127.0.0.1:{ports.port()}",
         "kafka_controller_port": ports.port(),
         "temporal_address": f"127.0.0.1:{ports.port(*TEMPORAL_NEIGHBOURS)}",
         "temporal_ui_port": ports.port(),
-        **process_ports(ports, copies),
+        **process_ports(ports),
     }
 
 
@@ -139,10 +139,9 @@ def stack_settings(
 
 
 @contextlib.contextmanager
-def stack_up(settings: Settings, scale: Mapping[str, int] | None = None) -> Iterator[Stack]:
-    """``saga up`` for ``settings`` (``--scale``: ``scale``), and ``saga down`` at the end,
-    whatever happened."""
-    stack = Stack(settings, say=lambda _: None, scale=scale)
+def stack_up(settings: Settings) -> Iterator[Stack]:
+    """``saga up`` for ``settings``, and ``saga down`` at the end, whatever happened."""
+    stack = Stack(settings, say=lambda _: None)
     try:
         stack.up()
         yield stack
@@ -152,18 +151,12 @@ def stack_up(settings: Settings, scale: Mapping[str, int] | None = None) -> Iter
 
 @contextlib.contextmanager
 def own_stack(
-    kafka_libs: Path,
-    directory: Path,
-    stock: dict[str, int],
-    *,
-    scale: Mapping[str, int] | None = None,
-    **overrides: Any,
+    kafka_libs: Path, directory: Path, stock: dict[str, int], **overrides: Any
 ) -> Iterator[Settings]:
     """A whole stack of a test's own, Kafka and Temporal embedded (so that a test may kill or
-    secure them), on free loopback ports, with ``stock`` in the inventory and ``scale`` copies
-    of the services it names; down at the end."""
+    secure them), on free loopback ports, with ``stock`` in the inventory; down at the end."""
     with reserve_ports() as ports:
-        addresses = stack_ports(ports, max((scale or {}).values(), default=1))
+        addresses = stack_ports(ports)
     settings = Settings(
         **{
             "run_dir": directory / "run",
@@ -176,7 +169,7 @@ def own_stack(
             **overrides,
         }
     )
-    with stack_up(settings, scale):
+    with stack_up(settings):
         yield settings
 
 
