@@ -1,12 +1,14 @@
 """Orders through the API, as the tests that drive a running stack place and follow them."""
 
 import asyncio
+import contextlib
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
 
+from infra.config.settings import Settings, api_headers
 from tests.support.saga_paths import ENDS, SagaPath
 
 
@@ -35,6 +37,15 @@ def order_body(
     if deadline is not None:
         body["dispatch_deadline_seconds"] = deadline
     return body
+
+
+@contextlib.asynccontextmanager
+async def api_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the API of the stack ``settings`` describe, sending its development token."""
+    async with httpx.AsyncClient(
+        base_url=settings.api_url, timeout=30, headers=api_headers(settings)
+    ) as client:
+        yield client
 
 
 async def place(api: httpx.AsyncClient, body: dict[str, Any]) -> str:

@@ -43,12 +43,13 @@ def start_postgres(run_dir: Path) -> tuple[PostgresServer, ProcessRecord]:
 
 
 @contextlib.contextmanager
-def running_postgres(services: Sequence[str]) -> Iterator[RunningPostgres]:
-    """A server provisioned for ``services`` (a role and a database each), stopped after."""
+def running_postgres(services: Sequence[str] = ()) -> Iterator[RunningPostgres]:
+    """A server provisioned for ``services`` (a role and a database each, if any), stopped
+    and its run directory removed after."""
     run_dir = postgres_run_dir()
     server, record = start_postgres(run_dir)
     try:
-        yield RunningPostgres(server, record, server.provision(services))
+        yield RunningPostgres(server, record, server.provision(services) if services else {})
     finally:
         stop_postgres(record)
         shutil.rmtree(run_dir, ignore_errors=True)

@@ -19,12 +19,13 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from infra.config.api_tokens import Scope, token_sha256
-from infra.config.settings import Settings, api_headers
+from infra.config.settings import Settings
 from infra.engines.kafka_broker import KafkaBroker, ensure_kafka_jars
 from infra.engines.processes import reserve_ports, spawn, stop_process
 from infra.engines.temporal_server import TemporalDevServer, find_temporal_cli
 from runtime import wait_for_temporal
 from tests.support.cli import without_settings
+from tests.support.orders_api import api_client
 from tests.support.otlp_receiver import OtlpReceiver
 from tests.support.stacks import (
     CARRIER_DELAY,
@@ -109,9 +110,7 @@ def otlp_receiver() -> Iterator[OtlpReceiver]:
 @pytest.fixture
 async def api(stack: Settings) -> AsyncIterator[httpx.AsyncClient]:
     """A client of the session stack's API, sending its development token."""
-    async with httpx.AsyncClient(
-        base_url=stack.api_url, timeout=30, headers=api_headers(stack)
-    ) as client:
+    async with api_client(stack) as client:
         yield client
 
 

@@ -9,18 +9,16 @@ import httpx
 import pytest
 
 from infra.config.databases import database_url
-from infra.config.settings import Settings, api_headers
+from infra.config.settings import Settings
 from ops.audit import run_audit
-from tests.support.orders_api import run_path
+from tests.support.orders_api import api_client, run_path
 from tests.support.saga_paths import SAGA_PATHS
 from workers.payment.queries import PaymentQueries
 
 
 @pytest.fixture
 async def cluster_api(cluster: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(
-        base_url=cluster.api_url, timeout=30, headers=api_headers(cluster)
-    ) as client:
+    async with api_client(cluster) as client:
         yield client
 
 

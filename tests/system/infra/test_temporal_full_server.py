@@ -7,8 +7,6 @@ each with a role and two databases of its own.
 """
 
 import asyncio
-import shutil
-import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -24,7 +22,7 @@ from temporalio.worker import Worker
 from infra.config.settings import ConfigurationError, Settings
 from infra.config.temporal import temporal_connection
 from infra.engines.certificates import Leaf, make_certificates
-from infra.engines.postgres import PostgresServer, find_postgres_bin, stop_postgres
+from infra.engines.postgres import PostgresServer
 from infra.engines.processes import ProcessRecord, reserve_ports
 from infra.engines.temporal_build import TemporalServerBuild, ensure_temporal_server
 from infra.engines.temporal_full import (
@@ -36,6 +34,7 @@ from infra.engines.temporal_full import (
 )
 from runtime import wait_for_temporal
 from tests.support.cli import refusal, run_saga, without_settings
+from tests.support.postgres import running_postgres
 from tests.support.tagged_workflow import TaggedWorkflow, confirm_order
 
 START_TIMEOUT = 90.0
@@ -67,23 +66,9 @@ def build() -> TemporalServerBuild:
 
 @pytest.fixture(scope="module")
 def postgres() -> Iterator[PostgresServer]:
-    """A PostgreSQL server for this module, in a run directory its system user can enter
-    (pytest's own are mode 0700 under root's, and PostgreSQL runs as ``postgres`` there)."""
-    run_dir = Path(tempfile.mkdtemp(prefix="saga-temporal-"))
-    run_dir.chmod(0o711)
-    with reserve_ports() as ports:
-        port = ports.port()
-    server = PostgresServer(bin_dir=find_postgres_bin(), run_dir=run_dir, port=port)
-    try:
-        record = server.start(timeout=60)
-    except Exception as exc:  # noqa: BLE001 - any failure to start is reported with the log
-        shutil.rmtree(run_dir, ignore_errors=True)
-        pytest.fail(f"PostgreSQL did not start: {exc}", pytrace=False)
-    try:
-        yield server
-    finally:
-        stop_postgres(record)
-        shutil.rmtree(run_dir, ignore_errors=True)
+    """A PostgreSQL server for this module, in a run directory its system user can enter."""
+    with running_postgres() as running:
+        yield running.server
 
 
 def _start(server: TemporalFullServer) -> ProcessRecord:

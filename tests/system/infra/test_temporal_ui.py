@@ -9,7 +9,6 @@ with a UI of its own.
 
 import asyncio
 import re
-import shutil
 import time
 import uuid
 from collections.abc import Iterator
@@ -22,7 +21,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from infra.config.settings import Settings
-from infra.engines.postgres import PostgresServer, stop_postgres
+from infra.engines.postgres import PostgresServer
 from infra.engines.processes import reserve_ports, stop_process
 from infra.engines.temporal_build import (
     TemporalServerBuild,
@@ -38,7 +37,7 @@ from infra.engines.temporal_full import (
     stop_temporal_server,
 )
 from infra.engines.temporal_ui import TemporalUiServer
-from tests.support.postgres import postgres_run_dir, start_postgres
+from tests.support.postgres import running_postgres
 from tests.support.tagged_workflow import TaggedWorkflow, confirm_order
 
 START_TIMEOUT = 90.0
@@ -73,13 +72,8 @@ def builds() -> tuple[TemporalServerBuild, TemporalUiBuild]:
 @pytest.fixture(scope="module")
 def postgres() -> Iterator[PostgresServer]:
     """A PostgreSQL server for this module, in a run directory its system user can enter."""
-    run_dir = postgres_run_dir()
-    server, record = start_postgres(run_dir)
-    try:
-        yield server
-    finally:
-        stop_postgres(record)
-        shutil.rmtree(run_dir, ignore_errors=True)
+    with running_postgres() as running:
+        yield running.server
 
 
 @pytest.fixture(scope="module")

@@ -11,11 +11,12 @@ from typing import Any
 import httpx
 import pytest
 
-from infra.config.settings import Settings, api_headers
+from infra.config.settings import Settings
 from infra.engines.processes import ProcessTable, stop_processes
 from infra.engines.stack import Stack, split_instance
 from orchestrator.api.auth import DEVELOPMENT_PRINCIPAL
 from tests.support.orders_api import (
+    api_client,
     order_body,
     place,
     repair,
@@ -51,9 +52,7 @@ def on(request: pytest.FixtureRequest) -> Settings:
 @pytest.fixture
 async def api(on: Settings) -> AsyncIterator[httpx.AsyncClient]:
     """A client of that stack's API, sending its development token."""
-    async with httpx.AsyncClient(
-        base_url=on.api_url, timeout=30, headers=api_headers(on)
-    ) as client:
+    async with api_client(on) as client:
         yield client
 
 
