@@ -102,3 +102,16 @@ def test_a_wrong_password_names_the_setting_to_check(
     with pytest.raises(DatabaseUnavailableError, match="password authentication failed") as raised:
         open_store(settings, "payment", tmp_path / "payment.db")
     assert "SAGA_PAYMENT_DATABASE_URL" in str(raised.value)
+
+
+@pytest.mark.postgres
+def test_a_role_without_rights_names_the_setting_to_check(
+    postgres_database: str, tmp_path: Path
+) -> None:
+    """A role pointed at a database it may not connect to (each role reaches its own only)."""
+    elsewhere = postgres_database.rsplit("/", 1)[0] + "/postgres"
+    settings = Settings(run_dir=tmp_path, shipping_database_url=elsewhere)
+    with pytest.raises(DatabaseUnavailableError, match="permission denied") as raised:
+        open_store(settings, "shipping", tmp_path / "shipping.db")
+    message = str(raised.value)
+    assert "SAGA_SHIPPING_DATABASE_URL" in message and "\n" not in message
