@@ -243,7 +243,9 @@ def _go_install(
     tail: deque[str] = deque(maxlen=5)
     with log_path.open("w") as log:
         process = subprocess.Popen(
-            [go, "install", "-v", *packages],
+            # -s -w: no symbol table or DWARF, which only debuggers read: a shorter link and a
+            # binary a third smaller.
+            [go, "install", "-v", "-ldflags=-s -w", *packages],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,

@@ -11,6 +11,7 @@ import json
 import shutil
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -23,6 +24,7 @@ from infra.engines.kafka_broker import KafkaBroker, apply_topic_catalog
 from infra.engines.processes import (
     PortReservation,
     ProcessRecord,
+    ProcessTable,
     reserve_ports,
     spawn,
     stop_process,
@@ -192,11 +194,26 @@ def cluster_ports(ports: PortReservation) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class ClusterStack:
+    """A cluster-topology stack a test started with `saga up`, and what that printed."""
+
+    settings: Settings
+    env: dict[str, str]
+    """The environment of `saga` pointed at it."""
+    up_output: str
+
+
 @contextlib.contextmanager
-def cluster_stack(kafka_libs: Path, stock: dict[str, int], **overrides: Any) -> Iterator[Settings]:
-    """A stack of the cluster topology of its own (PostgreSQL, three Kafka nodes, Temporal's
-    full server, two copies of every service), on free loopback ports, with ``stock`` in the
-    inventory; down at the end. Its run directory is one the ``postgres`` user can enter."""
+def cluster_stack(
+    kafka_libs: Path, stock: dict[str, int], **overrides: Any
+) -> Iterator[ClusterStack]:
+    """`saga up --topology cluster` for a stack of its own (PostgreSQL, three Kafka nodes,
+    Temporal's full server and Web UI, two copies of every service), on free loopback ports,
+    with ``stock`` in the inventory; `saga down` at the end, which must leave no process of
+    it running. Its run directory is one the ``postgres`` user can enter."""
+    from tests.support.cli import run_saga, without_settings  # cli imports this module
+
     folder = postgres_run_dir()
     with reserve_ports() as ports:
         addresses = cluster_ports(ports)
@@ -211,11 +228,20 @@ def cluster_stack(kafka_libs: Path, stock: dict[str, int], **overrides: Any) -> 
             **overrides,
         }
     )
+    env = {**without_settings(), **settings.as_env()}
     try:
-        with stack_up(settings):
-            yield settings
+        up = run_saga(env, "up", "--topology", "cluster", timeout=900)
+        if up.returncode != 0:
+            pytest.fail(
+                f"saga up --topology cluster failed:\n{up.stdout}{up.stderr}", pytrace=False
+            )
+        yield ClusterStack(settings, env, up.stdout)
     finally:
+        down = run_saga(env, "down", timeout=300)
+        running = ProcessTable(settings.run_dir).names()
         shutil.rmtree(folder, ignore_errors=True)
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert running == [], f"saga down left {running} recorded"
 
 
 def scoped_token_name(scope: Scope) -> str:

@@ -32,6 +32,7 @@ from tests.support.stacks import (
     DEFAULT_SKUS,
     E2E_SKUS,
     START_TIMEOUT,
+    ClusterStack,
     cluster_stack,
     kafka_fixture,
     log_tail,
@@ -176,14 +177,25 @@ def _token_entries(scoped_tokens: dict[Scope, str]) -> str:
 
 
 @pytest.fixture(scope="session")
-def cluster(kafka_libs: Path, scoped_tokens: dict[Scope, str]) -> Iterator[Settings]:
-    """The session's stack of the cluster topology: PostgreSQL, three Kafka nodes, Temporal's
-    full server, two copies of every service and the API, with the session stack's stock,
-    carrier and tokens (so that the API tests run on it as they do on the embedded one)."""
+def cluster_stack_started(
+    kafka_libs: Path, scoped_tokens: dict[Scope, str]
+) -> Iterator[ClusterStack]:
+    """The session's stack of the cluster topology, started with `saga up --topology cluster`:
+    PostgreSQL, three Kafka nodes, Temporal's full server with mTLS on its frontend and its Web
+    UI, two copies of every service and the API, payloads encrypted; the session stack's
+    stock, carrier and tokens (so that the API tests run on it as on the embedded one)."""
     with cluster_stack(
         kafka_libs,
         {sku: 1000 for sku in (*DEFAULT_SKUS, *E2E_SKUS)},
         carrier_dispatch_delay_seconds=CARRIER_DELAY,
         api_tokens=_token_entries(scoped_tokens),
-    ) as settings:
-        yield settings
+        temporal_mtls=True,
+        payload_encryption=True,
+    ) as started:
+        yield started
+
+
+@pytest.fixture(scope="session")
+def cluster(cluster_stack_started: ClusterStack) -> Settings:
+    """The settings of the session's cluster stack."""
+    return cluster_stack_started.settings

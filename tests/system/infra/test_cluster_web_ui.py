@@ -1,21 +1,15 @@
-"""The cluster topology's Web UI, and a saga over mTLS, as a person meets them: `saga up
---topology cluster` starts Temporal's UI server beside the full server and names its address,
-`saga ps` lists it, the link `saga demo` prints opens the saga there, `saga logs temporal-ui`
-shows its log, and `saga down` stops it.
+"""The cluster topology's Web UI, and a saga over mTLS, as a person meets them on the session's
+cluster stack: `saga up --topology cluster` starts Temporal's UI server beside the full server
+and names its address, `saga ps` lists it, the link `saga demo` prints opens the saga there,
+and `saga logs temporal-ui` shows its log (`saga down` is checked when the session ends).
 
-A whole cluster stack of its own (PostgreSQL, three Kafka nodes, Temporal's full server, two
-copies of every service) on free ports, payloads encrypted so that the UI gets the API's codec,
-and the full server's frontend requiring the run's client certificate (mTLS): the demo's
-saga, the services and the UI all present it; a client without one is refused.
+The full server's frontend requires the run's client certificate (mTLS): the demo's saga,
+the services and the UI all present it; a client without one is refused.
 """
 
 import asyncio
 import re
-import shutil
-import tempfile
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -24,30 +18,13 @@ from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from temporalio.client import Client
 from temporalio.service import RPCError, TLSConfig
 
-from infra.config.settings import ENV_PREFIX
-from infra.engines.processes import port_in_use, reserve_ports
-from tests.support.cli import run_saga, saga_ps, without_settings
-from tests.support.stacks import cluster_ports
+from infra.config.temporal import frontend_tls_dir
+from tests.support.cli import run_saga, saga_ps
+from tests.support.stacks import ClusterStack
 
 # `make install` (`saga fetch`) builds Temporal's server and UI before the tests; run alone on
 # a fresh machine, `saga up` builds them (about 5 minutes on two cores).
 pytestmark = pytest.mark.timeout(900)
-
-
-def _cluster_env(run_dir: Path) -> dict[str, str]:
-    """Settings of a cluster stack of its own: every port free, with its neighbours; payloads
-    encrypted and the full server's frontend requiring the run's client certificate."""
-    with reserve_ports() as ports:
-        addresses = cluster_ports(ports)
-    return {
-        **without_settings(),
-        f"{ENV_PREFIX}RUN_DIR": str(run_dir),
-        f"{ENV_PREFIX}TOPOLOGY": "cluster",
-        f"{ENV_PREFIX}PAYLOAD_ENCRYPTION": "true",
-        f"{ENV_PREFIX}TEMPORAL_MTLS": "true",
-        f"{ENV_PREFIX}STARTUP_TIMEOUT_SECONDS": "120",
-        **{ENV_PREFIX + name.upper(): str(value) for name, value in addresses.items()},
-    }
 
 
 async def _refused_without_certificate(address: str, ca: bytes) -> str:
@@ -60,20 +37,6 @@ async def _refused_without_certificate(address: str, ca: bytes) -> str:
     except (RuntimeError, RPCError) as refused:
         return str(refused)
     return ""
-
-
-@pytest.fixture
-def cluster_env() -> Iterator[dict[str, str]]:
-    """The environment of `saga` for a cluster stack in a folder PostgreSQL's system user can
-    enter (mode 0711); `saga down` at the end, whatever happened."""
-    folder = Path(tempfile.mkdtemp(prefix="saga-cluster-ui-"))
-    folder.chmod(0o711)
-    env = _cluster_env(folder / "run")
-    try:
-        yield env
-    finally:
-        run_saga(env, "down", timeout=120)
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _workflows(ui_url: str, query: str, *, within: float = 60.0) -> list[Any]:
@@ -90,15 +53,16 @@ def _workflows(ui_url: str, query: str, *, within: float = 60.0) -> list[Any]:
             time.sleep(0.5)
 
 
-def test_the_cluster_serves_the_web_ui_from_up_to_down(cluster_env: dict[str, str]) -> None:
-    env = cluster_env
-    ui_url = f"http://127.0.0.1:{env[f'{ENV_PREFIX}TEMPORAL_UI_PORT']}"
-    api_url = f"http://127.0.0.1:{env[f'{ENV_PREFIX}API_PORT']}"
+def test_the_cluster_serves_the_web_ui_and_runs_sagas_over_mtls(
+    cluster_stack_started: ClusterStack,
+) -> None:
+    started = cluster_stack_started
+    env, settings = started.env, started.settings
+    ui_url = f"http://127.0.0.1:{settings.temporal_ui_port}"
+    api_url = settings.api_url
 
-    up = run_saga(env, "up", timeout=600)
-    assert up.returncode == 0, up.stdout + up.stderr
-    assert f"temporal-ui  healthy at {ui_url}" in up.stdout
-    assert re.search(rf"^  Temporal UI  {re.escape(ui_url)}$", up.stdout, re.M), up.stdout
+    assert f"temporal-ui  healthy at {ui_url}" in started.up_output
+    assert re.search(rf"^  Temporal UI  {re.escape(ui_url)}$", started.up_output, re.M)
 
     row = saga_ps(env)["temporal-ui"]
     assert (row["state"], row["address"]) == ("running", ui_url)
@@ -106,18 +70,17 @@ def test_the_cluster_serves_the_web_ui_from_up_to_down(cluster_env: dict[str, st
     assert isinstance(row["pid"], int)
 
     with httpx.Client(base_url=ui_url, timeout=10) as http:
-        settings = http.get("/api/v1/settings").json()
+        ui_settings = http.get("/api/v1/settings").json()
     # Encrypted payloads are shown decoded through the API's codec, as on the dev server's UI.
-    assert settings["Codec"]["Endpoint"] == f"{api_url}/codec"
+    assert ui_settings["Codec"]["Endpoint"] == f"{api_url}/codec"
 
-    run_dir = Path(env[f"{ENV_PREFIX}RUN_DIR"])
-    address = env[f"{ENV_PREFIX}TEMPORAL_ADDRESS"]
-    ca = (run_dir / "temporal" / "tls" / "ca.pem").read_bytes()
-    refused = asyncio.run(_refused_without_certificate(address, ca))
+    ca = (frontend_tls_dir(settings.run_dir) / "ca.pem").read_bytes()
+    refused = asyncio.run(_refused_without_certificate(settings.temporal_address, ca))
     assert refused, "the frontend answered a client without a certificate"
 
-    demo = run_saga(env, "demo", timeout=180)
+    demo = run_saga(env, "demo", timeout=180)  # a saga, its workers presenting the run's cert
     assert demo.returncode == 0, demo.stdout + demo.stderr
+    assert "COMPLETED" in demo.stdout
     link = re.search(r"Web UI: (\S+)", demo.stdout)
     assert link is not None, demo.stdout
     workflow_id = link.group(1).rsplit("/", 1)[1]
@@ -132,9 +95,3 @@ def test_the_cluster_serves_the_web_ui_from_up_to_down(cluster_env: dict[str, st
     logs = run_saga(env, "logs", "temporal-ui")
     assert logs.returncode == 0, logs.stderr
     assert "Loading config" in logs.stdout
-
-    down = run_saga(env, "down", timeout=120)
-    assert down.returncode == 0, down.stderr
-    assert "temporal-ui" in down.stdout
-    assert not port_in_use("127.0.0.1", int(env[f"{ENV_PREFIX}TEMPORAL_UI_PORT"]))
-    assert saga_ps(env)["temporal-ui"]["state"] == "stopped"
