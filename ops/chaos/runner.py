@@ -24,7 +24,6 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import BaseModel
@@ -32,6 +31,8 @@ from temporalio.client import Client
 from temporalio.runtime import Runtime, TelemetryConfig
 
 from contracts.topics import TOPICS, dlq_topic
+from infra.config.databases import SERVICES as DATABASE_OWNERS
+from infra.config.databases import database_url
 from infra.config.kafka import KafkaTarget, kafka_connection
 from infra.config.logs import temporal_core_logging
 from infra.config.payload_codec import data_converter
@@ -53,9 +54,11 @@ from ops.chaos.faults import (
 )
 from ops.chaos.load import ChaosLoad
 from ops.snapshot import stop_groupless, topic_partitions
+from orchestrator.queries import STORE_SCHEMAS
 from runtime import (
     BookReader,
     EventCounts,
+    Where,
     new_consumer,
     wait_for_kafka,
     wait_for_temporal,
@@ -66,6 +69,7 @@ __all__ = [
     "ChaosOptions",
     "ChaosReport",
     "connect_quietly",
+    "event_counts",
     "family_total",
     "outbox_pending",
     "render_text",
@@ -222,21 +226,45 @@ def family_total(text: str, metric: str) -> float:
     return total
 
 
+def _stores(settings: Settings) -> list[tuple[Where, str | None]]:
+    """Every store of the stack, as a database and a schema: each SQLite file of the run
+    directory (not in the cluster topology, whose stores are all on PostgreSQL: files left by
+    an embedded stack that ran there before are not its), and each service's PostgreSQL
+    database that the settings or the run directory name, every schema of the orchestrator's."""
+    stores: list[tuple[Where, str | None]] = []
+    if settings.topology != "cluster":
+        stores += [(path, None) for path in sorted(settings.run_dir.resolve().glob("*.db"))]
+    for service in DATABASE_OWNERS:
+        url = database_url(settings, service)
+        if url is not None:
+            schemas = STORE_SCHEMAS if service == "orchestrator" else (None,)
+            stores += [(url, schema) for schema in schemas]
+    return stores
+
+
 def event_counts(
-    run_dir: Path, *, order_prefix: str = "", handled_since: float = 0.0
+    settings: Settings, *, order_prefix: str = "", handled_since: float = 0.0
 ) -> EventCounts:
     """The outboxes' and inboxes' counts (:meth:`runtime.BookReader.event_counts`), summed
-    over every database of the run directory."""
+    over every store of the stack, on SQLite or PostgreSQL.
+
+    Raises:
+        BookUnreadable: a store cannot be read (its database is down).
+    """
     total = EventCounts()
-    for database in sorted(run_dir.glob("*.db")):
-        with BookReader.open(database) as book:
+    for database, schema in _stores(settings):
+        with BookReader.open(database, schema=schema) as book:
             total += book.event_counts(order_prefix=order_prefix, handled_since=handled_since)
     return total
 
 
-def outbox_pending(run_dir: Path) -> int:
-    """Events waiting in the outboxes of every database of the run directory."""
-    return event_counts(run_dir).pending
+def outbox_pending(settings: Settings) -> int:
+    """Events waiting in the outboxes of every store of the stack.
+
+    Raises:
+        BookUnreadable: a store cannot be read (its database is down).
+    """
+    return event_counts(settings).pending
 
 
 async def _dead_letter_ends(bootstrap_servers: KafkaTarget) -> int:
@@ -252,12 +280,12 @@ async def _dead_letter_ends(bootstrap_servers: KafkaTarget) -> int:
         await stop_groupless(consumer)
 
 
-async def _wait_outboxes_drained(run_dir: Path, seconds: float) -> int:
+async def _wait_outboxes_drained(settings: Settings, seconds: float) -> int:
     deadline = time.monotonic() + seconds
-    pending = outbox_pending(run_dir)
+    pending = outbox_pending(settings)
     while pending and time.monotonic() < deadline:
         await asyncio.sleep(0.5)
-        pending = outbox_pending(run_dir)
+        pending = outbox_pending(settings)
     return pending
 
 
@@ -404,12 +432,11 @@ async def run_chaos(settings: Settings, options: ChaosOptions, *, say: Say) -> C
     _recovery(results, load.finish_times, started)
 
     say("waiting for the outboxes to drain")
-    pending = await _wait_outboxes_drained(settings.run_dir.resolve(), 60)
+    pending = await _wait_outboxes_drained(settings, 60)
     say("auditing the run's orders")
     audit = await run_audit(settings, wait_seconds=60, orders=set(load.accepted))
 
-    run_dir = settings.run_dir.resolve()
-    counts = event_counts(run_dir, order_prefix=f"chaos-{run_id}-", handled_since=wall_start)
+    counts = event_counts(settings, order_prefix=f"chaos-{run_id}-", handled_since=wall_start)
     published, consumed = counts.published, counts.handled
     dead_letters = await _dead_letter_ends(kafka_connection(settings)) - dead_letters_before
 
