@@ -509,10 +509,33 @@ class TopicReport:
 
 
 async def apply_topic_catalog(
-    bootstrap_servers: KafkaTarget, specs: Iterable[TopicSpec]
+    bootstrap_servers: KafkaTarget, specs: Iterable[TopicSpec], *, wait_seconds: float = 30.0
 ) -> TopicReport:
-    """Create every topic of the catalog that does not exist yet; existing ones are left alone."""
+    """Create every topic of the catalog that does not exist yet; existing ones are left alone.
+
+    A node just restarted is listed in the cluster's metadata before it serves requests, and
+    refuses them meanwhile (``NodeNotReadyError``): errors Kafka calls retriable are tried
+    again for ``wait_seconds``.
+
+    Raises:
+        KafkaUnavailableError: a topic could not be created.
+        KafkaError: Kafka still refused after ``wait_seconds``.
+    """
     specs = list(specs)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait_seconds
+    while True:
+        try:
+            return await _apply_topic_catalog(bootstrap_servers, specs)
+        except KafkaError as exc:
+            if not exc.retriable or loop.time() > deadline:
+                raise
+        await asyncio.sleep(0.5)
+
+
+async def _apply_topic_catalog(
+    bootstrap_servers: KafkaTarget, specs: list[TopicSpec]
+) -> TopicReport:
     admin = new_admin(bootstrap_servers, request_timeout_ms=15000)
     await admin.start()
     try:
