@@ -8,6 +8,7 @@ stack comes from one ``reserve_ports`` block, so no two of them can be the same.
 import asyncio
 import contextlib
 import json
+import shutil
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -28,6 +29,7 @@ from infra.engines.processes import (
 )
 from infra.engines.stack import Stack
 from runtime import wait_for_kafka
+from tests.support.postgres import postgres_run_dir
 
 START_TIMEOUT = 90.0
 
@@ -43,6 +45,12 @@ INSTANCE_STEP: int = Settings.model_fields["instance_port_step"].default
 """A process's Temporal SDK metrics listen this far above its own port."""
 TEMPORAL_NEIGHBOURS = (10, 11)
 """An embedded Temporal's HTTP API and metrics listen this far above its frontend port."""
+FULL_TEMPORAL_NEIGHBOURS = (1, 2, 3, 4, 5, 6, 7, 10, 11)
+"""Temporal's full server (cluster topology) listens this far above its frontend port too:
+its membership, history, matching and worker services."""
+KAFKA_NODE_STEP: int = Settings.model_fields["kafka_node_port_step"].default
+CLUSTER_COPIES = 2
+"""Copies of every service in the cluster topology."""
 PROCESS_PORTS = ("api_port", "payment_port", "inventory_port", "shipping_port", "orchestrator_port")
 
 
@@ -71,6 +79,22 @@ def stack_ports(ports: PortReservation, copies: int = 1) -> dict[str, Any]:
         "temporal_address": f"127.0.0.1:{ports.port(*TEMPORAL_NEIGHBOURS)}",
         "temporal_ui_port": ports.port(),
         **process_ports(ports, copies),
+    }
+
+
+def cluster_stack_ports(ports: PortReservation) -> dict[str, Any]:
+    """The settings of every address of a cluster-topology stack of its own: PostgreSQL, the
+    three Kafka nodes (each broker and controller port ``kafka_node_port_step`` apart, every
+    one free), Temporal's full server with its neighbours, and two copies of each process."""
+    nodes = [KAFKA_NODE_STEP * n for n in range(1, 3)]
+    return {
+        "postgres_port": ports.port(),
+        "kafka_bootstrap_servers": f"127.0.0.1:{ports.port(*nodes)}",
+        "kafka_controller_port": ports.port(*nodes),
+        "kafka_node_port_step": KAFKA_NODE_STEP,
+        "temporal_address": f"127.0.0.1:{ports.port(*FULL_TEMPORAL_NEIGHBOURS)}",
+        "temporal_ui_port": ports.port(),
+        **process_ports(ports, CLUSTER_COPIES),
     }
 
 
@@ -176,6 +200,35 @@ def own_stack(
     )
     with stack_up(settings, scale):
         yield settings
+
+
+@contextlib.contextmanager
+def own_cluster_stack(
+    kafka_libs: Path, stock: dict[str, int], **overrides: Any
+) -> Iterator[Settings]:
+    """A cluster-topology stack of a test's own (PostgreSQL, three Kafka nodes, Temporal's full
+    server, two copies of every service), on free loopback ports, with ``stock`` in the
+    inventory; down, and its folder removed, at the end. Its run directory is in a folder
+    of mode 0711 under /tmp: PostgreSQL runs as the ``postgres`` user and must enter it."""
+    folder = postgres_run_dir()
+    try:
+        with reserve_ports() as ports:
+            addresses = cluster_stack_ports(ports)
+        settings = Settings(
+            **{
+                "run_dir": folder / "run",
+                "topology": "cluster",
+                "inventory_seed_file": seed_file(folder, stock),
+                "kafka_cache_dir": kafka_libs.parent.parent,
+                **addresses,
+                "startup_timeout_seconds": 120,
+                **overrides,
+            }
+        )
+        with stack_up(settings):
+            yield settings
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def scoped_token_name(scope: Scope) -> str:
