@@ -33,30 +33,17 @@ def _names(text: str) -> tuple[str, ...]:
 
 
 def _chaos(settings: Settings, args: argparse.Namespace) -> int:
-    from ops.chaos import (
-        KILL_TARGETS,
-        PAUSE_TARGETS,
-        ChaosError,
-        ChaosOptions,
-        render_text,
-        run_chaos,
-    )
+    from ops.chaos import ChaosError, ChaosOptions, render_text, run_chaos
 
-    kills = _names(args.kill) if args.kill is not None else KILL_TARGETS
-    pauses = _names(args.pause) if args.pause is not None else PAUSE_TARGETS
-    unknown = sorted(set(kills) - set(KILL_TARGETS)) + sorted(set(pauses) - set(KILL_TARGETS))
-    if unknown:
-        print(
-            f"saga: unknown process {', '.join(unknown)}: choose from {', '.join(KILL_TARGETS)}",
-            file=sys.stderr,
-        )
-        return 2
+    if args.topology is not None:
+        settings = settings.model_copy(update={"topology": args.topology})
     options = options_from(
         ChaosOptions,
         args,
-        kills=kills,
-        pauses=pauses,
+        kills=_names(args.kill) if args.kill is not None else None,
+        pauses=_names(args.pause) if args.pause is not None else None,
         pause_s=args.pause_seconds,
+        outage_s=args.outage_seconds,
         timeout_s=args.timeout,
     )
     try:
@@ -128,18 +115,46 @@ def register(add: _Add) -> None:
         "chaos",
         _chaos,
         "Kill and restart every process of the running stack, one at a time, under a steady "
-        "load of orders; then check that no saga was lost and audit the books.",
+        "load of orders (in the cluster topology: a Kafka broker, the active controller, "
+        "Temporal's server, PostgreSQL and each copy of each service); after each, wait for "
+        "the consumer lag to settle; then check that no saga and no acknowledged event was "
+        "lost and audit the books.",
     )
     add_load_arguments(chaos, orders=200, concurrency=20, report_dir="chaos")
     chaos.add_argument(
+        "--topology",
+        choices=["embedded", "cluster"],
+        default=None,
+        help="the topology of the stack to hurt (default: SAGA_TOPOLOGY, or the one `saga up` "
+        "started in the run directory)",
+    )
+    chaos.add_argument(
         "--kill",
         metavar="NAMES",
-        help="processes to kill, comma-separated (default: every one; '' for none)",
+        help="processes to kill, comma-separated (default: every one; in the cluster topology "
+        "kafka-broker, kafka-controller, temporal, postgres, every copy of every service and "
+        "the API; kafka-1..3 name a node; '' for none)",
     )
     chaos.add_argument(
         "--pause",
         metavar="NAMES",
-        help="processes one of which is paused (default: the three services; '' for none)",
+        help="processes one of which is paused (default: the three services, any copy; '' "
+        "for none)",
+    )
+    chaos.add_argument(
+        "--brokers-down",
+        type=int,
+        default=0,
+        metavar="N",
+        help="cluster topology: also kill N Kafka nodes at once (2: fewer in sync than "
+        "min.insync.replicas, so publishing fails and the outboxes hold the events), "
+        "for --outage-seconds (default 0: not)",
+    )
+    chaos.add_argument(
+        "--outage-seconds",
+        type=float,
+        default=30.0,
+        help="how long the --brokers-down nodes stay down (default 30)",
     )
     chaos.add_argument(
         "--pause-seconds",

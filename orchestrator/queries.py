@@ -10,7 +10,13 @@ from pathlib import Path
 
 from runtime import BookReader
 
-__all__ = ["OrderQueries", "OrderRow", "database_path"]
+__all__ = ["STORE_SCHEMAS", "OrderQueries", "OrderRow", "database_path"]
+
+STORE_SCHEMAS: tuple[str | None, ...] = (None, "dispatch_bridge", "audit", "notifications", "api")
+"""The orchestrator's stores in its PostgreSQL database, a schema each: the order book and the
+timeline (the default schema), the dispatch bridge's, the audit consumer's and the
+notification consumer's inboxes (:mod:`orchestrator.worker`), and the API's outbox
+(:mod:`orchestrator.api.app`). On SQLite each store is a file of the run directory instead."""
 
 
 def database_path(run_dir: Path) -> Path:

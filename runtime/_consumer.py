@@ -10,7 +10,8 @@ for records that were handled or dead-lettered.
 No record stops the loop: whatever its bytes, headers, key or size, it is handled or
 dead-lettered. A record the Kafka client itself cannot parse (a header name that is not
 UTF-8) is found, its position dead-lettered, and read past. Failures that are not the
-record's (the inbox's database) read the record again a second later.
+record's (the inbox's database, or a PostgreSQL connection lost while handling it: a server
+restart) read the record again a second later.
 """
 
 import asyncio
@@ -38,7 +39,7 @@ from contracts.codec import EVENT_TYPE_HEADER, decode_event
 from contracts.envelope import AnyEvent
 from contracts.errors import ContractError
 from contracts.topics import dlq_topic
-from runtime._database import Database
+from runtime._database import ConnectionLost, Database
 from runtime._metrics import EventBusMetrics
 from runtime._tracing import TRACE_HEADERS, consume_span, mark_failed
 from runtime._transaction import transaction
@@ -380,6 +381,8 @@ class EventConsumer:
                     if not duplicate:
                         await self._handler(event, self._db)
                         self._inbox.record(event_id, event.event_type)
+            except ConnectionLost:
+                raise  # the database's trouble, not the record's: read it again a second later
             except Exception as exc:  # noqa: BLE001 - any handler failure is retried, then dead-lettered
                 log.warning(
                     "%s: handling %s %s failed (attempt %d/%d): %s",

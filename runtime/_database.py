@@ -17,8 +17,8 @@ applies the ones a database lacks before handing out the connection.
 import contextlib
 import re
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
-from functools import lru_cache
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any, Literal, Protocol, Self
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -30,6 +30,7 @@ from yoyo import get_backend, read_migrations
 
 __all__ = [
     "RUNTIME_MIGRATIONS",
+    "ConnectionLost",
     "Cursor",
     "Database",
     "DatabaseError",
@@ -52,6 +53,11 @@ DatabaseError: tuple[type[Exception], ...] = (sqlite3.Error, psycopg.Error)
 
 IntegrityError: tuple[type[Exception], ...] = (sqlite3.IntegrityError, psycopg.IntegrityError)
 """What either engine raises when a constraint refuses a change."""
+
+ConnectionLost: tuple[type[Exception], ...] = (psycopg.OperationalError,)
+"""What PostgreSQL raises when its server cannot be reached or dropped the connection (a
+restart, a crash), or gave up on a transaction it may run again (a deadlock): the database's
+trouble, not the statement's, so the same work may succeed later."""
 
 RUNTIME_MIGRATIONS = Path(__file__).with_name("migrations")
 """The runtime's own tables: the outbox, the inbox and the relay lease (every database)."""
@@ -118,8 +124,12 @@ class Database:
         connection: sqlite3.Connection | psycopg.Connection[Any],
         where: Where | None = None,
         schema: str | None = None,
+        *,
+        reconnect: Callable[[], psycopg.Connection[Any]] | None = None,
     ) -> None:
+        """``reconnect``: how to open the PostgreSQL connection again once it is lost."""
         self._raw = connection
+        self._reconnect = reconnect
         self.where = where
         """Where the connection goes (None for one made from a driver's connection)."""
         self.schema = schema
@@ -130,21 +140,34 @@ class Database:
     @property
     def raw(self) -> sqlite3.Connection | psycopg.Connection[Any]:
         """The driver's own connection (for what only one engine does)."""
-        return self._raw
+        return self._live()
+
+    def _live(self) -> sqlite3.Connection | psycopg.Connection[Any]:
+        """The connection, opened again first if its PostgreSQL server dropped it (a restart,
+        a crash, a terminated backend): the statement that found it lost failed, as must the
+        transaction it was in, and the next one runs on a new connection, so that a service
+        outlives its database's outage. While the server is still down, this raises the
+        driver's connection error, a :data:`DatabaseError` like any other."""
+        raw = self._raw
+        if self._reconnect is not None and isinstance(raw, psycopg.Connection) and raw.closed:
+            self._raw = raw = self._reconnect()
+        return raw
 
     def execute(self, statement: str, parameters: Sequence[Any] = ()) -> Cursor:
         """Run one statement with ``?`` placeholders."""
-        if isinstance(self._raw, sqlite3.Connection):
-            return self._raw.execute(statement, parameters)
+        raw = self._live()
+        if isinstance(raw, sqlite3.Connection):
+            return raw.execute(statement, parameters)
         if not parameters:
-            return self._raw.execute(statement)
-        return self._raw.execute(_placeholders(statement), parameters)
+            return raw.execute(statement)
+        return raw.execute(_placeholders(statement), parameters)
 
     def executemany(self, statement: str, rows: Iterable[Sequence[Any]]) -> Cursor:
         """Run one statement once per row of parameters."""
-        if isinstance(self._raw, sqlite3.Connection):
-            return self._raw.executemany(statement, rows)
-        cursor = self._raw.cursor()
+        raw = self._live()
+        if isinstance(raw, sqlite3.Connection):
+            return raw.executemany(statement, rows)
+        cursor = raw.cursor()
         cursor.executemany(_placeholders(statement), list(rows))
         return cursor
 
@@ -159,41 +182,44 @@ class Database:
         read and its write, whichever engine and however many copies. ``exclusive=False``
         leaves PostgreSQL to its row locks (the outbox relay's claims).
         """
-        if isinstance(self._raw, sqlite3.Connection):
-            self._raw.execute("BEGIN IMMEDIATE" if exclusive else "BEGIN")
+        raw = self._live()
+        if isinstance(raw, sqlite3.Connection):
+            raw.execute("BEGIN IMMEDIATE" if exclusive else "BEGIN")
         else:
-            self._raw.execute("BEGIN")
+            raw.execute("BEGIN")
             if exclusive:
-                self._raw.execute("SELECT pg_advisory_xact_lock(hashtext(current_schema()))")
+                raw.execute("SELECT pg_advisory_xact_lock(hashtext(current_schema()))")
         try:
             yield self
         except BaseException:
             with contextlib.suppress(*DatabaseError):
-                self._raw.execute("ROLLBACK")
+                raw.execute("ROLLBACK")
             raise
-        self._raw.execute("COMMIT")
+        raw.execute("COMMIT")
 
     @contextlib.contextmanager
     def snapshot(self) -> Iterator[Self]:
         """One read-only transaction: the queries inside it see one moment of the database."""
-        if isinstance(self._raw, sqlite3.Connection):
-            self._raw.execute("BEGIN")
+        raw = self._live()
+        if isinstance(raw, sqlite3.Connection):
+            raw.execute("BEGIN")
         else:
-            self._raw.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            raw.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         try:
             yield self
         finally:
             with contextlib.suppress(*DatabaseError):
-                self._raw.execute("ROLLBACK")  # nothing was written: only the snapshot ends
+                raw.execute("ROLLBACK")  # nothing was written: only the snapshot ends
 
     def has_table(self, name: str) -> bool:
         """Whether the database (its schema, on PostgreSQL) has a table called ``name``."""
-        if isinstance(self._raw, sqlite3.Connection):
-            found = self._raw.execute(
+        raw = self._live()
+        if isinstance(raw, sqlite3.Connection):
+            found = raw.execute(
                 "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)
             ).fetchone()
         else:
-            found = self._raw.execute(
+            found = raw.execute(
                 "SELECT to_regclass(quote_ident(current_schema()) || '.' || quote_ident(%s))",
                 (name,),
             ).fetchone()
@@ -206,15 +232,12 @@ class Database:
         if self.where is None:
             raise ValueError("this connection does not know where it goes")
         if is_url(self.where):
-            return Database(
-                _connect_postgres(str(self.where), self.schema, read_only=False),
-                self.where,
-                self.schema,
-            )
+            return _postgres_database(str(self.where), self.schema, read_only=False)
         return Database(_open_sqlite(Path(self.where)), self.where)
 
     def close(self) -> None:
-        """Close the connection."""
+        """Close the connection (for good: it is not opened again)."""
+        self._reconnect = None
         self._raw.close()
 
 
@@ -255,6 +278,13 @@ def _connect_postgres(url: str, schema: str | None, *, read_only: bool) -> psyco
         make_conninfo("", **params), autocommit=True, row_factory=_row_factory
     )
     return connection
+
+
+def _postgres_database(url: str, schema: str | None, *, read_only: bool) -> Database:
+    """A :class:`Database` on PostgreSQL that opens its connection again, with the same
+    options, when the server dropped it."""
+    connect = partial(_connect_postgres, url, schema, read_only=read_only)
+    return Database(connect(), url, schema, reconnect=connect)
 
 
 def _open_sqlite(path: Path) -> sqlite3.Connection:
@@ -321,7 +351,7 @@ def open_database(
     """
     migrate(where, [RUNTIME_MIGRATIONS, *migrations], schema=schema if is_url(where) else None)
     if is_url(where):
-        return Database(_connect_postgres(str(where), schema, read_only=False), where, schema)
+        return _postgres_database(str(where), schema, read_only=False)
     return Database(_open_sqlite(Path(where)), where)
 
 
@@ -338,7 +368,7 @@ def open_reader(where: Where, *, schema: str | None = None) -> Database:
     """
     _check_schema(schema)
     if is_url(where):
-        return Database(_connect_postgres(str(where), schema, read_only=True))
+        return _postgres_database(str(where), schema, read_only=True)
     uri = Path(where).resolve().as_uri()
     try:
         connection = sqlite3.connect(

@@ -430,6 +430,16 @@ class OutboxRelay:
                 await self._pause(backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue
+            except DatabaseError as exc:
+                # The outbox's database is away (a restart): the rows wait there. A batch
+                # Kafka acknowledged may not have been marked sent: look before sending again.
+                log.warning(
+                    "outbox relay: database unavailable (%s), retrying in %.1fs", exc, backoff
+                )
+                self._check_kafka_first = self._new_consumer is not None
+                await self._pause(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
             backoff = 0.2
             if sent == 0:
                 await self._outbox.wait_for_new(self._idle_poll)
@@ -453,12 +463,13 @@ class OutboxRelay:
                     continue
                 if await asyncio.wait_for(self.publish_pending(), remaining) == 0:
                     return
-        except (KafkaError, OSError, TimeoutError) as exc:
+        except (KafkaError, OSError, TimeoutError, *DatabaseError) as exc:
             log.warning("outbox relay: cannot publish what is pending at stop (%s)", exc)
-        log.warning(
-            "outbox relay: %d event(s) left pending at stop; the next relay publishes them",
-            self._outbox.pending_count(),
-        )
+        with contextlib.suppress(*DatabaseError):
+            log.warning(
+                "outbox relay: %d event(s) left pending at stop; the next relay publishes them",
+                self._outbox.pending_count(),
+            )
 
     async def _keep_lease(self) -> None:
         assert self._lease is not None

@@ -4,6 +4,7 @@ node) and the three-node cluster of the cluster topology."""
 import asyncio
 import base64
 import functools
+import json
 import os
 import re
 import shutil
@@ -283,6 +284,18 @@ class KafkaBroker:
         """Whether this node's KRaft storage has been formatted."""
         return (self.data_dir / "log" / "meta.properties").exists()
 
+    def quorum_state(self) -> tuple[int, int] | None:
+        """The KRaft leader this node last recorded, as ``(leader id, epoch)``: what its
+        ``quorum-state`` file (the metadata log's election state, written at every change)
+        says; None if it names no leader or cannot be read."""
+        path = self.data_dir / "log" / "__cluster_metadata-0" / "quorum-state"
+        try:
+            state = json.loads(path.read_text())
+            leader, epoch = int(state["leaderId"]), int(state["leaderEpoch"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        return (leader, epoch) if leader >= 0 else None
+
     def format_storage(self, cluster_id: str | None = None) -> None:
         """Format the KRaft storage once, for ``cluster_id`` (None: a new cluster's id); a
         formatted data directory is left as it is.
@@ -381,6 +394,19 @@ class KafkaCluster:
     def node(self, node_id: int) -> KafkaBroker:
         """The node whose ``node.id`` is ``node_id``."""
         return self.nodes[node_id - 1]
+
+    def active_controller(self) -> int | None:
+        """The node id of the active KRaft controller: the leader of the latest epoch any node
+        recorded (:meth:`KafkaBroker.quorum_state`); None before the first election.
+
+        Not the metadata's ``controller_id`` (``describe_cluster()``): in KRaft a broker
+        answers it with a random live broker, since clients cannot reach the controllers.
+        """
+        states = [state for node in self.nodes if (state := node.quorum_state()) is not None]
+        if not states:
+            return None
+        leader, _ = max(states, key=lambda state: state[1])
+        return leader
 
     def format_storage(self) -> str:
         """Format every node's storage for one cluster id: the one the nodes formatted already
@@ -483,10 +509,33 @@ class TopicReport:
 
 
 async def apply_topic_catalog(
-    bootstrap_servers: KafkaTarget, specs: Iterable[TopicSpec]
+    bootstrap_servers: KafkaTarget, specs: Iterable[TopicSpec], *, wait_seconds: float = 30.0
 ) -> TopicReport:
-    """Create every topic of the catalog that does not exist yet; existing ones are left alone."""
+    """Create every topic of the catalog that does not exist yet; existing ones are left alone.
+
+    A node just restarted is listed in the cluster's metadata before it serves requests, and
+    refuses them meanwhile (``NodeNotReadyError``): errors Kafka calls retriable are tried
+    again for ``wait_seconds``.
+
+    Raises:
+        KafkaUnavailableError: a topic could not be created.
+        KafkaError: Kafka still refused after ``wait_seconds``.
+    """
     specs = list(specs)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait_seconds
+    while True:
+        try:
+            return await _apply_topic_catalog(bootstrap_servers, specs)
+        except KafkaError as exc:
+            if not exc.retriable or loop.time() > deadline:
+                raise
+        await asyncio.sleep(0.5)
+
+
+async def _apply_topic_catalog(
+    bootstrap_servers: KafkaTarget, specs: list[TopicSpec]
+) -> TopicReport:
     admin = new_admin(bootstrap_servers, request_timeout_ms=15000)
     await admin.start()
     try:

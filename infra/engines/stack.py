@@ -84,6 +84,7 @@ _T = TypeVar("_T")
 __all__ = [
     "COMPONENTS",
     "ENGINES",
+    "KAFKA_NODES",
     "SERVICES",
     "ComponentStatus",
     "Stack",
@@ -399,6 +400,16 @@ class Stack:
             for n, port in enumerate(s.kafka_node_ports())
         ]
         return KafkaCluster.on_ports(libs, self._run_dir / "kafka", ports, java=s.java)
+
+    def kafka_controller(self) -> str | None:
+        """The Kafka node (``kafka-N``) that is the active KRaft controller, in the cluster
+        topology; None in the embedded one, or before the nodes elected one."""
+        if not self._cluster:
+            return None
+        node = self._kafka_cluster().active_controller()
+        if node is None or not 1 <= node <= len(KAFKA_NODES):
+            return None
+        return KAFKA_NODES[node - 1]
 
     def _temporal_full(self) -> TemporalFullServer:
         """Temporal's full server of the cluster topology, on the stack's PostgreSQL: its

@@ -501,20 +501,27 @@ class TemporalFullServer:
     async def register_namespace(self, client: Client, *, deadline: float) -> None:
         """Register :attr:`namespace` (if it is not yet) and add the saga's search attributes
         it lacks, retrying while the server's caches catch up until ``deadline``
-        (``time.monotonic()``)."""
-        try:
-            await client.workflow_service.register_namespace(
-                RegisterNamespaceRequest(
-                    namespace=self.namespace,
-                    description="saga-orchestrator",
-                    workflow_execution_retention_period=Duration(
-                        seconds=int(self.retention.total_seconds())
-                    ),
+        (``time.monotonic()``); a server whose database is away for a moment (PostgreSQL
+        restarting under a running server) answers UNAVAILABLE meanwhile."""
+        while True:
+            try:
+                await client.workflow_service.register_namespace(
+                    RegisterNamespaceRequest(
+                        namespace=self.namespace,
+                        description="saga-orchestrator",
+                        workflow_execution_retention_period=Duration(
+                            seconds=int(self.retention.total_seconds())
+                        ),
+                    )
                 )
-            )
-        except RPCError as error:
-            if error.status != RPCStatusCode.ALREADY_EXISTS:
-                raise
+            except RPCError as error:
+                if error.status == RPCStatusCode.ALREADY_EXISTS:
+                    break
+                if error.status != RPCStatusCode.UNAVAILABLE or time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.5)
+            else:
+                break
         wanted = {
             key.name: IndexedValueType.ValueType(key.indexed_value_type.value)
             for key in SEARCH_ATTRIBUTE_KEYS

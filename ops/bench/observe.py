@@ -169,7 +169,12 @@ class LagFigures(BaseModel):
 
 
 class LagSampler:
-    """Samples the consumer groups' committed offsets against the partitions' ends."""
+    """Samples the consumer groups' committed offsets against the partitions' ends.
+
+    Each sample's lag summed over the groups is kept in :attr:`history`, with the moment it
+    was taken (``time.monotonic()``): what the chaos run reads to see the lag return after a
+    fault. A sample that fails (Kafka away) is skipped.
+    """
 
     def __init__(
         self,
@@ -178,26 +183,38 @@ class LagSampler:
         groups: Iterable[str] = ORCHESTRATOR_GROUPS,
         *,
         interval: float = 0.25,
+        failure_level: int = logging.WARNING,
+        request_timeout_ms: int = 40_000,
     ) -> None:
+        """``failure_level``: how a failed sample is logged; ``request_timeout_ms``: how long
+        a request may go unanswered (a run that stops brokers on purpose expects failures,
+        and wants the next sample soon rather than after the client's default 40 s)."""
         self._bootstrap = bootstrap_servers
+        self._failure_level = failure_level
         self._topics = topics
-        self._groups = list(groups)
+        self._wanted = list(groups)
+        self._groups: list[str] = []
+        """The wanted groups that exist (a group exists once a member has joined it)."""
         self._interval = interval
-        self._admin = new_admin(bootstrap_servers)
-        self._ends = new_consumer(bootstrap_servers, None, isolation_level="read_uncommitted")
+        timeout = {"request_timeout_ms": request_timeout_ms}
+        self._admin = new_admin(bootstrap_servers, **timeout)
+        self._ends = new_consumer(
+            bootstrap_servers, None, isolation_level="read_uncommitted", **timeout
+        )
         self._task: asyncio.Task[None] | None = None
         self._samples = 0
         self._peak = 0
         self._peak_at: str | None = None
         self._group_peaks: dict[str, int] = {}
         self._partitions: list[TopicPartition] = []
+        self.history: list[tuple[float, int]] = []
+        """(monotonic time, lag summed over the groups) of every sample taken."""
 
     async def __aenter__(self) -> Self:
         self._partitions = await topic_partitions(self._bootstrap, self._topics)
         await self._admin.start()
         await self._ends.start()
-        existing = {group for group, *_ in await self._admin.list_consumer_groups()}
-        self._groups = [group for group in self._groups if group in existing]
+        await self._find_groups()
         self._task = asyncio.create_task(self._sample_forever(), name="bench-lag-sampler")
         return self
 
@@ -222,12 +239,25 @@ class LagSampler:
             try:
                 await self.sample()
             except (KafkaError, OSError, TimeoutError) as exc:
-                log.warning("consumer lag sample failed: %s", exc)
+                log.log(self._failure_level, "consumer lag sample failed: %s", exc)
             await asyncio.sleep(self._interval)
 
+    @property
+    def groups(self) -> list[str]:
+        """The groups sampled (those of the wanted ones found so far)."""
+        return list(self._groups)
+
+    async def _find_groups(self) -> None:
+        existing = {group for group, *_ in await self._admin.list_consumer_groups()}
+        self._groups = [group for group in self._wanted if group in existing]
+
     async def sample(self) -> None:
-        """Take one sample of every group's lag."""
+        """Take one sample of every group's lag (looking again for the groups that did not
+        exist yet: a stack just started, whose consumers are still joining)."""
+        if len(self._groups) < len(self._wanted):
+            await self._find_groups()
         ends: Mapping[TopicPartition, int] = await self._ends.end_offsets(self._partitions)
+        lag_of_groups = 0
         for group in self._groups:
             committed = await self._admin.list_consumer_group_offsets(group)
             total = 0
@@ -241,7 +271,9 @@ class LagSampler:
                     self._peak = lag
                     self._peak_at = f"{group} {partition.topic}[{partition.partition}]"
             self._group_peaks[group] = max(self._group_peaks.get(group, 0), total)
+            lag_of_groups += total
         self._samples += 1
+        self.history.append((time.monotonic(), lag_of_groups))
 
 
 async def scrape_metrics(urls: Mapping[str, str]) -> dict[str, str | None]:

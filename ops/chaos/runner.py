@@ -1,30 +1,38 @@
 """``saga chaos``: steady orders through the API while every part of the stack is hurt in turn.
 
 The run, against a stack that ``saga up`` started (embedded Kafka and Temporal, so that
-they can be killed too):
+they can be killed too; or the cluster topology, whose every engine is the stack's own):
 
 1. ``concurrency`` clients place ``orders`` orders and follow each saga to its end
    (:class:`~ops.chaos.load.ChaosLoad`);
 2. meanwhile, one fault at a time, at random points of the run's progress, each process is
    killed with ``SIGKILL`` and restarted by ``saga up``, and one service is frozen with
    ``SIGSTOP`` long enough for its activities' time-outs to fire
-   (:mod:`ops.chaos.faults`);
-3. when every client is done, the outboxes drain, and ``saga audit`` checks the books of
-   the run's orders.
+   (:mod:`ops.chaos.faults`); in the cluster topology a Kafka broker, later the active
+   controller, Temporal's server, PostgreSQL and each copy of each service, and, if asked,
+   most of the Kafka nodes at once for a while (``brokers_down``);
+3. after each fault, the next waits until the consumer groups' lag (committed offsets
+   against the partitions' ends) is back under ``lag_limit``;
+4. when every client is done, the outboxes drain, ``saga audit`` checks the books of the
+   run's orders, and every event an outbox marked sent (Kafka acknowledged it) is looked
+   for on Kafka.
 
 A saga is lost when its order was accepted and it did not end (or ended FAILED) by the
-run's deadline. The run passes with every fault struck, no saga lost and no violation.
+run's deadline. The run passes with every fault struck, no saga lost, no violation, no
+acknowledged event missing from Kafka and the lag back under its limit after each fault.
 """
 
 import asyncio
 import contextlib
+import dataclasses
+import functools
+import logging
 import random
 import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import BaseModel
@@ -32,30 +40,41 @@ from temporalio.client import Client
 from temporalio.runtime import Runtime, TelemetryConfig
 
 from contracts.topics import TOPICS, dlq_topic
+from infra.config.databases import SERVICES as DATABASE_OWNERS
+from infra.config.databases import database_url
 from infra.config.kafka import KafkaTarget, kafka_connection
 from infra.config.logs import temporal_core_logging
 from infra.config.payload_codec import data_converter
-from infra.config.settings import Settings
+from infra.config.settings import Settings, kept_topology
 from infra.config.temporal import temporal_connection
 from infra.engines.processes import ProcessTable
-from infra.engines.stack import ENGINES, Stack
+from infra.engines.stack import ENGINES, KAFKA_NODES, Stack
 from ops.audit import run_audit
+from ops.audit.collectors import read_events
 from ops.bench.load import ProgressLine, Say
-from ops.bench.observe import scrape_metrics
+from ops.bench.observe import LagSampler, scrape_metrics
 from ops.chaos.faults import (
-    KILL_TARGETS,
-    PAUSE_TARGETS,
+    KAFKA_BROKER,
+    KAFKA_CONTROLLER,
     Fault,
     FaultKind,
     FaultResult,
     inject,
+    kafka_role,
+    kill_targets,
+    known_targets,
+    pause_targets,
     plan_faults,
+    processes_of,
 )
 from ops.chaos.load import ChaosLoad
 from ops.snapshot import stop_groupless, topic_partitions
+from orchestrator.queries import STORE_SCHEMAS
 from runtime import (
     BookReader,
+    BookUnreadable,
     EventCounts,
+    Where,
     new_consumer,
     wait_for_kafka,
     wait_for_temporal,
@@ -66,6 +85,7 @@ __all__ = [
     "ChaosOptions",
     "ChaosReport",
     "connect_quietly",
+    "event_counts",
     "family_total",
     "outbox_pending",
     "render_text",
@@ -102,8 +122,20 @@ class ChaosOptions:
 
     orders: int = 200
     concurrency: int = 20
-    kills: tuple[str, ...] = KILL_TARGETS
-    pauses: tuple[str, ...] = PAUSE_TARGETS
+    kills: tuple[str, ...] | None = None
+    """What to kill, each once; None: every process of the embedded stack, or the cluster
+    plan (:func:`ops.chaos.faults.kill_targets`)."""
+    pauses: tuple[str, ...] | None = None
+    """What one is paused; None: a service (any copy of one in the cluster topology)."""
+    brokers_down: int = 0
+    """Cluster topology: Kafka nodes killed together for the outage scenario (2 leaves one
+    of three: fewer than ``min.insync.replicas``, and no controller quorum); 0: none."""
+    outage_s: float = 30.0
+    """How long those nodes stay down."""
+    lag_limit: int = 1000
+    """After each fault, the consumer lag must come back under this many records..."""
+    lag_wait_s: float = 180.0
+    """...within this many seconds of the component being back."""
     down_s: tuple[float, float] = (1.0, 3.0)
     """A killed process stays down for a random time in this range before ``saga up``."""
     pause_s: float = 35.0
@@ -145,6 +177,10 @@ class EventFigures(BaseModel):
     """Records written to the dead-letter topics during the run."""
     outbox_pending: int
     """Events still waiting in an outbox when the run ended (0 once drained)."""
+    on_kafka: int | None = None
+    """Events of the run's orders found on Kafka's domain topics (each once)."""
+    acknowledged_lost: int | None = None
+    """Events an outbox marked sent (Kafka acknowledged them) that are not on Kafka."""
 
 
 class DuplicateFigures(BaseModel):
@@ -173,11 +209,16 @@ class ChaosReport(BaseModel):
 
     run_id: str
     started_at: str
+    topology: str = "embedded"
     seed: int
     duration_s: float
     orders: OrderFigures
     faults: list[FaultResult]
     faults_planned: list[str]
+    lag_limit: int = 1000
+    """The consumer lag every fault had to come back under."""
+    lag_groups: list[str] = []
+    """The consumer groups whose lag was sampled."""
     events: EventFigures
     duplicates: DuplicateFigures
     audit: AuditFigures
@@ -222,21 +263,45 @@ def family_total(text: str, metric: str) -> float:
     return total
 
 
+def _stores(settings: Settings) -> list[tuple[Where, str | None]]:
+    """Every store of the stack, as a database and a schema: each SQLite file of the run
+    directory (not in the cluster topology, whose stores are all on PostgreSQL: files left by
+    an embedded stack that ran there before are not its), and each service's PostgreSQL
+    database that the settings or the run directory name, every schema of the orchestrator's."""
+    stores: list[tuple[Where, str | None]] = []
+    if settings.topology != "cluster":
+        stores += [(path, None) for path in sorted(settings.run_dir.resolve().glob("*.db"))]
+    for service in DATABASE_OWNERS:
+        url = database_url(settings, service)
+        if url is not None:
+            schemas = STORE_SCHEMAS if service == "orchestrator" else (None,)
+            stores += [(url, schema) for schema in schemas]
+    return stores
+
+
 def event_counts(
-    run_dir: Path, *, order_prefix: str = "", handled_since: float = 0.0
+    settings: Settings, *, order_prefix: str = "", handled_since: float = 0.0
 ) -> EventCounts:
     """The outboxes' and inboxes' counts (:meth:`runtime.BookReader.event_counts`), summed
-    over every database of the run directory."""
+    over every store of the stack, on SQLite or PostgreSQL.
+
+    Raises:
+        BookUnreadable: a store cannot be read (its database is down).
+    """
     total = EventCounts()
-    for database in sorted(run_dir.glob("*.db")):
-        with BookReader.open(database) as book:
+    for database, schema in _stores(settings):
+        with BookReader.open(database, schema=schema) as book:
             total += book.event_counts(order_prefix=order_prefix, handled_since=handled_since)
     return total
 
 
-def outbox_pending(run_dir: Path) -> int:
-    """Events waiting in the outboxes of every database of the run directory."""
-    return event_counts(run_dir).pending
+def outbox_pending(settings: Settings) -> int:
+    """Events waiting in the outboxes of every store of the stack.
+
+    Raises:
+        BookUnreadable: a store cannot be read (its database is down).
+    """
+    return event_counts(settings).pending
 
 
 async def _dead_letter_ends(bootstrap_servers: KafkaTarget) -> int:
@@ -252,12 +317,12 @@ async def _dead_letter_ends(bootstrap_servers: KafkaTarget) -> int:
         await stop_groupless(consumer)
 
 
-async def _wait_outboxes_drained(run_dir: Path, seconds: float) -> int:
+async def _wait_outboxes_drained(settings: Settings, seconds: float) -> int:
     deadline = time.monotonic() + seconds
-    pending = outbox_pending(run_dir)
+    pending = outbox_pending(settings)
     while pending and time.monotonic() < deadline:
         await asyncio.sleep(0.5)
-        pending = outbox_pending(run_dir)
+        pending = outbox_pending(settings)
     return pending
 
 
@@ -268,37 +333,186 @@ def _thresholds(faults: int, orders: int, rng: random.Random) -> list[int]:
     return [int(orders * (0.05 + span * (i + rng.random() * 0.8))) for i in range(faults)]
 
 
-async def _strike_all(
-    faults: list[Fault],
-    load: ChaosLoad,
-    loading: "asyncio.Task[None]",
-    stack: Stack,
-    table: ProcessTable,
-    options: ChaosOptions,
-    rng: random.Random,
-    started: float,
-    say: Say,
-) -> list[FaultResult]:
-    results = []
-    for fault, threshold in zip(faults, _thresholds(len(faults), options.orders, rng), strict=True):
-        # A fifth of a second late is as random as any other moment.
-        while load.finished < threshold and not loading.done():  # noqa: ASYNC110
-            await asyncio.sleep(0.2)
-        down = rng.uniform(*options.down_s) if fault.kind is FaultKind.KILL else options.pause_s
-        say(f"fault: {fault} after {load.finished} sagas ({down:.1f} s)")
-        result = await inject(
-            fault, stack, table, down_s=down, started=started, finished=lambda: load.finished
-        )
-        results.append(result)
-        say(
-            f"fault: {fault} over"
-            + (
-                f", healthy again {result.restart_s:.1f} s after restart"
+@dataclass
+class _Strikes:
+    """What striking the faults one after another needs, and what it saw."""
+
+    settings: Settings
+    stack: Stack
+    table: ProcessTable
+    options: ChaosOptions
+    rng: random.Random
+    started: float
+    say: Say
+    load: ChaosLoad
+    loading: "asyncio.Task[None]"
+    lag: LagSampler
+    metrics: dict[str, str]
+    """The services' ``/metrics``: their publish errors are counted during an outage."""
+    order_prefix: str
+
+    async def strike_all(self, faults: list[Fault]) -> list[FaultResult]:
+        """Strike each fault when its share of the sagas has finished; after each, wait for
+        the consumer lag to come back under the limit."""
+        results = []
+        thresholds = _thresholds(len(faults), self.options.orders, self.rng)
+        for fault, threshold in zip(faults, thresholds, strict=True):
+            # A fifth of a second late is as random as any other moment.
+            while self.load.finished < threshold and not self.loading.done():  # noqa: ASYNC110
+                await asyncio.sleep(0.2)
+            result = await self._strike(fault)
+            results.append(result)
+            lag = (
+                f"lag back under {self.options.lag_limit} after {result.lag_settled_s:g} s "
+                f"(peak {result.lag_peak})"
+                if result.lag_settled_s is not None
+                else f"lag not back under {self.options.lag_limit} (peak {result.lag_peak})"
+            )
+            restart = (
+                f"healthy again {result.restart_s:.1f} s after restart, "
                 if result.restart_s
                 else ""
             )
+            self.say(f"fault: {fault} over, {restart}{lag}")
+        return results
+
+    async def _strike(self, fault: Fault) -> FaultResult:
+        options = self.options
+        down = {
+            FaultKind.KILL: lambda: self.rng.uniform(*options.down_s),
+            FaultKind.PAUSE: lambda: options.pause_s,
+            FaultKind.BROKERS_DOWN: lambda: options.outage_s,
+        }[fault.kind]()
+        controller = self.stack.kafka_controller() if kafka_role(fault) else None
+        names = processes_of(fault, controller, self.rng)
+        struck_names = "" if names == [fault.target] else f" ({', '.join(names)})"
+        self.say(f"fault: {fault}{struck_names} after {self.load.finished} sagas ({down:.1f} s)")
+        outage = _OutageWatch(self.settings, self.order_prefix, self.metrics)
+        if fault.kind is FaultKind.BROKERS_DOWN:
+            await outage.start()
+        result = await inject(
+            fault,
+            self.stack,
+            self.table,
+            down_s=down,
+            started=self.started,
+            finished=lambda: self.load.finished,
+            processes=names,
+            while_down=outage.watch if fault.kind is FaultKind.BROKERS_DOWN else None,
+            until_back=functools.partial(self._nodes_answer, names),
         )
-    return results
+        struck = self.started + result.at_s
+        back = struck + result.down_s + (result.restart_s or 0.0)
+        peak, settled = await self._lag_after(struck, back)
+        update: dict[str, object] = {
+            "lag_peak": peak,
+            "lag_settled_s": settled,
+            "controller": controller,
+        }
+        if fault.kind is FaultKind.BROKERS_DOWN:
+            update |= outage.figures()
+            update["backlog_after"] = await _pending_now(self.settings)
+            self.say(
+                f"fault: {fault}: outbox backlog {outage.before} before, {outage.peak} at most "
+                f"while down, {update['backlog_after']} once the lag settled; "
+                f"{update['publish_errors']} failed publishes, {update['published_during']} "
+                "of the run's events marked sent meanwhile"
+            )
+        return result.model_copy(update=update)
+
+    async def _nodes_answer(self, names: list[str]) -> None:
+        """Wait until each Kafka node of ``names`` answers a metadata request itself: the
+        cluster's metadata lists a node killed a few seconds ago as alive until its session
+        expires, so ``saga up`` finds three brokers before the one it started is up."""
+        ports = dict(zip(KAFKA_NODES, self.settings.kafka_node_ports(), strict=True))
+        for name in names:
+            if name in ports:
+                node = dataclasses.replace(
+                    kafka_connection(self.settings), bootstrap_servers=f"127.0.0.1:{ports[name]}"
+                )
+                await wait_for_kafka(node, wait_seconds=self.settings.startup_timeout_seconds)
+
+    async def _lag_after(self, struck: float, back: float) -> tuple[int | None, float | None]:
+        """The highest lag sampled from ``struck`` until a sample taken after ``back`` was
+        under the limit, and the seconds from ``struck`` to that sample (None: not within
+        ``lag_wait_s``)."""
+        deadline = back + self.options.lag_wait_s
+        while True:
+            history = list(self.lag.history)
+            under = next(
+                (at for at, lag in history if at >= back and lag < self.options.lag_limit), None
+            )
+            if under is not None or time.monotonic() > deadline:
+                until = under if under is not None else time.monotonic()
+                seen = [lag for at, lag in history if struck <= at <= until]
+                peak = max(seen) if seen else None
+                return peak, round(under - struck, 2) if under is not None else None
+            await asyncio.sleep(0.5)
+
+
+async def _pending_now(settings: Settings) -> int | None:
+    """Events waiting in the outboxes now; None if a store cannot be read."""
+    try:
+        return await asyncio.to_thread(outbox_pending, settings)
+    except BookUnreadable:
+        return None
+
+
+@dataclass
+class _OutageWatch:
+    """The outboxes and the relays' publish errors while Kafka nodes are down: sampled every
+    second, so that the last sample is the outage's end."""
+
+    settings: Settings
+    order_prefix: str
+    metrics: dict[str, str]
+    before: int | None = None
+    peak: int | None = None
+    _published_before: int | None = None
+    _published_last: int | None = None
+    _errors: "_CounterWatch | None" = None
+
+    async def start(self) -> None:
+        """Read the outboxes and the error counters as they are before the outage."""
+        self._errors = _CounterWatch("events_publish_errors_total", self.metrics)
+        await self._errors.sample()
+        counts = await self._counts()
+        if counts is not None:
+            self.before = counts.pending
+
+    async def watch(self) -> None:
+        """Sample until cancelled, from the moment the nodes are down (the events marked sent
+        are counted from there: a batch acknowledged as the nodes died is not the outage's)."""
+        while True:
+            counts = await self._counts()
+            if counts is not None:
+                self.peak = max(self.peak or 0, counts.pending)
+                if self._published_before is None:
+                    self._published_before = counts.published
+                self._published_last = counts.published
+            if self._errors is not None:
+                await self._errors.sample()
+            await asyncio.sleep(1.0)
+
+    def figures(self) -> dict[str, int | None]:
+        """The outage's figures, as :class:`FaultResult` fields."""
+        published = None
+        if self._published_before is not None and self._published_last is not None:
+            published = self._published_last - self._published_before
+        return {
+            "backlog_before": self.before,
+            "backlog_peak": self.peak,
+            "published_during": published,
+            "publish_errors": round(self._errors.increase) if self._errors is not None else None,
+        }
+
+    async def _counts(self) -> EventCounts | None:
+        try:
+            return await asyncio.to_thread(
+                event_counts, self.settings, order_prefix=self.order_prefix
+            )
+        except BookUnreadable:
+            return None
 
 
 def _recovery(results: list[FaultResult], finish_times: list[float], started: float) -> None:
@@ -312,25 +526,98 @@ def _recovery(results: list[FaultResult], finish_times: list[float], started: fl
         )
 
 
-def _check_restartable(stack: Stack, settings: Settings, options: ChaosOptions) -> None:
+def _processes_behind(target: str) -> list[str]:
+    """The processes a target may strike: a Kafka node's role stands for every node."""
+    return list(KAFKA_NODES) if target in (KAFKA_BROKER, KAFKA_CONTROLLER) else [target]
+
+
+def _check_restartable(
+    stack: Stack, settings: Settings, targets: tuple[str, ...], kills: tuple[str, ...]
+) -> None:
     """Refuse a run whose kills would lose what a real deployment keeps, by design of the
     set-up rather than by a fault of the project: a Temporal without storage, or a process
     that `Stack.up()` would bring back with other settings than those it runs with."""
-    if "temporal" in options.kills and settings.temporal_storage == "memory":
+    if (
+        "temporal" in kills
+        and settings.topology != "cluster"
+        and settings.temporal_storage == "memory"
+    ):
         raise ChaosError(
             "Temporal keeps its histories in memory (SAGA_TEMPORAL_STORAGE=memory), so killing it "
             "loses every running saga by design: set SAGA_TEMPORAL_STORAGE=file and restart the "
             "stack (`saga down && saga up`), or leave temporal out with --kill"
         )
-    drifted = sorted(
-        name for name in {*options.kills, *options.pauses} if stack.started_otherwise(name)
-    )
+    drifted = sorted(name for name in targets if stack.started_otherwise(name))
     if drifted:
         raise ChaosError(
             f"{', '.join(drifted)} run with other settings than these (for example Temporal "
             "started in memory while SAGA_TEMPORAL_STORAGE says file), so a restart would not "
             "bring back what was killed: run `saga down && saga up` with these settings first"
         )
+
+
+def _check_plan(
+    stack: Stack, settings: Settings, options: ChaosOptions
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The run's kills and pauses (the topology's by default), once every target is known,
+    running and restartable as it runs.
+
+    Raises:
+        ChaosError: what is wrong, and what to do.
+    """
+    kept = kept_topology(settings.run_dir)
+    if kept is not None and kept != settings.topology:
+        raise ChaosError(
+            f"the stack in {settings.run_dir} is the {kept} topology, not the "
+            f"{settings.topology} one: run `saga chaos --topology {kept}`, or start the "
+            f"{settings.topology} topology there first"
+        )
+    kills = options.kills if options.kills is not None else kill_targets(stack)
+    pauses = options.pauses if options.pauses is not None else pause_targets(stack)
+    known = known_targets(stack)
+    unknown = sorted({*kills, *pauses} - set(known))
+    if unknown:
+        raise ChaosError(
+            f"unknown process {', '.join(unknown)} in the {settings.topology} topology: "
+            f"choose from {', '.join(known)}"
+        )
+    if options.brokers_down and settings.topology != "cluster":
+        raise ChaosError(
+            "--brokers-down needs the cluster topology's three Kafka nodes: "
+            "`saga up --topology cluster`, then `saga chaos --topology cluster --brokers-down 2`"
+        )
+    if not 0 <= options.brokers_down < len(KAFKA_NODES):
+        raise ChaosError(
+            f"--brokers-down takes 1 to {len(KAFKA_NODES) - 1} of the {len(KAFKA_NODES)} nodes"
+        )
+    targets = tuple(
+        dict.fromkeys(name for target in (*kills, *pauses) for name in _processes_behind(target))
+    ) + (KAFKA_NODES if options.brokers_down else ())
+    statuses = {status.name: status for status in stack.status()}
+    not_running = [
+        name for name in targets
+        if statuses.get(name) is None or statuses[name].pid is None
+        or statuses[name].state not in ("running", "unhealthy")
+    ]  # fmt: skip
+    if not_running:
+        raise ChaosError(
+            "not running processes of this stack: " + ", ".join(sorted(set(not_running)))
+            + ". Start the stack with `saga up` (embedded Kafka and Temporal, so that they can be "
+            "killed too), or leave them out with --kill/--pause"
+        )  # fmt: skip
+    _check_restartable(stack, settings, tuple(dict.fromkeys(targets)), kills)
+    return kills, pauses
+
+
+async def _acknowledged_on_kafka(settings: Settings, order_prefix: str) -> int:
+    """Events of the orders whose id starts with ``order_prefix`` on Kafka's domain topics,
+    each counted once however often it was published."""
+    found = await read_events(kafka_connection(settings))
+    return sum(
+        len(events)
+        for order_id, events in found.by_order().items()
+        if order_id.startswith(order_prefix)
+    )
 
 
 async def run_chaos(settings: Settings, options: ChaosOptions, *, say: Say) -> ChaosReport:
@@ -343,19 +630,7 @@ async def run_chaos(settings: Settings, options: ChaosOptions, *, say: Say) -> C
         raise ChaosError("--orders and --concurrency must be at least 1")
     stack = Stack(settings, say=lambda _: None)
     table = ProcessTable(settings.run_dir.resolve())
-    statuses = {status.name: status for status in stack.status()}
-    not_running = [
-        name for name in (*options.kills, *options.pauses)
-        if statuses.get(name) is None or statuses[name].pid is None
-        or statuses[name].state not in ("running", "unhealthy")
-    ]  # fmt: skip
-    if not_running:
-        raise ChaosError(
-            "not running processes of this stack: " + ", ".join(sorted(set(not_running)))
-            + ". Start the stack with `saga up` (embedded Kafka and Temporal, so that they can be "
-            "killed too), or leave them out with --kill/--pause"
-        )  # fmt: skip
-    _check_restartable(stack, settings, options)
+    kills, pauses = _check_plan(stack, settings, options)
     await wait_for_kafka(kafka_connection(settings), wait_seconds=10)
     temporal = await connect_quietly(settings)
 
@@ -363,13 +638,15 @@ async def run_chaos(settings: Settings, options: ChaosOptions, *, say: Say) -> C
     rng = random.Random(seed)
     began = datetime.now(UTC)
     run_id = f"{began:%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:4]}"
-    faults = plan_faults(rng, options.kills, options.pauses)
+    order_prefix = f"chaos-{run_id}-"
+    faults = plan_faults(rng, kills, pauses, options.brokers_down)
     say(
-        f"chaos {run_id} (seed {seed}): {options.orders} orders, {options.concurrency} at once; "
-        f"faults: {', '.join(map(str, faults))}"
+        f"chaos {run_id} (seed {seed}, {settings.topology} topology): {options.orders} orders, "
+        f"{options.concurrency} at once; faults: {', '.join(map(str, faults))}"
     )
     dead_letters_before = await _dead_letter_ends(kafka_connection(settings))
-    redelivered = _CounterWatch("events_duplicate_total", service_metrics(stack, statuses))
+    metrics = service_metrics(stack, [status.name for status in stack.status()])
+    redelivered = _CounterWatch("events_duplicate_total", metrics)
     await redelivered.sample()
 
     started = time.monotonic()
@@ -383,34 +660,47 @@ async def run_chaos(settings: Settings, options: ChaosOptions, *, say: Say) -> C
         deadline=started + options.limit_s,
         progress=ProgressLine("sagas", say),
     )
-    loading = asyncio.create_task(load.run(), name="chaos-load")
-    watching = asyncio.create_task(redelivered.watch(), name="chaos-counters")
     problems: list[str] = []
     results: list[FaultResult] = []
-    try:
-        results = await _strike_all(faults, load, loading, stack, table, options, rng, started, say)
-        await loading
-    except BaseException:
-        loading.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
+    async with LagSampler(
+        kafka_connection(settings),
+        [spec.name for spec in TOPICS],
+        interval=1.0,
+        failure_level=logging.DEBUG,
+        request_timeout_ms=5000,
+    ) as lag:
+        loading = asyncio.create_task(load.run(), name="chaos-load")
+        watching = asyncio.create_task(redelivered.watch(), name="chaos-counters")
+        strikes = _Strikes(
+            settings, stack, table, options, rng, started, say, load, loading, lag, metrics,
+            order_prefix,
+        )  # fmt: skip
+        try:
+            results = await strikes.strike_all(faults)
             await loading
-        raise
-    finally:
-        watching.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await watching
+        except BaseException:
+            loading.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await loading
+            raise
+        finally:
+            watching.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watching
+        lag_groups = lag.groups
     duration = time.monotonic() - started
     await redelivered.sample()
     _recovery(results, load.finish_times, started)
 
     say("waiting for the outboxes to drain")
-    pending = await _wait_outboxes_drained(settings.run_dir.resolve(), 60)
+    pending = await _wait_outboxes_drained(settings, 60)
     say("auditing the run's orders")
     audit = await run_audit(settings, wait_seconds=60, orders=set(load.accepted))
 
-    run_dir = settings.run_dir.resolve()
-    counts = event_counts(run_dir, order_prefix=f"chaos-{run_id}-", handled_since=wall_start)
+    counts = event_counts(settings, order_prefix=order_prefix, handled_since=wall_start)
     published, consumed = counts.published, counts.handled
+    say("looking for every acknowledged event of the run on Kafka")
+    on_kafka = await _acknowledged_on_kafka(settings, order_prefix)
     dead_letters = await _dead_letter_ends(kafka_connection(settings)) - dead_letters_before
 
     lost_orders = load.lost_orders()
@@ -429,10 +719,23 @@ async def run_chaos(settings: Settings, options: ChaosOptions, *, say: Say) -> C
         problems.append(f"faults not struck: {', '.join(missing)}")
     if pending:
         problems.append(f"{pending} events still in an outbox 60 s after the run")
+    if published > on_kafka:
+        problems.append(
+            f"{published - on_kafka} events Kafka acknowledged (marked sent) are not on Kafka"
+        )
+    if results and not lag_groups:
+        problems.append("no consumer group's lag could be sampled")
+    unsettled = [f"{r.kind} {r.target}" for r in results if r.lag_settled_s is None]
+    if unsettled:
+        problems.append(
+            f"consumer lag not back under {options.lag_limit} within {options.lag_wait_s:g} s "
+            f"after: {', '.join(unsettled)}"
+        )
     completed, cancelled = load.ended("COMPLETED"), load.ended("CANCELLED")
     return ChaosReport(
         run_id=run_id,
         started_at=began.isoformat(timespec="seconds"),
+        topology=settings.topology,
         seed=seed,
         duration_s=round(duration, 2),
         orders=OrderFigures(
@@ -448,11 +751,15 @@ async def run_chaos(settings: Settings, options: ChaosOptions, *, say: Say) -> C
         ),
         faults=results,
         faults_planned=[str(fault) for fault in faults],
+        lag_limit=options.lag_limit,
+        lag_groups=lag_groups,
         events=EventFigures(
             published=published,
             consumed=consumed,
             dead_letters=dead_letters,
             outbox_pending=pending,
+            on_kafka=on_kafka,
+            acknowledged_lost=max(published - on_kafka, 0),
         ),
         duplicates=DuplicateFigures(
             order_retries=load.api_retries,
@@ -472,12 +779,45 @@ async def run_chaos(settings: Settings, options: ChaosOptions, *, say: Say) -> C
     )
 
 
+def _figure(value: float | None) -> str:
+    return "-" if value is None else f"{value:g}"
+
+
+def _fault_rows(report: ChaosReport) -> list[str]:
+    rows = []
+    for f in report.faults:
+        struck = ", ".join(f.processes) if f.processes else f.target
+        if f.controller is not None:
+            struck += f"; controller {f.controller}"
+        name = f"{f.kind} {f.target}" + (f" ({struck})" if struck != f.target else "")
+        restart = _figure(f.restart_s)
+        if f.up_retries:
+            restart += f" ({f.up_retries} `saga up` retries)"
+        rows.append(
+            f"| {name} | {f.at_s:g} | {f.down_s:g} | {restart} | "
+            f"{_figure(f.recovered_s)} | {_figure(f.lag_peak)} | {_figure(f.lag_settled_s)} |"
+        )
+    return rows
+
+
+def _outage_lines(report: ChaosReport) -> list[str]:
+    return [
+        f"{f.kind} ({', '.join(f.processes)}, {f.down_s:g} s): outbox backlog "
+        f"{_figure(f.backlog_before)} before, {_figure(f.backlog_peak)} at most while down, "
+        f"{_figure(f.backlog_after)} once the lag settled; {_figure(f.publish_errors)} failed "
+        f"publishes and {_figure(f.published_during)} events marked sent while down"
+        for f in report.faults
+        if f.kind is FaultKind.BROKERS_DOWN
+    ]
+
+
 def render_text(report: ChaosReport) -> str:
     """The report as tables for people."""
     o, e, d, a = report.orders, report.events, report.duplicates, report.audit
+    outages = _outage_lines(report)
     lines = [
-        f"chaos {report.run_id} (seed {report.seed}): {report.duration_s:.0f} s, "
-        + ("PASSED" if report.passed else "FAILED"),
+        f"chaos {report.run_id} (seed {report.seed}, {report.topology}): "
+        f"{report.duration_s:.0f} s, " + ("PASSED" if report.passed else "FAILED"),
         "",
         "| orders | |",
         "|---|---|",
@@ -486,18 +826,17 @@ def render_text(report: ChaosReport) -> str:
         f"| sagas lost | {o.lost} |",
         f"| sagas/s | {o.sagas_per_s:g} |",
         "",
-        "| fault | at s | down s | restart s | recovered s |",
-        "|---|---|---|---|---|",
-        *(
-            f"| {f.kind} {f.target} (pid {f.pid}) | {f.at_s:g} | {f.down_s:g} | "
-            f"{'-' if f.restart_s is None else f'{f.restart_s:g}'} | "
-            f"{'-' if f.recovered_s is None else f'{f.recovered_s:g}'} |"
-            for f in report.faults
-        ),
+        f"| fault | at s | down s | restart s | recovered s | lag peak | "
+        f"lag < {report.lag_limit} after s |",
+        "|---|---|---|---|---|---|---|",
+        *_fault_rows(report),
+        *(["", *outages] if outages else []),
         "",
         "| events and duplicates | |",
         "|---|---|",
         f"| events published / consumed | {e.published} / {e.consumed} |",
+        f"| acknowledged events on Kafka / missing | {_figure(e.on_kafka)} / "
+        f"{_figure(e.acknowledged_lost)} |",
         f"| dead letters | {e.dead_letters} |",
         f"| orders sent again / answered with the existing saga | "
         f"{d.order_retries} / {d.orders_answered_existing} |",

@@ -177,11 +177,10 @@ async def run_soak(settings: Settings, options: SoakOptions, *, say: Say) -> Soa
 
     say("waiting for the outboxes and the consumer groups to drain")
     draining = time.monotonic()
-    run_dir = settings.run_dir.resolve()
-    pending, lag = outbox_pending(run_dir), await _consumer_lag(urls)
+    pending, lag = outbox_pending(settings), await _consumer_lag(urls)
     while (pending or lag) and time.monotonic() - draining < options.drain_timeout_s:
         await asyncio.sleep(1.0)
-        pending, lag = outbox_pending(run_dir), await _consumer_lag(urls)
+        pending, lag = outbox_pending(settings), await _consumer_lag(urls)
     drained_in = time.monotonic() - draining if not pending and not lag else None
     after = {name: _rss_mb(pid) or 0.0 for name, pid in pids.items()}
 

@@ -47,6 +47,12 @@ INSTANCE_STEP: int = Settings.model_fields["instance_port_step"].default
 """A process's Temporal SDK metrics listen this far above its own port."""
 TEMPORAL_NEIGHBOURS = (10, 11)
 """An embedded Temporal's HTTP API and metrics listen this far above its frontend port."""
+FULL_TEMPORAL_NEIGHBOURS = (1, 2, 3, 4, 5, 6, 7, 10, 11)
+"""Temporal's full server (cluster topology) listens this far above its frontend port too:
+its membership, history, matching and worker services."""
+KAFKA_NODE_STEP: int = Settings.model_fields["kafka_node_port_step"].default
+CLUSTER_COPIES = 2
+"""Copies of every service in the cluster topology."""
 PROCESS_PORTS = ("api_port", "payment_port", "inventory_port", "shipping_port", "orchestrator_port")
 
 
@@ -75,6 +81,22 @@ def stack_ports(ports: PortReservation) -> dict[str, Any]:
         "temporal_address": f"127.0.0.1:{ports.port(*TEMPORAL_NEIGHBOURS)}",
         "temporal_ui_port": ports.port(),
         **process_ports(ports),
+    }
+
+
+def cluster_stack_ports(ports: PortReservation) -> dict[str, Any]:
+    """The settings of every address of a cluster-topology stack of its own: PostgreSQL, the
+    three Kafka nodes (each broker and controller port ``kafka_node_port_step`` apart, every
+    one free), Temporal's full server with its neighbours, and two copies of each process."""
+    nodes = [KAFKA_NODE_STEP * n for n in range(1, 3)]
+    return {
+        "postgres_port": ports.port(),
+        "kafka_bootstrap_servers": f"127.0.0.1:{ports.port(*nodes)}",
+        "kafka_controller_port": ports.port(*nodes),
+        "kafka_node_port_step": KAFKA_NODE_STEP,
+        "temporal_address": f"127.0.0.1:{ports.port(*FULL_TEMPORAL_NEIGHBOURS)}",
+        "temporal_ui_port": ports.port(),
+        **process_ports(ports, CLUSTER_COPIES),
     }
 
 
@@ -175,25 +197,6 @@ def own_stack(
         yield settings
 
 
-NODE_STEP: int = Settings.model_fields["kafka_node_port_step"].default
-TEMPORAL_FULL_NEIGHBOURS = (1, 2, 3, 4, 5, 6, 7, 10, 11)
-"""The full server's other listeners, this far above its frontend (Stack._temporal_full)."""
-
-
-def cluster_ports(ports: PortReservation) -> dict[str, Any]:
-    """The settings of every address of a cluster-topology stack of its own: PostgreSQL, the
-    three Kafka nodes (``kafka_node_port_step`` apart), the full server's listeners and two
-    copies of every process."""
-    return {
-        "postgres_port": ports.port(),
-        "kafka_bootstrap_servers": f"127.0.0.1:{ports.port(NODE_STEP, 2 * NODE_STEP)}",
-        "kafka_controller_port": ports.port(NODE_STEP, 2 * NODE_STEP),
-        "temporal_address": f"127.0.0.1:{ports.port(*TEMPORAL_FULL_NEIGHBOURS)}",
-        "temporal_ui_port": ports.port(),
-        **process_ports(ports, copies=2),
-    }
-
-
 @dataclass(frozen=True)
 class ClusterStack:
     """A cluster-topology stack a test started with `saga up`, and what that printed."""
@@ -216,7 +219,7 @@ def cluster_stack(
 
     folder = postgres_run_dir()
     with reserve_ports() as ports:
-        addresses = cluster_ports(ports)
+        addresses = cluster_stack_ports(ports)
     settings = Settings(
         **{
             "run_dir": folder / "run",

@@ -247,3 +247,22 @@ async def test_two_nodes_down_acknowledge_nothing_until_they_return(
     finally:
         await _stop(producer)
         await kafka_cluster.restore()
+
+
+async def test_the_active_controller_is_found_and_another_takes_over_when_it_dies(
+    kafka_cluster: ClusterProcesses,
+) -> None:
+    """The nodes record which of them is the active KRaft controller; killed, it is replaced
+    by one of the two others, which the nodes record in turn."""
+    controller = kafka_cluster.cluster.active_controller()
+    assert controller in kafka_cluster.running()
+    try:
+        await asyncio.to_thread(kafka_cluster.kill, controller)
+
+        async def replaced() -> bool:
+            return kafka_cluster.cluster.active_controller() not in (None, controller)
+
+        await _until(replaced, "another node to become the active controller", within=60)
+        assert kafka_cluster.cluster.active_controller() in kafka_cluster.running()
+    finally:
+        await kafka_cluster.restore()

@@ -385,3 +385,77 @@ async def test_the_outbox_keeps_every_event_through_a_broker_outage(
     for order in range(5):
         seqs = [int(p.removeprefix("pay-")) for o, p in effects if o == f"{prefix}-{order}"]
         assert seqs == list(range(order, 500, 5))
+
+
+def _drop_connection(db: Database, postgres_url: str) -> None:
+    """Close ``db``'s connection from the server's side, as a PostgreSQL restart does."""
+    pid = db.execute("SELECT pg_backend_pid()").fetchone()[0]
+    killer = open_database(postgres_url)
+    try:
+        killer.execute("SELECT pg_terminate_backend(?)", (pid,))
+    finally:
+        killer.close()
+
+
+class _DropsConnection(_Effects):
+    """Handles like :class:`_Effects`, but first drops the connection it writes on, as many
+    times as the consumer makes attempts: a database away for longer than its retries."""
+
+    def __init__(self, prefix: str, postgres_url: str, times: int) -> None:
+        super().__init__(prefix)
+        self._url = postgres_url
+        self._drops = times
+
+    async def __call__(self, event: AnyEvent, db: Database) -> None:
+        if self._drops and event.correlation_id.startswith(self.prefix):
+            self._drops -= 1
+            _drop_connection(db, self._url)
+        await super().__call__(event, db)
+
+
+@pytest.mark.postgres
+async def test_an_event_whose_database_connection_drops_is_read_again_not_dead_lettered(
+    kafka_broker: KafkaBroker, postgres_database: str
+) -> None:
+    """The handler's PostgreSQL connection is lost in the middle of its transaction (a server
+    restart), as often as the consumer has attempts: the record is read again on a new
+    connection and handled once, and no dead letter is written, since the fault was the
+    database's, not the record's."""
+    prefix = f"drop-{uuid.uuid4()}"
+    event = encode_event(_payment(f"{prefix}-1", 1))
+    await _produce(kafka_broker.bootstrap_servers, (event.key, event.value, event.headers))
+    handler = _DropsConnection(prefix, postgres_database, times=3)
+    db = open_database(postgres_database, schema=f"drop_{uuid.uuid4().hex[:12]}")
+    async with _consuming(kafka_broker.bootstrap_servers, db, handler):
+        await _until(lambda: _effects(db) == [(f"{prefix}-1", "pay-1")])
+
+    assert [payment_id for payment_id, _ in handler.calls] == ["pay-1"] * 4
+    letters = await list_dead_letters(kafka_broker.bootstrap_servers, [TOPIC])
+    assert [d for d in letters if d.key == f"{prefix}-1".encode()] == []
+
+
+@pytest.mark.postgres
+async def test_the_relay_outlives_its_database_connection_being_dropped(
+    kafka_broker: KafkaBroker, postgres_database: str
+) -> None:
+    """The relay's outbox connection is lost (a PostgreSQL restart): the relay keeps running
+    and publishes what is written afterwards."""
+    prefix = f"relay-drop-{uuid.uuid4()}"
+    service_db = open_database(postgres_database, schema=f"relay_{uuid.uuid4().hex[:12]}")
+    outbox = Outbox(service_db)
+    bootstrap = kafka_broker.bootstrap_servers
+    relay = OutboxRelay(outbox, lambda: new_producer(bootstrap), send_timeout=10)
+    relay_task = asyncio.create_task(relay.run())
+    try:
+        with transaction(service_db):
+            outbox.add(_payment(f"{prefix}-1", 1))
+        await _until(lambda: outbox.pending_count() == 0)
+        _drop_connection(service_db, postgres_database)
+        await asyncio.sleep(1.0)  # the relay polls the dropped connection meanwhile
+        with transaction(service_db):
+            outbox.add(_payment(f"{prefix}-1", 2))
+        await _until(lambda: outbox.pending_count() == 0)
+        assert not relay_task.done()
+    finally:
+        relay_task.cancel()
+        await asyncio.gather(relay_task, return_exceptions=True)

@@ -133,4 +133,10 @@ def test_every_command_and_option_of_before_is_still_there() -> None:
 
 
 def test_what_was_added_since_is_known() -> None:
-    assert _options(_parser()) - _BEFORE_THE_LAYOUT == {"config --markdown", "up --topology"}
+    assert _options(_parser()) - _BEFORE_THE_LAYOUT == {
+        "config --markdown",
+        "up --topology",
+        "chaos --topology",
+        "chaos --brokers-down",
+        "chaos --outage-seconds",
+    }

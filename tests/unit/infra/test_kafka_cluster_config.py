@@ -78,3 +78,31 @@ def test_nodes_formatted_for_different_clusters_are_refused(tmp_path: Path) -> N
     assert cluster_id_of(cluster.node(3)) is None
     with pytest.raises(RuntimeError, match="different clusters"):
         cluster.format_storage()
+
+
+def _quorum_state(node: KafkaBroker, leader: int, epoch: int) -> None:
+    # The file as Kafka 4.1 writes it (__cluster_metadata-0/quorum-state).
+    path = node.data_dir / "log" / "__cluster_metadata-0" / "quorum-state"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        f'{{"clusterId":"","leaderId":{leader},"leaderEpoch":{epoch},"votedId":-1,'
+        '"appliedOffset":0,"currentVoters":[{"voterId":1},{"voterId":2},{"voterId":3}],'
+        '"data_version":0}'
+    )
+
+
+def test_the_active_controller_is_the_leader_of_the_latest_epoch_a_node_recorded(
+    tmp_path: Path,
+) -> None:
+    """A node that was down keeps the leader of an older epoch; an election in progress names
+    none: the latest epoch with a leader wins."""
+    cluster = KafkaCluster.on_ports(tmp_path / "libs", tmp_path / "kafka", PORTS)
+    assert cluster.active_controller() is None  # never started
+
+    _quorum_state(cluster.node(1), leader=1, epoch=2)  # down since epoch 2
+    _quorum_state(cluster.node(2), leader=3, epoch=4)
+    _quorum_state(cluster.node(3), leader=-1, epoch=5)  # a candidate of epoch 5
+    assert cluster.active_controller() == 3
+
+    _quorum_state(cluster.node(2), leader=2, epoch=5)
+    assert cluster.active_controller() == 2

@@ -115,3 +115,34 @@ def test_a_role_without_rights_names_the_setting_to_check(
         open_store(settings, "shipping", tmp_path / "shipping.db")
     message = str(raised.value)
     assert "SAGA_SHIPPING_DATABASE_URL" in message and "\n" not in message
+
+
+@pytest.mark.postgres
+def test_a_postgresql_connection_its_server_dropped_is_opened_again(
+    postgres_database: str,
+) -> None:
+    """A server restart drops every connection: the statement that meets the dropped one
+    fails, the next one runs on a new connection with the same options (schema, read-only)."""
+    db = open_database(postgres_database, schema="reconnects")
+    _notes(db)
+    db.execute("INSERT INTO notes (id, body) VALUES (?, ?)", (1, "before"))
+    reader = open_reader(postgres_database, schema="reconnects")
+    other = open_database(postgres_database)
+    for victim in (db, reader):
+        pid = victim.execute("SELECT pg_backend_pid()").fetchone()[0]
+        other.execute("SELECT pg_terminate_backend(?)", (pid,))
+
+    with pytest.raises(DatabaseError):
+        db.execute("SELECT 1")
+    with db.transaction():
+        db.execute("INSERT INTO notes (id, body) VALUES (?, ?)", (2, "after"))
+    with pytest.raises(DatabaseError):
+        reader.execute("SELECT 1")
+    assert [row[0] for row in reader.execute("SELECT body FROM notes ORDER BY id")] == [
+        "before",
+        "after",
+    ]
+    with pytest.raises(DatabaseError):  # still a reader
+        reader.execute("INSERT INTO notes (id, body) VALUES (?, ?)", (3, "refused"))
+    for database in (db, reader, other):
+        database.close()
