@@ -73,6 +73,8 @@ def test_the_build_installs_both_tools_and_shows_progress(tmp_path: Path) -> Non
         "go1.27.3",
         "install",
         "-v",
+        "-ldflags=-s",
+        "-w",
         "go.temporal.io/server/cmd/server@v1.32.2",
         "go.temporal.io/server/cmd/tools/sql@v1.32.2",
     ]
