@@ -68,6 +68,8 @@ def test_the_ui_is_built_by_the_same_go_install_as_the_server(tmp_path: Path) ->
         "go1.27.3",
         "install",
         "-v",
+        "-ldflags=-s",
+        "-w",
         "github.com/temporalio/ui-server/v2/cmd/server@v2.54.1",
     ]
     assert said[0].startswith("Temporal's Web UI 2.54.1: building it")
