@@ -100,6 +100,9 @@ CLUSTER_ENGINES: tuple[str, ...] = ("postgres", *KAFKA_NODES, "temporal", "tempo
 ENGINES: tuple[str, ...] = ("postgres", "kafka", *KAFKA_NODES, "temporal", "temporal-ui")
 """Every engine a stack may start (each topology starts some of them)."""
 COMPONENTS: tuple[str, ...] = (*ENGINES, *SERVICES, "api")
+TEMPORAL_FULL_SPAN = 11
+"""The full server's listeners sit at its frontend port up to this far above it."""
+_SMALLINT_MAX = 32767
 TEMPORAL_ROLE = "temporal"
 """The PostgreSQL role of Temporal's full server (it owns ``temporal`` and
 ``temporal_visibility``)."""
@@ -547,6 +550,14 @@ class Stack:
 
     def _check_ports(self) -> None:
         """Every process of the stack listens on ports of its own, within range."""
+        highest = self._settings.temporal_port + TEMPORAL_FULL_SPAN
+        if self._cluster and highest > _SMALLINT_MAX:
+            # The full server keeps its services' membership ports in a smallint column.
+            raise StackError(
+                f"Temporal's full server would listen up to port {highest}, and it keeps its "
+                f"ports as PostgreSQL smallints (at most {_SMALLINT_MAX}): set "
+                f"SAGA_TEMPORAL_ADDRESS to a port below {_SMALLINT_MAX - TEMPORAL_FULL_SPAN}"
+            )
         owners: dict[int, str] = {}
         for name in [*self._service_instances(), "api"]:
             ports = [self._listen_port(name)[1], self._sdk_metrics_port(name)]
