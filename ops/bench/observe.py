@@ -248,7 +248,15 @@ class LagSampler:
         return list(self._groups)
 
     async def _find_groups(self) -> None:
-        existing = {group for group, *_ in await self._admin.list_consumer_groups()}
+        try:
+            listed = await self._admin.list_consumer_groups()
+        except KafkaError as exc:
+            if not exc.retriable:
+                raise
+            # A coordinator still loading its groups (a cluster just started, a node just
+            # back): the groups are looked for again at the next sample.
+            return
+        existing = {group for group, *_ in listed}
         self._groups = [group for group in self._wanted if group in existing]
 
     async def sample(self) -> None:

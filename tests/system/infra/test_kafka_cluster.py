@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError
 
@@ -89,6 +90,25 @@ async def _read_partition(kafka: str, partition: int, prefix: bytes) -> list[byt
         await consumer.stop()
 
 
+async def _topic_configs(
+    admin: AIOKafkaAdminClient, names: list[str], *, within: float = 30.0
+) -> dict[str, dict[str, str]]:
+    """Every topic's configuration, asked again while a broker answers for a topic it does
+    not know yet (an error and no entries: a topic just made reaches the brokers a moment
+    apart)."""
+    deadline = time.monotonic() + within
+    while True:
+        responses = await admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, name) for name in names]
+        )
+        resources = [resource for response in responses for resource in response.resources]
+        failed = [resource[3] for resource in resources if resource[0] != 0]
+        if not failed:
+            return {resource[3]: dict(entry[:2] for entry in resource[4]) for resource in resources}
+        assert time.monotonic() < deadline, f"no configuration of {failed}"
+        await asyncio.sleep(0.5)
+
+
 async def test_three_brokers_carry_the_catalog_at_its_production_figures(
     kafka_cluster: ClusterProcesses,
 ) -> None:
@@ -100,9 +120,7 @@ async def test_three_brokers_carry_the_catalog_at_its_production_figures(
         brokers = sorted(b["node_id"] for b in (await admin.describe_cluster())["brokers"])
         names = [spec.name for spec in all_topics()]
         described = {t["topic"]: t for t in await admin.describe_topics(names)}
-        responses = await admin.describe_configs(
-            [ConfigResource(ConfigResourceType.TOPIC, name) for name in names]
-        )
+        configs = await _topic_configs(admin, names)
     finally:
         await admin.close()
     assert brokers == [1, 2, 3]
@@ -113,11 +131,6 @@ async def test_three_brokers_carry_the_catalog_at_its_production_figures(
         for partition in partitions:
             assert sorted(partition["replicas"]) == brokers, (spec.name, partition)
             assert sorted(partition["isr"]) == brokers, (spec.name, partition)
-    configs = {
-        resource[3]: {entry[0]: entry[1] for entry in resource[4]}
-        for response in responses
-        for resource in response.resources
-    }
     for name in names:
         assert configs[name]["min.insync.replicas"] == "2", name
         assert configs[name]["unclean.leader.election.enable"] == "false", name
