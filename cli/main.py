@@ -82,22 +82,16 @@ def _fetch(settings: Settings, args: argparse.Namespace) -> int:
     print(f"Apache Kafka {settings.kafka_version} jars are in {libs}")
     postgres = ensure_postgres_installed(settings.postgres_bin_dir, progress=say)
     print(f"PostgreSQL is in {postgres}")
-    temporal = ensure_temporal_server(
-        settings.temporal_server_cache_dir,
-        settings.temporal_server_version,
-        go=settings.go,
-        toolchain=settings.go_toolchain,
-        progress=say,
-    )
-    print(f"Temporal's server {settings.temporal_server_version} is in {temporal.root}")
-    ui = ensure_temporal_ui(
-        settings.temporal_ui_cache_dir,
-        settings.temporal_ui_version,
-        go=settings.go,
-        toolchain=settings.go_toolchain,
-        progress=say,
-    )
-    print(f"Temporal's Web UI {settings.temporal_ui_version} is in {ui.root}")
+    for what, ensure, cache_dir, version in (
+        ("server", ensure_temporal_server, settings.temporal_server_cache_dir,
+         settings.temporal_server_version),
+        ("Web UI", ensure_temporal_ui, settings.temporal_ui_cache_dir,
+         settings.temporal_ui_version),
+    ):  # fmt: skip
+        build = ensure(
+            cache_dir, version, go=settings.go, toolchain=settings.go_toolchain, progress=say
+        )
+        print(f"Temporal's {what} {version} is in {build.root}")
     return 0
 
 
