@@ -272,9 +272,10 @@ class Settings(BaseSettings):
         "auto",
         description=(
             "How the copies of a service share its outbox on PostgreSQL: `claims` (every "
-            "copy's relay claims rows, whole orders at a time, `FOR UPDATE SKIP LOCKED`; the "
-            "faster, see docs/databases.md) or `lease` (one relay publishes at a time). "
-            "`auto`: claims on PostgreSQL. SQLite always uses the lease."
+            "copy's relay claims rows, whole orders at a time, `FOR UPDATE SKIP LOCKED`: no "
+            "wait for a lease when a copy dies; see docs/databases.md for the measurements) or "
+            "`lease` (one relay publishes at a time). `auto`: claims on PostgreSQL. SQLite "
+            "always uses the lease."
         ),
     )
     outbox_lease_seconds: float = Field(

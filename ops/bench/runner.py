@@ -438,16 +438,15 @@ async def run_bench(settings: Settings, options: BenchOptions, *, say: Say) -> B
         {"the orders": sagas.cpu, "the bare workflows": bare.cpu if bare else None}
     )
     ratios = ratios_of(sagas, bare, publishing)
+    storage = "postgresql" if settings.topology == "cluster" else settings.temporal_storage
     report = BenchReport(
         environment=Environment(
             run_id=run_id,
             started_at=started.isoformat(timespec="seconds"),
             api_url=settings.api_url,
             temporal_address=settings.temporal_address,
-            temporal_storage=(
-                "postgresql" if settings.topology == "cluster" else settings.temporal_storage
-            ),
-            kafka_bootstrap_servers=settings.kafka_bootstrap_servers,
+            temporal_storage=storage,
+            kafka_bootstrap_servers=settings.kafka_brokers,
             kafka_version=settings.kafka_version,
             cpus=os.cpu_count(),
             command=options.command_line(),
@@ -456,9 +455,7 @@ async def run_bench(settings: Settings, options: BenchOptions, *, say: Say) -> B
         bare=bare,
         publishing=publishing,
         ratios=ratios,
-        targets=evaluate_targets(
-            sagas, bare, publishing, ratios, temporal_storage=settings.temporal_storage
-        ),
+        targets=evaluate_targets(sagas, bare, publishing, ratios, temporal_storage=storage),
         profiles=saga_phase.profiles,
         warnings=warnings,
     )
