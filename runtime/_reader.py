@@ -117,23 +117,23 @@ class BookReader:
         ``order_prefix``, and the inbox's events handled since ``handled_since`` (a Unix time);
         a database without an outbox or an inbox counts none of it."""
         return EventCounts(
-            pending=self._count("SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL"),
+            pending=self._count("outbox", "sent_at IS NULL"),
             published=self._count(
-                "SELECT COUNT(*) FROM outbox WHERE sent_at IS NOT NULL"
-                " AND substr(order_id, 1, length(?)) = ?",
+                "outbox",
+                "sent_at IS NOT NULL AND substr(order_id, 1, length(?)) = ?",
                 (order_prefix, order_prefix),
             ),
-            handled=self._count(
-                "SELECT COUNT(*) FROM inbox WHERE handled_at >= ?", (handled_since,)
-            ),
+            handled=self._count("inbox", "handled_at >= ?", (handled_since,)),
         )
 
-    def _count(self, sql: str, parameters: tuple[object, ...] = ()) -> int:
-        table = sql.split(" FROM ", 1)[1].split()[0]
+    def _count(self, table: str, where: str, parameters: tuple[object, ...] = ()) -> int:
+        """The rows of ``table`` (the runtime's ``outbox`` or ``inbox``) that ``where`` keeps;
+        0 if the database has no such table."""
         try:
             if not self._db.has_table(table):
-                return 0  # this database has no outbox, or no inbox
-            return int(self._db.execute(sql, parameters).fetchone()[0])
+                return 0
+            found = self._db.execute(f"SELECT COUNT(*) FROM {table} WHERE {where}", parameters)
+            return int(found.fetchone()[0])
         except DatabaseError as exc:
             raise BookUnreadable(str(exc)) from None
 
