@@ -36,7 +36,7 @@ import psycopg
 from psycopg import sql
 
 from infra.engines.private_files import ensure_passwords, write_private
-from infra.engines.processes import MissingToolError, ProcessRecord, spawn, stop_process
+from infra.engines.processes import MissingToolError, ProcessRecord, log_tail, spawn, stop_process
 
 __all__ = [
     "DEBIAN_POSTGRES_ROOT",
@@ -284,20 +284,13 @@ class PostgresServer:
             else:
                 return
             if not record.is_alive():
-                raise RuntimeError(f"PostgreSQL ended during start:\n{self._log_tail()}")
+                raise RuntimeError(f"PostgreSQL ended during start:\n{log_tail(self.log_path)}")
             if time.monotonic() > deadline:
                 raise RuntimeError(
                     f"PostgreSQL did not answer on {self.host}:{self.port} within {timeout:.0f} s "
-                    f"({last}):\n{self._log_tail()}"
+                    f"({last}):\n{log_tail(self.log_path)}"
                 )
             time.sleep(0.1)
-
-    def _log_tail(self, lines: int = 30) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace").splitlines()[-lines:]
-        except OSError:
-            return f"  (no log at {self.log_path})"
-        return "\n".join(f"  | {line}" for line in text)
 
     def provision(self, services: Sequence[str]) -> dict[str, str]:
         """One database and one role per service, the role owning its database and allowed

@@ -26,6 +26,7 @@ __all__ = [
     "free_ports",
     "kill_process",
     "listener_of",
+    "log_tail",
     "port_in_use",
     "require_tool",
     "reserve_ports",
@@ -323,3 +324,12 @@ def require_tool(tool: str, what: str, install_hint: str) -> str:
     if path is None:
         raise MissingToolError(f"{tool!r} not found: {what} needs it; {install_hint}")
     return path
+
+
+def log_tail(path: Path, lines: int = 30) -> str:
+    """The last ``lines`` lines of a process's log, indented for an error message."""
+    try:
+        text = path.read_text(errors="replace").splitlines()[-lines:]
+    except OSError:
+        return f"  (no log at {path})"
+    return "\n".join(f"  | {line}" for line in text)

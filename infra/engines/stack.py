@@ -63,6 +63,7 @@ from infra.engines.processes import (
     ProcessRecord,
     ProcessTable,
     listener_of,
+    log_tail,
     port_in_use,
     spawn,
     stop_processes,
@@ -776,11 +777,7 @@ class Stack:
         return f"{name} exited during start-up; the end of its log:\n{self._log_tail(name)}"
 
     def _log_tail(self, name: str, lines: int = 15) -> str:
-        try:
-            text = self._log_path(name).read_text(errors="replace").splitlines()[-lines:]
-        except OSError:
-            return "(no log)"
-        return "\n".join(f"  | {line}" for line in text) + f"\n  (full log: saga logs {name})"
+        return log_tail(self._log_path(name), lines) + f"\n  (full log: saga logs {name})"
 
     # -- down and ps -------------------------------------------------------------------------
 

@@ -47,7 +47,7 @@ from infra.config.temporal import TemporalConnection
 from infra.engines.certificates import Leaf, expiring, make_certificates
 from infra.engines.postgres import PostgresServer
 from infra.engines.private_files import write_private
-from infra.engines.processes import PortReservation, ProcessRecord, spawn, stop_process
+from infra.engines.processes import PortReservation, ProcessRecord, log_tail, spawn, stop_process
 from infra.engines.temporal_build import TemporalServerBuild
 
 __all__ = [
@@ -490,11 +490,13 @@ class TemporalFullServer:
             else:
                 return client
             if not record.is_alive():
-                raise RuntimeError(f"Temporal's server ended during start:\n{self._log_tail()}")
+                raise RuntimeError(
+                    f"Temporal's server ended during start:\n{log_tail(self.log_path)}"
+                )
             if time.monotonic() > deadline:
                 raise RuntimeError(
                     f"Temporal's server did not answer on {self.address} in time ({last}):\n"
-                    f"{self._log_tail()}"
+                    f"{log_tail(self.log_path)}"
                 )
             await asyncio.sleep(0.2)
 
@@ -555,13 +557,6 @@ class TemporalFullServer:
                 await asyncio.sleep(0.5)
             else:
                 return
-
-    def _log_tail(self, lines: int = 30) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace").splitlines()[-lines:]
-        except OSError:
-            return f"  (no log at {self.log_path})"
-        return "\n".join(f"  | {line}" for line in text)
 
 
 def _run_to_end(coroutine: Coroutine[Any, Any, None]) -> None:

@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import yaml
 
-from infra.engines.processes import ProcessRecord, spawn, stop_process
+from infra.engines.processes import ProcessRecord, log_tail, spawn, stop_process
 from infra.engines.temporal_build import TemporalUiBuild
 from infra.engines.temporal_full import FrontendTls
 
@@ -162,18 +162,11 @@ class TemporalUiServer:
                     last = f"HTTP {response.status_code}: {response.text.strip()[:200]}"
                 if not record.is_alive():
                     raise RuntimeError(
-                        f"Temporal's Web UI server ended during start:\n{self._log_tail()}"
+                        f"Temporal's Web UI server ended during start:\n{log_tail(self.log_path)}"
                     )
                 if time.monotonic() > deadline:
                     raise RuntimeError(
                         f"Temporal's Web UI at {self.url} did not reach Temporal at "
-                        f"{self.temporal_address} in time ({last}):\n{self._log_tail()}"
+                        f"{self.temporal_address} in time ({last}):\n{log_tail(self.log_path)}"
                     )
                 time.sleep(0.2)
-
-    def _log_tail(self, lines: int = 20) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace").splitlines()[-lines:]
-        except OSError:
-            return f"  (no log at {self.log_path})"
-        return "\n".join(f"  | {line}" for line in text)
