@@ -7,6 +7,7 @@ with its own log, its own ports (:meth:`infra.config.settings.Settings.service_p
 """
 
 import asyncio
+import functools
 import json
 import os
 import shutil
@@ -68,7 +69,12 @@ from infra.engines.processes import (
     spawn,
     stop_processes,
 )
-from infra.engines.temporal_build import ensure_temporal_server, ensure_temporal_ui
+from infra.engines.temporal_build import (
+    TemporalServerBuild,
+    TemporalUiBuild,
+    ensure_temporal_server,
+    ensure_temporal_ui,
+)
 from infra.engines.temporal_full import (
     TemporalDatabase,
     TemporalFullServer,
@@ -101,7 +107,9 @@ CLUSTER_ENGINES: tuple[str, ...] = ("postgres", *KAFKA_NODES, "temporal", "tempo
 ENGINES: tuple[str, ...] = ("postgres", "kafka", *KAFKA_NODES, "temporal", "temporal-ui")
 """Every engine a stack may start (each topology starts some of them)."""
 COMPONENTS: tuple[str, ...] = (*ENGINES, *SERVICES, "api")
-TEMPORAL_FULL_SPAN = 11
+TEMPORAL_METRICS_OFFSET = 11
+"""Temporal's metrics listen this far above its frontend port (dev server and full server)."""
+TEMPORAL_FULL_SPAN = TEMPORAL_METRICS_OFFSET
 """The full server's listeners sit at its frontend port up to this far above it."""
 _SMALLINT_MAX = 32767
 TEMPORAL_ROLE = "temporal"
@@ -303,12 +311,11 @@ class Stack:
         s = self._settings
         if name in ("postgres", "kafka", *KAFKA_NODES, "temporal-ui"):
             return ()
-        if name == "temporal" and self._cluster:
-            return (f"http://127.0.0.1:{self._temporal_full().ports.metrics}/metrics",)
         if name == "temporal":
-            return (
-                (f"http://127.0.0.1:{s.temporal_port + 11}/metrics",) if s.temporal_embedded else ()
-            )
+            # Either server, when the stack runs it: the dev server's and the full server's
+            # metrics listen at the same place.
+            port = s.temporal_port + TEMPORAL_METRICS_OFFSET
+            return (f"http://127.0.0.1:{port}/metrics",) if self._embedded(name) else ()
         urls = [f"{self._address(name)}/metrics"]
         sdk_port = self._sdk_metrics_port(name)
         if sdk_port is not None:
@@ -378,7 +385,7 @@ class Stack:
             port=s.temporal_port,
             ui_port=s.temporal_ui_port,
             http_port=s.temporal_port + 10,
-            metrics_port=s.temporal_port + 11,
+            metrics_port=s.temporal_port + TEMPORAL_METRICS_OFFSET,
             db_file=self._run_dir / "temporal" / "temporal.db"
             if s.temporal_storage == "file"
             else None,
@@ -415,17 +422,36 @@ class Stack:
             return None
         return KAFKA_NODES[node - 1]
 
+    @functools.cached_property
+    def _temporal_server_build(self) -> TemporalServerBuild:
+        """Temporal's server and SQL tool, built the first time this stack needs them."""
+        s = self._settings
+        return ensure_temporal_server(
+            s.temporal_server_cache_dir,
+            s.temporal_server_version,
+            go=s.go,
+            toolchain=s.go_toolchain,
+            progress=self._say,
+        )
+
+    @functools.cached_property
+    def _temporal_ui_build(self) -> TemporalUiBuild:
+        """Temporal's Web UI server, built the first time this stack needs it."""
+        s = self._settings
+        return ensure_temporal_ui(
+            s.temporal_ui_cache_dir,
+            s.temporal_ui_version,
+            go=s.go,
+            toolchain=s.go_toolchain,
+            progress=self._say,
+        )
+
     def _temporal_full(self) -> TemporalFullServer:
         """Temporal's full server of the cluster topology, on the stack's PostgreSQL: its
         frontend at ``temporal_address``, its other listeners just above (its HTTP API 10
         above, its metrics 11 above, as the dev server's)."""
         s = self._settings
-        build = ensure_temporal_server(
-            s.temporal_server_cache_dir,
-            s.temporal_server_version,
-            toolchain=s.go_toolchain,
-            progress=self._say,
-        )
+        build = self._temporal_server_build
         base = s.temporal_port
         ports = TemporalPorts(
             frontend=base,
@@ -437,7 +463,7 @@ class Stack:
             matching_membership=base + 5,
             worker=base + 6,
             worker_membership=base + 7,
-            metrics=base + 11,
+            metrics=base + TEMPORAL_METRICS_OFFSET,
         )
         password = (read_postgres_secrets(self._run_dir) or {}).get(TEMPORAL_ROLE, "")
         database = TemporalDatabase(
@@ -461,13 +487,7 @@ class Stack:
         frontend, on ``temporal_ui_port``, with the codec endpoint and TLS the dev server's UI
         would have."""
         s = self._settings
-        build = ensure_temporal_ui(
-            s.temporal_ui_cache_dir,
-            s.temporal_ui_version,
-            go=s.go,
-            toolchain=s.go_toolchain,
-            progress=self._say,
-        )
+        build = self._temporal_ui_build
         return TemporalUiServer(
             build,
             self._run_dir,
