@@ -172,23 +172,21 @@ class Database:
         return cursor
 
     @contextlib.contextmanager
-    def transaction(self, *, exclusive: bool = True) -> Iterator[Self]:
+    def transaction(self) -> Iterator[Self]:
         """One local transaction: commit if the block ends, roll back if it raises (anything).
 
-        ``exclusive`` (the default) makes the writers of one database take turns, on either
-        engine: SQLite's ``BEGIN IMMEDIATE`` takes the file's write lock, PostgreSQL takes a
-        transaction-scoped advisory lock of the schema. A book's read-then-write logic (a
-        release that checks the reservation first) thus sees no other writer between its
-        read and its write, whichever engine and however many copies. ``exclusive=False``
-        leaves PostgreSQL to its row locks (the outbox relay's claims).
+        The writers of one database take turns, on either engine: SQLite's ``BEGIN IMMEDIATE``
+        takes the file's write lock, PostgreSQL takes a transaction-scoped advisory lock of the
+        schema. A book's read-then-write logic (a release that checks the reservation first)
+        thus sees no other writer between its read and its write, whichever engine and however
+        many copies. (The outbox relay's claims are transactions of their own, on row locks.)
         """
         raw = self._live()
         if isinstance(raw, sqlite3.Connection):
-            raw.execute("BEGIN IMMEDIATE" if exclusive else "BEGIN")
+            raw.execute("BEGIN IMMEDIATE")
         else:
             raw.execute("BEGIN")
-            if exclusive:
-                raw.execute("SELECT pg_advisory_xact_lock(hashtext(current_schema()))")
+            raw.execute("SELECT pg_advisory_xact_lock(hashtext(current_schema()))")
         try:
             yield self
         except BaseException:
