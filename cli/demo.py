@@ -24,6 +24,7 @@ from infra.config.settings import Settings
 from infra.config.temporal import temporal_connection
 from orchestrator.queries import database_path
 from orchestrator.timeline import Timeline, TimelineEntry
+from orchestrator.workflows.order_saga import start_attributes
 from runtime import open_reader, wait_for_temporal
 
 __all__ = ["demo_order", "run_demo", "web_ui_link"]
@@ -66,6 +67,7 @@ async def run_demo(
         OrderSagaInput(order=order, dispatch_deadline_seconds=settings.dispatch_deadline_seconds),
         id=workflow_id,
         task_queue=ORCHESTRATOR,
+        search_attributes=start_attributes(order),
         result_type=OrderSagaResult,
     )
     say(f"order {order.order_id}: saga {workflow_id} started")

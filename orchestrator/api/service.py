@@ -65,7 +65,12 @@ from orchestrator.api.models import (
 )
 from orchestrator.saga import SAGA_STATUS_KEY, SAGA_STEP_KEY, SagaDefinition
 from orchestrator.timeline import Timeline
-from orchestrator.workflows.order_saga import CUSTOMER_ID_KEY, ORDER_ID_KEY, ORDER_SAGA
+from orchestrator.workflows.order_saga import (
+    CUSTOMER_ID_KEY,
+    ORDER_ID_KEY,
+    ORDER_SAGA,
+    start_attributes,
+)
 from runtime import Database, Outbox, transaction
 
 __all__ = [
@@ -171,11 +176,12 @@ class SagaService:
         order_id = request.order_id or f"ord-{uuid.uuid4().hex[:16]}"
         workflow_id = saga_workflow_id(order_id)
         digest = request.digest()
+        order = request.to_order(order_id)
         try:
             await self._client.start_workflow(
                 ORDER_SAGA_WORKFLOW,
                 OrderSagaInput(
-                    order=request.to_order(order_id),
+                    order=order,
                     dispatch_deadline_seconds=(
                         request.dispatch_deadline_seconds
                         or self._settings.dispatch_deadline_seconds
@@ -186,6 +192,7 @@ class SagaService:
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
                 id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
                 memo={REQUEST_DIGEST_MEMO: digest, PLACED_BY_MEMO: placed_by},
+                search_attributes=start_attributes(order),
                 rpc_timeout=_RPC_TIMEOUT,
             )
         except WorkflowAlreadyStartedError:
@@ -342,7 +349,14 @@ class SagaService:
             since=since,
             stuck_for_seconds=round((now - since).total_seconds(), 1),
             flagged_stuck=state.stuck,
-            attempts=pending.attempt if pending else 0,
+            # A local activity (the orchestrator's own steps) is never pending on the server.
+            attempts=(
+                pending.attempt
+                if pending
+                else state.compensation_attempts
+                if compensating
+                else state.attempts
+            ),
             last_failure=(
                 pending.last_failure.message
                 if pending is not None and pending.HasField("last_failure")

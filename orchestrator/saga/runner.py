@@ -11,6 +11,12 @@ the workflow itself was cancelled, ``run`` re-raises ``CancelledError`` once eve
 compensation is done, so the workflow ends as cancelled. Past the pivot step nothing turns
 the saga back: a workflow cancellation is recorded in the notes and the remaining steps
 run to the end.
+
+History. Each history event costs the Temporal server and every replay, so the runner
+writes few (behind ``LEAN_HISTORY_PATCH``; sagas started before it keep their old shape):
+the search attributes are upserted only when a value differs from what Temporal holds
+(the workflow's start attributes included), once per workflow task, just before the
+workflow waits; and steps whose ``ActivityCall`` is ``local`` run as local activities.
 """
 
 import asyncio
@@ -47,7 +53,11 @@ from orchestrator.saga.definition import (
     WaitStep,
 )
 
-__all__ = ["SagaOutcome", "SagaRunner"]
+__all__ = ["LEAN_HISTORY_PATCH", "SagaOutcome", "SagaRunner"]
+
+LEAN_HISTORY_PATCH = "saga-lean-history"
+"""``workflow.patched`` id of the lean history: search attributes upserted only when they
+change, once per workflow task, and local activities for the steps that ask for them."""
 
 InputT = TypeVar("InputT")
 
@@ -84,8 +94,9 @@ class SagaRunner(Generic[InputT]):
     Args:
         definition: the saga's steps.
         saga_input: the workflow's input, available to input builders as ``ctx.input``.
-        search_attributes: set once when the saga starts (``OrderId``...); ``SagaStatus``
-            and ``SagaStep`` are kept up to date by the runner at every transition.
+        search_attributes: set once when the saga starts (``OrderId``...), unless the
+            workflow was started with them; ``SagaStatus`` and ``SagaStep`` are kept up to
+            date by the runner at every transition.
     """
 
     def __init__(
@@ -110,6 +121,11 @@ class SagaRunner(Generic[InputT]):
         self._wake_ups = 0
         self._notes: list[SagaNote] = []
         self._upserted: tuple[str, str] | None = None
+        self._lean = False
+        self._held: dict[str, Any] = {}
+        """What Temporal holds for each search attribute (lean history)."""
+        self._wanted: dict[str, SearchAttributeUpdate[Any]] = {}
+        """Search attribute values not upserted yet (lean history)."""
 
     # --- What the status query reports -------------------------------------------------
 
@@ -127,6 +143,12 @@ class SagaRunner(Generic[InputT]):
     def failure(self) -> SagaFailure | None:
         """Why the saga turned back, once it has."""
         return self.context.failure
+
+    @property
+    def lean_history(self) -> bool:
+        """Whether this saga writes the lean history (``LEAN_HISTORY_PATCH``): a workflow can
+        take its own older patches as applied when this holds, without their markers."""
+        return self._lean
 
     @property
     def steps(self) -> list[StepState]:
@@ -147,8 +169,14 @@ class SagaRunner(Generic[InputT]):
             asyncio.CancelledError: the workflow was cancelled; raised after every
                 compensation has run.
         """
-        workflow.upsert_search_attributes(self._initial_attributes)
-        self._publish()
+        self._lean = workflow.patched(LEAN_HISTORY_PATCH)
+        if self._lean:
+            started_with = workflow.info().typed_search_attributes.search_attributes
+            self._held = {pair.key.name: pair.value for pair in started_with}
+            self._want(self._initial_attributes)
+        else:
+            workflow.upsert_search_attributes(self._initial_attributes)
+            self._publish()
         body = asyncio.create_task(self._body())
         workflow_cancelled = False
         while True:
@@ -160,6 +188,7 @@ class SagaRunner(Generic[InputT]):
                     raise
                 workflow_cancelled = True
                 self._on_workflow_cancel()
+        self._flush_attributes()
         if workflow_cancelled and outcome.phase is SagaPhase.CANCELLED:
             raise asyncio.CancelledError(outcome.failure.reason if outcome.failure else None)
         return outcome
@@ -229,9 +258,8 @@ class SagaRunner(Generic[InputT]):
                     maybe_applied=True,
                 )
             try:
-                return await _call(
+                return await self._call(
                     step.action,
-                    self.context,
                     policy,
                     business_errors=policy.business_errors,
                     schedule_to_close=remaining,
@@ -287,6 +315,7 @@ class SagaRunner(Generic[InputT]):
 
     async def _woken_within(self, step: WaitStep, remaining: timedelta) -> bool:
         """Whether a value for ``step`` (or an interruption) came within ``remaining``."""
+        self._flush_attributes()
         try:
             await workflow.wait_condition(
                 lambda: step.name in self._deliveries or self._interruption is not None,
@@ -327,7 +356,7 @@ class SagaRunner(Generic[InputT]):
         backoff = policy.stuck_backoff
         while record.resolution is None:
             try:
-                await _call(compensation, self.context, policy)
+                await self._call(compensation, policy)
             except ActivityError as error:
                 record.compensation_attempts += _attempts(error, policy)
                 record.compensation_last_error = _describe(error, compensation)
@@ -346,6 +375,7 @@ class SagaRunner(Generic[InputT]):
         wake_ups = self._wake_ups
         if wait <= timedelta(0):
             return
+        self._flush_attributes()
         with contextlib.suppress(TimeoutError):
             await workflow.wait_condition(
                 lambda: self._wake_ups != wake_ups or record.resolution is not None,
@@ -477,44 +507,85 @@ class SagaRunner(Generic[InputT]):
     def _publish(self, step: str | None = None) -> None:
         shown = step or self._current or self.definition.steps[-1].name
         values = (self._phase.value, shown)
+        updates = [SAGA_STATUS_KEY.value_set(values[0]), SAGA_STEP_KEY.value_set(values[1])]
+        if self._lean:
+            self._want(updates)
+            return
         if values == self._upserted:
             return
         self._upserted = values
-        workflow.upsert_search_attributes(
-            [SAGA_STATUS_KEY.value_set(values[0]), SAGA_STEP_KEY.value_set(values[1])]
-        )
+        workflow.upsert_search_attributes(updates)
 
+    def _want(self, updates: Sequence[SearchAttributeUpdate[Any]]) -> None:
+        """Keep ``updates`` for the next flush; the last value of each attribute wins."""
+        for update in updates:
+            self._wanted[update.key.name] = update
 
-async def _call(
-    call: ActivityCall,
-    context: SagaContext[Any],
-    policy: StepPolicy,
-    *,
-    business_errors: frozenset[str] = frozenset(),
-    schedule_to_close: timedelta | None = None,
-    cancellation_type: ActivityCancellationType = ActivityCancellationType.TRY_CANCEL,
-) -> BaseModel:
-    start_to_close = call.attempt_timeout
-    if schedule_to_close is not None:
-        start_to_close = min(start_to_close, schedule_to_close)
-    result: BaseModel = await workflow.execute_activity(
-        call.name,
-        call.input(context),
-        task_queue=call.task_queue,
-        result_type=call.result,
-        schedule_to_close_timeout=schedule_to_close,
-        schedule_to_start_timeout=call.pickup_timeout,
-        start_to_close_timeout=start_to_close,
-        retry_policy=RetryPolicy(
+    def _flush_attributes(self) -> None:
+        """Upsert, in one command, the wanted values that differ from what Temporal holds.
+
+        Called just before the workflow waits (for a timer, a condition, an activity run by
+        the task queue), so the values set within one workflow task become one upsert."""
+        changed = [
+            update
+            for name, update in self._wanted.items()
+            if self._held.get(name, _ABSENT) != update.value
+        ]
+        self._wanted.clear()
+        if not changed:
+            return
+        workflow.upsert_search_attributes(changed)
+        self._held.update((update.key.name, update.value) for update in changed)
+
+    async def _call(
+        self,
+        call: ActivityCall,
+        policy: StepPolicy,
+        *,
+        business_errors: frozenset[str] = frozenset(),
+        schedule_to_close: timedelta | None = None,
+        cancellation_type: ActivityCancellationType = ActivityCancellationType.TRY_CANCEL,
+    ) -> BaseModel:
+        """Run ``call`` with ``policy``'s retries: a local activity if it asks to be one."""
+        start_to_close = call.attempt_timeout
+        if schedule_to_close is not None:
+            start_to_close = min(start_to_close, schedule_to_close)
+        retry_policy = RetryPolicy(
             initial_interval=policy.retry_interval,
             backoff_coefficient=2.0,
             maximum_interval=policy.max_backoff,
             maximum_attempts=policy.attempts_before_stuck,
             non_retryable_error_types=sorted(business_errors),
-        ),
-        cancellation_type=cancellation_type,
-    )
-    return result
+        )
+        if self._lean and call.local:
+            # Runs within this workflow task: what is wanted is upserted after it, with
+            # whatever the step's outcome changes.
+            local: BaseModel = await workflow.execute_local_activity(
+                call.name,
+                call.input(self.context),
+                result_type=call.result,
+                schedule_to_close_timeout=schedule_to_close,
+                start_to_close_timeout=start_to_close,
+                retry_policy=retry_policy,
+                cancellation_type=cancellation_type,
+            )
+            return local
+        self._flush_attributes()
+        result: BaseModel = await workflow.execute_activity(
+            call.name,
+            call.input(self.context),
+            task_queue=call.task_queue,
+            result_type=call.result,
+            schedule_to_close_timeout=schedule_to_close,
+            schedule_to_start_timeout=call.pickup_timeout,
+            start_to_close_timeout=start_to_close,
+            retry_policy=retry_policy,
+            cancellation_type=cancellation_type,
+        )
+        return result
+
+
+_ABSENT = object()
 
 
 def _error_type(error: ActivityError) -> str | None:

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from datetime import timedelta
 
 from temporalio import workflow
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
 with workflow.unsafe.imports_passed_through():
     from pydantic import BaseModel
@@ -48,6 +49,7 @@ with workflow.unsafe.imports_passed_through():
         CompleteOrderInput,
         CompleteOrderResult,
         OperatorActionResult,
+        Order,
         OrderSagaInput,
         OrderSagaResult,
         PlaceOrderInput,
@@ -67,7 +69,12 @@ with workflow.unsafe.imports_passed_through():
         ShipmentDispatched,
     )
     from contracts.errors import DESTINATION_UNSUPPORTED, PAYMENT_DECLINED, STOCK_UNAVAILABLE
-    from contracts.search_attributes import CUSTOMER_ID_KEY, ORDER_ID_KEY
+    from contracts.search_attributes import (
+        CUSTOMER_ID_KEY,
+        ORDER_ID_KEY,
+        SAGA_STATUS_KEY,
+        SAGA_STEP_KEY,
+    )
     from orchestrator.saga import (
         ActivityCall,
         SagaContext,
@@ -85,6 +92,7 @@ __all__ = [
     "OUTCOME_MEMO_PATCH",
     "OrderSaga",
     "Steps",
+    "start_attributes",
 ]
 
 OUTCOME_MEMO_PATCH = "outcome-memo"
@@ -168,12 +176,14 @@ ORDER_SAGA = SagaDefinition(
             action=ActivityCall(
                 name=PLACE_ORDER,
                 task_queue=task_queues.ORCHESTRATOR,
+                local=True,
                 input=lambda ctx: PlaceOrderInput(order=ctx.input.order),
                 result=PlaceOrderResult,
             ),
             compensation=ActivityCall(
                 name=CANCEL_ORDER,
                 task_queue=task_queues.ORCHESTRATOR,
+                local=True,
                 input=lambda ctx: CancelOrderInput(
                     order_id=_order_id(ctx),
                     reason=ctx.failure_reason,
@@ -250,6 +260,7 @@ ORDER_SAGA = SagaDefinition(
             action=ActivityCall(
                 name=COMPLETE_ORDER,
                 task_queue=task_queues.ORCHESTRATOR,
+                local=True,
                 input=_complete_input,
                 result=CompleteOrderResult,
             ),
@@ -258,6 +269,19 @@ ORDER_SAGA = SagaDefinition(
     ],
 )
 """The order saga's steps, their compensations and their failure policies."""
+
+
+def start_attributes(order: Order) -> TypedSearchAttributes:
+    """The search attributes to start an order's saga with, so the saga upserts none of
+    them before it moves (a saga started without them upserts them itself)."""
+    return TypedSearchAttributes(
+        [
+            SearchAttributePair(ORDER_ID_KEY, order.order_id),
+            SearchAttributePair(CUSTOMER_ID_KEY, order.customer_id),
+            SearchAttributePair(SAGA_STATUS_KEY, SagaPhase.RUNNING.value),
+            SearchAttributePair(SAGA_STEP_KEY, ORDER_SAGA.steps[0].name),
+        ]
+    )
 
 
 @workflow.defn(name=ORDER_SAGA_WORKFLOW)
@@ -306,7 +330,8 @@ class OrderSaga:
         if self._runner.phase not in (SagaPhase.COMPLETED, SagaPhase.CANCELLED):
             return
         # Added after sagas had run without it: the marker keeps their histories replayable.
-        if workflow.patched(OUTCOME_MEMO_PATCH):
+        # A lean history is newer than the memo: it needs no marker (two history events).
+        if self._runner.lean_history or workflow.patched(OUTCOME_MEMO_PATCH):
             failure = self._runner.failure
             workflow.upsert_memo(
                 {

@@ -236,14 +236,21 @@ async def saga_workers(
     workflows: list[type] | None = None,
     down: frozenset[str] = frozenset(),
 ) -> AsyncIterator[SagaHarness]:
-    """Run the saga's worker (fresh task queue) and one stand-in worker per service queue,
+    """Run the saga's worker (fresh task queue) with the orchestrator's own steps (local
+    activities run where the workflow runs) and one stand-in worker per service queue,
     except the queues in ``down``: nobody picks their activities up."""
     task_queue = f"saga-{uuid.uuid4()}"
+    by_queue = _activities_by_queue(stand_ins)
     async with AsyncExitStack() as stack:
         await stack.enter_async_context(
-            Worker(client, task_queue=task_queue, workflows=workflows or [OrderSaga])
+            Worker(
+                client,
+                task_queue=task_queue,
+                workflows=workflows or [OrderSaga],
+                activities=by_queue.pop(task_queues.ORCHESTRATOR),  # type: ignore[arg-type]
+            )
         )
-        for queue, activities in _activities_by_queue(stand_ins).items():
+        for queue, activities in by_queue.items():
             if queue in down:
                 continue
             await stack.enter_async_context(

@@ -75,6 +75,15 @@ async def wait_for(
             await asyncio.sleep(0.05)
 
 
+def completed_forward(calls: list[str]) -> bool:
+    """The forward steps once each, then ``order.complete`` and nothing else.
+
+    ``order.complete`` is a local activity run in the workflow task that completes the saga;
+    when a signal comes in meanwhile, Temporal refuses that completion and the task runs
+    again, and so does the activity (at least once, as any activity: it is idempotent)."""
+    return calls[: len(FORWARD)] == FORWARD and set(calls[len(FORWARD) :]) == {COMPLETE_ORDER}
+
+
 def waiting_for_dispatch(status: SagaStatus) -> bool:
     return status.current_step == Steps.AWAIT_DISPATCH
 
@@ -264,7 +273,7 @@ async def test_a_cancel_after_dispatch_is_refused(saga: SagaHarness) -> None:
 
     result = await result_of(handle)
 
-    assert saga.stand_ins.calls == [*FORWARD, COMPLETE_ORDER]
+    assert completed_forward(saga.stand_ins.calls)
     assert result.status is SagaPhase.COMPLETED
     notes = (await status_of(handle)).notes
     assert [note.kind for note in notes] == ["cancel-refused"]
@@ -286,7 +295,7 @@ async def test_duplicate_and_foreign_dispatch_signals_change_nothing(saga: SagaH
 
     result = await result_of(handle)
 
-    assert saga.stand_ins.calls == [*FORWARD, COMPLETE_ORDER]
+    assert completed_forward(saga.stand_ins.calls)
     assert result.tracking_number == "TRK-1"
     notes = (await status_of(handle)).notes
     assert [note.kind for note in notes] == ["delivery-rejected", "delivery-ignored"]

@@ -3,10 +3,13 @@
 The histories in ``histories/`` are written by the path tests of
 ``tests/system/orchestrator/test_order_saga.py``: re-record them with
 ``SAGA_RECORD_HISTORIES=1 pytest tests/system/orchestrator -k order_saga`` (review the diff
-before committing). The ``prepatch_*`` histories were recorded before
-``OrderSaga`` gained its outcome memo (``OUTCOME_MEMO_PATCH``); never re-record them.
+before committing). Never re-record the older ones: the ``prepatch_*`` histories were
+recorded before ``OrderSaga`` gained its outcome memo (``OUTCOME_MEMO_PATCH``), the
+``prelean_*`` ones (every path) before the saga library wrote its lean history
+(``LEAN_HISTORY_PATCH``).
 """
 
+import base64
 import dataclasses
 import json
 from pathlib import Path
@@ -17,10 +20,17 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer, UnsandboxedWorkflowRunner
 from temporalio.workflow import NondeterminismError
 
-from contracts.activities import OrderSagaInput, OrderSagaResult
+from contracts.activities import (
+    CANCEL_ORDER,
+    COMPLETE_ORDER,
+    PLACE_ORDER,
+    OrderSagaInput,
+    OrderSagaResult,
+)
 from ops.replay import load_history_files, replay_files
-from orchestrator.saga import SagaDefinition
+from orchestrator.saga import LEAN_HISTORY_PATCH, SagaDefinition
 from orchestrator.workflows import ORDER_SAGA, OrderSaga
+from orchestrator.workflows.order_saga import OUTCOME_MEMO_PATCH
 from tests.support.saga_harness import HISTORIES
 
 PATHS = {
@@ -40,6 +50,7 @@ PATHS = {
     "resolve_manually",
     "forward_budget_exhausted",
 }
+PRE_LEAN = {f"prelean_{path}" for path in PATHS}
 PRE_PATCH = {
     "prepatch_happy_path",
     "prepatch_payment_declined",
@@ -88,14 +99,42 @@ def _history(name: str) -> WorkflowHistory:
     return load_history_files([HISTORIES / f"{name}.json"])[0]
 
 
+def _events(path: Path) -> list[dict[str, object]]:
+    events: list[dict[str, object]] = json.loads(path.read_text(encoding="utf-8"))["events"]
+    return events
+
+
+def _marker_data(path: Path, marker: str, details: str) -> list[dict[str, object]]:
+    """The JSON payloads of ``path``'s markers called ``marker`` (``core_patch``...)."""
+    found = []
+    for event in _events(path):
+        attributes = event.get("markerRecordedEventAttributes")
+        if not isinstance(attributes, dict) or attributes["markerName"] != marker:
+            continue
+        payload = attributes["details"][details]["payloads"][0]["data"]
+        found.append(json.loads(base64.b64decode(payload)))
+    return found
+
+
+def _patches(path: Path) -> list[object]:
+    return [data["id"] for data in _marker_data(path, "core_patch", "patch-data")]
+
+
+def _scheduled_activities(path: Path) -> list[str]:
+    return [
+        attributes["activityType"]["name"]
+        for event in _events(path)
+        if isinstance(attributes := event.get("activityTaskScheduledEventAttributes"), dict)
+    ]
+
+
 def _has_patch_marker(path: Path) -> bool:
-    events = json.loads(path.read_text(encoding="utf-8"))["events"]
-    return any(event.get("eventType") == "EVENT_TYPE_MARKER_RECORDED" for event in events)
+    return OUTCOME_MEMO_PATCH in _patches(path)
 
 
 async def test_every_saga_path_has_a_committed_history() -> None:
     """One history per path, plus the ones recorded before the patch."""
-    assert {path.stem for path in HISTORIES.glob("*.json")} == PATHS | PRE_PATCH
+    assert {path.stem for path in HISTORIES.glob("*.json")} == PATHS | PRE_LEAN | PRE_PATCH
 
 
 async def test_every_committed_history_replays_against_the_current_code() -> None:
@@ -103,7 +142,7 @@ async def test_every_committed_history_replays_against_the_current_code() -> Non
     report = await replay_files(sorted(HISTORIES.glob("*.json")))
 
     assert report.failures == ()
-    assert {outcome.workflow_id for outcome in report.outcomes} == PATHS | PRE_PATCH
+    assert {outcome.workflow_id for outcome in report.outcomes} == PATHS | PRE_LEAN | PRE_PATCH
 
 
 async def test_reordering_steps_is_caught_as_nondeterminism() -> None:
@@ -144,7 +183,7 @@ async def test_the_patched_memo_keeps_old_histories_replayable() -> None:
     """Histories from before the patch have no marker and still replay; unguarded, they fail."""
     for name in sorted(PRE_PATCH):
         assert not _has_patch_marker(HISTORIES / f"{name}.json")
-        assert _has_patch_marker(HISTORIES / f"{name.removeprefix('prepatch_')}.json")
+        assert _has_patch_marker(HISTORIES / f"{name.replace('prepatch_', 'prelean_')}.json")
 
     report = await replay_files([HISTORIES / f"{name}.json" for name in sorted(PRE_PATCH)])
     unguarded = await _replayer(UnguardedMemoOrderSaga).replay_workflow(
@@ -153,3 +192,44 @@ async def test_the_patched_memo_keeps_old_histories_replayable() -> None:
 
     assert report.ok
     assert isinstance(unguarded.replay_failure, NondeterminismError)
+
+
+async def test_lean_histories_carry_the_patch_and_run_the_orders_own_steps_locally() -> None:
+    """Every path recorded now is lean; none from before is; the order's own steps leave a
+    local activity marker each, and never a scheduled activity."""
+    own_steps = {PLACE_ORDER, COMPLETE_ORDER, CANCEL_ORDER}
+    for name in sorted(PATHS):
+        lean = HISTORIES / f"{name}.json"
+        assert _patches(lean) == [LEAN_HISTORY_PATCH]  # no outcome-memo marker any more
+        assert not own_steps & set(_scheduled_activities(lean))
+        local = [
+            data["activity_type"] for data in _marker_data(lean, "core_local_activity", "data")
+        ]
+        assert PLACE_ORDER in local
+        before = HISTORIES / f"prelean_{name}.json"
+        assert LEAN_HISTORY_PATCH not in _patches(before)
+        assert PLACE_ORDER in _scheduled_activities(before)
+
+
+def _upserts_per_workflow_task(path: Path) -> list[int]:
+    """How many search-attribute upserts each workflow task's completion wrote."""
+    counts: dict[object, int] = {}
+    for event in _events(path):
+        attributes = event.get("upsertWorkflowSearchAttributesEventAttributes")
+        if not isinstance(attributes, dict):
+            continue
+        fields = attributes["searchAttributes"]["indexedFields"]
+        if "TemporalChangeVersion" in fields:
+            continue  # written by the SDK beside each patch marker
+        task = attributes["workflowTaskCompletedEventId"]
+        counts[task] = counts.get(task, 0) + 1
+    return list(counts.values())
+
+
+async def test_a_lean_history_upserts_at_most_once_per_workflow_task() -> None:
+    """The saga's attributes change several times in some workflow tasks (a local step, then
+    the next step; the first task's start attributes and status): one upsert each."""
+    for name in sorted(PATHS):
+        assert max(_upserts_per_workflow_task(HISTORIES / f"{name}.json")) == 1, name
+    before = _upserts_per_workflow_task(HISTORIES / "prelean_happy_path.json")
+    assert max(before) > 1
