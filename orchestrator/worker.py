@@ -115,6 +115,7 @@ def build(context: ServiceContext) -> ServiceParts:
     return ServiceParts(
         activities=[orders.place, orders.complete, orders.cancel],
         workflows=[OrderSaga],
+        deterministic_modules=["orchestrator.workflows", "orchestrator.saga", "contracts"],
         background=[
             *(c.run for c in consumers),
             KafkaClusterWatch(kafka, KafkaClusterMetrics(context.registry)).run,

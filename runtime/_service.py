@@ -88,6 +88,11 @@ class ServiceParts:
     """Coroutines that run as long as the process (they are cancelled on shutdown)."""
     workflows: Sequence[type] = ()
     """Workflow classes the process's Temporal worker runs (the orchestrator's)."""
+    deterministic_modules: Sequence[str] = ()
+    """Packages passed through the workflow sandbox, imported once per process instead of
+    once per workflow run: deterministic and free of side effects at import (the workflows'
+    own; import-linter's workflow contract keeps I/O out of them). The sandbox's checks of
+    what workflow code calls still apply."""
 
 
 @dataclass(frozen=True)
@@ -260,7 +265,9 @@ async def serve(
                     task_queue=task_queue,
                     activities=[ping_activity(service), *parts.activities],
                     workflows=list(parts.workflows),
-                    workflow_runner=traced_workflow_runner(),
+                    workflow_runner=traced_workflow_runner(
+                        passthrough=parts.deterministic_modules
+                    ),
                     interceptors=[
                         ActivityAttempts(
                             ActivityMetrics(registry), skip=frozenset({f"{service}.ping"})

@@ -60,8 +60,10 @@ def temporal_interceptors(endpoint: str | None) -> Sequence[Interceptor]:
     return [] if endpoint is None else [TracingInterceptor()]
 
 
-def traced_workflow_runner(runner: WorkflowRunner | None = None) -> WorkflowRunner:
-    """The workflow sandbox, with OpenTelemetry passed through it.
+def traced_workflow_runner(
+    runner: WorkflowRunner | None = None, *, passthrough: Sequence[str] = ()
+) -> WorkflowRunner:
+    """The workflow sandbox, with OpenTelemetry and ``passthrough`` passed through it.
 
     The tracing interceptor's workflow side runs inside the sandbox; OpenTelemetry's context
     must be the process's own, not a copy re-imported for each workflow run.
@@ -70,5 +72,6 @@ def traced_workflow_runner(runner: WorkflowRunner | None = None) -> WorkflowRunn
     if not isinstance(runner, SandboxedWorkflowRunner):
         return runner
     return dataclasses.replace(
-        runner, restrictions=runner.restrictions.with_passthrough_modules("opentelemetry")
+        runner,
+        restrictions=runner.restrictions.with_passthrough_modules("opentelemetry", *passthrough),
     )
