@@ -265,9 +265,7 @@ async def serve(
                     task_queue=task_queue,
                     activities=[ping_activity(service), *parts.activities],
                     workflows=list(parts.workflows),
-                    workflow_runner=traced_workflow_runner(
-                        passthrough=parts.deterministic_modules
-                    ),
+                    workflow_runner=traced_workflow_runner(passthrough=parts.deterministic_modules),
                     interceptors=[
                         ActivityAttempts(
                             ActivityMetrics(registry), skip=frozenset({f"{service}.ping"})
