@@ -9,7 +9,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from cli import audit, chaos, ops
 from cli.output import fail, print_json, say, table
@@ -375,6 +375,19 @@ def _replay(settings: Settings, args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def _rate(text: str) -> float | Literal["auto"]:
+    """``--rate``: ``auto``, or a positive number of orders a second."""
+    if text == "auto":
+        return "auto"
+    try:
+        rate = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of orders a second: {text!r}") from None
+    if not 0 < rate < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be above 0: {text!r}")
+    return rate
+
+
 def _bench(settings: Settings, args: argparse.Namespace) -> int:
     from ops.bench import BenchError, BenchOptions, render_text, run_bench
 
@@ -389,7 +402,8 @@ def _bench(settings: Settings, args: argparse.Namespace) -> int:
         print(render_text(run.report))
     paths = f"report: {run.json_path}\nreport: {run.markdown_path}"
     print(paths, file=sys.stderr if args.json else sys.stdout)
-    return 1 if run.report.sagas.load.failed else 0
+    paced = run.report.paced
+    return 1 if run.report.sagas.load.failed or (paced and paced.load.failed) else 0
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -487,6 +501,19 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="the bare workflow's stand-in for the carrier's dispatch delay "
         "(default: SAGA_CARRIER_DISPATCH_DELAY_SECONDS)",
+    )
+    bench.add_argument(
+        "--rate",
+        type=_rate,
+        metavar="N|auto",
+        help="after the saturation run, start orders at N a second on a fixed schedule (open "
+        "loop) and judge the event latencies there; auto: 70%% of the saturation's sagas/s",
+    )
+    bench.add_argument(
+        "--paced-orders",
+        type=int,
+        metavar="M",
+        help="orders of the paced run (default: 30 s worth at the rate)",
     )
     bench.add_argument(
         "--records", type=int, default=100_000, help="records per publisher (default 100000)"

@@ -1,13 +1,17 @@
-"""Orders through the API, and bare workflows straight to Temporal, at a fixed concurrency.
+"""Orders through the API, and bare workflows straight to Temporal.
 
-Both run closed loop: ``concurrency`` clients, each starting its next saga once its last one
-has finished, until ``count`` have been started. A saga is timed from the moment it was
-accepted (the API's answer; Temporal's, for the bare workflow) to the moment the client
-sees it finished (``handle.result()``, a long poll on the workflow's close event).
+Closed loop (:func:`run_orders`, :func:`run_bare_sagas`): ``concurrency`` clients, each
+starting its next saga once its last one has finished, until ``count`` have been started:
+the ceiling. Open loop (:func:`run_paced_orders`): orders start on a schedule, ``rate`` a
+second, whether or not the earlier ones have finished, up to a cap on those in flight. A
+saga is timed from the moment it was accepted (the API's answer; Temporal's, for the bare
+workflow) to the moment the client sees it finished (``handle.result()``, a long poll on the
+workflow's close event).
 """
 
 import asyncio
 import contextlib
+import math
 import sys
 import time
 from collections import Counter
@@ -38,14 +42,18 @@ from orchestrator.api.models import Address, OrderAccepted, OrderItem, OrderRequ
 __all__ = [
     "BENCH_SKUS",
     "LoadFigures",
+    "PacingFigures",
     "Progress",
     "ProgressLine",
     "Say",
     "bare_workers",
     "bare_workflow_id",
     "bench_order",
+    "in_flight_cap",
+    "pacing_schedule",
     "run_bare_sagas",
     "run_orders",
+    "run_paced_orders",
 ]
 
 BENCH_SKUS = ("SKU-1001", "SKU-1002", "SKU-1003")
@@ -184,22 +192,17 @@ async def _post_order(http: httpx.AsyncClient, request: OrderRequest) -> httpx.R
     return await http.post("/orders", json=body)
 
 
-async def run_orders(
+@contextlib.asynccontextmanager
+async def _order_placer(
     api_url: str,
     temporal: Client,
     *,
     run_id: str,
-    count: int,
-    concurrency: int,
-    progress: Progress,
-    headers: Mapping[str, str] | None = None,
-) -> LoadFigures:
-    """Place ``count`` orders through the API and wait for each saga's end.
-
-    ``headers`` are sent with every request: the bearer token's
-    (:func:`infra.config.settings.api_headers`).
-    """
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    connections: int,
+    headers: Mapping[str, str] | None,
+) -> AsyncIterator[Callable[[int], Awaitable[_Outcome]]]:
+    """Yields a function that places order ``index`` of the run and waits for its saga."""
+    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
     async with httpx.AsyncClient(
         base_url=api_url, timeout=60.0, limits=limits, headers=headers
     ) as http:
@@ -227,8 +230,149 @@ async def run_orders(
                 detail=result.failed_step,
             )
 
+        yield place_and_wait
+
+
+async def run_orders(
+    api_url: str,
+    temporal: Client,
+    *,
+    run_id: str,
+    count: int,
+    concurrency: int,
+    progress: Progress,
+    headers: Mapping[str, str] | None = None,
+) -> LoadFigures:
+    """Place ``count`` orders through the API and wait for each saga's end.
+
+    ``headers`` are sent with every request: the bearer token's
+    (:func:`infra.config.settings.api_headers`).
+    """
+    async with _order_placer(
+        api_url, temporal, run_id=run_id, connections=concurrency, headers=headers
+    ) as place_and_wait:
         outcomes, duration = await _closed_loop(count, concurrency, place_and_wait, progress)
     return _figures(outcomes, requested=count, concurrency=concurrency, duration=duration)
+
+
+def pacing_schedule(count: int, rate: float) -> list[float]:
+    """When each of ``count`` orders starts, in seconds from the first: ``rate`` a second,
+    evenly spaced.
+
+    Raises:
+        ValueError: ``rate`` is not a positive number of orders a second.
+    """
+    if not rate > 0 or math.isinf(rate):
+        raise ValueError(f"the rate must be a positive number of orders a second, not {rate}")
+    return [index / rate for index in range(count)]
+
+
+IN_FLIGHT_SECONDS = 10.0
+"""The in-flight cap of a paced run allows this many seconds' worth of starts."""
+
+
+def in_flight_cap(rate: float, concurrency: int) -> int:
+    """How many paced orders may be in flight at once: ``IN_FLIGHT_SECONDS`` of starts, and
+    never fewer than twice the closed loop's ``concurrency``.
+
+    A stack that keeps up holds about the rate times a saga's latency in flight, well under
+    this; one that stalls would otherwise collect an ever-growing number of waiting orders.
+    """
+    return max(math.ceil(rate * IN_FLIGHT_SECONDS), 2 * concurrency)
+
+
+class PacingFigures(BaseModel):
+    """How closely an open-loop run kept to its schedule."""
+
+    rate_per_s: float
+    """The rate asked for."""
+    started_per_s: float
+    """The rate the orders actually started at (first start to last)."""
+    in_flight_cap: int
+    peak_in_flight: int
+    cap_waits: int
+    """Starts held back because ``in_flight_cap`` orders were in flight (0: never hit)."""
+    start_delay: LatencySummary | None
+    """How late each order started against its scheduled time (the event loop's lateness,
+    and the wait at the cap)."""
+
+
+async def _open_loop(
+    schedule: list[float],
+    cap: int,
+    run_one: Callable[[int], Awaitable[_Outcome]],
+    progress: Progress,
+) -> tuple[list[_Outcome], float, list[float], int, int]:
+    """Start ``run_one(index)`` at each scheduled time, at most ``cap`` at once.
+
+    Returns the outcomes, the duration, each start's delay against its schedule, the
+    starts held back by the cap and the peak in flight.
+    """
+    gate = asyncio.Semaphore(cap)
+    outcomes: list[_Outcome] = []
+    delays: list[float] = []
+    cap_waits = peak = in_flight = 0
+
+    async def one(index: int) -> None:
+        nonlocal in_flight
+        try:
+            outcomes.append(await run_one(index))
+            progress(len(outcomes), len(schedule))
+        finally:
+            in_flight -= 1
+            gate.release()
+
+    started = time.perf_counter()
+    async with asyncio.TaskGroup() as tasks:
+        for index, offset in enumerate(schedule):
+            due = started + offset
+            await asyncio.sleep(max(due - time.perf_counter(), 0.0))
+            if gate.locked():
+                cap_waits += 1
+            await gate.acquire()
+            delays.append(max(time.perf_counter() - due, 0.0))
+            in_flight += 1
+            peak = max(peak, in_flight)
+            tasks.create_task(one(index))
+    return outcomes, time.perf_counter() - started, delays, cap_waits, peak
+
+
+async def run_paced_orders(
+    api_url: str,
+    temporal: Client,
+    *,
+    run_id: str,
+    count: int,
+    rate: float,
+    cap: int,
+    progress: Progress,
+    headers: Mapping[str, str] | None = None,
+) -> tuple[LoadFigures, PacingFigures]:
+    """Place ``count`` orders through the API, ``rate`` a second on a fixed schedule (not
+    waiting for earlier sagas to end, at most ``cap`` in flight), and wait for every saga.
+
+    The load figures' ``concurrency`` is the cap.
+
+    Raises:
+        ValueError: ``rate`` is not positive.
+    """
+    schedule = pacing_schedule(count, rate)
+    async with _order_placer(
+        api_url, temporal, run_id=run_id, connections=cap, headers=headers
+    ) as place_and_wait:
+        outcomes, duration, delays, cap_waits, peak = await _open_loop(
+            schedule, cap, place_and_wait, progress
+        )
+    starts_span = (schedule[-1] + delays[-1] - delays[0]) if len(schedule) > 1 else 0.0
+    pacing = PacingFigures(
+        rate_per_s=rate,
+        started_per_s=round((count - 1) / starts_span, 2) if starts_span > 0 else rate,
+        in_flight_cap=cap,
+        peak_in_flight=peak,
+        cap_waits=cap_waits,
+        start_delay=summarize(delays),
+    )
+    return _figures(outcomes, requested=count, concurrency=cap, duration=duration), pacing
 
 
 @contextlib.asynccontextmanager

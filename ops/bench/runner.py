@@ -4,18 +4,23 @@ In order, each part alone so that none disturbs another:
 
 1. the order sagas through the API, with the bench's consumer on the domain topics, the
    consumer-lag sampler and two scrapes of the services' ``/metrics`` around them;
+   closed loop, at their ceiling (saturation);
+   then, with ``--rate``, orders at a fixed rate (open loop), with the same instruments of
+   their own; the resident size of every process of the stack is sampled through both;
 2. the bare workflow of the saga's shape on the same Temporal, with the bench's own workers;
 3. publishing to a bench topic: Kafka's ``ProducerPerformance``, aiokafka alone, and the
    project's outbox relay.
 """
 
 import asyncio
+import math
 import os
 import uuid
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Literal
 
 import httpx
 from temporalio.client import Client
@@ -35,18 +40,23 @@ from ops.bench.kafka_tools import ensure_kafka_tools_jars, run_producer_performa
 from ops.bench.load import (
     BENCH_SKUS,
     LoadFigures,
+    PacingFigures,
     ProgressLine,
     Say,
     bare_workflow_id,
     bench_order,
+    in_flight_cap,
     run_bare_sagas,
     run_orders,
+    run_paced_orders,
 )
+from ops.bench.memory import RssPeaks, RssSampler
 from ops.bench.observe import (
     DeliveryFigures,
     DeliveryProbe,
     LagFigures,
     LagSampler,
+    PublishFigures,
     publish_latency,
     scrape_metrics,
 )
@@ -63,6 +73,7 @@ from ops.bench.report import (
     BareSection,
     BenchReport,
     Environment,
+    PacedSection,
     PublishingSection,
     SagaSection,
     evaluate_targets,
@@ -72,7 +83,14 @@ from ops.bench.report import (
 from runtime import BookUnreadable, wait_for_kafka, wait_for_temporal
 from workers.inventory import queries as inventory_queries
 
-__all__ = ["BenchError", "BenchOptions", "BenchRun", "run_bench"]
+__all__ = [
+    "AUTO_RATE_SHARE",
+    "BenchError",
+    "BenchOptions",
+    "BenchRun",
+    "paced_plan",
+    "run_bench",
+]
 
 
 EVENTS_PER_COMPLETED_SAGA = 6
@@ -89,6 +107,13 @@ class BenchError(Exception):
 RELAY_COMPARISON_RECORDS = 20_000
 """Events each way of sharing a PostgreSQL outbox publishes (one transaction each to write)."""
 
+AUTO_RATE_SHARE = 0.7
+"""``--rate auto``: this share of the saturation's sagas/s (issue 15's paced load)."""
+PACED_SECONDS = 30.0
+"""Without ``--paced-orders``, the paced phase places this many seconds' worth of orders."""
+RSS_SAMPLE_SECONDS = 1.0
+"""How often the resident size of the stack's processes is read during the orders."""
+
 
 @dataclass(frozen=True)
 class BenchOptions:
@@ -101,6 +126,11 @@ class BenchOptions:
     bare_dispatch_wait: float | None = None
     """The bare saga's stand-in for the carrier (default: the stack's dispatch delay)."""
     records: int = 100_000
+    rate: float | Literal["auto"] | None = None
+    """Orders a second of the paced phase; ``auto``: ``AUTO_RATE_SHARE`` of the saturation's
+    sagas/s; None: no paced phase."""
+    paced_orders: int | None = None
+    """Orders of the paced phase (default: ``PACED_SECONDS`` worth at the rate)."""
     skip_bare: bool = False
     skip_publishing: bool = False
     skip_kafka_tools: bool = False
@@ -114,6 +144,10 @@ class BenchOptions:
             words.append(f"--bare-orders {self.bare_orders}")
         if self.bare_dispatch_wait is not None:
             words.append(f"--bare-dispatch-wait {self.bare_dispatch_wait:g}")
+        if self.rate is not None:
+            words.append(f"--rate {self.rate if self.rate == 'auto' else f'{self.rate:g}'}")
+        if self.paced_orders is not None:
+            words.append(f"--paced-orders {self.paced_orders}")
         if not self.skip_publishing:
             words.append(f"--records {self.records}")
         flags = {
@@ -141,13 +175,17 @@ def _stock_on_hand(settings: Settings) -> tuple[dict[str, int], str] | None:
         return None
 
 
-def _stock_warning(settings: Settings, orders: int) -> str | None:
-    """A warning when the bench would order more units of a SKU than inventory has."""
+def _stock_warning(settings: Settings, *phases: int) -> str | None:
+    """A warning when the bench's phases of that many orders each would order more units of
+    a SKU than inventory has."""
     stock = _stock_on_hand(settings)
     if stock is None:
         return None
     on_hand, where = stock
-    needed = Counter(BENCH_SKUS[index % len(BENCH_SKUS)] for index in range(orders))
+    orders = sum(phases)
+    needed = Counter(
+        BENCH_SKUS[index % len(BENCH_SKUS)] for count in phases for index in range(count)
+    )
     short = {sku: units for sku, units in needed.items() if on_hand.get(sku, 0) < units}
     if not short:
         return None
@@ -245,6 +283,98 @@ async def _run_sagas(
         return _SagaPhase(load, probe.figures(), lag.figures(), cpu, breakdown, profiles)
 
 
+@dataclass(frozen=True)
+class PacedPlan:
+    """What the paced phase will do."""
+
+    rate: float
+    """Orders a second."""
+    source: str
+    """How the rate was chosen, for the report."""
+    orders: int
+
+
+def paced_plan(options: BenchOptions, saturation_sagas_per_s: float) -> PacedPlan | None:
+    """The paced phase that ``options`` ask for after a saturation of that many sagas/s.
+
+    None without ``--rate``, or when ``--rate auto`` has no rate to take its share of (no
+    saga finished at saturation).
+    """
+    if options.rate is None:
+        return None
+    if options.rate == "auto":
+        rate = round(AUTO_RATE_SHARE * saturation_sagas_per_s, 2)
+        source = (
+            f"auto: {AUTO_RATE_SHARE:.0%} of the saturation's {saturation_sagas_per_s:g} sagas/s"
+        )
+    else:
+        rate, source = options.rate, f"--rate {options.rate:g}"
+    if rate <= 0:
+        return None
+    orders = options.paced_orders or math.ceil(rate * PACED_SECONDS)
+    return PacedPlan(rate=rate, source=source, orders=orders)
+
+
+@dataclass
+class _PacedPhase:
+    load: LoadFigures
+    pacing: PacingFigures
+    publish: PublishFigures
+    delivery: DeliveryFigures
+    lag: LagFigures
+    cpu: CpuUse
+
+
+async def _run_paced(
+    settings: Settings,
+    temporal: Client,
+    plan: PacedPlan,
+    options: BenchOptions,
+    run_id: str,
+    pids: dict[str, int],
+    metrics: tuple[dict[str, str], dict[str, str | None]],
+    say: Say,
+) -> _PacedPhase:
+    """The paced orders; ``metrics``: the services' ``/metrics`` URLs and their scrape from
+    before the phase."""
+    topics = [spec.name for spec in TOPICS]
+    bootstrap = kafka_connection(settings)
+    paced_id = _paced_run_id(run_id)
+    cap = in_flight_cap(plan.rate, options.concurrency)
+    async with (
+        DeliveryProbe(
+            bootstrap, topics, group_id=f"saga-bench-{paced_id}", key_prefix=f"bench-{paced_id}-"
+        ) as probe,
+        LagSampler(bootstrap, topics) as lag,
+    ):
+        say(
+            f"paced: {plan.orders} orders at {plan.rate:g}/s ({plan.source}), at most {cap} at once"
+        )
+        cpu_before = take_snapshot(pids)
+        load, pacing = await run_paced_orders(
+            settings.api_url,
+            temporal,
+            run_id=paced_id,
+            count=plan.orders,
+            rate=plan.rate,
+            cap=cap,
+            progress=ProgressLine("paced", say),
+            headers=api_headers(settings),
+        )
+        cpu = cpu_use(cpu_before, take_snapshot(pids))
+        await probe.wait_for(load.completed * EVENTS_PER_COMPLETED_SAGA, seconds=30)
+        await asyncio.sleep(0.5)  # and those of cancelled sagas, whose count is not known
+        await lag.sample()
+        urls, before = metrics
+        publish = publish_latency(before, await scrape_metrics(urls))
+        return _PacedPhase(load, pacing, publish, probe.figures(), lag.figures(), cpu)
+
+
+def _paced_run_id(run_id: str) -> str:
+    """The run id of the paced orders: their order ids (the events' keys) are their own."""
+    return f"{run_id}-paced"
+
+
 async def _run_publishing(
     settings: Settings, options: BenchOptions, run_id: str, tools: Path | None, say: Say
 ) -> PublishingSection:
@@ -292,6 +422,20 @@ async def _run_publishing(
     )
 
 
+def _phase_warnings(phase: str, load: LoadFigures, delivery: DeliveryFigures) -> list[str]:
+    """Sagas of a phase that did not finish, and events of it the bench did not receive."""
+    warnings = []
+    if load.failed:
+        warnings.append(f"{load.failed} of {phase} did not finish: {load.errors}")
+    expected = load.completed * EVENTS_PER_COMPLETED_SAGA
+    if delivery.events < expected:
+        warnings.append(
+            f"the bench's consumer received {delivery.events} of the {expected} events of "
+            f"{phase}' completed sagas"
+        )
+    return warnings
+
+
 def _contention(phases: dict[str, CpuUse | None], threshold: float = 0.1) -> list[str]:
     """A warning for each phase during which processes not of the stack took much CPU."""
     warnings = []
@@ -305,6 +449,75 @@ def _contention(phases: dict[str, CpuUse | None], threshold: float = 0.1) -> lis
                 "the figures and the ratios are skewed; run again on a quiet machine"
             )
     return warnings
+
+
+async def _order_phases(
+    settings: Settings,
+    temporal: Client,
+    options: BenchOptions,
+    run_id: str,
+    profilers: Profilers | None,
+    pids: dict[str, int],
+    warnings: list[str],
+    say: Say,
+) -> tuple[SagaSection, PacedSection | None, RssPeaks, list[ProcessProfile]]:
+    """The orders at saturation, then (``--rate``) paced, with every process's resident size
+    sampled through both; what went wrong is added to ``warnings``."""
+    urls = {
+        name: f"http://{settings.api_host}:{settings.service_port(name)}/metrics"
+        for name in _SERVICES
+    }
+    paced = None
+    async with RssSampler(pids, interval=RSS_SAMPLE_SECONDS) as rss:
+        before = await scrape_metrics(urls)
+        saturation = await _run_sagas(settings, temporal, options, run_id, profilers, pids, say)
+        between = await scrape_metrics(urls)
+        plan = paced_plan(options, saturation.load.sagas_per_s)
+        if options.rate is not None and plan is None:
+            warnings.append("--rate auto: no saga finished at saturation, so no paced phase")
+        if plan is not None:
+            if options.rate == "auto":  # its orders are known only now
+                stock = _stock_warning(settings, plan.orders)
+                if stock is not None:
+                    warnings.append(stock)
+                    say(f"warning: {stock}")
+            paced = await _run_paced(
+                settings, temporal, plan, options, run_id, pids, (urls, between), say
+            )
+
+    publish = publish_latency(before, between)
+    if publish.unavailable:
+        warnings.append("no event_publish_latency_seconds from " + ", ".join(publish.unavailable))
+    warnings += _phase_warnings("the orders", saturation.load, saturation.delivery)
+    sagas = SagaSection(
+        load=saturation.load,
+        carrier_dispatch_delay_s=settings.carrier_dispatch_delay_seconds,
+        publish=publish,
+        delivery=saturation.delivery,
+        lag=saturation.lag,
+        cpu=saturation.cpu,
+        breakdown=saturation.breakdown,
+    )
+    if paced is None or plan is None:
+        return sagas, None, rss.peaks(), saturation.profiles
+
+    warnings += _phase_warnings("the paced orders", paced.load, paced.delivery)
+    if paced.pacing.cap_waits:
+        warnings.append(
+            f"the paced orders reached the cap of {paced.pacing.in_flight_cap} in flight "
+            f"{paced.pacing.cap_waits} time(s): the stack did not keep up with "
+            f"{plan.rate:g}/s, and those orders started late"
+        )
+    section = PacedSection(
+        rate_source=plan.source,
+        load=paced.load,
+        pacing=paced.pacing,
+        publish=paced.publish,
+        delivery=paced.delivery,
+        lag=paced.lag,
+        cpu=paced.cpu,
+    )
+    return sagas, section, rss.peaks(), saturation.profiles
 
 
 @dataclass(frozen=True)
@@ -327,6 +540,11 @@ async def run_bench(settings: Settings, options: BenchOptions, *, say: Say) -> B
     """
     if options.orders < 1 or options.concurrency < 1 or options.records < 1:
         raise BenchError("--orders, --concurrency and --records must be at least 1")
+    rate = options.rate
+    if rate is not None and rate != "auto" and not 0 < rate < math.inf:
+        raise BenchError("--rate must be a positive number of orders a second, or auto")
+    if options.paced_orders is not None and (options.paced_orders < 1 or options.rate is None):
+        raise BenchError("--paced-orders must be at least 1, and goes with --rate")
     started = datetime.now(UTC)
     run_id = f"{started:%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:4]}"
     warnings: list[str] = []
@@ -339,7 +557,8 @@ async def run_bench(settings: Settings, options: BenchOptions, *, say: Say) -> B
         data_converter=data_converter(settings),
     )
     await _check_api(settings.api_url)
-    stock = _stock_warning(settings, options.orders)
+    known_plan = paced_plan(options, 0.0)  # --rate N: its orders are known now
+    stock = _stock_warning(settings, options.orders, known_plan.orders if known_plan else 0)
     if stock is not None:
         warnings.append(stock)
         say(f"warning: {stock}")
@@ -368,33 +587,8 @@ async def run_bench(settings: Settings, options: BenchOptions, *, say: Say) -> B
         else:
             profilers = Profilers(py_spy, python_pids, report_dir / f"profile-{run_id}")
 
-    urls = {
-        name: f"http://{settings.api_host}:{settings.service_port(name)}/metrics"
-        for name in _SERVICES
-    }
-    before = await scrape_metrics(urls)
-    saga_phase = await _run_sagas(settings, temporal, options, run_id, profilers, pids, say)
-    publish = publish_latency(before, await scrape_metrics(urls))
-    if publish.unavailable:
-        warnings.append("no event_publish_latency_seconds from " + ", ".join(publish.unavailable))
-    if saga_phase.load.failed:
-        warnings.append(
-            f"{saga_phase.load.failed} order(s) did not finish: {saga_phase.load.errors}"
-        )
-    expected_events = saga_phase.load.completed * EVENTS_PER_COMPLETED_SAGA
-    if saga_phase.delivery.events < expected_events:
-        warnings.append(
-            f"the bench's consumer received {saga_phase.delivery.events} of the "
-            f"{expected_events} events of the completed sagas"
-        )
-    sagas = SagaSection(
-        load=saga_phase.load,
-        carrier_dispatch_delay_s=settings.carrier_dispatch_delay_seconds,
-        publish=publish,
-        delivery=saga_phase.delivery,
-        lag=saga_phase.lag,
-        cpu=saga_phase.cpu,
-        breakdown=saga_phase.breakdown,
+    sagas, paced, memory, profiles = await _order_phases(
+        settings, temporal, options, run_id, profilers, pids, warnings, say
     )
 
     bare = None
@@ -435,7 +629,11 @@ async def run_bench(settings: Settings, options: BenchOptions, *, say: Say) -> B
         publishing = await _run_publishing(settings, options, run_id, tools, say)
 
     warnings += _contention(
-        {"the orders": sagas.cpu, "the bare workflows": bare.cpu if bare else None}
+        {
+            "the orders": sagas.cpu,
+            "the paced orders": paced.cpu if paced else None,
+            "the bare workflows": bare.cpu if bare else None,
+        }
     )
     ratios = ratios_of(sagas, bare, publishing)
     storage = "postgresql" if settings.topology == "cluster" else settings.temporal_storage
@@ -452,11 +650,21 @@ async def run_bench(settings: Settings, options: BenchOptions, *, say: Say) -> B
             command=options.command_line(),
         ),
         sagas=sagas,
+        paced=paced,
         bare=bare,
         publishing=publishing,
         ratios=ratios,
-        targets=evaluate_targets(sagas, bare, publishing, ratios, temporal_storage=storage),
-        profiles=saga_phase.profiles,
+        memory=memory,
+        targets=evaluate_targets(
+            sagas,
+            bare,
+            publishing,
+            ratios,
+            temporal_storage=storage,
+            paced=paced,
+            memory=memory,
+        ),
+        profiles=profiles,
         warnings=warnings,
     )
     json_path, markdown_path = write_reports(report, report_dir)

@@ -9,18 +9,17 @@ backlog and the consumer lag came back to zero.
 """
 
 import asyncio
-import contextlib
 import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 
 from pydantic import BaseModel
 
 from infra.config.settings import Settings
 from infra.engines.stack import Stack
 from ops.bench.load import ProgressLine, Say
+from ops.bench.memory import RssSampler, rss_mb
 from ops.bench.observe import scrape_metrics
 from ops.chaos.load import ChaosLoad
 from ops.chaos.runner import (
@@ -84,16 +83,6 @@ class SoakReport(BaseModel):
     problems: list[str]
 
 
-def _rss_mb(pid: int) -> float | None:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
-
-
 async def _consumer_lag(urls: dict[str, str]) -> float | None:
     texts = await scrape_metrics(urls)
     seen = [text for text in texts.values() if text is not None]
@@ -135,8 +124,7 @@ async def run_soak(settings: Settings, options: SoakOptions, *, say: Say) -> Soa
     began = datetime.now(UTC)
     run_id = f"{began:%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:4]}"
     say(f"soak {run_id}: {options.orders} orders, {options.concurrency} at once")
-    before = {name: _rss_mb(pid) or 0.0 for name, pid in pids.items()}
-    peak = dict(before)
+    before = {name: rss_mb(pid) or 0.0 for name, pid in pids.items()}
     warm: dict[str, float] = {}
     warm_at = max(options.orders // 10, 1)
     started = time.monotonic()
@@ -144,7 +132,7 @@ async def run_soak(settings: Settings, options: SoakOptions, *, say: Say) -> Soa
 
     def progress(done: int, total: int) -> None:
         if done == warm_at and not warm:
-            warm.update({name: _rss_mb(pid) or 0.0 for name, pid in pids.items()})
+            warm.update({name: rss_mb(pid) or 0.0 for name, pid in pids.items()})
         line(done, total)
 
     load = ChaosLoad(
@@ -158,21 +146,9 @@ async def run_soak(settings: Settings, options: SoakOptions, *, say: Say) -> Soa
         order_prefix="soak",
     )
 
-    async def sample_memory() -> None:
-        while True:
-            for name, pid in pids.items():
-                rss = _rss_mb(pid)
-                if rss is not None:
-                    peak[name] = max(peak[name], rss)
-            await asyncio.sleep(options.sample_every_s)
-
-    sampling = asyncio.create_task(sample_memory(), name="soak-memory")
-    try:
+    async with RssSampler(pids, interval=options.sample_every_s) as memory_sampler:
         await load.run()
-    finally:
-        sampling.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await sampling
+    peak = memory_sampler.peaks().peak_mb
     duration = time.monotonic() - started
 
     say("waiting for the outboxes and the consumer groups to drain")
@@ -182,10 +158,17 @@ async def run_soak(settings: Settings, options: SoakOptions, *, say: Say) -> Soa
         await asyncio.sleep(1.0)
         pending, lag = outbox_pending(settings), await _consumer_lag(urls)
     drained_in = time.monotonic() - draining if not pending and not lag else None
-    after = {name: _rss_mb(pid) or 0.0 for name, pid in pids.items()}
+    after = {name: rss_mb(pid) or 0.0 for name, pid in pids.items()}
 
     memory = [
-        _memory(name, pid, before[name], warm.get(name), max(peak[name], after[name]), after[name])
+        _memory(
+            name,
+            pid,
+            before[name],
+            warm.get(name),
+            max(before[name], peak.get(name, 0.0), after[name]),
+            after[name],
+        )
         for name, pid in pids.items()
     ]
     lost = len(load.lost_orders())

@@ -139,4 +139,6 @@ def test_what_was_added_since_is_known() -> None:
         "chaos --topology",
         "chaos --brokers-down",
         "chaos --outage-seconds",
+        "bench --rate",
+        "bench --paced-orders",
     }

@@ -2,6 +2,8 @@
 
 from pathlib import Path
 
+import pytest
+
 from cli.chaos import options_from
 from cli.main import _parser
 from ops.bench import BenchOptions
@@ -13,6 +15,7 @@ def test_bench_options_take_every_argument_of_the_same_name() -> None:
     arguments = [
         "bench", "--orders", "7", "--concurrency", "3", "--records", "900", "--skip-bare",
         "--bare-dispatch-wait", "0.5", "--report-dir", "/tmp/r", "--profile",
+        "--rate", "7.5", "--paced-orders", "40",
     ]  # fmt: skip
     args = _parser().parse_args(arguments)
     assert options_from(BenchOptions, args) == BenchOptions(
@@ -20,10 +23,22 @@ def test_bench_options_take_every_argument_of_the_same_name() -> None:
         concurrency=3,
         bare_dispatch_wait=0.5,
         records=900,
+        rate=7.5,
+        paced_orders=40,
         skip_bare=True,
         profile=True,
         report_dir=Path("/tmp/r"),
     )
+
+
+def test_bench_rate_is_a_positive_number_or_auto(capsys: pytest.CaptureFixture[str]) -> None:
+    parse = _parser().parse_args
+    assert parse(["bench", "--rate", "auto"]).rate == "auto"
+    assert parse(["bench"]).rate is None
+    for wrong in ("0", "-2", "fast", "inf"):
+        with pytest.raises(SystemExit):
+            parse(["bench", "--rate", wrong])
+        assert "--rate" in capsys.readouterr().err
 
 
 def test_given_values_win_and_fields_without_an_argument_keep_their_default() -> None:
