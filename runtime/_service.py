@@ -272,6 +272,7 @@ async def serve(
                         )
                     ],
                     graceful_shutdown_timeout=ACTIVITY_GRACE,
+                    max_cached_workflows=settings.workflow_cache_size,
                 ):
                     log.info("%s service polling task queue %r", service, task_queue)
                     await _serve_until_stopped(server, [publishing, *background])

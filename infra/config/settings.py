@@ -92,6 +92,15 @@ class Settings(BaseSettings):
         ),
     )
     temporal_namespace: str = Field("default", description="Temporal namespace of the sagas.")
+    workflow_cache_size: int = Field(
+        250,
+        ge=0,
+        description=(
+            "Sagas a worker keeps in memory between their workflow tasks (Temporal's sticky "
+            "cache); one pushed out is rebuilt from its history when it next moves. Above the "
+            "sagas in flight it saves replays; each costs memory (0 turns the cache off)."
+        ),
+    )
     temporal_embedded: bool = Field(
         True,
         description=(
