@@ -308,14 +308,20 @@ class RelayLease:
 
 
 def _report_published(rows: list[OutboxRow], spans: list[Span | None], sent: int) -> None:
-    """End the rows' publish spans and log the first ``sent`` rows, which Kafka acknowledged."""
+    """End the rows' publish spans and log the first ``sent`` rows, which Kafka acknowledged:
+    one line for the batch, and one per event at DEBUG."""
     for index, span in enumerate(spans):
         if span is None:
             continue
         if index >= sent:
             span.set_status(Status(StatusCode.ERROR, "not acknowledged by Kafka"))
         span.end()
-    if not log.isEnabledFor(logging.INFO):
+    if sent and log.isEnabledFor(logging.INFO):
+        log.info(
+            "Events published",
+            extra={"events": sent, "topics": sorted({row.topic for row in rows[:sent]})},
+        )
+    if not log.isEnabledFor(logging.DEBUG):
         return
     for row, span in zip(rows[:sent], spans, strict=False):
         fields = {
@@ -329,7 +335,7 @@ def _report_published(rows: list[OutboxRow], spans: list[Span | None], sent: int
             context = span.get_span_context()
             fields["traceId"] = format(context.trace_id, "032x")
             fields["spanId"] = format(context.span_id, "016x")
-        log.info("Event published", extra=fields)
+        log.debug("Event published", extra=fields)
 
 
 def _stamp(stamps: list[float], index: int, _future: object) -> None:

@@ -239,7 +239,7 @@ def _limits(
         ]
         limits["publisher"] = (
             "per-event Python work on one event loop: aiokafka's send, the relay's SQLite "
-            "read and mark, its metrics and a log line per event at INFO; each batch of 500 is "
+            "read and mark, its metrics and a log line per batch at INFO; each batch of 500 is "
             "acknowledged before the next is read (" + "; ".join(others) + ")"
         )
     if bare is not None:
