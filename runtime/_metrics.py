@@ -86,12 +86,23 @@ class EventBusMetrics:
             "Events written to the outbox and not yet published",
             registry=registry,
         )
+        self._published_children: dict[tuple[str, str], tuple[Counter, Counter, Histogram]] = {}
 
     def published(self, event_type: str, topic: str, seconds: float, size: int = 0) -> None:
         """Count one acknowledged event of ``size`` bytes."""
-        self.events_published.labels(event_type, topic).inc()
-        self.published_bytes.labels(topic).inc(size)
-        self.publish_latency.labels(topic).observe(seconds)
+        # The relay calls this for every event: the labelled children are looked up once.
+        children = self._published_children.get((event_type, topic))
+        if children is None:
+            children = (
+                self.events_published.labels(event_type, topic),
+                self.published_bytes.labels(topic),
+                self.publish_latency.labels(topic),
+            )
+            self._published_children[(event_type, topic)] = children
+        events, size_total, latency = children
+        events.inc()
+        size_total.inc(size)
+        latency.observe(seconds)
 
     def lag(self, consumer_group: str, topic: str, partition: int, records: int) -> None:
         """Set how far ``consumer_group`` is behind on one partition."""

@@ -358,7 +358,10 @@ class Settings(BaseSettings):
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO",
-        description=("Lowest level logged; INFO logs one line per event published and consumed."),
+        description=(
+            "Lowest level logged; INFO logs one line per event consumed and per batch of events "
+            "published, DEBUG one per event published too."
+        ),
     )
     otlp_endpoint: str | None = Field(
         None,

@@ -219,7 +219,7 @@ async def measure_project_publisher(
     The events are written first, each in its own transaction as a service writes them
     (timed apart), then the relay publishes the backlog with its default batch size, its
     metrics on, and the event bus logging at ``log_level`` to a file, as in a service
-    (``SAGA_LOG_LEVEL``: at INFO, a JSON line per event published); its rate is the
+    (``SAGA_LOG_LEVEL``: at INFO, a JSON line per batch published); its rate is the
     publisher's.
     """
     latencies: list[float] = []

@@ -303,8 +303,8 @@ def _limits(
         )
         limits["relay"] = (
             "the relay's own work per event in Python on one event loop (read the outbox, "
-            "encode, send, mark as published, metrics) where aiokafka alone only sends "
-            f"ready records: {rates}"
+            "send through aiokafka, mark as published, metrics) where aiokafka alone only "
+            f"sends ready records; each batch of 500 is acknowledged before the next: {rates}"
         )
     if bare is not None:
         limits["throughput"] = limits["latency"] = _saga_cost(sagas, bare, temporal_storage)
