@@ -46,8 +46,10 @@ def new_producer(kafka: KafkaTarget, **overrides: Any) -> AIOKafkaProducer:
         "acks": "all",
         "enable_idempotence": True,
         "compression_type": compression_type(),
-        # A few milliseconds of lingering batches the relay's bursts without adding latency.
-        "linger_ms": 2,
+        # No lingering: the relay hands the producer whole batches, and what it sends while a
+        # request is in flight is batched anyway. 2 ms of linger cost the paced bench about
+        # 2.5 ms of publish latency at P50 and 7 ms at P95, and no events/s.
+        "linger_ms": 0,
         "max_batch_size": 256 * 1024,
         "request_timeout_ms": 15000,
     }

@@ -2,7 +2,7 @@
 
 All three send the same number of records of the same size (a typical encoded event) with
 the same producer settings as :func:`runtime.new_producer` (``acks=all``, idempotent, lz4,
-``linger.ms`` 2) to a bench topic of the catalog's shape, created for the run and deleted
+``linger.ms`` 0) to a bench topic of the catalog's shape, created for the run and deleted
 after it. Latency is per record, from the producer's ``send`` to the broker's acknowledgement,
 as Kafka's ``ProducerPerformance`` measures it.
 """
@@ -92,7 +92,7 @@ def java_producer_props(bootstrap_servers: KafkaTarget) -> dict[str, str]:
         **as_connection(bootstrap_servers).java_properties(),
         "acks": "all",
         "enable.idempotence": "true",
-        "linger.ms": "2",
+        "linger.ms": "0",
         "batch.size": str(256 * 1024),
         "request.timeout.ms": "15000",
     }

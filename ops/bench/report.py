@@ -282,9 +282,9 @@ def _limits(
     limits: dict[str, str] = {}
     if paced is not None and paced.publish is not None:
         limits["publish"] = (
-            "each event's time from the relay's send to Kafka's ack: the producer's linger "
-            "(linger.ms), the broker's acks=all append and the wait for the service's event "
-            f"loop to run the ack; P50 {_ms(paced.publish.p50_ms)} at "
+            "each event's time from the relay's send to Kafka's ack: the broker's acks=all "
+            "append and the wait for the service's event loop (busy with its other work) to "
+            f"run the ack; P50 {_ms(paced.publish.p50_ms)} at "
             f"{paced.pacing.rate_per_s:g} orders/s; {_busy(paced.cpu)}"
         )
     delivery = paced.delivery if paced is not None else None
