@@ -560,15 +560,18 @@ class SagaRunner(Generic[InputT]):
         if self._lean and call.local:
             # Runs within this workflow task: what is wanted is upserted after it, with
             # whatever the step's outcome changes.
-            local: BaseModel = await workflow.execute_local_activity(
-                call.name,
-                call.input(self.context),
-                result_type=call.result,
-                schedule_to_close_timeout=schedule_to_close,
-                start_to_close_timeout=start_to_close,
-                retry_policy=retry_policy,
-                cancellation_type=cancellation_type,
-            )
+            try:
+                local: BaseModel = await workflow.execute_local_activity(
+                    call.name,
+                    call.input(self.context),
+                    result_type=call.result,
+                    schedule_to_close_timeout=schedule_to_close,
+                    start_to_close_timeout=start_to_close,
+                    retry_policy=retry_policy,
+                    cancellation_type=cancellation_type,
+                )
+            except ApplicationError as failure:
+                raise _local_activity_error(call, failure, business_errors) from failure
             return local
         self._flush_attributes()
         result: BaseModel = await workflow.execute_activity(
@@ -586,6 +589,29 @@ class SagaRunner(Generic[InputT]):
 
 
 _ABSENT = object()
+
+
+def _local_activity_error(
+    call: ActivityCall, failure: ApplicationError, business_errors: frozenset[str]
+) -> ActivityError:
+    """The ``ActivityError`` a scheduled activity would have failed with.
+
+    Temporal's core hands the workflow a local activity's own failure bare, once its retries
+    are over (its time-outs and cancellations come wrapped in an ``ActivityError``), where a
+    scheduled activity's comes wrapped: wrapped here too, a step fails alike however it runs.
+    """
+    refused = failure.non_retryable or failure.type in business_errors
+    return ActivityError(
+        f"local activity {call.name} failed",
+        scheduled_event_id=0,
+        started_event_id=0,
+        identity="",
+        activity_type=call.name,
+        activity_id="",
+        retry_state=(
+            RetryState.NON_RETRYABLE_FAILURE if refused else RetryState.MAXIMUM_ATTEMPTS_REACHED
+        ),
+    )
 
 
 def _error_type(error: ActivityError) -> str | None:

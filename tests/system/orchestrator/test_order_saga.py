@@ -330,6 +330,45 @@ async def test_a_technical_failure_in_a_forward_step_is_retried(saga: SagaHarnes
     await record_history(handle, "forward_retry")
 
 
+async def test_a_local_step_that_keeps_failing_is_shown_stuck_like_any_step(
+    saga: SagaHarness,
+) -> None:
+    """order.place runs as a local activity: a round of 5 failed attempts (retried in the
+    worker, on real time) flags it stuck with its attempts, error and search attributes, and
+    the next round goes on; the server never scheduled it as an activity."""
+    stand_ins = saga.stand_ins
+    stand_ins.failures_before_success[PLACE_ORDER] = 5
+    gate = stand_ins.gate(PLACE_ORDER, 6)  # the second round's first call waits for the test
+    order = make_order()
+    handle = await saga.start(order)
+    result_task = asyncio.create_task(result_of(handle))  # lets the server skip the backoff
+    await asyncio.wait_for(gate.reached.wait(), 60)
+
+    status = await status_of(handle)
+    place = status.steps[0]
+    assert (status.status, status.current_step) == (SagaPhase.RUNNING, Steps.PLACE_ORDER)
+    assert (place.state, place.stuck, place.attempts) == (StepPhase.RUNNING, True, 5)
+    assert place.last_error == f"Unavailable: {PLACE_ORDER} is unavailable (call 5)"
+    attributes = await search_attributes(handle)
+    assert (attributes["SagaStatus"], attributes["SagaStep"]) == ("RUNNING", Steps.PLACE_ORDER)
+    # Delivered early, the dispatch is kept for its step: nothing waits while time is skipped.
+    await handle.signal(OrderSaga.shipment_dispatched, dispatched(order.order_id))
+    gate.release.set()
+
+    result = await result_task
+
+    assert result.status is SagaPhase.COMPLETED
+    assert stand_ins.calls[:7] == [*[PLACE_ORDER] * 6, CHARGE_PAYMENT]
+    history = await handle.fetch_history()
+    scheduled = [
+        event.activity_task_scheduled_event_attributes.activity_type.name
+        for event in history.events
+        if event.HasField("activity_task_scheduled_event_attributes")
+    ]
+    assert PLACE_ORDER not in scheduled
+    assert CHARGE_PAYMENT in scheduled
+
+
 async def test_a_failing_compensation_is_retried_and_shown_stuck(saga: SagaHarness) -> None:
     """The refund fails 7 times: the status shows it stuck, then it succeeds."""
     stand_ins = saga.stand_ins
