@@ -109,6 +109,21 @@ async def _topic_configs(
         await asyncio.sleep(0.5)
 
 
+async def _topic_partitions(
+    admin: AIOKafkaAdminClient, names: list[str], seconds: float = 30.0
+) -> dict[str, Any]:
+    """Each topic's description, once every topic shows its partitions: a topic just created
+    can be described without them until its metadata reaches the broker asked."""
+    deadline = time.monotonic() + seconds
+    while True:
+        described = {t["topic"]: t for t in await admin.describe_topics(names)}
+        missing = sorted(name for name in names if not described.get(name, {}).get("partitions"))
+        if not missing:
+            return described
+        assert time.monotonic() < deadline, f"no partitions described for {missing}"
+        await asyncio.sleep(0.5)
+
+
 async def test_three_brokers_carry_the_catalog_at_its_production_figures(
     kafka_cluster: ClusterProcesses,
 ) -> None:
@@ -119,7 +134,7 @@ async def test_three_brokers_carry_the_catalog_at_its_production_figures(
     try:
         brokers = sorted(b["node_id"] for b in (await admin.describe_cluster())["brokers"])
         names = [spec.name for spec in all_topics()]
-        described = {t["topic"]: t for t in await admin.describe_topics(names)}
+        described = await _topic_partitions(admin, names)
         configs = await _topic_configs(admin, names)
     finally:
         await admin.close()

@@ -86,8 +86,9 @@ async def test_temporal_stores_only_ciphertext_of_a_sagas_personal_data(
     secured_stack: Settings,
 ) -> None:
     """Read as the server stores it (a client without the codec), the saga's history holds
-    its order's input and every activity's input and result encrypted, and the address
-    nowhere; the API (with the codec) shows the saga completed."""
+    its order's input, every scheduled activity's input and result and every local activity's
+    result (a local activity's input is not stored) encrypted, and the address nowhere; the
+    API (with the codec) shows the saga completed."""
     marker = f"Erika Mustermann {uuid.uuid4().hex[:8]}"
     body = order_body(sku=_SKU, prefix="sec", customer_id="cust-secured")
     body["shipping_address"].update(name=marker, line1="Heidestrasse 17", postal_code="51147")
@@ -114,7 +115,17 @@ async def test_temporal_stores_only_ciphertext_of_a_sagas_personal_data(
         )
         for payload in attributes.payloads
     ]
-    assert len(carried) >= 10  # the order in, each step's input and result, the saga's result
+    local_results = [
+        payload
+        for event in history.events
+        if event.marker_recorded_event_attributes.marker_name == "core_local_activity"
+        for payload in event.marker_recorded_event_attributes.details["result"].payloads
+    ]
+    assert len(local_results) == 2  # order.place and order.complete
+    carried += local_results
+    # The order in, each scheduled step's input and result, each local step's result, the
+    # saga's result.
+    assert len(carried) >= 10
     assert {payload.metadata["encoding"] for payload in carried} == {ENCRYPTED_ENCODING}
 
 
