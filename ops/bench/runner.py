@@ -17,6 +17,7 @@ import math
 import os
 import uuid
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,7 +34,7 @@ from infra.config.kafka import kafka_connection
 from infra.config.payload_codec import data_converter
 from infra.config.settings import Settings, api_headers
 from infra.config.temporal import temporal_connection
-from infra.engines.stack import CLUSTER_COPIES
+from infra.engines.stack import CLUSTER_COPIES, split_instance
 from ops.bench.breakdown import TimeBreakdown, sample_breakdown, sample_indexes
 from ops.bench.cpu import CpuUse, cpu_use, take_snapshot
 from ops.bench.kafka_tools import ensure_kafka_tools_jars, run_producer_performance
@@ -98,6 +99,19 @@ EVENTS_PER_COMPLETED_SAGA = 6
 shipping.dispatched, order.completed."""
 
 _SERVICES = ("payment", "inventory", "shipping", "orchestrator")
+
+
+def _metrics_urls(settings: Settings, pids: Mapping[str, int]) -> dict[str, str]:
+    """The ``/metrics`` of every copy of every service the stack recorded (the first copies
+    when it recorded none), whose publish latency histograms the bench adds up."""
+    copies = [split_instance(name) for name in pids]
+    chosen = [(s, n) for s, n in copies if s in _SERVICES] or [(s, 1) for s in _SERVICES]
+    return {
+        (service if copy == 1 else f"{service}-{copy}"): (
+            f"http://{settings.api_host}:{settings.service_port(service, copy)}/metrics"
+        )
+        for service, copy in chosen
+    }
 
 
 class BenchError(Exception):
@@ -463,10 +477,7 @@ async def _order_phases(
 ) -> tuple[SagaSection, PacedSection | None, RssPeaks, list[ProcessProfile]]:
     """The orders at saturation, then (``--rate``) paced, with every process's resident size
     sampled through both; what went wrong is added to ``warnings``."""
-    urls = {
-        name: f"http://{settings.api_host}:{settings.service_port(name)}/metrics"
-        for name in _SERVICES
-    }
+    urls = _metrics_urls(settings, pids)
     paced = None
     async with RssSampler(pids, interval=RSS_SAMPLE_SECONDS) as rss:
         before = await scrape_metrics(urls)

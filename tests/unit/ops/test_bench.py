@@ -9,11 +9,12 @@ import time
 
 import pytest
 
+from infra.config.settings import Settings
 from ops.bench import BenchOptions
 from ops.bench.kafka_tools import TOOLS_POM, parse_summary
 from ops.bench.load import _open_loop, _Outcome, in_flight_cap, pacing_schedule
 from ops.bench.memory import RssSampler, parse_vm_rss, rss_mb
-from ops.bench.runner import paced_plan
+from ops.bench.runner import _metrics_urls, paced_plan
 from ops.bench.stats import histogram_counts, histogram_quantile, subtract, summarize
 
 
@@ -156,3 +157,22 @@ async def test_the_sampler_keeps_each_process_peak() -> None:
     assert "gone" not in peaks.peak_mb
     assert peaks.peak_mb["tests"] >= before + 60
     assert peaks.samples >= 3
+
+
+def test_the_publish_histograms_are_scraped_from_every_copy_of_every_service() -> None:
+    """On a stack with two copies of each service (the cluster topology) the second copies'
+    ``/metrics`` are scraped too, on their own ports; the engines are not services."""
+    settings = Settings(_env_file=None)
+    recorded = ["kafka-1", "temporal", "payment", "payment-2", "orchestrator", "orchestrator-2"]
+
+    urls = _metrics_urls(settings, dict.fromkeys(recorded, 1))
+
+    assert sorted(urls) == ["orchestrator", "orchestrator-2", "payment", "payment-2"]
+    second = settings.service_port("payment") + settings.instance_port_step
+    assert urls["payment-2"] == f"http://{settings.api_host}:{second}/metrics"
+    assert sorted(_metrics_urls(settings, {})) == [
+        "inventory",
+        "orchestrator",
+        "payment",
+        "shipping",
+    ]
