@@ -135,6 +135,42 @@ class BenchReport(BaseModel):
     warnings: list[str]
 
 
+def judged_report(
+    environment: Environment,
+    *,
+    sagas: SagaSection,
+    paced: PacedSection | None,
+    bare: BareSection | None,
+    publishing: PublishingSection | None,
+    memory: RssPeaks | None,
+    profiles: list[ProcessProfile],
+    warnings: list[str],
+) -> BenchReport:
+    """A run's report, its ratios and targets derived from its sections."""
+    ratios = ratios_of(sagas, bare, publishing)
+    targets = evaluate_targets(
+        sagas,
+        bare,
+        publishing,
+        ratios,
+        temporal_storage=environment.temporal_storage,
+        paced=paced,
+        memory=memory,
+    )
+    return BenchReport(
+        environment=environment,
+        sagas=sagas,
+        paced=paced,
+        bare=bare,
+        publishing=publishing,
+        ratios=ratios,
+        memory=memory,
+        targets=targets,
+        profiles=profiles,
+        warnings=warnings,
+    )
+
+
 def _ratio(numerator: float | None, denominator: float | None) -> float | None:
     if numerator is None or not denominator:
         return None

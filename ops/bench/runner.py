@@ -77,8 +77,7 @@ from ops.bench.report import (
     PacedSection,
     PublishingSection,
     SagaSection,
-    evaluate_targets,
-    ratios_of,
+    judged_report,
     write_reports,
 )
 from runtime import BookUnreadable, wait_for_kafka, wait_for_temporal
@@ -646,10 +645,9 @@ async def run_bench(settings: Settings, options: BenchOptions, *, say: Say) -> B
             "the bare workflows": bare.cpu if bare else None,
         }
     )
-    ratios = ratios_of(sagas, bare, publishing)
     storage = "postgresql" if settings.topology == "cluster" else settings.temporal_storage
-    report = BenchReport(
-        environment=Environment(
+    report = judged_report(
+        Environment(
             run_id=run_id,
             started_at=started.isoformat(timespec="seconds"),
             api_url=settings.api_url,
@@ -664,17 +662,7 @@ async def run_bench(settings: Settings, options: BenchOptions, *, say: Say) -> B
         paced=paced,
         bare=bare,
         publishing=publishing,
-        ratios=ratios,
         memory=memory,
-        targets=evaluate_targets(
-            sagas,
-            bare,
-            publishing,
-            ratios,
-            temporal_storage=storage,
-            paced=paced,
-            memory=memory,
-        ),
         profiles=profiles,
         warnings=warnings,
     )

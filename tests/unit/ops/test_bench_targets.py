@@ -18,6 +18,7 @@ from ops.bench.report import (
     SagaSection,
     Target,
     evaluate_targets,
+    judged_report,
     ratios_of,
     render_markdown,
     render_text,
@@ -297,9 +298,8 @@ def test_the_consumer_lag_is_the_higher_of_both_phases() -> None:
 def _report(paced: PacedSection | None, memory: RssPeaks | None) -> BenchReport:
     sagas = _sagas(sagas_per_s=11.67, p95_ms=5190, cpu=ISSUE_15_CPU, events=53, publish_p95=23)
     bare = _bare(sagas_per_s=21.05, p95_ms=2870, temporal_ms=49.0)
-    ratios = ratios_of(sagas, bare, None)
-    return BenchReport(
-        environment=Environment(
+    return judged_report(
+        Environment(
             run_id="r",
             started_at="2026-12-06T10:00:00+00:00",
             api_url="http://127.0.0.1:8000",
@@ -314,11 +314,8 @@ def _report(paced: PacedSection | None, memory: RssPeaks | None) -> BenchReport:
         paced=paced,
         bare=bare,
         publishing=None,
-        ratios=ratios,
         memory=memory,
-        targets=evaluate_targets(
-            sagas, bare, None, ratios, temporal_storage="file", paced=paced, memory=memory
-        ),
+        profiles=[],
         warnings=[],
     )
 
