@@ -462,24 +462,32 @@ async def _activity_attempts(http: httpx.AsyncClient, url: str) -> float:
 
 
 async def _group_assignments(bootstrap: str) -> dict[str, list[list[TopicPartition]]]:
-    """Each consumer group's members as the partitions each one owns."""
+    """Each consumer group's members as the partitions each one owns, once every group is
+    stable: a group that is rebalancing reports members with no assignment yet."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
-    groups: dict[str, list[list[TopicPartition]]] = {}
+    deadline = time.monotonic() + 60
     try:
-        for group_id in GROUPS:
-            # One group a call: aiokafka 0.14 misreads the answer about several.
-            for response in await admin.describe_consumer_groups([group_id]):
-                for group in response.to_object()["groups"]:
-                    groups[group["group"]] = [
-                        ConsumerProtocolMemberAssignment.decode(
-                            member["member_assignment"]
-                        ).partitions()
-                        for member in group["members"]
-                    ]
+        while True:
+            groups: dict[str, list[list[TopicPartition]]] = {}
+            states: dict[str, str] = {}
+            for group_id in GROUPS:
+                # One group a call: aiokafka 0.14 misreads the answer about several.
+                for response in await admin.describe_consumer_groups([group_id]):
+                    for group in response.to_object()["groups"]:
+                        states[group["group"]] = group["state"]
+                        groups[group["group"]] = [
+                            ConsumerProtocolMemberAssignment.decode(
+                                member["member_assignment"]
+                            ).partitions()
+                            for member in group["members"]
+                            if member["member_assignment"]
+                        ]
+            if set(states.values()) == {"Stable"} or time.monotonic() > deadline:
+                return groups
+            await asyncio.sleep(0.5)
     finally:
         await admin.close()
-    return groups
 
 
 def _charges(scaled: Scaled, order_ids: list[str]) -> int:
