@@ -1,6 +1,7 @@
 """Every setting of every process, from ``SAGA_*`` environment variables and ``.env``."""
 
 from pathlib import Path
+from urllib.parse import urlsplit
 from typing import Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
@@ -82,6 +83,58 @@ class Settings(BaseSettings):
     kafka_heap: str = Field("512m", description="Java heap (-Xmx) of the embedded broker.")
     java: str = Field("java", description="The Java 17+ executable that runs the broker.")
     maven: str = Field("mvn", description="The Maven executable that fetches Kafka's jars.")
+
+    # Schema registry
+    schema_registry_url: str = Field(
+        "http://127.0.0.1:8081",
+        description=(
+            "Schema registry (Apicurio Registry) the processes register and look up event "
+            "schemas at, through its Confluent-compatible API (`/apis/ccompat/v7`); the "
+            "embedded registry listens on its port."
+        ),
+    )
+    schema_registry_embedded: bool = Field(
+        True,
+        description=(
+            "`saga up` starts Apicurio Registry itself; `false` to use an existing registry "
+            "at schema_registry_url."
+        ),
+    )
+    schema_registry_version: str = Field(
+        "3.3.3", description="Apicurio Registry version `saga fetch` takes from Maven Central."
+    )
+    schema_registry_cache_dir: Path = Field(
+        Path.home() / ".cache" / "saga-orchestrator" / "apicurio",
+        description="Where Apicurio Registry's application is kept between runs.",
+    )
+    schema_registry_java: str | None = Field(
+        None,
+        description=(
+            "The Java 21+ executable that runs the registry (default: the newest JDK under "
+            "/usr/lib/jvm, or `java` when it is 21 or newer)."
+        ),
+    )
+    schema_registry_heap: str = Field("256m", description="Java heap (-Xmx) of the registry.")
+    schema_registry_username: str | None = Field(
+        None, description="User this process authenticates as at the registry (basic auth)."
+    )
+    schema_registry_password: SecretStr | None = Field(
+        None, description="Password of schema_registry_username; `saga config` masks it."
+    )
+    schema_registry_compatibility: Literal[
+        "BACKWARD",
+        "BACKWARD_TRANSITIVE",
+        "FORWARD",
+        "FORWARD_TRANSITIVE",
+        "FULL",
+        "FULL_TRANSITIVE",
+    ] = Field(
+        "FULL_TRANSITIVE",
+        description=(
+            "Compatibility the registry enforces on every event's subject: FULL_TRANSITIVE, "
+            "every version reads and is read by every other (see docs/events.md)."
+        ),
+    )
 
     # Temporal
     temporal_address: str = Field(
@@ -462,7 +515,7 @@ class Settings(BaseSettings):
         ),
     )
 
-    @field_validator("otlp_endpoint")
+    @field_validator("otlp_endpoint", "schema_registry_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
         if value is None or not value.strip():
@@ -521,6 +574,15 @@ class Settings(BaseSettings):
     def kafka_node_ports(self, nodes: int = 3) -> list[int]:
         """The broker port of each node of the cluster topology's Kafka, node 1 first."""
         return [self.kafka_port + n * self.kafka_node_port_step for n in range(nodes)]
+
+    @property
+    def schema_registry_port(self) -> int:
+        """The port of :attr:`schema_registry_url`: where the embedded registry listens (its
+        management interface, health and metrics, on the port plus one)."""
+        port = urlsplit(self.schema_registry_url).port
+        if port is None:
+            return 443 if self.schema_registry_url.startswith("https") else 80
+        return port
 
     @property
     def temporal_port(self) -> int:
