@@ -56,6 +56,8 @@ class UndecodableReason(StrEnum):
     MISSING_HEADER = "missing-header"
     GARBLED_HEADER = "garbled-header"
     UNSUPPORTED_CONTENT_TYPE = "unsupported-content-type"
+    NOT_FRAMED = "not-framed"
+    UNKNOWN_SCHEMA_ID = "unknown-schema-id"
     UNKNOWN_EVENT_TYPE = "unknown-event-type"
     UNKNOWN_FINGERPRINT = "unknown-fingerprint"
     HEADER_MISMATCH = "header-mismatch"

@@ -46,6 +46,7 @@ __all__ = [
     "packaged_schemas",
     "schema_by_fingerprint",
     "schema_for",
+    "schema_matching",
 ]
 
 FINGERPRINT_ALGORITHM = "CRC-64-AVRO"
@@ -148,6 +149,19 @@ def schema_for(event_type: str) -> PackagedSchema:
 def schema_by_fingerprint(schema_fingerprint: str) -> PackagedSchema | None:
     """The packaged schema with this fingerprint, if there is one."""
     return _by_fingerprint().get(schema_fingerprint)
+
+
+def schema_matching(definition: Mapping[str, Any] | list[Any] | str) -> PackagedSchema | None:
+    """The packaged schema that ``definition`` is, whatever its layout, docs and extra
+    attributes (a registry hands back its own copy of it), or None.
+
+    Raises:
+        fastavro.schema.SchemaParseException, ValueError, TypeError, KeyError: ``definition``
+            is not an Avro schema.
+    """
+    schema = dict(definition) if isinstance(definition, Mapping) else definition
+    canonical = to_parsing_canonical_form(parse_schema(schema))
+    return schema_by_fingerprint(fingerprint(canonical, FINGERPRINT_ALGORITHM))
 
 
 @cache
