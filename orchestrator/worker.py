@@ -67,6 +67,7 @@ def build(context: ServiceContext) -> ServiceParts:
             consumer_factory=lambda group_id: new_consumer(kafka, group_id),
             producer_factory=lambda: new_producer(kafka),
             metrics=context.metrics,
+            schemas=context.schemas,
         )
 
     # One store (a SQLite file, a PostgreSQL schema) per consumer whose handler awaits inside

@@ -39,9 +39,17 @@ from runtime._database import (
     open_database,
     open_reader,
 )
-from runtime._metrics import EventBusMetrics
+from runtime._metrics import EventBusMetrics, SchemaRegistryMetrics
 from runtime._outbox import Outbox, OutboxClaims, OutboxRelay, OutboxRow, RelayLease
 from runtime._reader import BookReader, BookUnreadable, EventCounts
+from runtime._schema_registry import (
+    CCOMPAT_PATH,
+    IncompatibleSchema,
+    SchemaRegistry,
+    SchemaRegistryError,
+    SchemaRegistryUnavailable,
+    WriterSchema,
+)
 from runtime._service import (
     ACTIVITY_GRACE,
     DatabasePath,
@@ -63,6 +71,7 @@ from runtime._transaction import transaction
 
 __all__ = [
     "ACTIVITY_GRACE",
+    "CCOMPAT_PATH",
     "DLQ_DROPPED_HEADER",
     "DLQ_HEADER_PREFIX",
     "TRACE_HEADERS",
@@ -82,6 +91,7 @@ __all__ = [
     "EventCounts",
     "EventHandler",
     "Inbox",
+    "IncompatibleSchema",
     "IntegrityError",
     "KafkaUnavailableError",
     "Outbox",
@@ -90,11 +100,16 @@ __all__ = [
     "OutboxRow",
     "RelayLease",
     "RetryPolicy",
+    "SchemaRegistry",
+    "SchemaRegistryError",
+    "SchemaRegistryMetrics",
+    "SchemaRegistryUnavailable",
     "ServiceContext",
     "ServiceFactory",
     "ServiceParts",
     "TemporalUnavailableError",
     "Where",
+    "WriterSchema",
     "causation_id",
     "compression_type",
     "consume_span",

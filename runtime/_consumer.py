@@ -11,7 +11,9 @@ No record stops the loop: whatever its bytes, headers, key or size, it is handle
 dead-lettered. A record the Kafka client itself cannot parse (a header name that is not
 UTF-8) is found, its position dead-lettered, and read past. Failures that are not the
 record's (the inbox's database, or a PostgreSQL connection lost while handling it: a server
-restart) read the record again a second later.
+restart; the schema registry away while a framed record's schema id is resolved) read the
+record again a second later. A schema id the registry does not know is the record's fault:
+it is dead-lettered (``unknown-schema-id``).
 """
 
 import asyncio
@@ -41,6 +43,7 @@ from contracts.errors import ContractError
 from contracts.topics import dlq_topic
 from runtime._database import ConnectionLost, Database
 from runtime._metrics import EventBusMetrics
+from runtime._schema_registry import SchemaRegistry, SchemaRegistryError
 from runtime._tracing import TRACE_HEADERS, consume_span, mark_failed
 from runtime._transaction import transaction
 
@@ -151,10 +154,14 @@ class EventConsumer:
         metrics: EventBusMetrics | None = None,
         reader_types: dict[str, str] | None = None,
         commit_interval: float = 0.5,
+        schemas: SchemaRegistry | None = None,
     ) -> None:
         """``commit_interval``: under a steady flow, offsets are committed at most this often
         (seconds); a pause in the flow, a rebalance and a stop commit at once. A crash reads
-        again at most that much, and the inbox drops what was handled."""
+        again at most that much, and the inbox drops what was handled.
+
+        ``schemas``: the registry that resolves framed records' schema ids; without one, only
+        records in the legacy format decode (a framed one is dead-lettered, its id unknown)."""
         self.group_id = group_id
         self._topics = topics
         self._handler = handler
@@ -165,6 +172,7 @@ class EventConsumer:
         self._retry = retry or RetryPolicy()
         self._metrics = metrics
         self._reader_types = reader_types or {}
+        self._schemas = schemas
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
         self._handled: dict[TopicPartition, int] = {}
@@ -214,6 +222,18 @@ class EventConsumer:
             try:
                 with _record_span(record, self.group_id):
                     await self._consume(record)
+            except SchemaRegistryError as exc:
+                # The registry is away (or refuses us): not the record's fault. Read it again.
+                log.warning(
+                    "%s: cannot resolve the schema of %s@%d (%s); reading it again",
+                    self.group_id,
+                    partition,
+                    record.offset,
+                    exc,
+                )
+                consumer.seek(partition, record.offset)
+                await asyncio.sleep(1.0)
+                return
             except (KafkaError, TimeoutError) as exc:
                 # The dead-letter write failed: read this record again rather than lose it.
                 log.warning(
@@ -358,8 +378,14 @@ class EventConsumer:
 
     async def _consume(self, record: ConsumerRecord) -> None:
         started = time.perf_counter()
+        reader_type = self._reader_types.get(record.topic)
         try:
-            event = decode_event(record.value, record.headers, self._reader_types.get(record.topic))
+            if self._schemas is None:
+                event = decode_event(record.value, record.headers, reader_type)
+            else:
+                event = await self._schemas.decode(record.value, record.headers, reader_type)
+        except SchemaRegistryError:
+            raise  # not the record's fault: read again (_consume_partition)
         except ContractError as exc:
             await self._dead_letter(record, reason=_reason(exc), error=str(exc), attempts=0)
             return

@@ -5,7 +5,7 @@ from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-__all__ = ["EventBusMetrics"]
+__all__ = ["EventBusMetrics", "SchemaRegistryMetrics"]
 
 
 class EventBusMetrics:
@@ -113,3 +113,16 @@ class EventBusMetrics:
         for topic, partition in partitions:
             with contextlib.suppress(KeyError):
                 self.consumer_lag.remove(topic, str(partition), consumer_group)
+
+
+class SchemaRegistryMetrics:
+    """What went wrong talking to the schema registry, by kind."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.errors = Counter(
+            "schema_registry_errors_total",
+            "Calls to the schema registry that failed: unreachable, timeout, server-error (5xx),"
+            " refused (another 4xx)",
+            ["kind"],
+            registry=registry,
+        )

@@ -14,6 +14,10 @@ predecessor got onto Kafka without marking them, and marks those instead of send
 again. On PostgreSQL they may instead all publish at once: each relay claims rows
 (:class:`OutboxClaims`) that no other holds, whole orders at a time, so the events of one
 order still reach Kafka in the order they were written.
+
+With a :class:`SchemaRegistry` the relay frames each row's stored Avro body with its schema's
+registry id as it publishes (the Confluent wire format); while the registry cannot give an
+id, nothing is sent and the rows wait.
 """
 
 import asyncio
@@ -31,10 +35,11 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError, OutOfOrderSequenceNumber
 from opentelemetry.trace import Span, Status, StatusCode
 
-from contracts.codec import encode_event
+from contracts.codec import encode_event, frame, framed_headers
 from contracts.envelope import AnyEvent
 from runtime._database import Database, DatabaseError
 from runtime._metrics import EventBusMetrics
+from runtime._schema_registry import SchemaRegistry, SchemaRegistryError
 from runtime._tracing import creation_headers, publish_span
 from runtime._transaction import transaction
 
@@ -444,12 +449,17 @@ class OutboxRelay:
         consumer_factory: Callable[[], AIOKafkaConsumer] | None = None,
         flush_timeout: float = 5.0,
         claims: OutboxClaims | None = None,
+        schemas: SchemaRegistry | None = None,
     ) -> None:
+        """``schemas``: the registry whose ids frame each record; without one, rows are
+        published as stored (the legacy format that only this project's codec reads: for
+        tools and tests that have no registry)."""
         if claims is not None and lease is not None:
             raise ValueError("a relay claims rows or holds the lease, not both")
         self._outbox = outbox
         self._claims = claims
         self._new_producer = producer_factory
+        self._schemas = schemas
         self._metrics = metrics
         self._batch_size = batch_size
         self._send_timeout = send_timeout
@@ -516,6 +526,18 @@ class OutboxRelay:
                 await self._pause(backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue
+            except SchemaRegistryError as exc:
+                # No id, no record: nothing of the batch was sent, and the rows wait.
+                log.warning(
+                    "outbox relay: schema registry unavailable (%s), retrying in %.1fs",
+                    exc,
+                    backoff,
+                )
+                if self._metrics is not None:
+                    self._metrics.publish_errors.labels(type(exc).__name__).inc()
+                await self._pause(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
             except DatabaseError as exc:
                 # The outbox's database is away (a restart): the rows wait there. A batch
                 # Kafka acknowledged may not have been marked sent: look before sending again.
@@ -549,7 +571,7 @@ class OutboxRelay:
                     continue
                 if await asyncio.wait_for(self.publish_pending(), remaining) == 0:
                     return
-        except (KafkaError, OSError, TimeoutError, *DatabaseError) as exc:
+        except (KafkaError, OSError, TimeoutError, SchemaRegistryError, *DatabaseError) as exc:
             log.warning("outbox relay: cannot publish what is pending at stop (%s)", exc)
         with contextlib.suppress(*DatabaseError):
             log.warning(
@@ -616,7 +638,11 @@ class OutboxRelay:
         assert self._new_consumer is not None
         rows = self._outbox.pending(self._batch_size)
         if rows:
-            wanted = {(row.topic, row.key, row.value): row.id for row in rows}
+            records = await self._records(rows)
+            wanted = {
+                (row.topic, row.key, value): row.id
+                for row, (value, _) in zip(rows, records, strict=True)
+            }
             producer = await self._ensure_producer()
             partitions = [
                 TopicPartition(topic, partition)
@@ -683,17 +709,16 @@ class OutboxRelay:
         """Send ``rows`` in order and mark sent (with ``mark_sent``) those acknowledged."""
         if not rows:
             return 0
+        records = await self._records(rows)
         producer = await self._ensure_producer()
         sending_since = time.time_ns()
         # Sends are queued in order and batched by the producer; the idempotent producer
         # keeps their order per partition even when it retries. Each row's publish latency
         # runs from its own send to its own acknowledgement.
         sends = _Sends()
-        for row in rows:
+        for row, (value, headers) in zip(rows, records, strict=True):
             sent_at = time.perf_counter()
-            sends.add(
-                sent_at, await producer.send(row.topic, row.value, key=row.key, headers=row.headers)
-            )
+            sends.add(sent_at, await producer.send(row.topic, value, key=row.key, headers=headers))
         spans = [
             publish_span(
                 row.headers,
@@ -720,10 +745,27 @@ class OutboxRelay:
                         row.event_type,
                         row.topic,
                         sends.settled_at[index] - sends.sent_at[index],
-                        len(row.value),
+                        len(records[index][0]),
                     )
             _report_published(rows, spans, acknowledged)
         return acknowledged
+
+    async def _records(self, rows: list[OutboxRow]) -> list[tuple[bytes, list[tuple[str, bytes]]]]:
+        """The value and headers each row goes onto Kafka with: framed with its schema's id
+        when the relay has a registry, else as stored.
+
+        Raises:
+            SchemaRegistryError: the registry gave no id (the rows stay pending).
+        """
+        if self._schemas is None:
+            return [(row.value, row.headers) for row in rows]
+        ids = {
+            event_type: await self._schemas.id_for(event_type)
+            for event_type in {row.event_type for row in rows}
+        }
+        return [
+            (frame(row.value, ids[row.event_type]), framed_headers(row.headers)) for row in rows
+        ]
 
     async def _ensure_producer(self) -> AIOKafkaProducer:
         if self._producer is None:

@@ -51,8 +51,9 @@ from infra.config.tracing import export_traces, temporal_interceptors, traced_wo
 from runtime._activity_metrics import ActivityAttempts, ActivityMetrics
 from runtime._clients import KafkaUnavailableError, new_consumer, new_producer, wait_for_kafka
 from runtime._database import Database
-from runtime._metrics import EventBusMetrics
+from runtime._metrics import EventBusMetrics, SchemaRegistryMetrics
 from runtime._outbox import Outbox, OutboxClaims, OutboxRelay
+from runtime._schema_registry import SchemaRegistry, SchemaRegistryError
 from runtime._stores import DatabaseUnavailableError, open_store
 from runtime._temporal import TemporalUnavailableError, wait_for_temporal
 
@@ -106,6 +107,8 @@ class ServiceContext:
     metrics: EventBusMetrics
     registry: CollectorRegistry
     """The process's metrics registry, served on ``/metrics``, for the service's own metrics."""
+    schemas: SchemaRegistry
+    """The schema registry's client: consumers decode framed records with it."""
 
 
 ServiceFactory = Callable[[ServiceContext], ServiceParts]
@@ -235,10 +238,11 @@ async def serve(
         runtime=temporal_runtime,
     )
     db = open_store(settings, service, database(settings.run_dir), migrations=[migrations])
+    schemas = SchemaRegistry.from_settings(settings, metrics=SchemaRegistryMetrics(registry))
     try:
         outbox = Outbox(db)
         metrics = EventBusMetrics(registry)
-        parts = build(ServiceContext(settings, db, outbox, client, metrics, registry))
+        parts = build(ServiceContext(settings, db, outbox, client, metrics, registry, schemas))
         config = uvicorn.Config(
             health_app(service, registry),
             host=settings.api_host,
@@ -254,7 +258,9 @@ async def serve(
             signal.signal(sig, lambda *_: setattr(server, "should_exit", True))
         # What writes to the outbox stops first (the block below); then the relay publishes
         # what it wrote.
-        async with relaying(service, settings, outbox, metrics=metrics) as publishing:
+        async with relaying(
+            service, settings, outbox, metrics=metrics, schemas=schemas
+        ) as publishing:
             background = [
                 asyncio.create_task(task(), name=f"{service}-{getattr(task, '__qualname__', task)}")
                 for task in parts.background
@@ -280,6 +286,7 @@ async def serve(
             finally:
                 await _cancel(background)
     finally:
+        await schemas.aclose()
         db.close()
     log.info("%s service stopped", service)
 
@@ -291,8 +298,14 @@ async def relaying(
     outbox: Outbox,
     *,
     metrics: EventBusMetrics | None = None,
+    schemas: SchemaRegistry | None = None,
 ) -> AsyncIterator[asyncio.Task[None]]:
     """Publish ``outbox`` to Kafka while the block runs: the one relay wiring of every outbox.
+
+    The relay frames every record with its schema's id at ``schemas`` (by default a client of
+    the settings' registry, closed with the block). The packaged schemas are registered
+    first (:meth:`SchemaRegistry.register_catalog`); a registry that is away then delays
+    nothing but the relay's first batch, which asks again.
 
     On PostgreSQL (unless ``SAGA_OUTBOX_RELAY=lease``) the relay claims rows beside the other
     copies' relays (:class:`~runtime._outbox.OutboxClaims`). Otherwise it publishes only
@@ -306,10 +319,15 @@ async def relaying(
         The relay's task, which ends before the block does only if the relay failed.
     """
     kafka = kafka_connection(settings)
+    own_schemas = schemas is None
+    schemas = SchemaRegistry.from_settings(settings) if schemas is None else schemas
+    await _register_at_start(schemas, process)
     if settings.outbox_relay != "lease" and outbox.database.dialect == "postgresql":
         # Every copy publishes: claims on a connection of the relay's own.
         claims: OutboxClaims | None = OutboxClaims(outbox.database.reopen())
-        relay = OutboxRelay(outbox, lambda: new_producer(kafka), metrics=metrics, claims=claims)
+        relay = OutboxRelay(
+            outbox, lambda: new_producer(kafka), metrics=metrics, claims=claims, schemas=schemas
+        )
     else:
         claims = None
         relay = OutboxRelay(
@@ -318,6 +336,7 @@ async def relaying(
             metrics=metrics,
             lease=outbox.lease(_lease_owner(process, settings), ttl=settings.outbox_lease_seconds),
             consumer_factory=lambda: new_consumer(kafka, None),
+            schemas=schemas,
         )
     publishing = asyncio.create_task(relay.run(), name=f"{process}-outbox-relay")
     try:
@@ -326,6 +345,30 @@ async def relaying(
         await _stop_relay(relay, publishing)
         if claims is not None:
             claims.close()
+        if own_schemas:
+            await schemas.aclose()
+
+
+async def _register_at_start(schemas: SchemaRegistry, process: str) -> bool:
+    """Register the packaged schemas at process start (idempotent); whether it worked.
+
+    A failure is one log line and no more: the relay asks for each id again as it publishes,
+    and its rows wait until the registry gives them.
+    """
+    try:
+        ids = await schemas.register_catalog()
+    except SchemaRegistryError as exc:
+        # An incompatible schema needs a person; a registry that is away, only time.
+        log.log(
+            logging.WARNING if exc.retryable else logging.ERROR,
+            "%s: cannot register the event schemas at %s (%s); the relay asks again",
+            process,
+            schemas.url,
+            exc,
+        )
+        return False
+    log.info("%s: %d event schemas registered at %s", process, len(ids), schemas.url)
+    return True
 
 
 def _lease_owner(service: str, settings: Settings) -> str:

@@ -45,7 +45,15 @@ from orchestrator.api.service import (
 from orchestrator.orders import OrderBook
 from orchestrator.queries import database_path as orchestrator_database
 from orchestrator.timeline import Timeline
-from runtime import EventBusMetrics, Outbox, open_store, relaying, wait_for_temporal
+from runtime import (
+    EventBusMetrics,
+    Outbox,
+    SchemaRegistry,
+    SchemaRegistryMetrics,
+    open_store,
+    relaying,
+    wait_for_temporal,
+)
 
 __all__ = ["create_app", "outbox_database", "ui_origins"]
 
@@ -287,7 +295,15 @@ def create_app(
             )
             # The runtime's relay wiring, as every service's: the lease (copies of the API
             # share its outbox), and on stop the repairs written last are published.
-            async with relaying("api", settings, outbox, metrics=EventBusMetrics(registry)):
+            schemas = SchemaRegistry.from_settings(
+                settings, metrics=SchemaRegistryMetrics(registry)
+            )
+            async with (
+                schemas,
+                relaying(
+                    "api", settings, outbox, metrics=EventBusMetrics(registry), schemas=schemas
+                ),
+            ):
                 yield
         finally:
             outbox_db.close()
