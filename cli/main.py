@@ -301,6 +301,8 @@ def _projections_rebuild(settings: Settings, args: argparse.Namespace) -> int:
     from runtime import (
         DatabaseError,
         DatabaseUnavailableError,
+        SchemaRegistry,
+        SchemaRegistryError,
         describe,
         open_store,
         wait_for_kafka,
@@ -321,12 +323,13 @@ def _projections_rebuild(settings: Settings, args: argparse.Namespace) -> int:
             database_path(settings.run_dir),
             migrations=[OrderBook.MIGRATIONS],
         )
-        with contextlib.closing(database):
-            return await rebuild_timeline(bootstrap, database, progress=show)
+        async with SchemaRegistry.from_settings(settings) as schemas:
+            with contextlib.closing(database):
+                return await rebuild_timeline(bootstrap, database, progress=show, schemas=schemas)
 
     try:
         report = asyncio.run(rebuild())
-    except MissingTopicsError as exc:
+    except (MissingTopicsError, SchemaRegistryError) as exc:
         return fail(exc, 1)
     except DatabaseUnavailableError as exc:
         return fail(exc, 2)

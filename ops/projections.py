@@ -11,14 +11,13 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
-from contracts.codec import decode_event
 from contracts.envelope import AnyEvent
 from contracts.errors import ContractError
 from contracts.topics import TOPICS
 from infra.config.kafka import KafkaTarget
 from ops.snapshot import TopicSnapshot
 from orchestrator.timeline import Timeline
-from runtime import Database
+from runtime import Database, SchemaRegistry, decode_record
 
 __all__ = ["MissingTopicsError", "RebuildProgress", "RebuildReport", "rebuild_timeline"]
 
@@ -78,6 +77,7 @@ async def rebuild_timeline(
     *,
     progress: Callable[[RebuildProgress], None] | None = None,
     progress_every: int = 1000,
+    schemas: SchemaRegistry | None = None,
 ) -> RebuildReport:
     """Rebuild every order's timeline in ``database`` from the domain topics.
 
@@ -85,10 +85,13 @@ async def rebuild_timeline(
     decodes each record as the live projector does and writes the timeline in one
     transaction (see :meth:`Timeline.replace`). ``progress`` is called once the end
     offsets are noted, then every ``progress_every`` records and when all are read.
+    Records of both wire formats are read: framed ones through ``schemas``, legacy ones
+    (written before the registry) by their fingerprint.
 
     Raises:
         MissingTopicsError: a domain topic does not exist; nothing was changed.
         KafkaError: Kafka did not answer (``KafkaTimeoutError`` if it stopped mid-way).
+        SchemaRegistryError: the registry could not resolve a schema id; nothing was changed.
     """
     started = time.perf_counter()
     timeline = Timeline(database)
@@ -110,7 +113,7 @@ async def rebuild_timeline(
         async for record in snapshot.records():
             records += 1
             try:
-                event = decode_event(record.value, record.headers)
+                event = await decode_record(schemas, record.value, record.headers)
             except ContractError:
                 skipped += 1
             else:

@@ -49,6 +49,7 @@ from runtime._schema_registry import (
     SchemaRegistryError,
     SchemaRegistryUnavailable,
     WriterSchema,
+    decode_record,
 )
 from runtime._service import (
     ACTIVITY_GRACE,
@@ -114,6 +115,7 @@ __all__ = [
     "compression_type",
     "consume_span",
     "continue_trace",
+    "decode_record",
     "describe",
     "health_app",
     "new_admin",

@@ -37,13 +37,13 @@ from aiokafka.errors import (
 )
 from opentelemetry.trace import INVALID_SPAN, Span
 
-from contracts.codec import EVENT_TYPE_HEADER, decode_event
+from contracts.codec import EVENT_TYPE_HEADER
 from contracts.envelope import AnyEvent
 from contracts.errors import ContractError
 from contracts.topics import dlq_topic
 from runtime._database import ConnectionLost, Database
 from runtime._metrics import EventBusMetrics
-from runtime._schema_registry import SchemaRegistry, SchemaRegistryError
+from runtime._schema_registry import SchemaRegistry, SchemaRegistryError, decode_record
 from runtime._tracing import TRACE_HEADERS, consume_span, mark_failed
 from runtime._transaction import transaction
 
@@ -380,10 +380,7 @@ class EventConsumer:
         started = time.perf_counter()
         reader_type = self._reader_types.get(record.topic)
         try:
-            if self._schemas is None:
-                event = decode_event(record.value, record.headers, reader_type)
-            else:
-                event = await self._schemas.decode(record.value, record.headers, reader_type)
+            event = await decode_record(self._schemas, record.value, record.headers, reader_type)
         except SchemaRegistryError:
             raise  # not the record's fault: read again (_consume_partition)
         except ContractError as exc:

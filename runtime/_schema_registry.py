@@ -38,6 +38,7 @@ __all__ = [
     "SchemaRegistryError",
     "SchemaRegistryUnavailable",
     "WriterSchema",
+    "decode_record",
 ]
 
 log = logging.getLogger(__name__)
@@ -296,6 +297,25 @@ class SchemaRegistry:
     def _count(self, kind: str) -> None:
         if self._metrics is not None:
             self._metrics.errors.labels(kind).inc()
+
+
+async def decode_record(
+    schemas: "SchemaRegistry | None",
+    value: bytes | None,
+    headers: Sequence[tuple[str, bytes | None]] | None,
+    reader_type: str | None = None,
+) -> AnyEvent:
+    """Decode a record in either wire format: framed ones through ``schemas``
+    (:meth:`SchemaRegistry.decode`); without a registry only legacy records decode, and a
+    framed one is undecodable (its schema id unknown).
+
+    Raises:
+        UndecodableEvent, UnknownEventType, SchemaRegistryUnavailable, SchemaRegistryError:
+            as :meth:`SchemaRegistry.decode`.
+    """
+    if schemas is None:
+        return decode_event(value, headers, reader_type)
+    return await schemas.decode(value, headers, reader_type)
 
 
 def _writer(answer: Any) -> WriterSchema | None:

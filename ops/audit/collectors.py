@@ -54,7 +54,14 @@ from ops.snapshot import TopicSnapshot
 from orchestrator import queries as order_queries
 from orchestrator.saga import SAGA_STATUS_KEY, SAGA_STEP_KEY
 from orchestrator.workflows.order_saga import ORDER_ID_KEY
-from runtime import BookReader, BookUnreadable, Where, describe
+from runtime import (
+    BookReader,
+    BookUnreadable,
+    SchemaRegistry,
+    Where,
+    decode_record,
+    describe,
+)
 from workers.inventory import queries as inventory_queries
 from workers.payment import queries as payment_queries
 from workers.shipping import queries as shipping_queries
@@ -417,17 +424,22 @@ class KafkaEvents:
 
 
 async def read_events(
-    bootstrap_servers: KafkaTarget, *, after: dict[TopicPartition, int] | None = None
+    bootstrap_servers: KafkaTarget,
+    *,
+    after: dict[TopicPartition, int] | None = None,
+    schemas: SchemaRegistry | None = None,
 ) -> KafkaEvents:
     """Every domain event from the beginning of the topics to where they end now.
 
     A first reading's events are settled: read before the databases, each has its record
     there. A second reading, after the databases, continues ``after`` the first one's ends
-    and finds the events of the records written meanwhile; they are not settled.
+    and finds the events of the records written meanwhile; they are not settled. Framed
+    records are decoded through ``schemas``, legacy ones by their fingerprint.
 
     Raises:
         SourceUnreadable: a domain topic does not exist: not the stack's cluster.
         KafkaError: Kafka does not answer, or stopped answering while being read.
+        SchemaRegistryError: the registry could not resolve a schema id.
     """
     found = KafkaEvents()
     settled = after is None
@@ -443,7 +455,7 @@ async def read_events(
                 continue  # the first reading had it
             found.records += 1
             try:
-                event = decode_event(record.value, record.headers)
+                event = await decode_record(schemas, record.value, record.headers)
             except ContractError:
                 found.not_events += 1
                 continue

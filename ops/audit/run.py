@@ -25,6 +25,8 @@ from ops.audit.report import AuditReport, AuditSource
 from ops.audit.snapshot import AuditSnapshot
 from runtime import (
     KafkaUnavailableError,
+    SchemaRegistry,
+    SchemaRegistryError,
     TemporalUnavailableError,
     wait_for_kafka,
     wait_for_temporal,
@@ -104,12 +106,17 @@ async def _live_snapshot(
         )
     # The sagas and the events so far first, side by side; then the records; then the
     # events published meanwhile (see collectors for why in this order).
+    schemas = SchemaRegistry.from_settings(settings)
     listing = asyncio.create_task(read_sagas(client, query))
-    early = asyncio.create_task(read_events(bootstrap))
+    early = asyncio.create_task(read_events(bootstrap, schemas=schemas))
     try:
         sagas, kafka = await asyncio.gather(listing, early)
         books = await asyncio.to_thread(read_books, settings)
-        kafka.extend(await read_events(bootstrap, after=kafka.ends))
+        kafka.extend(await read_events(bootstrap, after=kafka.ends, schemas=schemas))
+    except SchemaRegistryError as exc:
+        raise AuditSourceError(
+            f"the schema registry cannot resolve the events' schemas ({exc})"
+        ) from exc
     except KafkaError as exc:
         raise AuditSourceError(
             f"Kafka at {bootstrap} stopped answering while being read "
@@ -120,6 +127,7 @@ async def _live_snapshot(
         for task in (listing, early):
             task.cancel()
         await asyncio.gather(listing, early, return_exceptions=True)
+        await schemas.aclose()
     for event in books.pending:
         kafka.add(event)
     events = kafka.by_order()

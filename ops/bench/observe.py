@@ -23,8 +23,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 from pydantic import BaseModel
 
-from contracts.codec import decode_event
-from contracts.errors import UndecodableEvent
+from contracts.errors import ContractError
 from infra.config.kafka import KafkaTarget
 from infra.engines.kafka_security import ORCHESTRATOR_GROUPS
 from ops.bench.stats import (
@@ -36,7 +35,7 @@ from ops.bench.stats import (
     summarize,
 )
 from ops.snapshot import stop_groupless, topic_partitions
-from runtime import new_admin, new_consumer
+from runtime import SchemaRegistry, SchemaRegistryError, decode_record, new_admin, new_consumer
 
 __all__ = [
     "ORCHESTRATOR_GROUPS",
@@ -71,14 +70,22 @@ class DeliveryProbe:
     """A consumer group of the bench's own on the domain topics, from their end."""
 
     def __init__(
-        self, bootstrap_servers: KafkaTarget, topics: list[str], *, group_id: str, key_prefix: str
+        self,
+        bootstrap_servers: KafkaTarget,
+        topics: list[str],
+        *,
+        group_id: str,
+        key_prefix: str,
+        schemas: SchemaRegistry | None = None,
     ):
+        """``schemas`` resolves framed records' schema ids (the caller closes it)."""
         self._consumer: AIOKafkaConsumer = new_consumer(
             bootstrap_servers, group_id, auto_offset_reset="latest"
         )
         self._bootstrap = bootstrap_servers
         self._topics = topics
         self._prefix = key_prefix.encode()
+        self._schemas = schemas
         self._task: asyncio.Task[None] | None = None
         self._end_to_end: list[float] = []
         self._dwell: list[float] = []
@@ -145,9 +152,9 @@ class DeliveryProbe:
                     if not record.key or not record.key.startswith(self._prefix):
                         continue  # not one of this run's orders
                     try:
-                        event = decode_event(record.value, record.headers)
-                    except UndecodableEvent:
-                        continue
+                        event = await decode_record(self._schemas, record.value, record.headers)
+                    except (ContractError, SchemaRegistryError):
+                        continue  # not an event, or not one the probe can read: not counted
                     built = event.timestamp.timestamp()
                     self._end_to_end.append(max(received - built, 0.0))
                     self._dwell.append(max(record.timestamp / 1000 - built, 0.0))

@@ -80,7 +80,7 @@ from ops.bench.report import (
     judged_report,
     write_reports,
 )
-from runtime import BookUnreadable, wait_for_kafka, wait_for_temporal
+from runtime import BookUnreadable, SchemaRegistry, wait_for_kafka, wait_for_temporal
 from workers.inventory import queries as inventory_queries
 
 __all__ = [
@@ -259,8 +259,13 @@ async def _run_sagas(
     topics = [spec.name for spec in TOPICS]
     bootstrap = kafka_connection(settings)
     async with (
+        SchemaRegistry.from_settings(settings) as schemas,
         DeliveryProbe(
-            bootstrap, topics, group_id=f"saga-bench-{run_id}", key_prefix=f"bench-{run_id}-"
+            bootstrap,
+            topics,
+            group_id=f"saga-bench-{run_id}",
+            key_prefix=f"bench-{run_id}-",
+            schemas=schemas,
         ) as probe,
         LagSampler(bootstrap, topics) as lag,
     ):
@@ -355,8 +360,13 @@ async def _run_paced(
     paced_id = _paced_run_id(run_id)
     cap = in_flight_cap(plan.rate, options.concurrency)
     async with (
+        SchemaRegistry.from_settings(settings) as schemas,
         DeliveryProbe(
-            bootstrap, topics, group_id=f"saga-bench-{paced_id}", key_prefix=f"bench-{paced_id}-"
+            bootstrap,
+            topics,
+            group_id=f"saga-bench-{paced_id}",
+            key_prefix=f"bench-{paced_id}-",
+            schemas=schemas,
         ) as probe,
         LagSampler(bootstrap, topics) as lag,
     ):

@@ -74,6 +74,7 @@ from runtime import (
     BookReader,
     BookUnreadable,
     EventCounts,
+    SchemaRegistry,
     Where,
     new_consumer,
     wait_for_kafka,
@@ -612,7 +613,8 @@ def _check_plan(
 async def _acknowledged_on_kafka(settings: Settings, order_prefix: str) -> int:
     """Events of the orders whose id starts with ``order_prefix`` on Kafka's domain topics,
     each counted once however often it was published."""
-    found = await read_events(kafka_connection(settings))
+    async with SchemaRegistry.from_settings(settings) as schemas:
+        found = await read_events(kafka_connection(settings), schemas=schemas)
     return sum(
         len(events)
         for order_id, events in found.by_order().items()
