@@ -45,6 +45,7 @@ def _up(settings: Settings, args: argparse.Namespace) -> int:
     if settings.topology == "cluster":
         print(f"  PostgreSQL   127.0.0.1:{settings.postgres_port} (a database per service)")
     print(f"  Kafka        {settings.kafka_brokers}")
+    print(f"  Registry     {settings.schema_registry_url}/apis/ccompat/v7 (Apicurio Registry)")
     print(
         "See it with `saga ps`, follow a component with `saga logs NAME`, stop it with `saga down`."
     )
@@ -76,12 +77,24 @@ def _token(settings: Settings, args: argparse.Namespace) -> int:
 def _fetch(settings: Settings, args: argparse.Namespace) -> int:
     from infra.engines.kafka_broker import ensure_kafka_jars
     from infra.engines.postgres import ensure_postgres_installed
+    from infra.engines.schema_registry import ensure_apicurio, find_java, java_version
     from infra.engines.temporal_build import ensure_temporal_server, ensure_temporal_ui
 
     libs = ensure_kafka_jars(settings.kafka_cache_dir, settings.kafka_version, maven=settings.maven)
     print(f"Apache Kafka {settings.kafka_version} jars are in {libs}")
     postgres = ensure_postgres_installed(settings.postgres_bin_dir, progress=say)
     print(f"PostgreSQL is in {postgres}")
+    registry = ensure_apicurio(
+        settings.schema_registry_cache_dir,
+        settings.schema_registry_version,
+        maven=settings.maven,
+        progress=say,
+    )
+    java = find_java(settings.schema_registry_java)
+    print(
+        f"Apicurio Registry {settings.schema_registry_version} is in {registry}; "
+        f"it runs on {java} (Java {java_version(java)})"
+    )
     for what, ensure, cache_dir, version in (
         ("server", ensure_temporal_server, settings.temporal_server_cache_dir,
          settings.temporal_server_version),

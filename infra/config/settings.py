@@ -1,8 +1,8 @@
 """Every setting of every process, from ``SAGA_*`` environment variables and ``.env``."""
 
 from pathlib import Path
-from urllib.parse import urlsplit
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict

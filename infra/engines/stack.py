@@ -58,7 +58,7 @@ from infra.engines.postgres import (
     read_postgres_secrets,
     stop_postgres,
 )
-from infra.engines.private_files import write_private
+from infra.engines.private_files import ensure_passwords, write_private
 from infra.engines.processes import (
     MissingToolError,
     ProcessRecord,
@@ -68,6 +68,13 @@ from infra.engines.processes import (
     port_in_use,
     spawn,
     stop_processes,
+)
+from infra.engines.schema_registry import (
+    RegistryDatabase,
+    RegistryUser,
+    SchemaRegistryServer,
+    ensure_apicurio,
+    find_java,
 )
 from infra.engines.temporal_build import (
     TemporalServerBuild,
@@ -103,8 +110,21 @@ __all__ = [
 SERVICES: tuple[str, ...] = ("payment", "inventory", "shipping", "orchestrator")
 KAFKA_NODES: tuple[str, ...] = ("kafka-1", "kafka-2", "kafka-3")
 """The cluster topology's Kafka nodes: brokers and, together, the controller quorum."""
-CLUSTER_ENGINES: tuple[str, ...] = ("postgres", *KAFKA_NODES, "temporal", "temporal-ui")
-ENGINES: tuple[str, ...] = ("postgres", "kafka", *KAFKA_NODES, "temporal", "temporal-ui")
+CLUSTER_ENGINES: tuple[str, ...] = (
+    "postgres",
+    *KAFKA_NODES,
+    "temporal",
+    "temporal-ui",
+    "registry",
+)
+ENGINES: tuple[str, ...] = (
+    "postgres",
+    "kafka",
+    *KAFKA_NODES,
+    "temporal",
+    "temporal-ui",
+    "registry",
+)
 """Every engine a stack may start (each topology starts some of them)."""
 COMPONENTS: tuple[str, ...] = (*ENGINES, *SERVICES, "api")
 TEMPORAL_METRICS_OFFSET = 11
@@ -112,6 +132,13 @@ TEMPORAL_METRICS_OFFSET = 11
 TEMPORAL_FULL_SPAN = TEMPORAL_METRICS_OFFSET
 """The full server's listeners sit at its frontend port up to this far above it."""
 _SMALLINT_MAX = 32767
+REGISTRY_ROLE = "registry"
+"""The PostgreSQL role (and database) of the cluster topology's schema registry."""
+REGISTRY_SECRETS_FILE = "registry-secrets.json"
+"""The secured registry's passwords, in the run directory (mode 0600)."""
+REGISTRY_USERS: dict[str, str] = {"saga-admin": "sr-admin", "saga-services": "sr-developer"}
+"""A secured registry's users and their roles: `saga up` registers the catalog and sets the
+compatibility rules as ``saga-admin``; the services publish and read as ``saga-services``."""
 TEMPORAL_ROLE = "temporal"
 """The PostgreSQL role of Temporal's full server (it owns ``temporal`` and
 ``temporal_visibility``)."""
@@ -227,11 +254,11 @@ class Stack:
         used)."""
         if self._cluster:
             return list(CLUSTER_ENGINES)
-        return [name for name in ("kafka", "temporal") if self._embedded(name)]
+        return [name for name in ("kafka", "temporal", "registry") if self._embedded(name)]
 
     def components(self) -> list[str]:
         """What `saga ps` lists: this topology's engines (used or not), services and API."""
-        engines = list(CLUSTER_ENGINES) if self._cluster else ["kafka", "temporal"]
+        engines = list(CLUSTER_ENGINES) if self._cluster else ["kafka", "temporal", "registry"]
         return [*engines, *SERVICES, "api"]
 
     def _service_instances(self) -> list[str]:
@@ -274,6 +301,8 @@ class Stack:
             return s.temporal_address
         if name == "temporal-ui":
             return s.temporal_ui_url
+        if name == "registry":
+            return s.schema_registry_url
         if name == "temporal":
             return f"{s.temporal_address} (Web UI {s.temporal_ui_url})"
         if name == "api":
@@ -293,6 +322,8 @@ class Stack:
             return "127.0.0.1", s.temporal_port
         if name == "temporal-ui":
             return "127.0.0.1", s.temporal_ui_port
+        if name == "registry":
+            return "127.0.0.1", s.schema_registry_port
         if name == "api":
             return s.api_host, s.api_port
         service, copy = split_instance(name)
@@ -316,6 +347,9 @@ class Stack:
             # metrics listen at the same place.
             port = s.temporal_port + TEMPORAL_METRICS_OFFSET
             return (f"http://127.0.0.1:{port}/metrics",) if self._embedded(name) else ()
+        if name == "registry":
+            port = s.schema_registry_port + 1  # its management interface
+            return (f"http://127.0.0.1:{port}/metrics",) if self._embedded(name) else ()
         urls = [f"{self._address(name)}/metrics"]
         sdk_port = self._sdk_metrics_port(name)
         if sdk_port is not None:
@@ -329,6 +363,8 @@ class Stack:
             return self._settings.kafka_embedded
         if name == "temporal":
             return self._settings.temporal_embedded
+        if name == "registry":
+            return self._settings.schema_registry_embedded
         return True
 
     @property
@@ -498,6 +534,72 @@ class Stack:
             tls=self._temporal_full().tls,
         )
 
+    @functools.cached_property
+    def _registry_app(self) -> Path:
+        """Apicurio Registry's application, fetched the first time this stack needs it."""
+        s = self._settings
+        return ensure_apicurio(
+            s.schema_registry_cache_dir,
+            s.schema_registry_version,
+            maven=s.maven,
+            progress=self._say,
+        )
+
+    @property
+    def registry_secured(self) -> bool:
+        """Whether the stack's registry asks for passwords: the embedded one of a secured
+        stack (``SAGA_KAFKA_SECURED``)."""
+        return self._settings.kafka_secured and self._embedded("registry")
+
+    def registry_passwords(self) -> dict[str, str]:
+        """The secured registry's users and their passwords, made the first time."""
+        path = self._run_dir / REGISTRY_SECRETS_FILE
+        try:
+            kept = json.loads(path.read_text())
+        except (OSError, ValueError):
+            kept = None
+        return ensure_passwords(path, kept, REGISTRY_USERS, keep_others=False)
+
+    def _schema_registry(self) -> SchemaRegistryServer:
+        """The stack's Apicurio Registry: its schemas in an H2 file under the run directory,
+        or in PostgreSQL in the cluster topology; users and passwords when secured."""
+        s = self._settings
+        try:
+            java = find_java(s.schema_registry_java)
+        except RuntimeError as exc:
+            raise StackError(str(exc)) from None
+        database = None
+        if self._cluster:
+            password = (read_postgres_secrets(self._run_dir) or {}).get(REGISTRY_ROLE, "")
+            database = RegistryDatabase(
+                "127.0.0.1", s.postgres_port, REGISTRY_ROLE, REGISTRY_ROLE, password
+            )
+        users: dict[str, RegistryUser] = {}
+        if self.registry_secured:
+            passwords = self.registry_passwords()
+            users = {
+                name: RegistryUser(passwords[name], role) for name, role in REGISTRY_USERS.items()
+            }
+        return SchemaRegistryServer(
+            app=self._registry_app,
+            run_dir=self._run_dir,
+            port=s.schema_registry_port,
+            java=java,
+            heap=s.schema_registry_heap,
+            database=database,
+            users=users,
+        )
+
+    def _registry_env(self, name: str) -> dict[str, str]:
+        """The registry credentials of process ``name`` of a secured stack."""
+        if not self.registry_secured or name in ENGINES:
+            return {}
+        user = "saga-services"
+        return {
+            "SAGA_SCHEMA_REGISTRY_USERNAME": user,
+            "SAGA_SCHEMA_REGISTRY_PASSWORD": self.registry_passwords()[user],
+        }
+
     def command(self, name: str) -> list[str]:
         """The command line that runs ``name`` under these settings."""
         if name == "postgres":
@@ -512,6 +614,8 @@ class Stack:
             return self._kafka_broker().command()
         if name == "temporal":
             return self._temporal_server().command()
+        if name == "registry":
+            return self._schema_registry().command()
         if name == "api":
             return [sys.executable, "-m", "orchestrator.api"]
         service, _ = split_instance(name)
@@ -544,7 +648,7 @@ class Stack:
             # PostgreSQL before it starts, and the services find their databases' URLs.
             self._start(["postgres"])
             self._provision_databases()
-            self._start([*KAFKA_NODES, "temporal"])
+            self._start([*KAFKA_NODES, "temporal", "registry"])
         else:
             self._start(self.engines())
         asyncio.run(self._wait_for_engines())
@@ -639,6 +743,7 @@ class Stack:
                 "SAGA_RUN_DIR": str(self._run_dir),
                 "SAGA_INSTANCE": str(split_instance(name)[1]),
                 **self._kafka_env(name),
+                **self._registry_env(name),
             }
             cwd = self._prepare(name)
             _, record = spawn(name, self.command(name), self._log_path(name), env=env, cwd=cwd)
@@ -670,6 +775,10 @@ class Stack:
             ui = self._temporal_ui()
             ui.write_config()
             return ui.home
+        elif name == "registry":
+            registry = self._schema_registry()
+            registry.write_config()
+            return registry.home
         return None
 
     def _start_web_ui(self) -> None:
@@ -698,9 +807,10 @@ class Stack:
         urls = postgres.provision(SERVICES)
         write_private(self._run_dir / DATABASES_FILE, json.dumps(urls, indent=2))
         provision_temporal_database(postgres, role=TEMPORAL_ROLE)
+        postgres.provision_role(REGISTRY_ROLE, [REGISTRY_ROLE])
         self._say(
             f"{'postgres':<12} healthy at {self._address('postgres')}: a database and a "
-            f"role each for {', '.join(SERVICES)}"
+            f"role each for {', '.join([*SERVICES, REGISTRY_ROLE])}"
         )
 
     def started_otherwise(self, name: str) -> bool:
@@ -750,15 +860,30 @@ class Stack:
             )
             del client
 
+        async def registry() -> None:
+            record = self._table.get("registry")
+            if record is not None and self._embedded("registry"):
+                ready = asyncio.to_thread(
+                    self._schema_registry().wait_until_ready, record, time.monotonic() + timeout
+                )
+                await self._watching("registry", ready)
+            await self._watching("registry", self._register_catalog())
+
+        checks = [kafka(), temporal(), registry()]
         failures = [
             str(result)
-            for result in await asyncio.gather(kafka(), temporal(), return_exceptions=True)
+            for result in await asyncio.gather(*checks, return_exceptions=True)
             if isinstance(result, BaseException)
         ]
         if failures:
             raise StackError("\n".join(failures))
         self._say(f"{'kafka':<12} healthy at {s.kafka_brokers}")
         self._say(f"{'temporal':<12} healthy at {s.temporal_address}")
+
+    async def _register_catalog(self) -> None:
+        """Register every event schema of the catalog at the registry (idempotent) and set
+        each subject's compatibility rule."""
+        self._say(f"{'registry':<12} healthy at {self._settings.schema_registry_url}")
 
     async def _wait_for_services(self) -> None:
         async with httpx.AsyncClient(timeout=2.0) as http:
@@ -807,9 +932,9 @@ class Stack:
         names of what was stopped. The scale is kept for the next :meth:`up`."""
         recorded = set(self._table.names())
         services = sorted(recorded - {"api", *ENGINES}, key=self._order)
-        # Temporal and its Web UI before the Kafka nodes (together) before PostgreSQL, which
-        # Temporal uses.
-        engines = [["temporal-ui", "temporal"], [*KAFKA_NODES, "kafka"], ["postgres"]]
+        # Temporal, its Web UI and the registry before the Kafka nodes (together) before
+        # PostgreSQL, which Temporal and the cluster topology's registry use.
+        engines = [["temporal-ui", "temporal", "registry"], [*KAFKA_NODES, "kafka"], ["postgres"]]
         groups = [["api"], services, *engines]
         stopped = []
         for group in groups:
@@ -868,6 +993,8 @@ class Stack:
             version = f"Temporal server {self._settings.temporal_server_version}"
         elif name == "temporal-ui":
             version = f"Temporal UI {self._settings.temporal_ui_version}"
+        elif name == "registry" and self._embedded(name):
+            version = f"Apicurio Registry {self._settings.schema_registry_version}"
         elif name == "temporal" and self._embedded(name):
             version = temporal_version(find_temporal_cli(self._settings.temporal_cli))
         return ComponentStatus(

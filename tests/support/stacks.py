@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import json
 import shutil
+import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from infra.engines.processes import (
     spawn,
     stop_process,
 )
+from infra.engines.schema_registry import SchemaRegistryServer, ensure_apicurio, find_java
 from infra.engines.stack import Stack
 from runtime import wait_for_kafka
 from tests.support.postgres import postgres_run_dir
@@ -80,6 +82,7 @@ def stack_ports(ports: PortReservation) -> dict[str, Any]:
         "kafka_controller_port": ports.port(),
         "temporal_address": f"127.0.0.1:{ports.port(*TEMPORAL_NEIGHBOURS)}",
         "temporal_ui_port": ports.port(),
+        "schema_registry_url": registry_url(ports),
         **process_ports(ports),
     }
 
@@ -96,8 +99,57 @@ def cluster_stack_ports(ports: PortReservation) -> dict[str, Any]:
         "kafka_node_port_step": KAFKA_NODE_STEP,
         "temporal_address": f"127.0.0.1:{ports.port(*FULL_TEMPORAL_NEIGHBOURS)}",
         "temporal_ui_port": ports.port(),
+        "schema_registry_url": registry_url(ports),
         **process_ports(ports, CLUSTER_COPIES),
     }
+
+
+def registry_url(ports: PortReservation) -> str:
+    """The URL of a registry on a free port whose management port, the one above, is free
+    too."""
+    return f"http://127.0.0.1:{ports.port(1)}"
+
+
+def own_registry(directory: Path) -> SchemaRegistryServer:
+    """Apicurio Registry of its own on free ports, its schemas in an H2 file under
+    ``directory``, not started."""
+    settings = Settings()
+    with reserve_ports() as ports:
+        port = ports.port(1)
+    return SchemaRegistryServer(
+        app=ensure_apicurio(
+            settings.schema_registry_cache_dir,
+            settings.schema_registry_version,
+            maven=settings.maven,
+        ),
+        run_dir=directory,
+        port=port,
+        java=find_java(settings.schema_registry_java),
+    )
+
+
+def start_registry(registry: SchemaRegistryServer) -> ProcessRecord:
+    """Start ``registry`` and wait until it is ready; fail the calling test, with its log, if
+    it does not come up."""
+    registry.write_config()
+    _, record = spawn("registry", registry.command(), registry.log_path, cwd=registry.home)
+    try:
+        registry.wait_until_ready(record, time.monotonic() + START_TIMEOUT)
+    except RuntimeError as exc:
+        stop_process(record)
+        pytest.fail(f"the schema registry did not start: {exc}", pytrace=False)
+    return record
+
+
+@contextlib.contextmanager
+def running_registry(directory: Path) -> Iterator[SchemaRegistryServer]:
+    """A real Apicurio Registry on free ports, stopped (by its process id) at the end."""
+    registry = own_registry(directory)
+    record = start_registry(registry)
+    try:
+        yield registry
+    finally:
+        stop_process(record)
 
 
 def own_broker(libs: Path, data_dir: Path) -> KafkaBroker:
@@ -143,10 +195,17 @@ def seed_file(directory: Path, stock: dict[str, int]) -> Path:
 
 
 def stack_settings(
-    run_dir: Path, stock: dict[str, int], *, kafka: str, temporal: str, **settings: Any
+    run_dir: Path,
+    stock: dict[str, int],
+    *,
+    kafka: str,
+    temporal: str,
+    registry: str,
+    **settings: Any,
 ) -> Settings:
     """Settings of a stack on engines that run already (Kafka at ``kafka``, Temporal at
-    ``temporal``), with ``stock`` in its inventory, every process logging JSON lines."""
+    ``temporal``, the schema registry at ``registry``), with ``stock`` in its inventory, every
+    process logging JSON lines."""
     return Settings(
         **{
             "run_dir": run_dir,
@@ -155,6 +214,8 @@ def stack_settings(
             "kafka_bootstrap_servers": kafka,
             "temporal_embedded": False,
             "temporal_address": temporal,
+            "schema_registry_embedded": False,
+            "schema_registry_url": registry,
             "log_format": "json",
             "log_level": "INFO",
             **settings,

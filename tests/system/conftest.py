@@ -22,6 +22,7 @@ from infra.config.api_tokens import Scope, token_sha256
 from infra.config.settings import Settings
 from infra.engines.kafka_broker import KafkaBroker, ensure_kafka_jars
 from infra.engines.processes import reserve_ports, spawn, stop_process
+from infra.engines.schema_registry import SchemaRegistryServer
 from infra.engines.temporal_server import TemporalDevServer, find_temporal_cli
 from runtime import wait_for_temporal
 from tests.support.cli import without_settings
@@ -39,6 +40,7 @@ from tests.support.stacks import (
     own_broker,
     process_ports,
     running_broker,
+    running_registry,
     scoped_token_name,
     stack_settings,
     stack_up,
@@ -62,6 +64,13 @@ kafka_broker = kafka_fixture(running_broker, "kafka", scope="session")
 def own_kafka_broker(kafka_libs: Path, tmp_path: Path) -> KafkaBroker:
     """A broker of the test's own, not started: for tests that stop and start it."""
     return own_broker(kafka_libs, tmp_path / "kafka")
+
+
+@pytest.fixture(scope="session")
+def schema_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SchemaRegistryServer]:
+    """The session's Apicurio Registry, its schemas in an H2 file of its own."""
+    with running_registry(tmp_path_factory.mktemp("registry")) as registry:
+        yield registry
 
 
 @pytest.fixture(scope="session")
@@ -132,6 +141,7 @@ def scoped_tokens() -> dict[Scope, str]:
 def stack(
     kafka_broker: KafkaBroker,
     temporal_server: TemporalDevServer,
+    schema_registry: SchemaRegistryServer,
     otlp_receiver: OtlpReceiver,
     scoped_tokens: dict[Scope, str],
     tmp_path_factory: pytest.TempPathFactory,
@@ -152,6 +162,7 @@ def stack(
         {sku: 1000 for sku in (*DEFAULT_SKUS, *E2E_SKUS)},
         kafka=kafka_broker.bootstrap_servers,
         temporal=temporal_server.address,
+        registry=schema_registry.url,
         **processes,
         carrier_dispatch_delay_seconds=CARRIER_DELAY,
         startup_timeout_seconds=90,

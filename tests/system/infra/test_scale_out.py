@@ -49,6 +49,7 @@ from infra.engines.processes import (
     reserve_ports,
     stop_processes,
 )
+from infra.engines.schema_registry import SchemaRegistryServer
 from infra.engines.stack import Stack, split_instance
 from infra.engines.temporal_server import TemporalDevServer
 from runtime import (
@@ -309,6 +310,7 @@ class Scaled:
 def scaled(
     scale_kafka: KafkaBroker,
     temporal_server: TemporalDevServer,
+    schema_registry: SchemaRegistryServer,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Scaled]:
     """Two copies of each service and of the orchestrator worker, and the API."""
@@ -322,6 +324,7 @@ def scaled(
         {SKU: 100_000},
         kafka=scale_kafka.bootstrap_servers,
         temporal=temporal_server.address,
+        registry=schema_registry.url,
         **copy_ports,
         temporal_namespace=namespace,
         carrier_dispatch_delay_seconds=0.5,

@@ -27,7 +27,12 @@ def test_scale_values_are_read_and_refused_with_the_reason() -> None:
 
 
 def test_each_copy_has_its_name_and_ports_and_the_scale_is_kept(tmp_path: Path) -> None:
-    settings = Settings(run_dir=tmp_path, kafka_embedded=False, temporal_embedded=False)
+    settings = Settings(
+        run_dir=tmp_path,
+        kafka_embedded=False,
+        temporal_embedded=False,
+        schema_registry_embedded=False,
+    )
     stack = Stack(settings, say=lambda _: None, scale={"payment": 3})
     assert stack.instances() == [
         "payment",
@@ -48,15 +53,16 @@ def test_each_copy_has_its_name_and_ports_and_the_scale_is_kept(tmp_path: Path) 
     )
     assert Settings(instance=2).service_port("payment") == 8111
     assert Settings(instance=2).sdk_metrics_port("orchestrator") == 9114
-    assert [s.name for s in stack.status()][:5] == [
+    assert [s.name for s in stack.status()][:6] == [
         "kafka",
         "temporal",
+        "registry",
         "payment",
         "payment-2",
         "payment-3",
     ]
     with_engines = Stack(Settings(run_dir=tmp_path), say=lambda _: None)
-    assert with_engines.instances()[:2] == ["kafka", "temporal"]
+    assert with_engines.instances()[:3] == ["kafka", "temporal", "registry"]
 
     # Ports that two copies would share are refused before anything starts.
     crowded = Settings(run_dir=tmp_path, payment_port=8101, inventory_port=8111)
