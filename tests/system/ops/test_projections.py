@@ -38,10 +38,19 @@ from contracts.codec import encode_event
 from contracts.envelope import utc_now
 from contracts.topics import TOPICS
 from infra.engines.kafka_broker import KafkaBroker
+from infra.engines.schema_registry import SchemaRegistryServer
 from ops.projections import RebuildProgress, rebuild_timeline
 from orchestrator.timeline import Timeline, TimelineEntry
-from runtime import Database, new_producer, open_database, transaction
-from tests.support.bus import bus_consumer, running
+from runtime import (
+    Database,
+    Outbox,
+    OutboxRelay,
+    SchemaRegistry,
+    new_producer,
+    open_database,
+    transaction,
+)
+from tests.support.bus import bus_consumer, domain_partitions, reader, records_to_end, running
 from tests.support.cli import run_saga, without_settings
 
 _TOTAL = Money(amount_minor=2598, currency="EUR")
@@ -269,23 +278,73 @@ async def test_a_rebuild_equals_the_live_projection_and_keeps_what_came_after(
     assert fresh_report.records > fresh_report.events  # the duplicate and the garbage
 
 
-def _cli_env(tmp_path: Path, bootstrap: str) -> dict[str, str]:
+async def test_a_rebuild_reads_the_records_of_both_wire_formats(
+    kafka_broker: KafkaBroker, schema_registry: SchemaRegistryServer, tmp_path: Path
+) -> None:
+    """Records written before the registry (the legacy format) come first on the topics, framed
+    ones after (the relay with a registry): a rebuild from the beginning reads both, and each
+    order's timeline has its events of either format, in order."""
+    bootstrap = kafka_broker.bootstrap_servers
+    prefix = f"formats-{uuid.uuid4()}"
+    sagas, completed = _sagas(prefix)
+    happy, declined, refunded = sagas
+    before = [sagas[happy][0], sagas[happy][1], *sagas[declined]]
+    after = [sagas[happy][2], completed, *sagas[refunded]]
+    await _publish(bootstrap, *before)  # the legacy format, as published before the switch
+    outbox_db = open_database(tmp_path / "service.db")
+    outbox = Outbox(outbox_db)
+    for event in after:
+        with transaction(outbox_db):
+            outbox.add(event)
+    async with SchemaRegistry(schema_registry.url) as schemas:
+        relay = OutboxRelay(outbox, lambda: new_producer(bootstrap), schemas=schemas)
+        while await relay.publish_pending():
+            pass
+        await relay._drop_producer()
+
+        content_types = {}
+        partitions = domain_partitions()
+        async with reader(bootstrap, partitions) as consumer:
+            async for record in records_to_end(consumer, partitions):
+                if (record.key or b"").startswith(prefix.encode()):
+                    event_id = str((await schemas.decode(record.value, record.headers)).event_id)
+                    content_types[event_id] = dict(record.headers)["content_type"]
+        assert {content_types[str(e.event_id)] for e in before} == {b"application/avro"}
+        assert {content_types[str(e.event_id)] for e in after} == {
+            b"application/vnd.confluent.avro"
+        }
+
+        rebuilt_db = open_database(tmp_path / "rebuilt.db", migrations=[Timeline.MIGRATIONS])
+        report = await rebuild_timeline(bootstrap, rebuilt_db, schemas=schemas)
+    timeline = Timeline(rebuilt_db)
+    assert [e.event_id for e in _entries(timeline, happy)] == [
+        str(event.event_id) for event in [*sagas[happy], completed]
+    ]
+    for order_id in (declined, refunded):
+        assert [e.event_id for e in _entries(timeline, order_id)] == [
+            str(event.event_id) for event in sagas[order_id]
+        ]
+    assert report.events >= len(before) + len(after)
+
+
+def _cli_env(tmp_path: Path, bootstrap: str, registry: str) -> dict[str, str]:
     return {
         **without_settings(),
         "SAGA_RUN_DIR": str(tmp_path / "run"),
         "SAGA_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "SAGA_SCHEMA_REGISTRY_URL": registry,
     }
 
 
 async def test_saga_projections_rebuild_writes_the_timeline_and_reports(
-    kafka_broker: KafkaBroker, tmp_path: Path
+    kafka_broker: KafkaBroker, schema_registry: SchemaRegistryServer, tmp_path: Path
 ) -> None:
     """`saga projections rebuild` fills the run directory's timeline and says what it did."""
     sagas, _ = _sagas(f"cli-{uuid.uuid4()}")
     await _publish(
         kafka_broker.bootstrap_servers, *[e for events in sagas.values() for e in events]
     )
-    env = _cli_env(tmp_path, kafka_broker.bootstrap_servers)
+    env = _cli_env(tmp_path, kafka_broker.bootstrap_servers, schema_registry.url)
 
     result = await asyncio.to_thread(run_saga, env, "projections", "rebuild", "--json")
 
