@@ -24,14 +24,13 @@ from contracts.activities import (
     ShippingAddress,
     saga_workflow_id,
 )
-from contracts.codec import decode_event
 from contracts.events.common import OrderLine
 from contracts.task_queues import ORCHESTRATOR
 from infra.config.settings import Settings
 from infra.engines.processes import ProcessTable
 from infra.engines.stack import Stack
 from orchestrator.choreography import AuditLog, Notifications
-from runtime import open_database
+from runtime import SchemaRegistry, open_database
 from tests.support.bus import domain_partitions, reader, records_to_end
 from tests.support.saga_paths import (
     CANCELLED,
@@ -73,17 +72,21 @@ async def _start(
 
 
 async def _events_on_kafka(
-    bootstrap: str, order_ids: set[str], last: set[str]
+    stack: Settings, order_ids: set[str], last: set[str]
 ) -> dict[str, list[str]]:
-    """Every event published for the orders, per order, in the order they happened."""
+    """Every event published for the orders, per order, in the order they happened (framed
+    records decoded through the stack's registry)."""
     partitions = domain_partitions()
-    async with reader(bootstrap, partitions) as consumer:
+    async with (
+        SchemaRegistry.from_settings(stack) as schemas,
+        reader(stack.kafka_bootstrap_servers, partitions) as consumer,
+    ):
         for _ in range(100):
             await consumer.seek_to_beginning(*partitions)
             found: dict[str, list[tuple[object, str]]] = {}
             async for record in records_to_end(consumer, partitions):
                 if record.key is not None and record.key.decode(errors="replace") in order_ids:
-                    event = decode_event(record.value, record.headers)
+                    event = await schemas.decode(record.value, record.headers)
                     found.setdefault(event.correlation_id, []).append(
                         (event.timestamp, event.event_type)
                     )
@@ -140,7 +143,7 @@ async def test_every_saga_path_end_to_end(stack: Settings, temporal_client: Clie
         assert result.status == path.status, (path.name, result)
 
     events = await _events_on_kafka(
-        stack.kafka_bootstrap_servers, {p.order.order_id for p in _PATHS}, {COMPLETED, CANCELLED}
+        stack, {p.order.order_id for p in _PATHS}, {COMPLETED, CANCELLED}
     )
     for path in _PATHS:
         assert events[path.order.order_id] == path.events, path.name
@@ -206,7 +209,7 @@ async def test_a_killed_service_restarts_and_the_saga_finishes_once(
 
     result = await asyncio.wait_for(handle.result(), timeout=120)
     assert result.status == "COMPLETED"
-    events = await _events_on_kafka(stack.kafka_bootstrap_servers, {order.order_id}, {COMPLETED})
+    events = await _events_on_kafka(stack, {order.order_id}, {COMPLETED})
     assert events[order.order_id] == HAPPY_EVENTS
     ledger = PaymentLedger(open_database(stack.run_dir / "payment.db"))
     assert [kind for kind, _ in ledger.entries(order.order_id)] == ["charge"]

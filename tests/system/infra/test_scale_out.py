@@ -58,6 +58,7 @@ from runtime import (
     Outbox,
     OutboxRelay,
     RelayLease,
+    SchemaRegistry,
     new_consumer,
     new_producer,
     open_database,
@@ -386,19 +387,22 @@ async def _results(client: Client, order_ids: list[str]) -> dict[str, OrderSagaR
 
 
 async def _events_on_kafka(
-    bootstrap: str, order_ids: list[str]
+    settings: Settings, order_ids: list[str]
 ) -> dict[str, list[tuple[str, str]]]:
     """Every record of the orders on the domain topics as (event type, event id), once each
     order's ``order.completed`` is there (the relays may still be publishing)."""
     wanted = set(order_ids)
     partitions = domain_partitions()
     found: dict[str, list[tuple[str, str]]] = {}
-    async with reader(bootstrap, partitions) as consumer:
+    async with (
+        SchemaRegistry.from_settings(settings) as schemas,
+        reader(settings.kafka_bootstrap_servers, partitions) as consumer,
+    ):
         for _ in range(150):
             async for record in records_to_end(consumer, partitions):
                 if record.key is None or record.key.decode(errors="replace") not in wanted:
                     continue
-                event = decode_event(record.value, record.headers)
+                event = await schemas.decode(record.value, record.headers)
                 found.setdefault(event.correlation_id, []).append(
                     (event.event_type, str(event.event_id))
                 )
@@ -418,7 +422,7 @@ async def _events_on_kafka(
 async def _assert_each_order_once(scaled: Scaled, order_ids: list[str]) -> None:
     """Every saga completed; each order has each event of its path exactly once on Kafka
     (no event id twice) and exactly one charge in the payment ledger."""
-    events = await _events_on_kafka(scaled.settings.kafka_bootstrap_servers, order_ids)
+    events = await _events_on_kafka(scaled.settings, order_ids)
     ids = [event_id for order in order_ids for _, event_id in events.get(order, [])]
     repeated = [event_id for event_id, n in Counter(ids).items() if n > 1]
     assert repeated == [], f"{len(repeated)} event(s) published twice"

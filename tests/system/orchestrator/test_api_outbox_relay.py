@@ -6,31 +6,38 @@ import uuid
 from contextlib import closing
 from pathlib import Path
 
-from contracts.codec import decode_event
 from contracts.topics import topic_for_event_type
 from infra.config.settings import Settings
 from infra.engines.kafka_broker import KafkaBroker
+from infra.engines.schema_registry import SchemaRegistryServer
 from infra.engines.temporal_server import TemporalDevServer
 from ops.snapshot import TopicSnapshot
 from orchestrator.api.app import create_app, outbox_database
-from runtime import Outbox, RelayLease, open_database, transaction
+from runtime import Outbox, RelayLease, SchemaRegistry, open_database, transaction
 from tests.support.samples import order_repaired
 
 
-async def _event_ids_on_kafka(bootstrap: str, topic: str, order_id: str) -> list[str]:
+async def _event_ids_on_kafka(settings: Settings, topic: str, order_id: str) -> list[str]:
     """The ids of ``order_id``'s events on ``topic``, from its beginning to its end now."""
-    async with TopicSnapshot(bootstrap, [topic]) as snapshot:
+    async with (
+        SchemaRegistry.from_settings(settings) as schemas,
+        TopicSnapshot(settings.kafka_bootstrap_servers, [topic]) as snapshot,
+    ):
         return [
-            str(decode_event(record.value, record.headers).event_id)
+            str((await schemas.decode(record.value, record.headers)).event_id)
             async for record in snapshot.records()
             if record.key == order_id.encode()
         ]
 
 
 async def test_a_repair_written_just_before_the_api_stops_is_published_by_the_flush_on_stop(
-    kafka_broker: KafkaBroker, temporal_server: TemporalDevServer, tmp_path: Path
+    kafka_broker: KafkaBroker,
+    temporal_server: TemporalDevServer,
+    schema_registry: SchemaRegistryServer,
+    tmp_path: Path,
 ) -> None:
     settings = Settings(
+        schema_registry_url=schema_registry.url,
         run_dir=tmp_path / "run",
         kafka_bootstrap_servers=kafka_broker.bootstrap_servers,
         temporal_address=temporal_server.address,
@@ -61,6 +68,6 @@ async def test_a_repair_written_just_before_the_api_stops_is_published_by_the_fl
         released = RelayLease(db, "test-reader").holder()
         assert released is not None and released.owner is None, released
     on_kafka = await _event_ids_on_kafka(
-        kafka_broker.bootstrap_servers, topic_for_event_type(repair.event_type), order_id
+        settings, topic_for_event_type(repair.event_type), order_id
     )
     assert on_kafka == [str(repair.event_id)]
