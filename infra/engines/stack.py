@@ -19,7 +19,9 @@ from pathlib import Path
 from typing import TypeVar
 
 import httpx
+from pydantic import SecretStr
 
+from contracts.codec import subject_for
 from contracts.topics import all_topics
 from infra.config.api_tokens import ensure_dev_token
 from infra.config.databases import DATABASES_FILE
@@ -91,7 +93,7 @@ from infra.engines.temporal_full import (
 )
 from infra.engines.temporal_server import TemporalDevServer, find_temporal_cli, temporal_version
 from infra.engines.temporal_ui import TemporalUiServer
-from runtime import wait_for_kafka, wait_for_temporal
+from runtime import SchemaRegistry, SchemaRegistryError, wait_for_kafka, wait_for_temporal
 
 _T = TypeVar("_T")
 
@@ -881,9 +883,33 @@ class Stack:
         self._say(f"{'temporal':<12} healthy at {s.temporal_address}")
 
     async def _register_catalog(self) -> None:
-        """Register every event schema of the catalog at the registry (idempotent) and set
-        each subject's compatibility rule."""
-        self._say(f"{'registry':<12} healthy at {self._settings.schema_registry_url}")
+        """Register every event schema of the catalog at the registry (idempotent: a schema
+        registered before keeps its id) and set each subject's compatibility level; on a
+        secured registry as its administrator."""
+        s = self._settings
+        if self.registry_secured:
+            admin = "saga-admin"
+            s = s.model_copy(
+                update={
+                    "schema_registry_username": admin,
+                    "schema_registry_password": SecretStr(self.registry_passwords()[admin]),
+                }
+            )
+        async with SchemaRegistry.from_settings(s) as registry:
+            try:
+                ids = await registry.register_catalog()
+            except SchemaRegistryError as exc:
+                if exc.retryable:
+                    raise StackError(
+                        f"the schema registry at {s.schema_registry_url} cannot be reached "
+                        f"({exc}): start it, or set SAGA_SCHEMA_REGISTRY_URL"
+                    ) from None
+                raise StackError(f"the schema registry refused the catalog: {exc}") from None
+        subjects = len({subject_for(event_type) for event_type in ids})
+        self._say(
+            f"{'registry':<12} healthy at {s.schema_registry_url}: {len(ids)} schemas in "
+            f"{subjects} subjects, {s.schema_registry_compatibility}"
+        )
 
     async def _wait_for_services(self) -> None:
         async with httpx.AsyncClient(timeout=2.0) as http:
