@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from cli import audit, chaos, ops
+from cli import audit, chaos, ops, schemas
 from cli.output import fail, print_json, say, table
 from infra.config.settings import ConfigurationError, Settings, load_settings
 
@@ -576,6 +576,7 @@ def _parser() -> argparse.ArgumentParser:
     rebuild.set_defaults(handler=_projections_rebuild)
     rebuild.add_argument("--json", action="store_true", help="one JSON object, for scripts")
     ops.register(commands, add)
+    schemas.register(commands)
     chaos.register(add)
     audit.register(commands, add)
     return parser

@@ -44,10 +44,13 @@ from runtime._outbox import Outbox, OutboxClaims, OutboxRelay, OutboxRow, RelayL
 from runtime._reader import BookReader, BookUnreadable, EventCounts
 from runtime._schema_registry import (
     CCOMPAT_PATH,
+    CompatibilityAnswer,
     IncompatibleSchema,
     SchemaRegistry,
     SchemaRegistryError,
     SchemaRegistryUnavailable,
+    Subject,
+    SubjectVersion,
     WriterSchema,
     decode_record,
 )
@@ -82,6 +85,7 @@ __all__ = [
     "Book",
     "BookReader",
     "BookUnreadable",
+    "CompatibilityAnswer",
     "Database",
     "DatabaseError",
     "DatabasePath",
@@ -108,6 +112,8 @@ __all__ = [
     "ServiceContext",
     "ServiceFactory",
     "ServiceParts",
+    "Subject",
+    "SubjectVersion",
     "TemporalUnavailableError",
     "Where",
     "WriterSchema",

@@ -18,6 +18,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
 
@@ -33,10 +34,13 @@ from runtime._metrics import SchemaRegistryMetrics
 
 __all__ = [
     "CCOMPAT_PATH",
+    "CompatibilityAnswer",
     "IncompatibleSchema",
     "SchemaRegistry",
     "SchemaRegistryError",
     "SchemaRegistryUnavailable",
+    "Subject",
+    "SubjectVersion",
     "WriterSchema",
     "decode_record",
 ]
@@ -71,6 +75,38 @@ class IncompatibleSchema(SchemaRegistryError):
     def __init__(self, event_type: str, message: str) -> None:
         super().__init__(message)
         self.event_type = event_type
+
+
+@dataclass(frozen=True)
+class SubjectVersion:
+    """One version of a subject: its number, its schema id, and the event type it is when
+    it is one of ours (None for a version registered from elsewhere)."""
+
+    version: int
+    schema_id: int
+    event_type: str | None
+
+
+@dataclass(frozen=True)
+class Subject:
+    """A subject of the registry: its compatibility level and its versions, oldest first."""
+
+    name: str
+    compatibility: str | None
+    versions: tuple[SubjectVersion, ...]
+
+
+@dataclass(frozen=True)
+class CompatibilityAnswer:
+    """Whether the registry would take a schema into its subject, and if not, what breaks."""
+
+    subject: str
+    label: str
+    """The schema's event type (``eventType``), or its subject when it names none."""
+    compatible: bool
+    problems: tuple[str, ...]
+    """What breaks, field by field (from :mod:`contracts.compatibility`'s walk against our
+    versions of the record): the registry's own answer says only yes or no."""
 
 
 class SchemaRegistry:
@@ -168,11 +204,47 @@ class SchemaRegistry:
                 packaged versions of the same record.
             SchemaRegistryUnavailable, SchemaRegistryError: as :meth:`register_catalog`.
         """
-        name = str(definition["name"])
-        namespace = definition.get("namespace")
-        subject = name if "." in name or not namespace else f"{namespace}.{name}"
-        label = str(definition.get("eventType", subject))
+        subject, label = _subject_of(definition)
         return await self._register_definition(subject, definition, label)
+
+    async def subjects(self) -> list[Subject]:
+        """Every subject the registry holds, with its level and its versions.
+
+        Raises:
+            SchemaRegistryUnavailable, SchemaRegistryError: as :meth:`register_catalog`.
+        """
+        names = (await self._request("GET", "/subjects")).json()
+        subjects = []
+        for name in sorted(names):
+            config = await self._request("GET", f"/config/{name}", allow=(404,))
+            level = config.json().get("compatibilityLevel") if config.is_success else None
+            versions = []
+            for number in (await self._request("GET", f"/subjects/{name}/versions")).json():
+                answer = (await self._request("GET", f"/subjects/{name}/versions/{number}")).json()
+                writer = _writer(answer)
+                event_type = writer.event_type if isinstance(writer, PackagedSchema) else None
+                versions.append(SubjectVersion(int(number), int(answer["id"]), event_type))
+            subjects.append(Subject(name, level, tuple(versions)))
+        return subjects
+
+    async def check(self, definition: Mapping[str, Any]) -> CompatibilityAnswer:
+        """Ask the registry whether ``definition`` (an Avro record schema) may join its
+        record's subject under the subject's level, without registering it; a subject it
+        does not hold yet takes any schema.
+
+        Raises:
+            SchemaRegistryUnavailable, SchemaRegistryError: as :meth:`register_catalog`.
+        """
+        subject, label = _subject_of(definition)
+        response = await self._request(
+            "POST",
+            f"/compatibility/subjects/{subject}/versions",
+            json={"schema": json.dumps(definition), "schemaType": "AVRO"},
+            allow=(404,),
+        )
+        compatible = response.status_code == 404 or bool(response.json().get("is_compatible"))
+        problems = () if compatible else tuple(_what_broke(definition))
+        return CompatibilityAnswer(subject, label, compatible, problems)
 
     async def writer_for(self, schema_id: int) -> WriterSchema | None:
         """The schema registered under ``schema_id``: the packaged one when it is ours, else
@@ -316,6 +388,14 @@ async def decode_record(
     if schemas is None:
         return decode_event(value, headers, reader_type)
     return await schemas.decode(value, headers, reader_type)
+
+
+def _subject_of(definition: Mapping[str, Any]) -> tuple[str, str]:
+    """The subject of a record schema (its full name) and how to name it in messages."""
+    name = str(definition["name"])
+    namespace = definition.get("namespace")
+    subject = name if "." in name or not namespace else f"{namespace}.{name}"
+    return subject, str(definition.get("eventType", subject))
 
 
 def _writer(answer: Any) -> WriterSchema | None:
