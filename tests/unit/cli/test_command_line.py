@@ -141,4 +141,13 @@ def test_what_was_added_since_is_known() -> None:
         "chaos --outage-seconds",
         "bench --rate",
         "bench --paced-orders",
+        "schemas -h|--help",
+        "schemas list -h|--help",
+        "schemas list --json",
+        "schemas check -h|--help",
+        "schemas check --json",
+        "schemas check files",
+        "schemas register -h|--help",
+        "schemas register --json",
+        "schemas register files",
     }
