@@ -40,6 +40,7 @@ from runtime import (
     EventBusMetrics,
     Outbox,
     OutboxRelay,
+    SchemaRegistry,
     compression_type,
     new_admin,
     new_producer,
@@ -212,9 +213,16 @@ def _logging_as_a_service(level: str, path: Path) -> Iterator[None]:
 
 
 async def measure_project_publisher(
-    bootstrap_servers: KafkaTarget, topic: str, *, records: int, log_level: str, say: Say
+    bootstrap_servers: KafkaTarget,
+    topic: str,
+    *,
+    records: int,
+    log_level: str,
+    say: Say,
+    schemas: SchemaRegistry,
 ) -> PublisherFigures:
-    """The path every service publishes through: events in the outbox, the relay sends them.
+    """The path every service publishes through: events in the outbox, the relay sends them,
+    each framed with its schema's registry id (``schemas``, looked up once and cached).
 
     The events are written first, each in its own transaction as a service writes them
     (timed apart), then the relay publishes the backlog with its default batch size, its
@@ -248,7 +256,10 @@ async def measure_project_publisher(
                 return producers[-1]
 
             relay = OutboxRelay(
-                outbox, new_timed_producer, metrics=EventBusMetrics(CollectorRegistry())
+                outbox,
+                new_timed_producer,
+                metrics=EventBusMetrics(CollectorRegistry()),
+                schemas=schemas,
             )
             started = time.perf_counter()
             try:
@@ -274,8 +285,9 @@ async def measure_project_publisher(
         notes=[
             f"events written to the outbox first, one transaction each: "
             f"{records / write_duration:,.0f} events/s ({write_duration:.1f} s), not counted",
-            f"relay with its defaults (batches of 500), its metrics on and the event bus "
-            f"logging at {log_level} to a file, as in a service (SAGA_LOG_LEVEL)",
+            f"relay with its defaults (batches of 500), its metrics on, each record framed "
+            f"with its schema's registry id, and the event bus logging at {log_level} to a "
+            f"file, as in a service (SAGA_LOG_LEVEL)",
         ],
     )
 

@@ -419,9 +419,15 @@ async def _run_publishing(
         aiokafka = await measure_aiokafka_producer(
             bootstrap, topic, records=options.records, say=say
         )
-        project = await measure_project_publisher(
-            bootstrap, topic, records=options.records, log_level=settings.log_level, say=say
-        )
+        async with SchemaRegistry.from_settings(settings) as schemas:
+            project = await measure_project_publisher(
+                bootstrap,
+                topic,
+                records=options.records,
+                log_level=settings.log_level,
+                say=say,
+                schemas=schemas,
+            )
         relays = []
         url = database_url(settings, "orchestrator")
         if url is not None:
