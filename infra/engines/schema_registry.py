@@ -308,6 +308,9 @@ class SchemaRegistryServer:
         props = {
             "quarkus.security.users.embedded.enabled": "true",
             "quarkus.security.users.embedded.plain-text": "true",
+            # Without it every user that signs in may do everything (register, or set a
+            # subject's compatibility to NONE); with it each user's role decides.
+            "apicurio.auth.role-based-authorization": "true",
         }
         for name, user in self.users.items():
             props[f"quarkus.security.users.embedded.users.{name}"] = user.password
