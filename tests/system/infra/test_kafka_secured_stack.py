@@ -2,7 +2,7 @@
 encryption on: sagas run end to end with every process on its own SCRAM user over TLS, Temporal
 stores only ciphertext of them, and the broker refuses a service writing to another service's
 topic, a client without credentials, a wrong password and a client that does not trust the
-run's CA."""
+run's CA. Its schema registry asks for a password and authorizes by role."""
 
 import asyncio
 import uuid
@@ -24,6 +24,8 @@ from contracts.activities import saga_workflow_id
 from infra.config.kafka import KafkaConnection, kafka_connection, read_kafka_secrets, tls_dir
 from infra.config.payload_codec import ENCRYPTED_ENCODING
 from infra.config.settings import Settings, api_headers
+from infra.engines.processes import ProcessTable
+from infra.engines.stack import Stack
 from runtime import new_admin, new_consumer, new_producer
 from tests.support.orders_api import order_body, place, until_ended
 from tests.support.saga_paths import SAGA_PATHS, SagaPath
@@ -196,3 +198,31 @@ async def test_clients_without_the_right_credentials_are_refused(secured_stack: 
     with pytest.raises(KafkaError):
         await _bootstrap(untrusting)
     assert (tls_dir(secured_stack.run_dir) / "ca.pem").exists()
+
+
+def test_the_registry_asks_who_and_lets_each_role_do_its_part(secured_stack: Settings) -> None:
+    """With SAGA_KAFKA_SECURED the registry asks for HTTP basic authentication: `saga up`
+    registered the catalog as its administrator, the services' user reads and registers but
+    may not change the registry's global rules, anyone else is refused; its passwords are in
+    its mode-0600 configuration, never on its command line."""
+    url = f"{secured_stack.schema_registry_url}/apis/ccompat/v7"
+    passwords = Stack(secured_stack).registry_passwords()
+    services = httpx.BasicAuth("saga-services", passwords["saga-services"])
+    with httpx.Client(timeout=10) as http:
+        assert http.get(f"{url}/subjects").status_code == 401
+        wrong = httpx.BasicAuth("saga-services", "not-the-password")
+        assert http.get(f"{url}/subjects", auth=wrong).status_code == 401
+        subjects = http.get(f"{url}/subjects", auth=services)
+        assert subjects.status_code == 200
+        assert "saga.contracts.order.OrderPlaced" in subjects.json()
+        global_rule = {"compatibility": "NONE"}
+        assert http.put(f"{url}/config", json=global_rule, auth=services).status_code == 403
+        health = f"http://127.0.0.1:{secured_stack.schema_registry_port + 1}/health/ready"
+        assert http.get(health).status_code == 200  # the management interface stays open
+
+    config = secured_stack.run_dir / "registry" / "config" / "application.properties"
+    assert config.stat().st_mode & 0o777 == 0o600
+    assert passwords["saga-admin"] in config.read_text()
+    record = ProcessTable(secured_stack.run_dir).get("registry")
+    assert record is not None
+    assert not any(p in part for part in record.command for p in passwords.values())
