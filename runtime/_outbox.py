@@ -696,6 +696,8 @@ class OutboxRelay:
             KafkaError: the broker refused or did not acknowledge; no row of the batch
                 after the first unacknowledged one is marked sent.
             TimeoutError: the broker did not answer within the send time-out.
+            SchemaRegistryUnavailable: the registry did not give a schema's id; nothing of
+                the batch was sent.
         """
         if self._metrics is not None and time.monotonic() >= self._backlog_due:
             self._metrics.outbox_backlog.set(self._outbox.pending_count())

@@ -1,13 +1,16 @@
 """The registry wire format against a real Apicurio Registry and a real broker: the catalog
 registered once under its compatibility level, a breaking version refused, the relay waiting
-out a registry that is away, and a record of an unknown schema id dead-lettered."""
+out a registry that is away or failing (5xx, counted), and a record of an unknown schema id
+dead-lettered."""
 
 import asyncio
+import dataclasses
 import json
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -26,8 +29,9 @@ from contracts import (
     topic_for_event_type,
 )
 from infra.engines.kafka_broker import KafkaBroker
+from infra.engines.postgres import stop_postgres
 from infra.engines.processes import stop_process
-from infra.engines.schema_registry import SchemaRegistryServer
+from infra.engines.schema_registry import RegistryDatabase, SchemaRegistryServer
 from ops.dead_letters import list_dead_letters
 from runtime import (
     CCOMPAT_PATH,
@@ -45,6 +49,7 @@ from runtime import (
     transaction,
 )
 from tests.support.bus import bus_consumer, domain_partitions, reader, records_to_end, running
+from tests.support.postgres import running_postgres
 from tests.support.samples import payment_completed
 from tests.support.stacks import own_registry, start_registry
 
@@ -221,3 +226,40 @@ async def test_a_registry_that_is_away_is_unavailable_not_undecodable(tmp_path: 
         encoded = encode_event(payment_completed("order-away", "pay-1"))
         with pytest.raises(SchemaRegistryUnavailable):
             await schemas.decode(frame(encoded.value, 1), framed_headers(encoded.headers))
+
+
+async def test_a_registry_whose_storage_fails_answers_5xx_the_relay_waits_and_it_is_counted(
+    kafka_broker: KafkaBroker, tmp_path: Path
+) -> None:
+    """The registry of the cluster topology keeps its schemas in PostgreSQL. With PostgreSQL
+    gone it still answers, with 500: the relay sends nothing, keeps its rows pending, and the
+    answers are counted as server errors, apart from a registry that cannot be reached."""
+    with running_postgres(["registry"]) as postgres:
+        url = urlsplit(postgres.urls["registry"])
+        assert url.hostname and url.port and url.username and url.password
+        database = RegistryDatabase(url.hostname, url.port, "registry", url.username, url.password)
+        registry = dataclasses.replace(own_registry(tmp_path / "registry"), database=database)
+        process = start_registry(registry)
+        try:
+            stop_postgres(postgres.record)
+            metrics = CollectorRegistry()
+            service_db = open_database(tmp_path / "service.db")
+            outbox = Outbox(service_db)
+            with transaction(service_db):
+                outbox.add(payment_completed(f"pg-gone-{uuid.uuid4()}", "pay-1", amount_minor=1))
+            schemas = SchemaRegistry(registry.url, metrics=SchemaRegistryMetrics(metrics))
+            bootstrap = kafka_broker.bootstrap_servers
+            relay = OutboxRelay(
+                outbox,
+                lambda: new_producer(bootstrap),
+                metrics=EventBusMetrics(metrics),
+                schemas=schemas,
+            )
+            with pytest.raises(SchemaRegistryUnavailable, match="answered 500"):
+                await relay.publish_pending()
+            await schemas.aclose()
+            assert outbox.pending_count() == 1
+            assert _sample(metrics, "schema_registry_errors_total", kind="server-error") >= 1
+            assert _sample(metrics, "schema_registry_errors_total", kind="unreachable") == 0
+        finally:
+            stop_process(process)
