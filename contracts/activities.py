@@ -14,33 +14,54 @@ happened succeeds and says so (``refunded=False``). Business refusals are raised
 
 The workflow side (``OrderSaga``) is described here too: its input and result, its
 signals, its status query and its operator updates.
+
+So is the second saga, ``ReturnSaga`` (workflow id ``return-<return_id>``): a customer
+sends back items of a dispatched order. Its activities are **idempotent by return id**
+(one return of an order is one saga), and it answers the same ``status`` query and
+operator updates as ``OrderSaga``.
 """
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Annotated, TypeAlias
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from contracts.envelope import CountryCode, CurrencyCode
-from contracts.events.common import Money, OrderLine, StockLine
+from contracts.events.common import Money, OrderLine, PricedLine, StockLine
 
 __all__ = [
+    "AUTHORIZE_RETURN",
     "CANCEL_ORDER",
     "CANCEL_ORDER_SIGNAL",
     "CANCEL_SHIPMENT",
     "CHARGE_PAYMENT",
     "COMPLETE_ORDER",
+    "COMPLETE_RETURN",
     "DEFAULT_DISPATCH_DEADLINE_SECONDS",
+    "DEFAULT_RETURN_DEADLINE_DAYS",
+    "DEFAULT_RETURN_WINDOW_DAYS",
+    "EXPIRE_RETURN",
+    "IDENTIFIER_PATTERN",
+    "ISSUE_RETURN_LABEL",
+    "LOST_PARCEL_REASON",
     "ORDER_SAGA_WORKFLOW",
     "PLACE_ORDER",
     "REFUND_PAYMENT",
+    "REFUND_RETURN",
     "RELEASE_STOCK",
     "RESERVE_STOCK",
     "RESOLVE_MANUALLY_UPDATE",
+    "RESTOCK",
     "RETRY_NOW_UPDATE",
+    "RETURN_RECEIVED_SIGNAL",
+    "RETURN_SAGA_WORKFLOW",
     "SCHEDULE_SHIPMENT",
     "SHIPMENT_DISPATCHED_SIGNAL",
     "STATUS_QUERY",
+    "VOID_RETURN_LABEL",
+    "AuthorizeReturnInput",
+    "AuthorizeReturnResult",
     "CancelCause",
     "CancelOrderInput",
     "CancelOrderRequest",
@@ -51,6 +72,13 @@ __all__ = [
     "ChargePaymentResult",
     "CompleteOrderInput",
     "CompleteOrderResult",
+    "CompleteReturnInput",
+    "CompleteReturnResult",
+    "ExpireReturnInput",
+    "ExpireReturnResult",
+    "Identifier",
+    "IssueReturnLabelInput",
+    "IssueReturnLabelResult",
     "ManualResolution",
     "OperatorActionResult",
     "Order",
@@ -60,12 +88,23 @@ __all__ = [
     "PlaceOrderResult",
     "RefundPaymentInput",
     "RefundPaymentResult",
+    "RefundReturnInput",
+    "RefundReturnResult",
     "ReleaseStockInput",
     "ReleaseStockResult",
     "ReserveStockInput",
     "ReserveStockResult",
     "ResolveManuallyRequest",
+    "RestockInput",
+    "RestockResult",
     "RetryNowRequest",
+    "ReturnLine",
+    "ReturnOutcome",
+    "ReturnReceived",
+    "ReturnRequest",
+    "ReturnSagaInput",
+    "ReturnSagaResult",
+    "ReturnStatus",
     "SagaNote",
     "SagaPhase",
     "SagaStatus",
@@ -75,6 +114,9 @@ __all__ = [
     "ShippingAddress",
     "StepPhase",
     "StepState",
+    "VoidReturnLabelInput",
+    "VoidReturnLabelResult",
+    "return_workflow_id",
     "saga_workflow_id",
 ]
 
@@ -446,3 +488,231 @@ class OperatorActionResult(_Model):
 
     step: str
     detail: str
+
+
+# --- The return saga ------------------------------------------------------------------
+#
+# Activity names (task queue in the docstring). Each is idempotent by return id.
+
+AUTHORIZE_RETURN = "order.authorize_return"
+"""Orchestrator queue: check the return against the order and hold its quantities; emits
+``return.authorized``, or ``return.rejected`` and then raises ``RETURN_REJECTED``."""
+EXPIRE_RETURN = "order.expire_return"
+"""Orchestrator queue: the compensation of ``order.authorize_return``: release the return's
+held quantities; emits ``return.expired``. Safe when nothing was authorized."""
+COMPLETE_RETURN = "order.complete_return"
+"""Orchestrator queue: mark the return completed and emit ``return.completed``."""
+ISSUE_RETURN_LABEL = "shipping.issue_return_label"
+"""Shipping queue: issue a prepaid return label; emits ``shipping.return_label_issued``."""
+VOID_RETURN_LABEL = "shipping.void_return_label"
+"""Shipping queue: void the return's label, if any; emits ``shipping.return_label_voided``."""
+RESTOCK = "inventory.restock"
+"""Inventory queue: put the returned items back into stock; emits ``inventory.restocked``."""
+REFUND_RETURN = "payment.refund_return"
+"""Payment queue: refund the return's amount against the order's charge, never more than
+was charged minus earlier refunds; emits ``payment.refunded.v2`` naming the return."""
+
+RETURN_SAGA_WORKFLOW = "ReturnSaga"
+RETURN_RECEIVED_SIGNAL = "return_received"
+
+DEFAULT_RETURN_WINDOW_DAYS = 30
+"""How long after its dispatch an order can be returned."""
+DEFAULT_RETURN_DEADLINE_DAYS = 14
+"""How long the customer's parcel has to reach the warehouse once the label is issued."""
+
+LOST_PARCEL_REASON = "test:lost-parcel"
+"""The test card of the expired path: the carrier simulator never delivers a return whose
+``reason`` is exactly this, so the saga reaches its deadline."""
+
+IDENTIFIER_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@:-]*$"
+"""What an id may be: ASCII letters, digits and ``._@:-``, not starting with a sign."""
+
+Identifier = Annotated[
+    str, StringConstraints(min_length=1, max_length=64, pattern=IDENTIFIER_PATTERN)
+]
+"""An order or return id, at most 64 characters: ids end up in workflow ids, URLs, Kafka
+keys and log lines, and nothing else is safe in all of them (as the API checks order ids)."""
+
+
+def return_workflow_id(return_id: str) -> str:
+    """The id of the saga of ``return_id``: one saga per return, found by its return id."""
+    return f"return-{return_id}"
+
+
+ReturnLine: TypeAlias = StockLine
+"""One line of a return: a SKU and how many of it (more than zero) come back. The same
+record as inventory's ``StockLine``, so the lines pass to shipping and inventory as they are."""
+
+
+class ReturnRequest(_Model):
+    """A customer's return: which items of which order come back, and why."""
+
+    return_id: Identifier
+    order_id: Identifier
+    items: list[ReturnLine] = Field(min_length=1)
+    reason: str = ""
+    """The customer's words; ``LOST_PARCEL_REASON`` makes the carrier simulator lose it."""
+
+
+class ReturnSagaInput(_Model):
+    """Input of ``ReturnSaga``."""
+
+    request: ReturnRequest
+    customer_id: str
+    """The order's customer, for the saga's search attributes and status."""
+    window_seconds: int = Field(default=DEFAULT_RETURN_WINDOW_DAYS * 24 * 3600, gt=0)
+    """How long after its dispatch the order can be returned."""
+    deadline_seconds: int = Field(default=DEFAULT_RETURN_DEADLINE_DAYS * 24 * 3600, gt=0)
+    """How long the parcel has to arrive once the label is issued; then the return expires."""
+
+
+class AuthorizeReturnInput(_Model):
+    """Input of ``order.authorize_return``; idempotent by return id."""
+
+    request: ReturnRequest
+    requested_at: datetime
+    """When the customer asked (the saga's start): the window is measured to it, so a
+    retry decides as the first attempt did."""
+    window_seconds: int = Field(gt=0)
+
+
+class AuthorizeReturnResult(_Model):
+    """Result of ``order.authorize_return``: the return's lines priced as they were bought."""
+
+    return_id: str
+    order_id: str
+    lines: list[PricedLine] = Field(min_length=1)
+    amount: Money
+    """What the refund will be: the sum of the lines."""
+    payment_id: str
+    """The order's charge, which the refund goes against."""
+
+
+class ExpireReturnInput(_Model):
+    """Input of ``order.expire_return``; idempotent by return id."""
+
+    order_id: str
+    return_id: str
+    reason: str
+
+
+class ExpireReturnResult(_Model):
+    """Result of ``order.expire_return``: ``expired`` is false when nothing was held."""
+
+    expired: bool
+
+
+class CompleteReturnInput(_Model):
+    """Input of ``order.complete_return``; idempotent by return id."""
+
+    order_id: str
+    return_id: str
+    refund_id: str
+    amount: Money
+
+
+class CompleteReturnResult(_Model):
+    """Result of ``order.complete_return``."""
+
+    completed: bool
+
+
+class IssueReturnLabelInput(_Model):
+    """Input of ``shipping.issue_return_label``; idempotent by return id: one label each."""
+
+    order_id: str
+    return_id: str
+    items: list[ReturnLine] = Field(min_length=1)
+
+
+class IssueReturnLabelResult(_Model):
+    """Result of ``shipping.issue_return_label``."""
+
+    label_id: str
+    tracking_number: str
+
+
+class VoidReturnLabelInput(_Model):
+    """Input of ``shipping.void_return_label``; idempotent by return id, safe without a label."""
+
+    order_id: str
+    return_id: str
+    reason: str
+
+
+class VoidReturnLabelResult(_Model):
+    """Result of ``shipping.void_return_label``: ``voided`` is false when there was no label."""
+
+    voided: bool
+
+
+class ReturnReceived(_Model):
+    """Signal ``return_received``: the parcel reached the warehouse."""
+
+    order_id: str
+    return_id: str
+    label_id: str
+
+
+class RestockInput(_Model):
+    """Input of ``inventory.restock``; idempotent by return id: restocked once."""
+
+    order_id: str
+    return_id: str
+    items: list[ReturnLine] = Field(min_length=1)
+
+
+class RestockResult(_Model):
+    """Result of ``inventory.restock``: the lines put back into stock."""
+
+    restocked: list[ReturnLine]
+
+
+class RefundReturnInput(_Model):
+    """Input of ``payment.refund_return``; idempotent by return id: one refund per return."""
+
+    order_id: str
+    return_id: str
+    amount: Money
+
+
+class RefundReturnResult(_Model):
+    """Result of ``payment.refund_return``."""
+
+    refund_id: str
+    amount: Money
+    """What was refunded."""
+
+
+class ReturnOutcome(StrEnum):
+    """How a return ended, or that it has not yet."""
+
+    RUNNING = "RUNNING"
+    COMPLETED = "COMPLETED"
+    """Restocked and refunded."""
+    REJECTED = "REJECTED"
+    """Refused at authorization: nothing was held, sent back or refunded."""
+    EXPIRED = "EXPIRED"
+    """The parcel did not arrive by the deadline: the label was voided, nothing refunded."""
+    CANCELLED = "CANCELLED"
+    """Undone for another reason (a step failed for good, or the workflow was cancelled)."""
+
+
+class ReturnSagaResult(_Model):
+    """What ``ReturnSaga`` returns when it ends."""
+
+    return_id: str
+    order_id: str
+    outcome: ReturnOutcome
+    failure_reason: str | None = None
+    failed_step: str | None = None
+    refund_id: str | None = None
+    amount: Money | None = None
+    """What was refunded, when the return completed."""
+
+
+class ReturnStatus(SagaStatus):
+    """The answer of a return saga's ``status`` query: the saga's steps, and the return."""
+
+    return_id: str
+    outcome: ReturnOutcome

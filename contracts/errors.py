@@ -10,6 +10,7 @@ from enum import StrEnum
 __all__ = [
     "DESTINATION_UNSUPPORTED",
     "PAYMENT_DECLINED",
+    "RETURN_REJECTED",
     "STOCK_UNAVAILABLE",
     "ContractError",
     "SchemaViolation",
@@ -23,6 +24,8 @@ __all__ = [
 PAYMENT_DECLINED = "PaymentDeclined"
 STOCK_UNAVAILABLE = "StockUnavailable"
 DESTINATION_UNSUPPORTED = "DestinationUnsupported"
+RETURN_REJECTED = "ReturnRejected"
+"""The order service refused a return (raised after it wrote ``return.rejected``)."""
 
 
 class ContractError(Exception):

@@ -21,6 +21,7 @@ from contracts.errors import UnknownEventType
 from contracts.events import (
     InventoryReleased,
     InventoryReserved,
+    InventoryRestocked,
     InventoryUnavailable,
     OrderCancelled,
     OrderCompleted,
@@ -30,9 +31,17 @@ from contracts.events import (
     PaymentCompleted,
     PaymentFailed,
     PaymentRefunded,
+    PaymentRefundedV2,
+    ReturnAuthorized,
+    ReturnCompleted,
+    ReturnExpired,
+    ReturnRejected,
     ShippingCancelled,
     ShippingDispatched,
     ShippingFailed,
+    ShippingReturnLabelIssued,
+    ShippingReturnLabelVoided,
+    ShippingReturnReceived,
     ShippingScheduled,
 )
 
@@ -64,13 +73,22 @@ EVENT_MODELS: Mapping[str, type[AnyEvent]] = MappingProxyType(
             PaymentCompleted,
             PaymentFailed,
             PaymentRefunded,
+            PaymentRefundedV2,
             InventoryReserved,
             InventoryUnavailable,
             InventoryReleased,
+            InventoryRestocked,
             ShippingScheduled,
             ShippingFailed,
             ShippingCancelled,
             ShippingDispatched,
+            ShippingReturnLabelIssued,
+            ShippingReturnLabelVoided,
+            ShippingReturnReceived,
+            ReturnAuthorized,
+            ReturnRejected,
+            ReturnExpired,
+            ReturnCompleted,
         )
     }
 )

@@ -5,22 +5,30 @@ service's events about one order share a partition (the record key is the order 
 and are read in the order they happened: a ``payment.refunded`` can never overtake
 the ``payment.completed`` it undoes. Each topic has a dead-letter twin ``<topic>.dlq``.
 
+A domain without a service of its own travels on its owner's topic: the ``return``
+domain's events are the order service's, on ``order.events``, so that a return's events
+share the partition of its order's (both are keyed by the order id) and follow them.
+
 Replication figures are the production ones (design document 002: replication factor 3,
 ``min.insync.replicas`` 2); a smaller cluster, such as the one-node embedded broker, gets
 them capped to its broker count when the catalog is applied.
 """
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 __all__ = [
     "DLQ_SUFFIX",
     "DOMAINS",
+    "DOMAIN_TOPICS",
     "MIN_INSYNC_REPLICAS",
     "REPLICATION_FACTOR",
     "TOPICS",
     "TopicSpec",
     "all_topics",
     "dlq_topic",
+    "topic_for_domain",
     "topic_for_event_type",
 ]
 
@@ -62,8 +70,17 @@ class TopicSpec:
 
 
 DOMAINS: tuple[str, ...] = ("order", "payment", "inventory", "shipping")
+"""The domains that own a topic, ``<domain>.events``: one per service."""
 
 TOPICS: tuple[TopicSpec, ...] = tuple(TopicSpec(name=f"{domain}.events") for domain in DOMAINS)
+
+DOMAIN_TOPICS: Mapping[str, str] = MappingProxyType(
+    {
+        **{domain: f"{domain}.events" for domain in DOMAINS},
+        "return": "order.events",
+    }
+)
+"""Every event domain -> the topic that carries its events (``return`` -> ``order.events``)."""
 
 
 def dlq_topic(topic: str) -> str:
@@ -87,16 +104,31 @@ def all_topics() -> tuple[TopicSpec, ...]:
     return TOPICS + dead_letters
 
 
+def topic_for_domain(domain: str) -> str:
+    """The topic that carries the events of ``domain`` (``return`` → ``order.events``).
+
+    Raises:
+        ValueError: the domain is not one of ``DOMAIN_TOPICS``.
+    """
+    try:
+        return DOMAIN_TOPICS[domain]
+    except KeyError:
+        raise ValueError(
+            f"unknown domain {domain!r}: not one of {', '.join(DOMAIN_TOPICS)}"
+        ) from None
+
+
 def topic_for_event_type(event_type: str) -> str:
-    """The topic that carries ``event_type`` (``payment.completed.v1`` → ``payment.events``).
+    """The topic that carries ``event_type`` (``payment.completed.v1`` → ``payment.events``,
+    ``return.authorized.v1`` → ``order.events``).
 
     Raises:
         ValueError: the event type is not ``{domain}.{action}.v{N}`` of a known domain.
     """
     domain, _, _ = event_type.partition(".")
-    if domain not in DOMAINS or event_type.count(".") < 2:
+    if domain not in DOMAIN_TOPICS or event_type.count(".") < 2:
         raise ValueError(
             f"event type {event_type!r} is not '{{domain}}.{{action}}.v{{N}}' "
-            f"with a domain of {', '.join(DOMAINS)}"
+            f"with a domain of {', '.join(DOMAIN_TOPICS)}"
         )
-    return f"{domain}.events"
+    return DOMAIN_TOPICS[domain]

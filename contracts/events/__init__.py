@@ -6,11 +6,12 @@ what the event means) and its envelope (``PaymentCompleted``), which names the
 re-exports them all.
 """
 
-from contracts.events import common, inventory, order, payment, shipping
+from contracts.events import common, inventory, order, payment, returns, shipping
 from contracts.events.common import *  # noqa: F403
 from contracts.events.inventory import *  # noqa: F403
 from contracts.events.order import *  # noqa: F403
 from contracts.events.payment import *  # noqa: F403
+from contracts.events.returns import *  # noqa: F403
 from contracts.events.shipping import *  # noqa: F403
 
 __all__ = []
@@ -18,4 +19,5 @@ __all__ += common.__all__
 __all__ += inventory.__all__
 __all__ += order.__all__
 __all__ += payment.__all__
+__all__ += returns.__all__
 __all__ += shipping.__all__

@@ -1,10 +1,10 @@
-"""Records shared by several events: money and order lines."""
+"""Records shared by several events: money and lines of goods."""
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from contracts.envelope import CurrencyCode
 
-__all__ = ["Money", "OrderLine", "StockLine"]
+__all__ = ["Money", "OrderLine", "PricedLine", "StockLine"]
 
 
 class Money(BaseModel):
@@ -33,3 +33,13 @@ class StockLine(BaseModel):
 
     sku: str = Field(min_length=1)
     quantity: int = Field(gt=0)
+
+
+class PricedLine(BaseModel):
+    """A quantity of one SKU at the unit price it was bought for (a returned line)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    sku: str = Field(min_length=1)
+    quantity: int = Field(gt=0)
+    unit_price: Money

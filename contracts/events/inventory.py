@@ -10,6 +10,8 @@ __all__ = [
     "InventoryReleasedData",
     "InventoryReserved",
     "InventoryReservedData",
+    "InventoryRestocked",
+    "InventoryRestockedData",
     "InventoryUnavailable",
     "InventoryUnavailableData",
 ]
@@ -49,3 +51,14 @@ class InventoryReleasedData(_ReservationData):
 
 class InventoryReleased(Event[InventoryReleasedData]):
     EVENT_TYPE = "inventory.released.v1"
+
+
+class InventoryRestockedData(EventData):
+    """Returned items were put back into stock, for the return ``return_id``."""
+
+    return_id: str = Field(min_length=1)
+    items: list[StockLine] = Field(min_length=1)
+
+
+class InventoryRestocked(Event[InventoryRestockedData]):
+    EVENT_TYPE = "inventory.restocked.v1"

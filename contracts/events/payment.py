@@ -12,6 +12,8 @@ __all__ = [
     "PaymentFailedData",
     "PaymentRefunded",
     "PaymentRefundedData",
+    "PaymentRefundedV2",
+    "PaymentRefundedV2Data",
 ]
 
 
@@ -46,3 +48,18 @@ class PaymentRefundedData(_PaymentData):
 
 class PaymentRefunded(Event[PaymentRefundedData]):
     EVENT_TYPE = "payment.refunded.v1"
+
+
+class PaymentRefundedV2Data(PaymentRefundedData):
+    """``payment.refunded`` data of version 2: a refund of a return names the return.
+
+    A payment can now be refunded more than once, in part: once per return, each refund
+    with its own id. The refund of a cancelled order has neither.
+    """
+
+    return_id: str | None = None
+    refund_id: str | None = None
+
+
+class PaymentRefundedV2(Event[PaymentRefundedV2Data]):
+    EVENT_TYPE = "payment.refunded.v2"

@@ -11,6 +11,12 @@ __all__ = [
     "ShippingDispatchedData",
     "ShippingFailed",
     "ShippingFailedData",
+    "ShippingReturnLabelIssued",
+    "ShippingReturnLabelIssuedData",
+    "ShippingReturnLabelVoided",
+    "ShippingReturnLabelVoidedData",
+    "ShippingReturnReceived",
+    "ShippingReturnReceivedData",
     "ShippingScheduled",
     "ShippingScheduledData",
 ]
@@ -62,3 +68,38 @@ class ShippingDispatchedData(_ShipmentData):
 
 class ShippingDispatched(Event[ShippingDispatchedData]):
     EVENT_TYPE = "shipping.dispatched.v1"
+
+
+class _ReturnLabelData(EventData):
+    """What the events of a return label carry: the return and the label."""
+
+    return_id: str = Field(min_length=1)
+    label_id: str = Field(min_length=1)
+
+
+class ShippingReturnLabelIssuedData(_ReturnLabelData):
+    """A prepaid return label was issued to the customer."""
+
+    tracking_number: str = Field(min_length=1)
+
+
+class ShippingReturnLabelIssued(Event[ShippingReturnLabelIssuedData]):
+    EVENT_TYPE = "shipping.return_label_issued.v1"
+
+
+class ShippingReturnLabelVoidedData(_ReturnLabelData):
+    """A return label was voided: the compensation of ``shipping.return_label_issued``."""
+
+    reason: str = Field(min_length=1)
+
+
+class ShippingReturnLabelVoided(Event[ShippingReturnLabelVoidedData]):
+    EVENT_TYPE = "shipping.return_label_voided.v1"
+
+
+class ShippingReturnReceivedData(_ReturnLabelData):
+    """The returned parcel reached the warehouse under the label ``label_id``."""
+
+
+class ShippingReturnReceived(Event[ShippingReturnReceivedData]):
+    EVENT_TYPE = "shipping.return_received.v1"

@@ -8,6 +8,8 @@ from contracts import (
     InventoryReleasedData,
     InventoryReserved,
     InventoryReservedData,
+    InventoryRestocked,
+    InventoryRestockedData,
     InventoryUnavailable,
     InventoryUnavailableData,
     Money,
@@ -28,12 +30,30 @@ from contracts import (
     PaymentFailedData,
     PaymentRefunded,
     PaymentRefundedData,
+    PaymentRefundedV2,
+    PaymentRefundedV2Data,
+    PricedLine,
+    ReturnAuthorized,
+    ReturnAuthorizedData,
+    ReturnCompleted,
+    ReturnCompletedData,
+    ReturnExpired,
+    ReturnExpiredData,
+    ReturnRejected,
+    ReturnRejectedData,
+    ReturnRejectionCode,
     ShippingCancelled,
     ShippingCancelledData,
     ShippingDispatched,
     ShippingDispatchedData,
     ShippingFailed,
     ShippingFailedData,
+    ShippingReturnLabelIssued,
+    ShippingReturnLabelIssuedData,
+    ShippingReturnLabelVoided,
+    ShippingReturnLabelVoidedData,
+    ShippingReturnReceived,
+    ShippingReturnReceivedData,
     ShippingScheduled,
     ShippingScheduledData,
     StockLine,
@@ -46,6 +66,10 @@ LINES = [
     OrderLine(sku="SKU-TEAPOT", quantity=1, unit_price_minor=2000),
 ]
 STOCK = [StockLine(sku="SKU-RED-MUG", quantity=2), StockLine(sku="SKU-TEAPOT", quantity=1)]
+RETURN_ID = "ret-91c2"
+RETURNED = [StockLine(sku="SKU-RED-MUG", quantity=1)]
+"""One of the two mugs comes back."""
+RETURNED_AMOUNT = Money(amount_minor=1299, currency="EUR")
 
 
 def order_placed_data() -> OrderPlacedData:
@@ -135,7 +159,63 @@ def sample_events() -> dict[str, AnyEvent]:
             "shipping-service",
         ),
     ]
-    return {event.event_type: event for event in events}
+    return {event.event_type: event for event in events + return_events()}
+
+
+def return_events() -> list[AnyEvent]:
+    """A valid event of every event type of a return (one mug of the sample order back)."""
+    ret = {"order_id": ORDER_ID, "return_id": RETURN_ID}
+    label = {**ret, "label_id": "lbl-1"}
+    priced = [PricedLine(sku="SKU-RED-MUG", quantity=1, unit_price=RETURNED_AMOUNT)]
+    return [
+        _sample(
+            ReturnAuthorized,
+            ReturnAuthorizedData(**ret, items=priced, amount=RETURNED_AMOUNT),
+            "order-service",
+        ),
+        _sample(
+            ReturnRejected,
+            ReturnRejectedData(
+                **ret,
+                reason="SKU-RED-MUG: 3 asked, 2 bought",
+                reason_code=ReturnRejectionCode.MORE_THAN_BOUGHT,
+            ),
+            "order-service",
+        ),
+        _sample(
+            ReturnExpired,
+            ReturnExpiredData(**ret, reason="the parcel did not arrive within 14 days"),
+            "order-service",
+        ),
+        _sample(
+            ReturnCompleted,
+            ReturnCompletedData(**ret, refund_id="rfd-1", amount=RETURNED_AMOUNT),
+            "order-service",
+        ),
+        _sample(
+            ShippingReturnLabelIssued,
+            ShippingReturnLabelIssuedData(**label, tracking_number="JJD000390099"),
+            "shipping-service",
+        ),
+        _sample(
+            ShippingReturnLabelVoided,
+            ShippingReturnLabelVoidedData(**label, reason="the return expired"),
+            "shipping-service",
+        ),
+        _sample(ShippingReturnReceived, ShippingReturnReceivedData(**label), "shipping-service"),
+        _sample(
+            InventoryRestocked,
+            InventoryRestockedData(**ret, items=RETURNED),
+            "inventory-service",
+        ),
+        _sample(
+            PaymentRefundedV2,
+            PaymentRefundedV2Data(
+                **ret, payment_id="pay-1", amount=RETURNED_AMOUNT, refund_id="rfd-1"
+            ),
+            "payment-service",
+        ),
+    ]
 
 
 def payment_completed(

@@ -58,10 +58,10 @@ def _retype_field(path: tuple[str, ...], avro_type: Any) -> Callable[[list[dict[
 
 
 def test_the_shipped_schemas_are_compatible() -> None:
-    """order.placed v1 and v2, as packaged, read each other both ways."""
+    """order.placed and payment.refunded v1 and v2, as packaged, read each other both ways."""
     report = check_compatibility()
 
-    assert report.checked == ("order.placed v1 -> v2",)
+    assert report.checked == ("order.placed v1 -> v2", "payment.refunded v1 -> v2")
     assert report.ok, str(report)
 
 
@@ -146,7 +146,11 @@ def test_the_command_prints_the_report_and_exits_zero_when_compatible() -> None:
     )
 
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.splitlines() == ["checked order.placed v1 -> v2", "compatible"]
+    assert result.stdout.splitlines() == [
+        "checked order.placed v1 -> v2",
+        "checked payment.refunded v1 -> v2",
+        "compatible",
+    ]
 
 
 def test_the_command_exits_one_on_a_break(

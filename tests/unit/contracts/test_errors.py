@@ -5,6 +5,7 @@ import pytest
 from contracts import (
     DESTINATION_UNSUPPORTED,
     PAYMENT_DECLINED,
+    RETURN_REJECTED,
     STOCK_UNAVAILABLE,
     ContractError,
     SchemaViolation,
@@ -37,8 +38,9 @@ def test_an_undecodable_event_names_its_reason() -> None:
 
 def test_business_refusals_have_the_names_activities_raise() -> None:
     """ApplicationError types the orchestrator matches on."""
-    assert (PAYMENT_DECLINED, STOCK_UNAVAILABLE, DESTINATION_UNSUPPORTED) == (
+    assert (PAYMENT_DECLINED, STOCK_UNAVAILABLE, DESTINATION_UNSUPPORTED, RETURN_REJECTED) == (
         "PaymentDeclined",
         "StockUnavailable",
         "DestinationUnsupported",
+        "ReturnRejected",
     )
