@@ -25,6 +25,9 @@ __all__ = [
     "WaitStep",
 ]
 
+_GOING_ON = frozenset({"RUNNING", "COMPENSATING", "COMPLETED"})
+"""Statuses an outcome may not be named: a saga that ends undone is none of them."""
+
 InputT = TypeVar("InputT")
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -37,6 +40,9 @@ class SagaFailure:
     step: str | None
     cause: CancelCause = CancelCause.STEP_FAILED
     """A step failed, or the saga was asked to stop (a cancel request, a workflow cancel)."""
+    outcome: str | None = None
+    """The status the saga ends with once undone, when the step names one for this failure
+    (:attr:`Step.refusal_outcome`, :attr:`WaitStep.timeout_outcome`); else ``CANCELLED``."""
 
 
 class SagaContext(Generic[InputT]):
@@ -145,6 +151,10 @@ class Step:
     pivot: bool = False
     """Once this step is done the saga cannot turn back: later steps are retried until
     they succeed (or an operator resolves them), and cancel requests are refused."""
+    refusal_outcome: str | None = None
+    """The status the saga ends with when this step is refused (one of ``business_errors``)
+    and the saga is undone: ``REJECTED``, say, where a refusal is an answer rather than a
+    failure. ``None``: ``CANCELLED``."""
 
 
 @dataclass(frozen=True)
@@ -166,6 +176,9 @@ class WaitStep:
     pivot: bool = False
     owner: str | None = None
     """Who delivers the value (a service's task queue), as operators are shown it."""
+    timeout_outcome: str | None = None
+    """The status the saga ends with when the wait times out and the saga is undone
+    (``EXPIRED``, say). ``None``: ``CANCELLED``."""
 
 
 @dataclass(frozen=True)
@@ -184,6 +197,13 @@ class SagaDefinition:
             raise ValueError(f"saga {self.name!r} repeats step names {duplicates}")
         if sum(step.pivot for step in self.steps) > 1:
             raise ValueError(f"saga {self.name!r} has more than one pivot step")
+        for step in self.steps:
+            outcome = step.timeout_outcome if isinstance(step, WaitStep) else step.refusal_outcome
+            if outcome in _GOING_ON:
+                raise ValueError(
+                    f"saga {self.name!r}: step {step.name!r} would end the saga as {outcome}, "
+                    "the name of a saga that has not ended"
+                )
 
     def step(self, name: str) -> Step | WaitStep:
         """The step called ``name``.

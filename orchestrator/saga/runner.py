@@ -72,6 +72,12 @@ class SagaOutcome:
     phase: SagaPhase
     failure: SagaFailure | None = None
 
+    @property
+    def status(self) -> str:
+        """The status it ended with: ``COMPLETED``, ``CANCELLED``, or the outcome its failure
+        names (``REJECTED``, ``EXPIRED``...)."""
+        return _status(self.phase, self.failure)
+
 
 @dataclass
 class _StepFailed(Exception):
@@ -133,6 +139,12 @@ class SagaRunner(Generic[InputT]):
     def phase(self) -> SagaPhase:
         """Where the saga is."""
         return self._phase
+
+    @property
+    def status(self) -> str:
+        """The phase, or once the saga has ended undone the outcome its failure names
+        (``REJECTED``, ``EXPIRED``...): what ``SagaStatus`` shows."""
+        return _status(self._phase, self.context.failure)
 
     @property
     def current_step(self) -> str | None:
@@ -272,9 +284,10 @@ class SagaRunner(Generic[InputT]):
                 record.last_error = _describe(error, step.action)
                 business = _error_type(error) in policy.business_errors
                 if business and not self._past_pivot:
-                    raise _StepFailed(
-                        SagaFailure(record.last_error, step.name), maybe_applied=False
-                    ) from error
+                    refused = SagaFailure(
+                        record.last_error, step.name, outcome=step.refusal_outcome
+                    )
+                    raise _StepFailed(refused, maybe_applied=False) from error
                 spent = error.retry_state is RetryState.TIMEOUT and not _not_picked_up(error)
                 if spent and deadline is not None:
                     continue  # the budget is spent: the check above fails the step
@@ -302,7 +315,8 @@ class SagaRunner(Generic[InputT]):
             remaining = deadline - workflow.now()
             if remaining <= timedelta(0) or not await self._woken_within(step, remaining):
                 record.last_error = step.timeout_reason
-                raise _StepFailed(SagaFailure(step.timeout_reason, step.name), maybe_applied=False)
+                expired = SagaFailure(step.timeout_reason, step.name, outcome=step.timeout_outcome)
+                raise _StepFailed(expired, maybe_applied=False)
             if step.name not in self._deliveries:
                 raise self._interrupted(step.name)
             value = self._deliveries.pop(step.name)
@@ -506,7 +520,7 @@ class SagaRunner(Generic[InputT]):
 
     def _publish(self, step: str | None = None) -> None:
         shown = step or self._current or self.definition.steps[-1].name
-        values = (self._phase.value, shown)
+        values = (self.status, shown)
         updates = [SAGA_STATUS_KEY.value_set(values[0]), SAGA_STEP_KEY.value_set(values[1])]
         if self._lean:
             self._want(updates)
@@ -589,6 +603,12 @@ class SagaRunner(Generic[InputT]):
 
 
 _ABSENT = object()
+
+
+def _status(phase: SagaPhase, failure: SagaFailure | None) -> str:
+    if phase is SagaPhase.CANCELLED and failure is not None and failure.outcome:
+        return failure.outcome
+    return phase.value
 
 
 def _local_activity_error(
