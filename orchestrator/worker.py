@@ -1,4 +1,5 @@
-"""The orchestrator's worker process: ``OrderSaga``, the order activities, and its consumers.
+"""The orchestrator's worker process: ``OrderSaga`` and ``ReturnSaga``, the order service's
+activities, and its consumers.
 
 Beside the Temporal worker on the orchestrator's task queue it runs, each as its own
 consumer group with its own database connection:
@@ -30,7 +31,7 @@ from orchestrator.metrics import SagaMetrics, SagaWatch
 from orchestrator.orders import OrderActivities, OrderBook
 from orchestrator.queries import database_path
 from orchestrator.timeline import Timeline
-from orchestrator.workflows import OrderSaga
+from orchestrator.workflows import OrderSaga, ReturnSaga
 from runtime import (
     Database,
     EventConsumer,
@@ -114,8 +115,10 @@ def build(context: ServiceContext) -> ServiceParts:
         ),
     ]
     return ServiceParts(
+        # Every activity of the order service, the return's too: both sagas run the order
+        # service's steps as local activities, which only the worker of the workflows runs.
         activities=[orders.place, orders.complete, orders.cancel],
-        workflows=[OrderSaga],
+        workflows=[OrderSaga, ReturnSaga],
         deterministic_modules=["orchestrator.workflows", "orchestrator.saga", "contracts"],
         background=[
             *(c.run for c in consumers),
