@@ -59,8 +59,8 @@ class OrderBook(Book):
         order = request.order
         now = time.time()
         placed = self._change(
-            "INSERT INTO orders (order_id, customer_id, status, body, reason, placed_at, updated_at)"
-            " VALUES (?, ?, 'placed', ?, NULL, ?, ?) ON CONFLICT DO NOTHING",
+            "INSERT INTO orders (order_id, customer_id, status, body, placed_at, updated_at)"
+            " VALUES (?, ?, 'placed', ?, ?, ?) ON CONFLICT DO NOTHING",
             (order.order_id, order.customer_id, order.model_dump_json(), now, now),
             OrderPlacedData(
                 order_id=order.order_id,

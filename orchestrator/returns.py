@@ -227,8 +227,10 @@ class ReturnBook(Book):
         if isinstance(decision, ReturnRefused):
             self._db.execute(
                 insert,
-                (wanted.return_id, wanted.order_id, "rejected", wanted.reason, decision.code)
-                + (None, None, None, decision.reason, requested_at, now, now),
+                (
+                    *(wanted.return_id, wanted.order_id, "rejected", wanted.reason),
+                    *(decision.code, None, None, None, decision.reason, requested_at, now, now),
+                ),
             )
             self._events.emit(
                 ReturnRejectedData(
@@ -243,9 +245,11 @@ class ReturnBook(Book):
         amount = decision.amount
         self._db.execute(
             insert,
-            (wanted.return_id, wanted.order_id, "authorized", wanted.reason, None)
-            + (amount.amount_minor, amount.currency, decision.payment_id, None)
-            + (requested_at, now, now),
+            (
+                *(wanted.return_id, wanted.order_id, "authorized", wanted.reason, None),
+                *(amount.amount_minor, amount.currency, decision.payment_id, None),
+                *(requested_at, now, now),
+            ),
         )
         self._db.executemany(
             "INSERT INTO return_lines (return_id, sku, quantity, unit_price_minor)"
