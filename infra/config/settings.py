@@ -7,7 +7,11 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from contracts.activities import DEFAULT_DISPATCH_DEADLINE_SECONDS
+from contracts.activities import (
+    DEFAULT_DISPATCH_DEADLINE_SECONDS,
+    DEFAULT_RETURN_DEADLINE_DAYS,
+    DEFAULT_RETURN_WINDOW_DAYS,
+)
 from infra.config.api_tokens import parse_api_tokens, read_dev_token
 
 __all__ = [
@@ -398,6 +402,31 @@ class Settings(BaseSettings):
         description=(
             "How long after scheduling the simulated carrier collects a shipment "
             "(publishes `shipping.dispatched`)."
+        ),
+    )
+    carrier_return_delay_seconds: float = Field(
+        5.0,
+        ge=0,
+        description=(
+            "How long after its label was issued the simulated carrier delivers a returned "
+            "parcel to the warehouse (publishes `shipping.return_received`); a return whose "
+            "reason is `test:lost-parcel` is never delivered."
+        ),
+    )
+    return_window_days: int = Field(
+        DEFAULT_RETURN_WINDOW_DAYS,
+        gt=0,
+        description=(
+            "How long after its dispatch an order can be returned: a later return is rejected "
+            "(`WINDOW_CLOSED`)."
+        ),
+    )
+    return_deadline_days: int = Field(
+        DEFAULT_RETURN_DEADLINE_DAYS,
+        gt=0,
+        description=(
+            "How long a return saga waits for the parcel once its label is issued before it "
+            "voids the label and expires the return (durable: a Temporal timer)."
         ),
     )
 
