@@ -117,7 +117,8 @@ def _authorize_input(ctx: Context) -> AuthorizeReturnInput:
 
 
 def _label_input(ctx: Context) -> IssueReturnLabelInput:
-    return IssueReturnLabelInput(**_ids(ctx), items=ctx.input.request.items)
+    request = ctx.input.request
+    return IssueReturnLabelInput(**_ids(ctx), items=request.items, reason=request.reason)
 
 
 def _authorized(ctx: Context) -> AuthorizeReturnResult:

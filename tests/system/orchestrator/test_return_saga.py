@@ -20,6 +20,7 @@ from contracts.activities import (
     COMPLETE_RETURN,
     EXPIRE_RETURN,
     ISSUE_RETURN_LABEL,
+    LOST_PARCEL_REASON,
     REFUND_RETURN,
     RESTOCK,
     VOID_RETURN_LABEL,
@@ -242,9 +243,10 @@ async def test_a_refused_return_ends_rejected_with_nothing_undone(
 
 
 async def test_a_parcel_that_never_arrives_expires_the_return(returns: ReturnHarness) -> None:
-    """14 days without the parcel (skipped): the label is voided, the return expired."""
+    """14 days without the parcel (skipped): the label is voided, the return expired. The
+    lost-parcel test card reaches shipping (where the carrier simulator loses the parcel)."""
     started = await returns.env.get_current_time()
-    request = make_return(returns.stand_ins.dispatched_order(started))
+    request = make_return(returns.stand_ins.dispatched_order(started), reason=LOST_PARCEL_REASON)
     handle = await returns.start(request)
 
     result = await result_of(handle)
@@ -258,6 +260,7 @@ async def test_a_parcel_that_never_arrives_expires_the_return(returns: ReturnHar
         PARCEL_DEADLINE_REASON,
     )
     ids = {"order_id": request.order_id, "return_id": request.return_id}
+    assert stand_ins.inputs[ISSUE_RETURN_LABEL][0].reason == LOST_PARCEL_REASON
     assert stand_ins.inputs[VOID_RETURN_LABEL] == [
         VoidReturnLabelInput(**ids, reason=PARCEL_DEADLINE_REASON)
     ]
