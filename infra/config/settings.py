@@ -7,7 +7,11 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from contracts.activities import DEFAULT_DISPATCH_DEADLINE_SECONDS
+from contracts.activities import (
+    DEFAULT_DISPATCH_DEADLINE_SECONDS,
+    DEFAULT_RETURN_DEADLINE_DAYS,
+    DEFAULT_RETURN_WINDOW_DAYS,
+)
 from infra.config.api_tokens import parse_api_tokens, read_dev_token
 
 __all__ = [
@@ -390,6 +394,23 @@ class Settings(BaseSettings):
         description=(
             "How long a new saga waits for the carrier's `shipping.dispatched` before it "
             "undoes the order (durable: a Temporal timer); the default is 48 h."
+        ),
+    )
+    return_window_days: int = Field(
+        DEFAULT_RETURN_WINDOW_DAYS,
+        gt=0,
+        description=(
+            "How many days after its dispatch an order can still be returned: a return saga "
+            "started later is rejected at its authorization."
+        ),
+    )
+    return_deadline_days: int = Field(
+        DEFAULT_RETURN_DEADLINE_DAYS,
+        gt=0,
+        description=(
+            "How many days a return's parcel has to reach the warehouse once its label is "
+            "issued; then the label is voided and the return ends `EXPIRED` (durable: a "
+            "Temporal timer)."
         ),
     )
     carrier_dispatch_delay_seconds: float = Field(
