@@ -827,6 +827,13 @@ class SagaService:
         except RPCError as exc:
             if exc.status == RPCStatusCode.NOT_FOUND:
                 raise SagaNotFound(f"no saga {handle.id!r}") from None
+            if exc.status == RPCStatusCode.FAILED_PRECONDITION:
+                # Its workflow task fails (a workflow type no worker has, nondeterminism):
+                # stuck in the worker, not in a step.
+                raise SagaUnavailable(
+                    f"the saga {handle.id!r} cannot answer its status query: {exc.message} "
+                    "(its workflow task's failure: the Web UI, `saga logs orchestrator`)"
+                ) from None
             # Our own deadline passing surfaces as CANCELLED ("Timeout expired") from the
             # SDK's core: a saga no worker answers for (the orchestrator worker is down).
             if exc.status in _NO_ANSWER:
