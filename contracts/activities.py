@@ -623,6 +623,9 @@ class IssueReturnLabelInput(_Model):
     order_id: str
     return_id: str
     items: list[ReturnLine] = Field(min_length=1)
+    reason: str = ""
+    """The customer's reason (``ReturnRequest.reason``): ``LOST_PARCEL_REASON`` makes the
+    carrier simulator never deliver the parcel (absent in requests from before it was sent)."""
 
 
 class IssueReturnLabelResult(_Model):

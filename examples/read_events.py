@@ -61,18 +61,24 @@ class SchemaRegistry:
             self._schemas[schema_id] = parse_schema(json.loads(answer.json()["schema"]))
         return self._schemas[schema_id]
 
-    async def decode(self, value: bytes) -> tuple[int, Any]:
+    async def decode(self, value: bytes | None) -> tuple[int, Any]:
         """The schema id of a framed ``value`` and the event it holds.
 
         Raises:
-            ValueError: ``value`` is not in the registry's wire format.
+            ValueError: ``value`` is not in the registry's wire format, or its body is not
+                a record of the schema its id names.
             UnknownSchemaError: the registry has no schema of its id.
         """
-        if len(value) < _HEADER.size or value[0] != MAGIC_BYTE:
-            raise ValueError(f"not in the registry's wire format: starts with {value[:5]!r}")
+        if value is None or len(value) < _HEADER.size or value[0] != MAGIC_BYTE:
+            start = value[:5] if value is not None else None
+            raise ValueError(f"not in the registry's wire format: starts with {start!r}")
         _, schema_id = _HEADER.unpack_from(value)
         schema = await self.schema(schema_id)
-        return schema_id, schemaless_reader(BytesIO(value[_HEADER.size :]), schema, None)
+        try:
+            event = schemaless_reader(BytesIO(value[_HEADER.size :]), schema, None)
+        except Exception as error:  # any bytes fail in their own way
+            raise ValueError(f"not a record of schema {schema_id}: {error!r:.200}") from error
+        return schema_id, event
 
 
 async def records_until_end(
@@ -118,7 +124,8 @@ async def read_events(args: argparse.Namespace) -> int:
         await consumer.start()
         try:
             async for record in records_until_end(consumer):
-                key = record.key.decode() if record.key is not None else None
+                # Anyone may write to a topic: a key need not be text.
+                key = record.key.decode(errors="replace") if record.key is not None else None
                 if args.key is not None and key != args.key:
                     continue
                 try:

@@ -59,7 +59,8 @@ class OrderBook(Book):
         order = request.order
         now = time.time()
         placed = self._change(
-            "INSERT INTO orders VALUES (?, ?, 'placed', ?, NULL, ?, ?) ON CONFLICT DO NOTHING",
+            "INSERT INTO orders (order_id, customer_id, status, body, placed_at, updated_at)"
+            " VALUES (?, ?, 'placed', ?, ?, ?) ON CONFLICT DO NOTHING",
             (order.order_id, order.customer_id, order.model_dump_json(), now, now),
             OrderPlacedData(
                 order_id=order.order_id,
@@ -78,9 +79,9 @@ class OrderBook(Book):
         """Mark the order completed and write ``order.completed``, once."""
         now = time.time()
         completed = self._change(
-            "UPDATE orders SET status = 'completed', updated_at = ?"
-            " WHERE order_id = ? AND status = 'placed'",
-            (now, request.order_id),
+            "UPDATE orders SET status = 'completed', updated_at = ?, completed_at = ?,"
+            " payment_id = ? WHERE order_id = ? AND status = 'placed'",
+            (now, now, request.payment_id, request.order_id),
             OrderCompletedData.model_validate(request, from_attributes=True),
             cause,
         )

@@ -1,10 +1,12 @@
-"""The orchestrator's worker process: ``OrderSaga``, the order activities, and its consumers.
+"""The orchestrator's worker process: ``OrderSaga``, the order and return activities, and its
+consumers.
 
 Beside the Temporal worker on the orchestrator's task queue it runs, each as its own
 consumer group with its own database connection:
 
 - the projector, which keeps every order's event timeline for the API;
-- the dispatch bridge, which turns ``shipping.dispatched`` into the saga's signal;
+- the dispatch bridge, which turns ``shipping.dispatched`` and ``shipping.return_received``
+  into the sagas' signals;
 - the audit consumer and the notification consumer (choreography: nobody calls them).
 
 It also keeps the saga metrics (:mod:`orchestrator.metrics`) and the Kafka cluster's
@@ -29,6 +31,7 @@ from orchestrator.dispatch_bridge import DispatchBridge
 from orchestrator.metrics import SagaMetrics, SagaWatch
 from orchestrator.orders import OrderActivities, OrderBook
 from orchestrator.queries import database_path
+from orchestrator.returns import ReturnActivities, ReturnBook
 from orchestrator.timeline import Timeline
 from orchestrator.workflows import OrderSaga
 from runtime import (
@@ -53,6 +56,7 @@ def build(context: ServiceContext) -> ServiceParts:
     settings = context.settings
     saga_metrics = SagaMetrics(context.registry)
     orders = OrderActivities(OrderBook(context.db, context.outbox, saga_metrics))
+    returns = ReturnActivities(ReturnBook(context.db, context.outbox))
 
     kafka = kafka_connection(settings)
 
@@ -114,7 +118,14 @@ def build(context: ServiceContext) -> ServiceParts:
         ),
     ]
     return ServiceParts(
-        activities=[orders.place, orders.complete, orders.cancel],
+        activities=[
+            orders.place,
+            orders.complete,
+            orders.cancel,
+            returns.authorize,
+            returns.expire,
+            returns.complete,
+        ],
         workflows=[OrderSaga],
         deterministic_modules=["orchestrator.workflows", "orchestrator.saga", "contracts"],
         background=[

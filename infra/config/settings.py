@@ -421,6 +421,31 @@ class Settings(BaseSettings):
             "(publishes `shipping.dispatched`)."
         ),
     )
+    carrier_return_delay_seconds: float = Field(
+        5.0,
+        ge=0,
+        description=(
+            "How long after its label was issued the simulated carrier delivers a returned "
+            "parcel to the warehouse (publishes `shipping.return_received`); a return whose "
+            "reason is `test:lost-parcel` is never delivered."
+        ),
+    )
+    return_window_days: int = Field(
+        DEFAULT_RETURN_WINDOW_DAYS,
+        gt=0,
+        description=(
+            "How long after its dispatch an order can be returned: a later return is rejected "
+            "(`WINDOW_CLOSED`)."
+        ),
+    )
+    return_deadline_days: int = Field(
+        DEFAULT_RETURN_DEADLINE_DAYS,
+        gt=0,
+        description=(
+            "How long a return saga waits for the parcel once its label is issued before it "
+            "voids the label and expires the return (durable: a Temporal timer)."
+        ),
+    )
 
     # Logs and traces
     log_format: Literal["auto", "json", "text"] = Field(

@@ -17,13 +17,14 @@ async def refused_each_time(
     *,
     retryable: bool = False,
     times: int = 2,
-) -> None:
+) -> str:
     """Run ``activity`` ``times`` times (Temporal runs an activity at least once): each run is
     refused with an ``ApplicationError`` of ``error_type``, retryable or not as the refusal
-    says."""
+    says. Returns the refusal's message."""
     env = ActivityEnvironment()
     for _ in range(times):
         with pytest.raises(ApplicationError) as refused:
             await env.run(activity, arg)
         assert refused.value.type == error_type
         assert refused.value.non_retryable is not retryable
+    return refused.value.message

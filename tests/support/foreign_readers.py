@@ -88,7 +88,9 @@ def read_with_console_consumer(
             "--from-beginning", "--timeout-ms", str(idle_ms), "--skip-message-on-error",
             "--formatter-config", str(config),
         ]  # fmt: skip
-        done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+        done = subprocess.run(
+            command, capture_output=True, text=True, errors="replace", timeout=120, check=False
+        )
     assert done.returncode == 0, f"the console consumer failed:\n{done.stderr[-3000:]}"
     return [record for line in done.stdout.splitlines() if (record := _console_line(line))]
 
@@ -125,7 +127,14 @@ def read_with_python_reader(
         command += ["--registry-user", username]
         env["READ_EVENTS_REGISTRY_PASSWORD"] = password
     done = subprocess.run(
-        command, capture_output=True, text=True, timeout=120, check=False, env=env, cwd="/"
+        command,
+        capture_output=True,
+        text=True,
+        errors="replace",
+        timeout=120,
+        check=False,
+        env=env,
+        cwd="/",
     )
     assert done.returncode == 0, f"read_events.py failed:\n{done.stderr[-3000:]}"
     lines = [json.loads(line) for line in done.stdout.splitlines() if line.strip()]

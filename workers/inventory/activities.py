@@ -1,19 +1,24 @@
-"""The inventory service's activities: reserve an order's stock, release it."""
+"""The inventory service's activities: reserve an order's stock, release it; restock the
+items of a return."""
 
 from temporalio import activity
 
 from contracts.activities import (
     RELEASE_STOCK,
     RESERVE_STOCK,
+    RESTOCK,
     ReleaseStockInput,
     ReleaseStockResult,
     ReserveStockInput,
     ReserveStockResult,
+    RestockInput,
+    RestockResult,
 )
 from contracts.errors import STOCK_UNAVAILABLE
 from contracts.events.inventory import (
     InventoryReleasedData,
     InventoryReservedData,
+    InventoryRestockedData,
     InventoryUnavailableData,
 )
 from runtime import DomainEvents, Outbox, refusal
@@ -25,7 +30,8 @@ SOURCE = "inventory-service"
 
 
 class InventoryActivities:
-    """Reservations and releases, each once per order however often it is asked."""
+    """Reservations and releases, each once per order, and restocks, once per return, however
+    often it is asked."""
 
     def __init__(self, stock: StockBook, outbox: Outbox) -> None:
         self._stock = stock
@@ -66,6 +72,22 @@ class InventoryActivities:
                     )
                 )
         return ReleaseStockResult(released=True)
+
+    @activity.defn(name=RESTOCK)
+    async def restock(self, input: RestockInput) -> RestockResult:
+        """Put the returned items back into stock and emit ``inventory.restocked``; a repeat
+        returns the same lines without stocking or publishing again."""
+        with self._stock.transaction():
+            restocked = self._stock.restocked(input.return_id)
+            if restocked is None:
+                restocked = merge_lines(input.items)
+                self._stock.restock(input.order_id, input.return_id, restocked)
+                self._events.emit(
+                    InventoryRestockedData(
+                        order_id=input.order_id, return_id=input.return_id, items=restocked
+                    )
+                )
+        return RestockResult(restocked=restocked)
 
     def _reserve(self, input: ReserveStockInput) -> Reservation:
         """Inside the caller's transaction: reserve the lines, or record the refusal."""

@@ -34,7 +34,7 @@ def seeded_stock(settings: Settings, db: Database) -> StockBook:
 def build(context: ServiceContext) -> ServiceParts:
     """The inventory service's activities on its seeded stock."""
     inventory = InventoryActivities(seeded_stock(context.settings, context.db), context.outbox)
-    return ServiceParts(activities=[inventory.reserve, inventory.release])
+    return ServiceParts(activities=[inventory.reserve, inventory.release, inventory.restock])
 
 
 def main() -> None:

@@ -1,4 +1,5 @@
-"""The inventory service's data: units on hand per SKU and the reservations of orders."""
+"""The inventory service's data: units on hand per SKU, the reservations of orders and the
+restocks of returns."""
 
 import json
 import time
@@ -130,6 +131,38 @@ class StockBook(Book):
             (ReservationStatus.RELEASED, time.time(), reservation.order_id),
         )
         return replace(reservation, status=ReservationStatus.RELEASED, reason=None)
+
+    def restocked(self, return_id: str) -> list[StockLine] | None:
+        """The lines restocked for ``return_id``, or None if it was not restocked."""
+        if (
+            self._db.execute("SELECT 1 FROM restocks WHERE return_id = ?", (return_id,)).fetchone()
+            is None
+        ):
+            return None
+        return [
+            StockLine(sku=row["sku"], quantity=row["quantity"])
+            for row in self._db.execute(
+                "SELECT sku, quantity FROM restock_lines WHERE return_id = ? ORDER BY sku",
+                (return_id,),
+            )
+        ]
+
+    def restock(self, order_id: str, return_id: str, lines: list[StockLine]) -> None:
+        """Put the returned ``lines`` (one per SKU) back on the shelf and record it as the
+        restock of ``return_id``; a SKU the warehouse no longer carries is carried again."""
+        self._db.execute(
+            "INSERT INTO restocks (return_id, order_id, created_at) VALUES (?, ?, ?)",
+            (return_id, order_id, time.time()),
+        )
+        self._db.executemany(
+            "INSERT INTO stock (sku, on_hand) VALUES (?, ?)"
+            " ON CONFLICT (sku) DO UPDATE SET on_hand = stock.on_hand + excluded.on_hand",
+            [(line.sku, line.quantity) for line in lines],
+        )
+        self._db.executemany(
+            "INSERT INTO restock_lines (return_id, sku, quantity) VALUES (?, ?, ?)",
+            [(return_id, line.sku, line.quantity) for line in lines],
+        )
 
     def _record(
         self,

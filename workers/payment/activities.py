@@ -1,4 +1,4 @@
-"""The payment service's activities: charge an order, refund it."""
+"""The payment service's activities: charge an order, refund it; refund a return of it."""
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -6,27 +6,42 @@ from temporalio.exceptions import ApplicationError
 from contracts.activities import (
     CHARGE_PAYMENT,
     REFUND_PAYMENT,
+    REFUND_RETURN,
     ChargePaymentInput,
     ChargePaymentResult,
     RefundPaymentInput,
     RefundPaymentResult,
+    RefundReturnInput,
+    RefundReturnResult,
 )
 from contracts.errors import PAYMENT_DECLINED
-from contracts.events.payment import PaymentCompletedData, PaymentFailedData, PaymentRefundedData
+from contracts.events.common import Money
+from contracts.events.payment import (
+    PaymentCompletedData,
+    PaymentFailedData,
+    PaymentRefundedData,
+    PaymentRefundedV2Data,
+)
 from runtime import DomainEvents, Outbox, refusal
 from workers.payment.ledger import Payment, PaymentLedger, PaymentStatus
 from workers.payment.processor import CardProcessor, ChargeOutcome, ChargeResponse
 
-__all__ = ["PROCESSOR_UNAVAILABLE", "SOURCE", "PaymentActivities"]
+__all__ = ["PROCESSOR_UNAVAILABLE", "REFUND_REFUSED", "SOURCE", "PaymentActivities"]
 
 SOURCE = "payment-service"
 
 PROCESSOR_UNAVAILABLE = "PaymentProcessorUnavailable"
 """Error type of a transient processor failure: Temporal retries the charge."""
 
+REFUND_REFUSED = "RefundRefused"
+"""Error type of a return's refund that the ledger cannot honour (nothing captured, another
+currency, more than is left of the charge): non-retryable, since the return's authorization
+should have prevented it and asking again cannot help."""
+
 
 class PaymentActivities:
-    """Charges and refunds, each once per order however often it is asked."""
+    """Charges and refunds, each once per order, and refunds of returns, each once per return,
+    however often it is asked."""
 
     def __init__(self, ledger: PaymentLedger, outbox: Outbox, processor: CardProcessor) -> None:
         self._ledger = ledger
@@ -68,6 +83,53 @@ class PaymentActivities:
                 self._events.emit(PaymentRefundedData.model_validate(payment, from_attributes=True))
         return RefundPaymentResult(refunded=True, payment_id=payment.payment_id)
 
+    @activity.defn(name=REFUND_RETURN)
+    async def refund_return(self, input: RefundReturnInput) -> RefundReturnResult:
+        """Refund a return's amount against its order's charge, never more than was charged
+        minus every refund before it (a non-retryable ``RefundRefused`` naming the amounts);
+        emits ``payment.refunded.v2`` with the return and refund ids. A repeat returns the
+        same refund without refunding or publishing again."""
+        with self._ledger.transaction():
+            refund = self._ledger.return_refund(input.return_id)
+            if refund is None:
+                payment = self._refundable(input)
+                _answered(
+                    self._processor.refund(payment.payment_token, input.amount, of_return=True)
+                )
+                refund = self._ledger.refund_return(payment, input.return_id, input.amount)
+                self._events.emit(
+                    PaymentRefundedV2Data(
+                        order_id=refund.order_id,
+                        payment_id=refund.payment_id,
+                        amount=refund.amount,
+                        return_id=refund.return_id,
+                        refund_id=refund.refund_id,
+                    )
+                )
+        return RefundReturnResult(refund_id=refund.refund_id, amount=refund.amount)
+
+    def _refundable(self, input: RefundReturnInput) -> Payment:
+        """Inside the caller's transaction: the payment the return's refund goes against, or
+        a ``RefundRefused`` if it cannot give the amount back."""
+        payment = self._ledger.payment(input.order_id)
+        if payment is None or payment.status is PaymentStatus.DECLINED:
+            raise refusal(
+                REFUND_REFUSED,
+                f"cannot refund return {input.return_id}: order {input.order_id} has no"
+                " captured payment",
+            )
+        charged = payment.amount
+        left = charged.amount_minor - self._ledger.refunded_minor(input.order_id)
+        if input.amount.currency != charged.currency or input.amount.amount_minor > left:
+            raise refusal(
+                REFUND_REFUSED,
+                f"cannot refund {_money(input.amount)} for return {input.return_id}: order"
+                f" {input.order_id} was charged {_money(charged)}, of which"
+                f" {_money(Money(amount_minor=left, currency=charged.currency))} is left to"
+                " refund",
+            )
+        return payment
+
     def _record(self, input: ChargePaymentInput, response: ChargeResponse) -> Payment:
         """Record the processor's answer and its event, unless a concurrent try already did."""
         with self._ledger.transaction():
@@ -75,7 +137,9 @@ class PaymentActivities:
             if earlier is not None:
                 return earlier
             if response.outcome is ChargeOutcome.APPROVED:
-                payment = self._ledger.capture(input.order_id, input.customer_id, input.amount)
+                payment = self._ledger.capture(
+                    input.order_id, input.customer_id, input.amount, input.payment_token
+                )
                 self._events.emit(
                     PaymentCompletedData.model_validate(payment, from_attributes=True)
                 )
@@ -91,6 +155,10 @@ class PaymentActivities:
                 )
             )
             return payment
+
+
+def _money(money: Money) -> str:
+    return f"{money.amount_minor} {money.currency} (minor units)"
 
 
 def _answered(response: ChargeResponse) -> ChargeResponse:

@@ -1,4 +1,5 @@
-"""The payment service's data: one payment per order and its ledger of charges and refunds."""
+"""The payment service's data: one payment per order and its ledger of charges and refunds
+(the order's own, and those of its returns)."""
 
 import time
 import uuid
@@ -9,7 +10,7 @@ from pathlib import Path
 from contracts.events.common import Money
 from runtime import Book
 
-__all__ = ["Payment", "PaymentLedger", "PaymentStatus"]
+__all__ = ["Payment", "PaymentLedger", "PaymentStatus", "ReturnRefund"]
 
 
 class PaymentStatus(StrEnum):
@@ -30,6 +31,19 @@ class Payment:
     amount: Money
     status: PaymentStatus
     decline_reason: str | None
+    payment_token: str | None = None
+    """The card charged (None for payments recorded before it was kept)."""
+
+
+@dataclass(frozen=True)
+class ReturnRefund:
+    """The refund of one return, part of its order's payment."""
+
+    return_id: str
+    refund_id: str
+    order_id: str
+    payment_id: str
+    amount: Money
 
 
 class PaymentLedger(Book):
@@ -49,6 +63,7 @@ class PaymentLedger(Book):
             amount=Money(amount_minor=row["amount_minor"], currency=row["currency"]),
             status=PaymentStatus(row["status"]),
             decline_reason=row["decline_reason"],
+            payment_token=row["payment_token"],
         )
 
     def count_attempt(self, order_id: str) -> int:
@@ -69,9 +84,13 @@ class PaymentLedger(Book):
         ).fetchone()
         return 0 if row is None else int(row[0])
 
-    def capture(self, order_id: str, customer_id: str, amount: Money) -> Payment:
-        """Record a captured payment and its charge entry."""
-        payment = self._insert(order_id, customer_id, amount, PaymentStatus.CAPTURED, None)
+    def capture(
+        self, order_id: str, customer_id: str, amount: Money, payment_token: str | None = None
+    ) -> Payment:
+        """Record a captured payment (and the card charged) and its charge entry."""
+        payment = self._insert(
+            order_id, customer_id, amount, PaymentStatus.CAPTURED, None, payment_token
+        )
         self._entry(payment, "charge")
         return payment
 
@@ -88,6 +107,55 @@ class PaymentLedger(Book):
         self._entry(payment, "refund")
         return replace(payment, status=PaymentStatus.REFUNDED, decline_reason=None)
 
+    def return_refund(self, return_id: str) -> ReturnRefund | None:
+        """The refund of ``return_id``, if it was refunded."""
+        row = self._db.execute(
+            "SELECT * FROM ledger_entries WHERE return_id = ?", (return_id,)
+        ).fetchone()
+        if row is None:
+            return None
+        return ReturnRefund(
+            return_id=row["return_id"],
+            refund_id=row["refund_id"],
+            order_id=row["order_id"],
+            payment_id=row["payment_id"],
+            amount=Money(amount_minor=row["amount_minor"], currency=row["currency"]),
+        )
+
+    def refunded_minor(self, order_id: str) -> int:
+        """Everything refunded of ``order_id``'s payment so far, in minor units: the order's
+        own refund and those of its returns."""
+        row = self._db.execute(
+            "SELECT COALESCE(SUM(amount_minor), 0) FROM ledger_entries"
+            " WHERE order_id = ? AND kind IN ('refund', 'return_refund')",
+            (order_id,),
+        ).fetchone()
+        return int(row[0])
+
+    def refund_return(self, payment: Payment, return_id: str, amount: Money) -> ReturnRefund:
+        """Record the refund of ``return_id``: ``amount`` of ``payment``, which stays captured."""
+        refund = ReturnRefund(
+            return_id=return_id,
+            refund_id=f"rfd-{uuid.uuid4().hex}",
+            order_id=payment.order_id,
+            payment_id=payment.payment_id,
+            amount=amount,
+        )
+        self._db.execute(
+            "INSERT INTO ledger_entries (payment_id, order_id, kind, amount_minor, currency,"
+            " created_at, return_id, refund_id) VALUES (?, ?, 'return_refund', ?, ?, ?, ?, ?)",
+            (
+                payment.payment_id,
+                payment.order_id,
+                amount.amount_minor,
+                amount.currency,
+                time.time(),
+                return_id,
+                refund.refund_id,
+            ),
+        )
+        return refund
+
     def entries(self, order_id: str) -> list[tuple[str, int]]:
         """The ledger entries of ``order_id`` as (kind, amount in minor units), oldest first."""
         rows = self._db.execute(
@@ -103,6 +171,7 @@ class PaymentLedger(Book):
         amount: Money,
         status: PaymentStatus,
         reason: str | None,
+        payment_token: str | None = None,
     ) -> Payment:
         payment = Payment(
             order_id=order_id,
@@ -111,11 +180,13 @@ class PaymentLedger(Book):
             amount=amount,
             status=status,
             decline_reason=reason,
+            payment_token=payment_token,
         )
         now = time.time()
         self._db.execute(
             "INSERT INTO payments (order_id, payment_id, customer_id, amount_minor, currency,"
-            " status, decline_reason, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " status, decline_reason, created_at, updated_at, payment_token)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 order_id,
                 payment.payment_id,
@@ -126,6 +197,7 @@ class PaymentLedger(Book):
                 reason,
                 now,
                 now,
+                payment_token,
             ),
         )
         return payment

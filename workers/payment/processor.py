@@ -9,6 +9,7 @@ __all__ = [
     "DECLINED_TOKEN",
     "FLAKY_TOKEN",
     "REFUND_FAIL_TOKEN",
+    "REFUND_OUTAGE_TOKEN",
     "SUCCESS_TOKEN",
     "CardProcessor",
     "ChargeOutcome",
@@ -19,6 +20,7 @@ SUCCESS_TOKEN = "tok_visa"
 DECLINED_TOKEN = "tok_chargeDeclined"
 FLAKY_TOKEN = "tok_flaky"
 REFUND_FAIL_TOKEN = "tok_refundFail"
+REFUND_OUTAGE_TOKEN = "tok_refundOutage"
 
 
 class ChargeOutcome(StrEnum):
@@ -44,6 +46,10 @@ class CardProcessor:
     ``tok_refundFail`` is approved, but every refund of it fails transiently: the saga's
     compensation keeps failing until an operator settles it (an ops drill).
 
+    ``tok_refundOutage`` is approved, and the refund of a cancelled order goes through, but
+    every refund of a return fails transiently: the return saga's refund step stays stuck
+    until an operator settles it.
+
     ``tok_flaky`` fails transiently on the first ``flaky_failures`` attempts of an order and
     is approved after that. The attempt number comes from the caller, who counts attempts
     durably, so the behaviour survives a restart of the service.
@@ -54,7 +60,7 @@ class CardProcessor:
 
     def charge(self, token: str, amount: Money, *, attempt: int) -> ChargeResponse:
         """Charge ``amount`` to the card behind ``token``; ``attempt`` counts from 1."""
-        if token in (SUCCESS_TOKEN, REFUND_FAIL_TOKEN):
+        if token in (SUCCESS_TOKEN, REFUND_FAIL_TOKEN, REFUND_OUTAGE_TOKEN):
             return ChargeResponse(ChargeOutcome.APPROVED)
         if token == FLAKY_TOKEN:
             if attempt <= self._flaky_failures:
@@ -67,9 +73,12 @@ class CardProcessor:
             return ChargeResponse(ChargeOutcome.DECLINED, "card declined")
         return ChargeResponse(ChargeOutcome.DECLINED, "unknown payment token")
 
-    def refund(self, token: str | None, amount: Money) -> ChargeResponse:
-        """Give ``amount`` back to the card behind ``token`` (``None``: a card that can be)."""
-        if token == REFUND_FAIL_TOKEN:
+    def refund(
+        self, token: str | None, amount: Money, *, of_return: bool = False
+    ) -> ChargeResponse:
+        """Give ``amount`` back to the card behind ``token`` (``None``: a card that can be);
+        ``of_return``: the refund of a return, in part of the charge."""
+        if token == REFUND_FAIL_TOKEN or (of_return and token == REFUND_OUTAGE_TOKEN):
             return ChargeResponse(
                 ChargeOutcome.UNAVAILABLE, "card processor refuses refunds for this card now"
             )

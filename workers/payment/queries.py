@@ -31,15 +31,19 @@ class PaymentRow:
 
 @dataclass(frozen=True, slots=True)
 class LedgerEntryRow:
-    """Money moved for an order: its charge, or its refund."""
+    """Money moved for an order: its charge, its refund, or the refund of one of its returns."""
 
     order_id: str
     kind: str
-    """``charge`` or ``refund``."""
+    """``charge``, ``refund`` (the order's own, all of it) or ``return_refund`` (a return's)."""
     payment_id: str
     amount_minor: int
     currency: str
     created_at: float
+    return_id: str | None = None
+    """The return a ``return_refund`` gives money back for."""
+    refund_id: str | None = None
+    """The id of a ``return_refund``, as ``payment.refunded.v2`` names it."""
 
 
 class PaymentQueries(BookReader):

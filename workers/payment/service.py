@@ -14,7 +14,7 @@ def build(context: ServiceContext) -> ServiceParts:
     """The payment service's activities on its ledger and the simulated card processor."""
     processor = CardProcessor(flaky_failures=context.settings.payment_flaky_failures)
     payments = PaymentActivities(PaymentLedger(context.db), context.outbox, processor)
-    return ServiceParts(activities=[payments.charge, payments.refund])
+    return ServiceParts(activities=[payments.charge, payments.refund, payments.refund_return])
 
 
 def main() -> None:

@@ -11,15 +11,27 @@ __all__ = ["build", "main"]
 
 
 def build(context: ServiceContext) -> ServiceParts:
-    """The shipping service's activities and the carrier that collects what they schedule."""
+    """The shipping service's activities and the carrier that collects what they schedule and
+    delivers the returns they issue labels for."""
     shipments = ShipmentBook(context.db)
     shipping = ShippingActivities(
         shipments, context.outbox, parse_countries(context.settings.shipping_countries)
     )
     carrier = CarrierSimulator(
-        shipments, context.outbox, dispatch_delay=context.settings.carrier_dispatch_delay_seconds
+        shipments,
+        context.outbox,
+        dispatch_delay=context.settings.carrier_dispatch_delay_seconds,
+        return_delay=context.settings.carrier_return_delay_seconds,
     )
-    return ServiceParts(activities=[shipping.schedule, shipping.cancel], background=[carrier.run])
+    return ServiceParts(
+        activities=[
+            shipping.schedule,
+            shipping.cancel,
+            shipping.issue_return_label,
+            shipping.void_return_label,
+        ],
+        background=[carrier.run],
+    )
 
 
 def main() -> None:

@@ -1,4 +1,5 @@
-"""The shipping service's data: one shipment per order, from scheduled to dispatched."""
+"""The shipping service's data: one shipment per order, from scheduled to dispatched, and one
+return label per return, from issued to received or voided."""
 
 import json
 import time
@@ -11,7 +12,15 @@ from typing import Any
 from infra.config.settings import ConfigurationError
 from runtime import Book
 
-__all__ = ["Shipment", "ShipmentBook", "ShipmentStatus", "carrier_for", "parse_countries"]
+__all__ = [
+    "LabelStatus",
+    "ReturnLabel",
+    "Shipment",
+    "ShipmentBook",
+    "ShipmentStatus",
+    "carrier_for",
+    "parse_countries",
+]
 
 
 _NORTH_AMERICA = frozenset({"CA", "MX", "US"})
@@ -69,8 +78,33 @@ class Shipment:
     scheduled_event_id: str | None
 
 
+class LabelStatus(StrEnum):
+    """Where a return's label stands."""
+
+    ISSUED = "issued"
+    RECEIVED = "received"
+    """The parcel reached the warehouse."""
+    VOIDED = "voided"
+
+
+@dataclass(frozen=True)
+class ReturnLabel:
+    """The prepaid label of one return."""
+
+    return_id: str
+    order_id: str
+    label_id: str
+    carrier: str
+    tracking_number: str
+    reason: str
+    """The customer's reason for the return (the carrier simulator reads its test card)."""
+    status: LabelStatus
+    void_reason: str | None
+    issued_event_id: str
+
+
 class ShipmentBook(Book):
-    """Shipments in the shipping service's database."""
+    """Shipments and return labels in the shipping service's database."""
 
     MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -170,6 +204,90 @@ class ShipmentBook(Book):
                 now,
             ),
         )
+
+    def label(self, return_id: str) -> ReturnLabel | None:
+        """The label of ``return_id``, whatever its status."""
+        row = self._db.execute(
+            "SELECT * FROM return_labels WHERE return_id = ?", (return_id,)
+        ).fetchone()
+        return None if row is None else _label(row)
+
+    def issue_label(
+        self,
+        order_id: str,
+        return_id: str,
+        items: list[dict[str, object]],
+        reason: str,
+        event_id: str,
+    ) -> ReturnLabel:
+        """Record a new label for ``return_id``, with the carrier that shipped the order (the
+        one of its country), and ``event_id``, its issued event."""
+        shipment = self.shipment(order_id)
+        carrier = (shipment.carrier if shipment else None) or carrier_for("")
+        now = time.time()
+        self._db.execute(
+            "INSERT INTO return_labels (return_id, order_id, label_id, carrier,"
+            " tracking_number, items, reason, status, issued_event_id, issued_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                return_id,
+                order_id,
+                f"lbl-{uuid.uuid4().hex}",
+                carrier,
+                f"{carrier.upper()}R{uuid.uuid4().int % 10**12:012d}",
+                json.dumps(items),
+                reason,
+                LabelStatus.ISSUED,
+                event_id,
+                now,
+                now,
+            ),
+        )
+        label = self.label(return_id)
+        assert label is not None
+        return label
+
+    def void_label(self, label: ReturnLabel, reason: str) -> bool:
+        """Void an issued label; False if it is no longer issued."""
+        return self._move_label(label, LabelStatus.VOIDED, reason)
+
+    def receive(self, label: ReturnLabel) -> bool:
+        """Record the parcel of an issued label as received; False if it is no longer issued."""
+        return self._move_label(label, LabelStatus.RECEIVED, None)
+
+    def due_for_delivery(
+        self, issued_before: float, never_delivered: str, limit: int = 100
+    ) -> list[ReturnLabel]:
+        """Issued labels issued before ``issued_before`` (a Unix time), oldest first, but for
+        those whose reason is ``never_delivered``."""
+        rows = self._db.execute(
+            "SELECT * FROM return_labels WHERE status = ? AND issued_at <= ? AND reason <> ?"
+            " ORDER BY issued_at LIMIT ?",
+            (LabelStatus.ISSUED, issued_before, never_delivered, limit),
+        ).fetchall()
+        return [_label(row) for row in rows]
+
+    def _move_label(self, label: ReturnLabel, status: LabelStatus, reason: str | None) -> bool:
+        cursor = self._db.execute(
+            "UPDATE return_labels SET status = ?, void_reason = ?, updated_at = ?"
+            " WHERE return_id = ? AND status = ?",
+            (status, reason, time.time(), label.return_id, LabelStatus.ISSUED),
+        )
+        return cursor.rowcount == 1
+
+
+def _label(row: Any) -> ReturnLabel:
+    return ReturnLabel(
+        return_id=row["return_id"],
+        order_id=row["order_id"],
+        label_id=row["label_id"],
+        carrier=row["carrier"],
+        tracking_number=row["tracking_number"],
+        reason=row["reason"],
+        status=LabelStatus(row["status"]),
+        void_reason=row["void_reason"],
+        issued_event_id=row["issued_event_id"],
+    )
 
 
 def _shipment(row: Any) -> Shipment:

@@ -295,22 +295,21 @@ async def test_a_malformed_record_goes_straight_to_the_dead_letter_topic(
     handler = _Effects(prefix)
     db = open_database(database_at("consumer"))
     letters: list[DeadLetter] = []
-
-    async def dead_lettered() -> bool:
-        letters[:] = [
-            d
-            for d in await list_dead_letters(kafka_broker.bootstrap_servers, [TOPIC])
-            if d.key == key
-        ]
-        return bool(letters)
-
     async with _consuming(kafka_broker.bootstrap_servers, db, handler) as consumer:
+
+        async def dead_lettered() -> bool:
+            # Other consumer groups on the session's broker (a running stack's projector)
+            # may dead-letter the same record: this consumer's own dead letters count.
+            letters[:] = [
+                d
+                for d in await list_dead_letters(kafka_broker.bootstrap_servers, [TOPIC])
+                if d.key == key and d.header("dlq_consumer_group") == consumer.group_id
+            ]
+            return bool(letters)
+
         # The two records have different keys, hence partitions: either may be handled first.
         await _until(lambda: len(_effects(db)) == 1)
         await _until(dead_lettered)
-    # Other consumer groups on the session's broker (a running stack's projector) may
-    # dead-letter the same record: this consumer's own dead letters are the ones to count.
-    letters = [d for d in letters if d.header("dlq_consumer_group") == consumer.group_id]
     assert [d.as_dict()["reason"] for d in letters] == ["unknown-schema-id"]
     assert letters[0].as_dict()["attempts"] == "0"
     assert letters[0].value == b"\x00not avro at all"

@@ -32,7 +32,7 @@ from infra.engines.kafka_broker import KafkaBroker
 from infra.engines.postgres import stop_postgres
 from infra.engines.processes import stop_process
 from infra.engines.schema_registry import RegistryDatabase, SchemaRegistryServer
-from ops.dead_letters import list_dead_letters
+from ops.dead_letters import DeadLetter, list_dead_letters
 from runtime import (
     CCOMPAT_PATH,
     Database,
@@ -51,7 +51,7 @@ from runtime import (
 from tests.support.bus import bus_consumer, domain_partitions, reader, records_to_end, running
 from tests.support.postgres import running_postgres
 from tests.support.samples import payment_completed
-from tests.support.stacks import own_registry, start_registry
+from tests.support.stacks import own_registry, start_broker, start_registry
 
 TOPIC = topic_for_event_type(PaymentCompleted.EVENT_TYPE)
 
@@ -116,10 +116,21 @@ async def test_a_breaking_version_is_refused_naming_the_field(
 
 
 async def test_the_relay_keeps_events_while_the_registry_is_away_and_publishes_after(
-    kafka_broker: KafkaBroker, tmp_path: Path
+    own_kafka_broker: KafkaBroker, tmp_path: Path
 ) -> None:
     """No registry: nothing is sent, the rows stay pending, the failures are counted. Once
-    the registry is up the same relay publishes every row, framed with its schema's id."""
+    the registry is up the same relay publishes every row, framed with its schema's id.
+
+    On a broker of its own: its records carry ids of its own registry, which the session's
+    registry (and the session stack's consumers) would not know."""
+    broker = await asyncio.to_thread(start_broker, own_kafka_broker)
+    try:
+        await _relay_waits_out_the_registry(own_kafka_broker, tmp_path)
+    finally:
+        stop_process(broker)
+
+
+async def _relay_waits_out_the_registry(kafka_broker: KafkaBroker, tmp_path: Path) -> None:
     registry = own_registry(tmp_path / "registry")  # not started: nothing listens there
     metrics = CollectorRegistry()
     prefix = f"away-{uuid.uuid4()}"
@@ -209,11 +220,22 @@ async def test_a_record_of_an_unknown_schema_id_is_dead_lettered_with_the_reason
         consumer = bus_consumer(
             bootstrap, [TOPIC], handler, open_database(database_at("consumer")), schemas=schemas
         )
+        letters: list[DeadLetter] = []
+
+        async def dead_lettered() -> bool:
+            # The session stack's consumers read the topic too, and dead-letter the record
+            # as well: this consumer's own dead letters count.
+            letters[:] = [
+                letter
+                for letter in await list_dead_letters(bootstrap, [TOPIC])
+                if letter.key == bad.key
+                and letter.header("dlq_consumer_group") == consumer.group_id
+            ]
+            return bool(letters)
+
         async with running(consumer):
             await _until(lambda: handled == [f"{prefix}-2"])
-    letters = [
-        letter for letter in await list_dead_letters(bootstrap, [TOPIC]) if letter.key == bad.key
-    ]
+            await _until(dead_lettered)
     assert len(letters) == 1
     assert letters[0].header("dlq_reason") == "unknown-schema-id"
     assert "2000000123" in (letters[0].header("dlq_error") or "")

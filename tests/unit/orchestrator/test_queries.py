@@ -90,7 +90,8 @@ def test_the_order_queries_cannot_write(
     with OrderQueries.open(database_at("orchestrator")) as queries:
         with pytest.raises(DatabaseError, match=r"readonly|read-only"):
             queries._db.execute(
-                "INSERT INTO orders VALUES ('o-x', 'c', 'placed', '{}', NULL, 0, 0)"
+                "INSERT INTO orders (order_id, customer_id, status, body, placed_at, updated_at)"
+                " VALUES ('o-x', 'c', 'placed', '{}', 0, 0)"
             )
         with pytest.raises(DatabaseError, match=r"readonly|read-only"):
             queries._db.execute("UPDATE outbox SET sent_at = 1")

@@ -56,7 +56,11 @@ def test_migrations_are_applied_once_and_recorded(database_at: Callable[[str], W
     first = migrate(where, [RUNTIME_MIGRATIONS, PaymentLedger.MIGRATIONS])
     again = migrate(where, [RUNTIME_MIGRATIONS, PaymentLedger.MIGRATIONS])
 
-    assert first == ["runtime-0001-outbox-inbox-lease", "payment-0001-ledger"]
+    assert first == [
+        "runtime-0001-outbox-inbox-lease",
+        "payment-0001-ledger",
+        "payment-0002-return-refunds",
+    ]
     assert again == []
     db = open_database(where, migrations=[PaymentLedger.MIGRATIONS])
     for table in ("outbox", "inbox", "relay_lease", "payments", "ledger_entries"):

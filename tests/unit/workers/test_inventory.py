@@ -6,7 +6,7 @@ import pytest
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from contracts.activities import ReleaseStockInput, ReserveStockInput
+from contracts.activities import ReleaseStockInput, ReserveStockInput, RestockInput
 from contracts.errors import STOCK_UNAVAILABLE
 from contracts.events.common import StockLine
 from infra.config.settings import ConfigurationError, Settings
@@ -134,3 +134,50 @@ async def test_release_of_nothing_reserved_is_a_no_op(
     assert stock.on_hand("SKU-1002") == 1000
     assert events_of("o4") == []
     assert [e.event_type for e in events_of("o5")] == ["inventory.unavailable.v1"]
+
+
+def _restock(order_id: str, return_id: str, *lines: tuple[str, int]) -> RestockInput:
+    return RestockInput(
+        order_id=order_id,
+        return_id=return_id,
+        items=[StockLine(sku=sku, quantity=qty) for sku, qty in lines],
+    )
+
+
+async def test_restocking_a_return_twice_stocks_it_up_once(
+    inventory: InventoryActivities, stock: StockBook, events_of: EventsOf
+) -> None:
+    env = ActivityEnvironment()
+    before = stock.on_hand("SKU-1001")
+    assert before is not None
+    request = _restock("o-ret", "r1", ("SKU-1001", 1), ("SKU-NEW", 2), ("SKU-1001", 1))
+
+    first = await env.run(inventory.restock, request)
+    second = await env.run(inventory.restock, request)
+
+    assert second == first
+    assert sorted(first.restocked, key=lambda line: line.sku) == [
+        StockLine(sku="SKU-1001", quantity=2),
+        StockLine(sku="SKU-NEW", quantity=2),
+    ]
+    assert stock.on_hand("SKU-1001") == before + 2
+    assert stock.on_hand("SKU-NEW") == 2
+    [event] = events_of("o-ret")
+    assert event.event_type == "inventory.restocked.v1"
+    assert event.data.return_id == "r1"
+    assert {(line.sku, line.quantity) for line in event.data.items} == {
+        ("SKU-1001", 2),
+        ("SKU-NEW", 2),
+    }
+
+
+async def test_two_returns_of_one_order_are_restocked_each(
+    inventory: InventoryActivities, stock: StockBook, events_of: EventsOf
+) -> None:
+    env = ActivityEnvironment()
+    before = stock.on_hand("SKU-1001")
+    assert before is not None
+    await env.run(inventory.restock, _restock("o-two", "r1", ("SKU-1001", 1)))
+    await env.run(inventory.restock, _restock("o-two", "r2", ("SKU-1001", 1)))
+    assert stock.on_hand("SKU-1001") == before + 2
+    assert [e.data.return_id for e in events_of("o-two")] == ["r1", "r2"]
