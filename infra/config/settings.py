@@ -396,23 +396,6 @@ class Settings(BaseSettings):
             "undoes the order (durable: a Temporal timer); the default is 48 h."
         ),
     )
-    return_window_days: int = Field(
-        DEFAULT_RETURN_WINDOW_DAYS,
-        gt=0,
-        description=(
-            "How many days after its dispatch an order can still be returned: a return saga "
-            "started later is rejected at its authorization."
-        ),
-    )
-    return_deadline_days: int = Field(
-        DEFAULT_RETURN_DEADLINE_DAYS,
-        gt=0,
-        description=(
-            "How many days a return's parcel has to reach the warehouse once its label is "
-            "issued; then the label is voided and the return ends `EXPIRED` (durable: a "
-            "Temporal timer)."
-        ),
-    )
     carrier_dispatch_delay_seconds: float = Field(
         1.0,
         ge=0,
