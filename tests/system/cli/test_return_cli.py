@@ -117,3 +117,34 @@ def test_nothing_is_stuck_for_an_hour_of_either_type(env: dict[str, str]) -> Non
         assert f"no {saga_type} saga stuck for 1h or more" in quiet
         listed = run_saga(env, "stuck", "--type", saga_type, "--older-than", "1h", "--json")
         assert json.loads(_ok(listed)) == []
+
+
+def test_a_return_is_followed_to_its_end(env: dict[str, str], tmp_path: Path) -> None:
+    """`saga return show --follow` prints the return's events as they come and its outcome at
+    the end; `--json` shows the same return."""
+    order_id = _placed(env, tmp_path, "cust-cli-returns")
+    _ok(run_saga(env, "show", order_id, "--follow"))  # the order dispatched and completed
+    return_id, path = _return_file(tmp_path)
+    _ok(run_saga(env, "return", "start", str(path), "--order", order_id))
+    followed = _ok(run_saga(env, "return", "show", return_id, "--follow"))
+    lines = followed.splitlines()
+    streamed = [
+        next(i for i, line in enumerate(lines) if f" {event} " in line)
+        for event in ("return.authorized.v1", "inventory.restocked.v1", "return.completed.v1")
+    ]
+    assert streamed == sorted(streamed), followed
+    assert f"return {return_id} of order {order_id}  COMPLETED" in followed
+    assert "Web UI: " in followed
+    view = json.loads(_ok(run_saga(env, "return", "show", return_id, "--json")))
+    assert view["saga"]["outcome"] == "COMPLETED"
+    assert view["events"][-1]["event_type"] == "return.completed.v1"
+
+
+def test_the_demo_returns_part_of_its_order(env: dict[str, str]) -> None:
+    """`saga demo --return`: the order completes, one item comes back, refunded."""
+    result = run_saga(env, "demo", "--return")
+    output = _ok(result)
+    assert ": COMPLETED" in output
+    assert "return demo-return-" in output
+    assert "COMPLETED, refunded" in output
+    assert "return.completed.v1" in output
