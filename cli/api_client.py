@@ -24,8 +24,13 @@ from orchestrator.api.models import (
     OrderRequest,
     RepairRequest,
     RepairResult,
+    ReturnAccepted,
+    ReturnBody,
+    ReturnView,
     SagaPage,
+    SagaType,
     SagaView,
+    SearchStatus,
     StuckSaga,
 )
 
@@ -50,9 +55,11 @@ class OrchestratorApiError(Exception):
 
 @dataclass(frozen=True)
 class SagaEnded:
-    """The last message of a saga's event stream: the saga has ended with ``status``."""
+    """The last message of a saga's event stream: the saga has ended with ``status`` (and,
+    for a return, ``outcome``: COMPLETED, REJECTED, EXPIRED or CANCELLED)."""
 
     status: str
+    outcome: str | None = None
 
 
 def describe_field_errors(
@@ -128,12 +135,46 @@ class OrchestratorApiClient:
         )
         return self._parse(OrderAccepted, self._send("POST", "/orders", json=body).text)
 
+    # --- Returns -----------------------------------------------------------------------
+
+    def start_return(
+        self, order_id: str, request: ReturnBody | Mapping[str, Any]
+    ) -> ReturnAccepted:
+        """``POST /orders/{order_id}/returns``: start the return's saga, or find the one
+        started for it.
+
+        A mapping is sent as it is, for the API to validate (a 422 names the fields).
+        """
+        body = (
+            request.model_dump(mode="json", exclude_none=True)
+            if isinstance(request, ReturnBody)
+            else dict(request)
+        )
+        path = "/orders/" + quote(order_id, safe="") + "/returns"
+        return self._parse(ReturnAccepted, self._send("POST", path, json=body).text)
+
+    def get_return(self, return_id: str) -> ReturnView:
+        """``GET /returns/{return_id}``: the return's saga status beside its events."""
+        return self._parse(ReturnView, self._send("GET", _return_path(return_id)).text)
+
+    def follow_return(
+        self, return_id: str, *, last_event_id: int | None = None
+    ) -> Iterator[EventView | SagaEnded]:
+        """``GET /returns/{return_id}/events``: each event as it arrives, then ``SagaEnded``."""
+        return self._follow(
+            _return_path(return_id) + "/events",
+            last_event_id,
+            f"the event stream of return {return_id!r} stopped before the saga ended: "
+            "follow it again (`saga return show RETURN_ID --follow`)",
+        )
+
     # --- Sagas -------------------------------------------------------------------------
 
     def list_sagas(
         self,
         *,
-        status: SagaPhase | None = None,
+        saga_type: SagaType | None = None,
+        status: SearchStatus | SagaPhase | None = None,
         step: str | None = None,
         customer_id: str | None = None,
         older_than_seconds: int | None = None,
@@ -143,6 +184,7 @@ class OrchestratorApiClient:
     ) -> SagaPage:
         """``GET /sagas``: one page of the sagas that match, newest first."""
         params = {
+            "type": saga_type.value if saga_type is not None else None,
             "status": status.value if status is not None else None,
             "step": step,
             "customer_id": customer_id,
@@ -154,10 +196,17 @@ class OrchestratorApiClient:
         return self._parse(SagaPage, self._send("GET", "/sagas", params=params).text)
 
     def stuck_sagas(
-        self, older_than_seconds: int = 300, step: str | None = None
+        self,
+        older_than_seconds: int = 300,
+        step: str | None = None,
+        saga_type: SagaType | None = None,
     ) -> list[StuckSaga]:
         """``GET /sagas/stuck``: running sagas whose step has not moved for that long."""
-        params = {"older_than_seconds": older_than_seconds, "step": step}
+        params = {
+            "older_than_seconds": older_than_seconds,
+            "step": step,
+            "type": saga_type.value if saga_type is not None else None,
+        }
         response = self._send("GET", "/sagas/stuck", params=params)
         return self._parse(list[StuckSaga], response.text)
 
@@ -188,10 +237,19 @@ class OrchestratorApiClient:
             order_id: the order.
             last_event_id: resume after the event at this position.
         """
+        return self._follow(
+            _saga_path(order_id) + "/events",
+            last_event_id,
+            f"the event stream of order {order_id!r} stopped before the saga ended: "
+            "follow it again (`saga show ORDER_ID --follow`)",
+        )
+
+    def _follow(
+        self, path: str, last_event_id: int | None, stopped: str
+    ) -> Iterator[EventView | SagaEnded]:
         headers = {"Accept": "text/event-stream"}
         if last_event_id is not None:
             headers["Last-Event-ID"] = str(last_event_id)
-        path = _saga_path(order_id) + "/events"
         # Events can be minutes apart: wait for the next one as long as it takes.
         timeout = httpx.Timeout(self._timeout, read=None)
         try:
@@ -201,15 +259,17 @@ class OrchestratorApiClient:
                     raise _refusal(response)
                 for event, data in _server_sent_events(response.iter_lines()):
                     if event == "end":
-                        yield SagaEnded(status=str(json.loads(data)["status"]))
+                        end = json.loads(data)
+                        outcome = end.get("outcome")
+                        yield SagaEnded(
+                            status=str(end["status"]),
+                            outcome=str(outcome) if outcome is not None else None,
+                        )
                         return
                     yield self._parse(EventView, data)
         except httpx.HTTPError as exc:
             raise self._unanswered(exc) from None
-        raise OrchestratorApiError(
-            f"the event stream of order {order_id!r} stopped before the saga ended: "
-            "follow it again (`saga show ORDER_ID --follow`)"
-        )
+        raise OrchestratorApiError(stopped)
 
     def cancel_saga(self, order_id: str, request: CancelRequest) -> SagaStatus:
         """``POST /sagas/{order_id}/cancel``: ask the saga to cancel the order."""
@@ -218,11 +278,13 @@ class OrchestratorApiClient:
         )
         return self._parse(SagaStatus, response.text)
 
-    def repair_saga(self, order_id: str, request: RepairRequest) -> RepairResult:
-        """``POST /sagas/{order_id}/repair``: retry a stuck step now, or settle it by hand."""
-        response = self._send(
-            "POST", _saga_path(order_id) + "/repair", json=request.model_dump(mode="json")
-        )
+    def repair_saga(
+        self, saga_id: str, request: RepairRequest, *, saga_type: SagaType = SagaType.ORDER
+    ) -> RepairResult:
+        """``POST /sagas/{order_id}/repair`` (a return's: ``POST /returns/{return_id}/repair``):
+        retry a stuck step now, or settle it by hand."""
+        path = _saga_path(saga_id) if saga_type is SagaType.ORDER else _return_path(saga_id)
+        response = self._send("POST", path + "/repair", json=request.model_dump(mode="json"))
         return self._parse(RepairResult, response.text)
 
     # --- Helpers -----------------------------------------------------------------------
@@ -278,6 +340,10 @@ class OrchestratorApiClient:
 
 def _saga_path(order_id: str) -> str:
     return "/sagas/" + quote(order_id, safe="")
+
+
+def _return_path(return_id: str) -> str:
+    return "/returns/" + quote(return_id, safe="")
 
 
 def _refusal(response: httpx.Response) -> OrchestratorApiError:

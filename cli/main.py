@@ -358,9 +358,13 @@ def _projections_rebuild(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _demo(settings: Settings, args: argparse.Namespace) -> int:
-    from cli.demo import demo_order, run_demo
+    from cli.demo import demo_order, run_demo, run_return_demo
 
-    result, _ = asyncio.run(run_demo(settings, demo_order(args.payment_token, args.country)))
+    order = demo_order(args.payment_token, args.country)
+    if args.return_:
+        returned, _ = asyncio.run(run_return_demo(settings, order))
+        return 0 if returned.outcome != "RUNNING" else 1
+    result, _ = asyncio.run(run_demo(settings, order))
     return 0 if result.status in ("COMPLETED", "CANCELLED") else 1
 
 
@@ -485,13 +489,25 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="a Markdown page of every setting with its default and meaning (docs/settings.md)",
     )
-    demo = add("demo", _demo, "Run one demo order through the running stack and show its saga.")
+    demo = add(
+        "demo",
+        _demo,
+        "Run one demo order (with --return, and a return of part of it) through the running "
+        "stack and show its saga.",
+    )
     demo.add_argument(
         "--payment-token",
         default="tok_visa",
         help="tok_visa (default), tok_chargeDeclined or tok_flaky",
     )
     demo.add_argument("--country", default="DE", help="destination country (AQ: refused)")
+    demo.add_argument(
+        "--return",
+        dest="return_",
+        action="store_true",
+        help="once the order has ended, return one of its items and show the return's saga "
+        "to its end (an order that did not complete: the return is rejected)",
+    )
     replay = add(
         "replay",
         _replay,

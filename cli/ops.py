@@ -1,4 +1,5 @@
-"""`saga start/show/list/stuck/cancel/repair`: the orchestrator API's operations from a shell.
+"""`saga start/show/list/stuck/cancel/repair` and `saga return start/show`: the orchestrator
+API's operations from a shell.
 
 Each command is a call of the running API (``OrchestratorApiClient``), so every operation has
 one implementation, the API's. Tables for people; ``--json`` prints the API's answer. Exit
@@ -18,14 +19,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from cli.output import fail, print_json, table
-from contracts.activities import SagaPhase, SagaStatus
+from contracts.activities import SagaStatus
 from infra.config.settings import Settings
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from pydantic import BaseModel
 
-    from cli.api_client import OrchestratorApiClient
-    from orchestrator.api.models import EventView, SagaView, StuckSaga
+    from cli.api_client import OrchestratorApiClient, SagaEnded
+    from orchestrator.api.models import EventView, ReturnView, SagaType, SagaView, StuckSaga
 
 __all__ = ["register"]
 
@@ -46,6 +49,10 @@ _OPTION_OF = {
     "step": "--step",
 }
 _ERROR_WIDTH = 60
+_SAGA_TYPES = ("order", "return")
+# The `SagaStatus` search attribute's values (orchestrator.api.models.SearchStatus, not
+# imported: the parser is built before any command runs).
+_STATUSES = ("RUNNING", "COMPENSATING", "COMPLETED", "CANCELLED", "REJECTED", "EXPIRED")
 
 
 class _BadArguments(Exception):
@@ -73,8 +80,9 @@ def register(
     )
     _json_option(show, "one JSON object (with --follow: one per line)")
 
-    list_ = add("list", _calling_api(_list), "List sagas by status, step, customer and age.")
-    list_.add_argument("--status", type=str.upper, choices=[phase.value for phase in SagaPhase])
+    list_ = add("list", _calling_api(_list), "List sagas by type, status, step, customer and age.")
+    _type_option(list_, "only sagas of this type (default: both)")
+    list_.add_argument("--status", type=str.upper, choices=_STATUSES)
     list_.add_argument("--step", help="the current step (charge_payment, ...)")
     list_.add_argument("--customer", metavar="CUSTOMER_ID")
     list_.add_argument("--older-than", type=_seconds, metavar="AGE", help="started before (5m)")
@@ -90,6 +98,7 @@ def register(
     )
     stuck.add_argument("--older-than", type=_seconds, default=300, metavar="AGE", help="default 5m")
     stuck.add_argument("--step", help="only this step")
+    _type_option(stuck, "only sagas of this type (default: both)")
     _json_option(stuck, "one JSON array, for scripts")
 
     cancel = add(
@@ -110,7 +119,13 @@ def register(
         "Move a stuck step on: retry it now, or record that it was settled by hand. "
         "One saga, or with --bulk every saga stuck on the step (a dry run unless --apply).",
     )
-    repair.add_argument("order_id", metavar="ORDER_ID", nargs="?", help="omit with --bulk")
+    repair.add_argument(
+        "order_id",
+        metavar="ID",
+        nargs="?",
+        help="the order id (a return's saga: the return id, with --type return); omit with --bulk",
+    )
+    _type_option(repair, "the saga's type (default: order); with --bulk, only sagas of this type")
     repair.add_argument("--step", required=True, help="the stuck step (charge_payment, ...)")
     action = repair.add_mutually_exclusive_group(required=True)
     action.add_argument(
@@ -138,12 +153,48 @@ def register(
     repair.add_argument("--limit", type=int, help="--bulk: at most this many (default 100)")
     _json_option(repair)
 
+    returns = commands.add_parser(
+        "return",
+        help="Returns: start one (items of an order sent back), show one.",
+        description="Returns: start one (items of an order sent back), show one.",
+    )
+    return_commands = returns.add_subparsers(
+        dest="return_command", required=True, metavar="COMMAND"
+    )
+    start_return = return_commands.add_parser(
+        "start",
+        help="Start a return (a JSON file: return_id, items, reason).",
+        description="Start a return (a JSON file: return_id, items, reason; see "
+        "examples/return.json).",
+    )
+    start_return.set_defaults(handler=_calling_api(_start_return))
+    start_return.add_argument(
+        "file", metavar="FILE.json", help="the return; `-` reads standard input"
+    )
+    start_return.add_argument(
+        "--order",
+        metavar="ORDER_ID",
+        help="the order the items come from (default: the file's order_id)",
+    )
+    _json_option(start_return)
+    show_return = return_commands.add_parser(
+        "show",
+        help="Show a return: its saga's steps, outcome and notes, and its events.",
+        description="Show a return: its saga's steps, outcome and notes, and its events.",
+    )
+    show_return.set_defaults(handler=_calling_api(_show_return))
+    show_return.add_argument("return_id", metavar="RETURN_ID")
+    show_return.add_argument(
+        "-f", "--follow", action="store_true", help="print each event as it arrives until the end"
+    )
+    _json_option(show_return, "one JSON object (with --follow: one per line)")
+
 
 # --- Commands ------------------------------------------------------------------------------
 
 
 def _start(api: "OrchestratorApiClient", args: argparse.Namespace) -> int:
-    accepted = api.place_order(_read_order(args.file))
+    accepted = api.place_order(_read_body(args.file, "an OrderRequest"))
     if args.json:
         return print_json(accepted)
     if accepted.created:
@@ -162,7 +213,14 @@ def _start(api: "OrchestratorApiClient", args: argparse.Namespace) -> int:
 
 def _show(api: "OrchestratorApiClient", args: argparse.Namespace) -> int:
     if args.follow:
-        return _follow(api, args)
+
+        def ended() -> None:
+            view = api.get_saga(args.order_id)
+            _print_status(view)
+            print()
+            print(f"Web UI: {view.links.web_ui}")
+
+        return _follow(api.follow_saga(args.order_id), ended, json_output=args.json)
     view = api.get_saga(args.order_id)
     if args.json:
         return print_json(view)
@@ -174,24 +232,76 @@ def _show(api: "OrchestratorApiClient", args: argparse.Namespace) -> int:
     return 0
 
 
-def _follow(api: "OrchestratorApiClient", args: argparse.Namespace) -> int:
+def _start_return(api: "OrchestratorApiClient", args: argparse.Namespace) -> int:
+    body = _read_body(args.file, "a return (return_id, items, reason)")
+    named = body.pop("order_id", None)
+    order_id = args.order or named
+    if not isinstance(order_id, str) or not order_id:
+        raise _BadArguments(
+            "name the order the items come from: --order ORDER_ID, or an order_id in the file"
+        )
+    accepted = api.start_return(order_id, body)
+    if args.json:
+        return print_json(accepted)
+    state = (
+        f"created, saga {accepted.workflow_id} started"
+        if accepted.created
+        else f"existing, the same return was asked for before (saga {accepted.workflow_id})"
+    )
+    print(f"return {accepted.return_id} of order {accepted.order_id}: {state}")
+    print(f"  saga    {accepted.links.saga}")
+    print(f"  events  {accepted.links.events}")
+    print(f"  Web UI  {accepted.links.web_ui}")
+    print(f"Follow it with `saga return show {accepted.return_id} --follow`.")
+    return 0
+
+
+def _show_return(api: "OrchestratorApiClient", args: argparse.Namespace) -> int:
+    if args.follow:
+
+        def ended() -> None:
+            view = api.get_return(args.return_id)
+            _print_return(view)
+            print()
+            print(f"Web UI: {view.links.web_ui}")
+
+        return _follow(api.follow_return(args.return_id), ended, json_output=args.json)
+    view = api.get_return(args.return_id)
+    if args.json:
+        return print_json(view)
+    _print_return(view)
+    print()
+    print(_events_table(view.events) if view.events else "no events yet")
+    print()
+    print(f"Web UI: {view.links.web_ui}")
+    return 0
+
+
+def _follow(
+    messages: "Iterator[EventView | SagaEnded]",
+    print_end: Callable[[], None],
+    *,
+    json_output: bool,
+) -> int:
+    """Print each event of a saga's stream as it arrives; at its end, the saga's status (with
+    ``print_end``), or with ``json_output`` one JSON object per line."""
     from cli.api_client import SagaEnded
 
-    if not args.json:
+    if not json_output:
         print(f"{'TIME':<24}  {'TYPE':<26}  SOURCE")
     try:
-        for message in api.follow_saga(args.order_id):
+        for message in messages:
             if isinstance(message, SagaEnded):
-                if args.json:
-                    print(json.dumps({"status": message.status}), flush=True)
+                if json_output:
+                    end = {"status": message.status}
+                    if message.outcome is not None:
+                        end["outcome"] = message.outcome
+                    print(json.dumps(end), flush=True)
                     return 0
                 print()
-                view = api.get_saga(args.order_id)
-                _print_status(view)
-                print()
-                print(f"Web UI: {view.links.web_ui}")
+                print_end()
                 return 0
-            if args.json:
+            if json_output:
                 print(message.model_dump_json(), flush=True)
             else:
                 row = f"{_when(message.timestamp):<24}  {message.event_type:<26}  {message.source}"
@@ -202,8 +312,11 @@ def _follow(api: "OrchestratorApiClient", args: argparse.Namespace) -> int:
 
 
 def _list(api: "OrchestratorApiClient", args: argparse.Namespace) -> int:
+    from orchestrator.api.models import SagaType, SearchStatus
+
     page = api.list_sagas(
-        status=SagaPhase(args.status) if args.status else None,
+        saga_type=SagaType(args.type) if args.type else None,
+        status=SearchStatus(args.status) if args.status else None,
         step=args.step,
         customer_id=args.customer,
         older_than_seconds=args.older_than,
@@ -218,6 +331,8 @@ def _list(api: "OrchestratorApiClient", args: argparse.Namespace) -> int:
         return 0
     rows = [
         [
+            saga.saga_type.value,
+            saga.saga_id,
             saga.order_id,
             saga.saga_status or "-",
             saga.saga_step or "-",
@@ -228,24 +343,26 @@ def _list(api: "OrchestratorApiClient", args: argparse.Namespace) -> int:
         ]
         for saga in page.sagas
     ]
-    print(table(rows, ["ORDER", "STATUS", "STEP", "CUSTOMER", "TEMPORAL", "STARTED", "CLOSED"]))
+    headers = ["TYPE", "ID", "ORDER", "STATUS", "STEP", "CUSTOMER", "TEMPORAL", "STARTED"]
+    print(table(rows, [*headers, "CLOSED"]))
     if page.next_page_token:
         print(f"more: repeat with --page-token {page.next_page_token}")
     return 0
 
 
 def _stuck(api: "OrchestratorApiClient", args: argparse.Namespace) -> int:
-    stuck = api.stuck_sagas(args.older_than, step=args.step)
+    stuck = api.stuck_sagas(args.older_than, step=args.step, saga_type=_saga_type(args))
     if args.json:
         return print_json(stuck)
     if not stuck:
         on = f" on {args.step}" if args.step else ""
-        print(f"no saga stuck{on} for {_duration(args.older_than)} or more")
+        kind = f"{args.type} saga" if args.type else "saga"
+        print(f"no {kind} stuck{on} for {_duration(args.older_than)} or more")
         return 0
     print(_stuck_table(stuck))
     print(
-        f"{len(stuck)} saga(s) stuck; move a FLAGGED one on with "
-        "`saga repair ORDER_ID --step STEP --retry-now|--resolve --reason WHY`"
+        f"{len(stuck)} saga(s) stuck; move a FLAGGED one on with `saga repair ID "
+        "[--type return] --step STEP --retry-now|--resolve --reason WHY`"
     )
     return 0
 
@@ -271,7 +388,9 @@ def _repair(api: "OrchestratorApiClient", args: argparse.Namespace) -> int:
     if args.bulk:
         return _bulk_repair(api, args)
     if args.order_id is None:
-        raise _BadArguments("name the saga to repair (ORDER_ID), or pass --bulk")
+        raise _BadArguments(
+            "name the saga to repair (ORDER_ID; with --type return, RETURN_ID), or pass --bulk"
+        )
     bulk_only = [
         option
         for option, value in (
@@ -291,10 +410,15 @@ def _repair(api: "OrchestratorApiClient", args: argparse.Namespace) -> int:
         operator=args.operator or _login_name(),
         reason=args.reason,
     )
-    result = api.repair_saga(args.order_id, request)
+    saga_type = _saga_type(args)
+    if saga_type is None:
+        from orchestrator.api.models import SagaType
+
+        saga_type = SagaType.ORDER
+    result = api.repair_saga(args.order_id, request, saga_type=saga_type)
     if args.json:
         return print_json(result)
-    print(f"order {result.order_id}: {result.detail}")
+    print(f"{result.saga_type.value} {result.saga_id}: {result.detail}")
     return 0
 
 
@@ -302,7 +426,7 @@ def _bulk_repair(api: "OrchestratorApiClient", args: argparse.Namespace) -> int:
     from orchestrator.api.models import BulkRepairRequest
 
     if args.order_id is not None:
-        raise _BadArguments("--bulk repairs every saga stuck on --step: leave out ORDER_ID")
+        raise _BadArguments("--bulk repairs every saga stuck on --step: leave out the ID")
     if args.older_than is None:
         raise _BadArguments("--bulk needs --older-than (e.g. 10m): how long stuck at least")
     paced = {"rate_per_second": args.rate, "limit": args.limit}
@@ -314,6 +438,7 @@ def _bulk_repair(api: "OrchestratorApiClient", args: argparse.Namespace) -> int:
         operator=args.operator or _login_name(),
         reason=args.reason,
         dry_run=not args.apply,
+        saga_type=_saga_type(args),
         **{name: value for name, value in paced.items() if value is not None},
     )
     report = api.bulk_repair(request)
@@ -325,8 +450,11 @@ def _bulk_repair(api: "OrchestratorApiClient", args: argparse.Namespace) -> int:
     if not report.items:
         print(f"no saga stuck on {report.step} for {age} or more")
         return 0
-    rows = [[item.order_id, item.step, item.outcome, item.detail] for item in report.items]
-    print(table(rows, ["ORDER", "STEP", "OUTCOME", "DETAIL"]))
+    rows = [
+        [item.saga_type.value, item.saga_id, item.step, item.outcome, item.detail]
+        for item in report.items
+    ]
+    print(table(rows, ["TYPE", "ID", "STEP", "OUTCOME", "DETAIL"]))
     if report.dry_run:
         would = sum(item.outcome == "would-repair" for item in report.items)
         print(
@@ -348,6 +476,21 @@ def _print_status(view: "SagaView") -> None:
         f"order {view.order_id}  {saga.status.value}  (Temporal: {view.execution_status})  "
         f"customer {saga.customer_id}  current step: {saga.current_step or '-'}"
     )
+    _print_saga(saga)
+
+
+def _print_return(view: "ReturnView") -> None:
+    saga = view.saga
+    print(
+        f"return {view.return_id} of order {view.order_id}  {saga.outcome.value}  "
+        f"(saga: {saga.status.value}, Temporal: {view.execution_status})  "
+        f"customer {saga.customer_id}  current step: {saga.current_step or '-'}"
+    )
+    _print_saga(saga)
+
+
+def _print_saga(saga: SagaStatus) -> None:
+    """A saga's steps, its failure and its notes."""
     print()
     print(_steps_table(saga))
     if saga.failure_reason:
@@ -391,7 +534,8 @@ def _events_table(events: "list[EventView]") -> str:
 def _stuck_table(stuck: "list[StuckSaga]") -> str:
     rows = [
         [
-            saga.order_id,
+            saga.saga_type.value,
+            saga.saga_id,
             saga.step + (" (undo)" if saga.compensating else ""),
             saga.saga_status,
             saga.owner or "-",
@@ -402,7 +546,8 @@ def _stuck_table(stuck: "list[StuckSaga]") -> str:
         ]
         for saga in stuck
     ]
-    headers = ["ORDER", "STEP", "STATUS", "OWNER", "FOR", "ATTEMPTS", "FLAGGED", "LAST FAILURE"]
+    headers = ["TYPE", "ID", "STEP", "STATUS", "OWNER", "FOR", "ATTEMPTS", "FLAGGED"]
+    headers.append("LAST FAILURE")
     return table(rows, headers)
 
 
@@ -445,7 +590,8 @@ def _seconds(text: str) -> int:
     return int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
 
 
-def _read_order(file: str) -> dict[str, Any]:
+def _read_body(file: str, what: str) -> dict[str, Any]:
+    """The JSON object in ``file`` (``-``: standard input), ``what`` the command sends."""
     name = "standard input" if file == "-" else file
     try:
         text = sys.stdin.read() if file == "-" else Path(file).read_text(encoding="utf-8")
@@ -456,7 +602,7 @@ def _read_order(file: str) -> dict[str, Any]:
     except ValueError as exc:
         raise _BadArguments(f"{name} is not JSON: {exc}") from None
     if not isinstance(body, dict):
-        raise _BadArguments(f"{name} holds no JSON object: an OrderRequest is one")
+        raise _BadArguments(f"{name} holds no JSON object: {what} is one")
     return body
 
 
@@ -476,6 +622,16 @@ def _login_name() -> str:
         return getpass.getuser()
     except (OSError, KeyError):
         return "saga-cli"
+
+
+def _type_option(parser: argparse.ArgumentParser, help_: str) -> None:
+    parser.add_argument("--type", choices=_SAGA_TYPES, help=help_)
+
+
+def _saga_type(args: argparse.Namespace) -> "SagaType | None":
+    from orchestrator.api.models import SagaType
+
+    return SagaType(args.type) if args.type else None
 
 
 def _json_option(

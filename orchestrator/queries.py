@@ -41,3 +41,9 @@ class OrderQueries(BookReader):
     def orders(self) -> list[OrderRow]:
         """Every order, whatever its status."""
         return self._records(OrderRow, "orders")
+
+    def customer_of(self, order_id: str) -> str | None:
+        """The customer who placed ``order_id``; None for an order the orchestrator has not
+        accepted."""
+        rows = self._rows("SELECT customer_id FROM orders WHERE order_id = ?", (order_id,))
+        return str(rows[0][0]) if rows else None

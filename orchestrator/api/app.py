@@ -33,16 +33,19 @@ from infra.config.temporal import temporal_connection
 from infra.config.tracing import temporal_interceptors
 from orchestrator.api.auth import Scope as TokenScope
 from orchestrator.api.auth import TokenStore, require_scope
-from orchestrator.api.routes import health, orders, sagas
+from orchestrator.api.routes import health, orders, returns, sagas
 from orchestrator.api.routes.codec import CodecCors, codec_router
 from orchestrator.api.service import (
     ActionRefused,
     OrderConflict,
+    OrderNotFound,
+    ReturnConflict,
     SagaNotFound,
     SagaService,
     SagaUnavailable,
 )
 from orchestrator.orders import OrderBook
+from orchestrator.queries import OrderQueries
 from orchestrator.queries import database_path as orchestrator_database
 from orchestrator.timeline import Timeline
 from runtime import (
@@ -59,7 +62,9 @@ __all__ = ["create_app", "outbox_database", "ui_origins"]
 
 _STATUS_OF: dict[type[Exception], int] = {
     SagaNotFound: 404,
+    OrderNotFound: 404,
     OrderConflict: 409,
+    ReturnConflict: 409,
     ActionRefused: 409,
     SagaUnavailable: 503,
 }
@@ -291,6 +296,7 @@ def create_app(
                 Timeline(timeline_db),
                 outbox_db,
                 outbox,
+                OrderQueries(timeline_db),
                 base_url=settings.api_url,
             )
             # The runtime's relay wiring, as every service's: the lease (copies of the API
@@ -311,8 +317,8 @@ def create_app(
 
     app = FastAPI(
         title="saga-orchestrator",
-        summary="Start order sagas, follow each saga beside its events, find and repair "
-        "the stuck ones.",
+        summary="Start order and return sagas, follow each saga beside its events, find and "
+        "repair the stuck ones.",
         lifespan=lifespan,
         # FastAPI's own OpenTelemetry: with traces on (SAGA_OTLP_ENDPOINT), one server span
         # per request, continuing a caller's traceparent. Metrics are Prometheus's and logs
@@ -355,6 +361,7 @@ def create_app(
     app.add_middleware(_RequestBodyGuard, max_bytes=settings.api_max_body_bytes)
     app.include_router(health.router)
     app.include_router(orders.router)
+    app.include_router(returns.router)
     app.include_router(sagas.router)
     if converter.payload_codec is not None:
         app.include_router(

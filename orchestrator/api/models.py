@@ -1,8 +1,10 @@
 """What the orchestrator API takes and answers: the HTTP contract, shared with `saga`'s CLI."""
 
 import hashlib
+import json
 import unicodedata
 from datetime import datetime
+from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 import pycountry
@@ -15,9 +17,21 @@ from pydantic import (
     field_validator,
 )
 
-from contracts.activities import Order, SagaStatus, ShippingAddress
-from contracts.events.common import OrderLine
+from contracts.activities import (
+    LOST_PARCEL_REASON,
+    ORDER_SAGA_WORKFLOW,
+    RETURN_SAGA_WORKFLOW,
+    Order,
+    ReturnOutcome,
+    ReturnRequest,
+    ReturnStatus,
+    SagaPhase,
+    SagaStatus,
+    ShippingAddress,
+)
+from contracts.events.common import OrderLine, StockLine
 from orchestrator.workflows.order_saga import ORDER_SAGA
+from orchestrator.workflows.return_saga import RETURN_SAGA
 
 __all__ = [
     "BulkRepairItem",
@@ -31,10 +45,16 @@ __all__ = [
     "RepairAction",
     "RepairRequest",
     "RepairResult",
+    "ReturnAccepted",
+    "ReturnBody",
+    "ReturnItem",
+    "ReturnView",
     "SagaLinks",
     "SagaPage",
     "SagaSummary",
+    "SagaType",
     "SagaView",
+    "SearchStatus",
     "StuckSaga",
 ]
 
@@ -81,8 +101,32 @@ RepairAction = Literal["retry_now", "resolve_manually"]
 
 CURRENCY_CODES = sorted(currency.alpha_3 for currency in pycountry.currencies)
 """ISO 4217, as pycountry knows it: what ``currency`` accepts."""
-STEP_NAMES = ORDER_SAGA.step_names
-"""The order saga's steps: what ``step`` accepts."""
+STEP_NAMES = list(dict.fromkeys([*ORDER_SAGA.step_names, *RETURN_SAGA.step_names]))
+"""The order saga's steps and the return saga's: what ``step`` accepts."""
+
+
+class SagaType(StrEnum):
+    """The orchestrator's two sagas, as ``type`` filters them and each row names them."""
+
+    ORDER = "order"
+    RETURN = "return"
+
+    @property
+    def workflow_type(self) -> str:
+        """The saga's workflow type in Temporal (``WorkflowType`` in visibility queries)."""
+        return ORDER_SAGA_WORKFLOW if self is SagaType.ORDER else RETURN_SAGA_WORKFLOW
+
+
+class SearchStatus(StrEnum):
+    """What the ``SagaStatus`` search attribute holds: the saga's phase, or the outcome an
+    undone saga ended with (``REJECTED`` and ``EXPIRED`` are a return's)."""
+
+    RUNNING = SagaPhase.RUNNING.value
+    COMPENSATING = SagaPhase.COMPENSATING.value
+    COMPLETED = SagaPhase.COMPLETED.value
+    CANCELLED = SagaPhase.CANCELLED.value
+    REJECTED = ReturnOutcome.REJECTED.value
+    EXPIRED = ReturnOutcome.EXPIRED.value
 
 
 class _Body(BaseModel):
@@ -161,6 +205,63 @@ class OrderRequest(_Body):
         )
 
 
+class ReturnItem(_Body):
+    """One line of a return: a SKU of the order and how many of it come back."""
+
+    sku: Identifier
+    quantity: int = Field(gt=0, le=10_000)
+
+
+class ReturnBody(_Body):
+    """``POST /orders/{order_id}/returns``: items of the order that the customer sends back.
+
+    Whether they may come back (the order dispatched, within the return window, no more than
+    was bought minus earlier returns) is the saga's first step to decide, not the API's.
+    """
+
+    return_id: Identifier = Field(
+        description="Your id for the return: the same id again is the same return."
+    )
+    items: list[ReturnItem] = Field(min_length=1, max_length=100)
+    reason: Text | None = Field(
+        default=None,
+        description=f"The customer's words; `{LOST_PARCEL_REASON}` makes the simulated "
+        "carrier lose the parcel (the return then expires).",
+    )
+    deadline_seconds: int | None = Field(
+        default=None,
+        ge=1,
+        le=90 * 24 * 3600,
+        description="How long the parcel has to reach the warehouse once the label is "
+        "issued; default: the service's SAGA_RETURN_DEADLINE_DAYS (14 days).",
+    )
+
+    @field_validator("items")
+    @classmethod
+    def _one_line_per_sku(cls, items: list[ReturnItem]) -> list[ReturnItem]:
+        seen: set[str] = set()
+        for item in items:
+            if item.sku in seen:
+                raise ValueError(f"{item.sku} is listed twice: give each SKU one line")
+            seen.add(item.sku)
+        return items
+
+    def digest(self, order_id: str) -> str:
+        """A fingerprint of the return (which order, which items, why), to recognise a
+        repeated request."""
+        body = json.dumps({"order_id": order_id, **self.model_dump(mode="json")}, sort_keys=True)
+        return hashlib.sha256(body.encode()).hexdigest()
+
+    def to_request(self, order_id: str) -> ReturnRequest:
+        """The saga's view of this return."""
+        return ReturnRequest(
+            return_id=self.return_id,
+            order_id=order_id,
+            items=[StockLine(sku=item.sku, quantity=item.quantity) for item in self.items],
+            reason=self.reason or "",
+        )
+
+
 class SagaLinks(BaseModel):
     """Where to look at a saga."""
 
@@ -175,6 +276,16 @@ class OrderAccepted(BaseModel):
     order_id: str
     workflow_id: str
     created: bool = Field(description="False when the same order had already been placed.")
+    links: SagaLinks
+
+
+class ReturnAccepted(BaseModel):
+    """The saga of the return: just started (202), or the one already started for it (200)."""
+
+    return_id: str
+    order_id: str
+    workflow_id: str
+    created: bool = Field(description="False when the same return had already been asked for.")
     links: SagaLinks
 
 
@@ -201,10 +312,25 @@ class SagaView(BaseModel):
     links: SagaLinks
 
 
+class ReturnView(BaseModel):
+    """``GET /returns/{return_id}``: where the return's saga is, beside the return's events
+    (the events of its order that name this return)."""
+
+    return_id: str
+    order_id: str
+    workflow_id: str
+    execution_status: str = Field(description="Temporal's: RUNNING, COMPLETED, FAILED...")
+    saga: ReturnStatus
+    events: list[EventView]
+    links: SagaLinks
+
+
 class SagaSummary(BaseModel):
     """One saga in a list, from Temporal's visibility store."""
 
-    order_id: str
+    saga_type: SagaType
+    saga_id: str = Field(description="The order id of an order's saga, a return's return id.")
+    order_id: str = Field(description="The order (for a return: the order it returns from).")
     workflow_id: str
     customer_id: str | None
     saga_status: str | None
@@ -225,6 +351,8 @@ class SagaPage(BaseModel):
 class StuckSaga(BaseModel):
     """A running saga whose current step (or compensation) has not moved for a while."""
 
+    saga_type: SagaType
+    saga_id: str = Field(description="The order id of an order's saga, a return's return id.")
     order_id: str
     workflow_id: str
     saga_status: str
@@ -250,7 +378,8 @@ class CancelRequest(_Body):
 
 
 class RepairRequest(_Body):
-    """``POST /sagas/{order_id}/repair``: move a stuck step or compensation on.
+    """``POST /sagas/{order_id}/repair`` (or ``/returns/{return_id}/repair``): move a stuck
+    step or compensation on.
 
     ``retry_now`` tries it again at once instead of after its backoff (its service is back);
     ``resolve_manually`` records that a person settled it by hand, and the saga goes on.
@@ -265,6 +394,8 @@ class RepairRequest(_Body):
 class RepairResult(BaseModel):
     """What the saga answered to a repair."""
 
+    saga_type: SagaType
+    saga_id: str
     order_id: str
     action: RepairAction
     step: str
@@ -281,6 +412,7 @@ class BulkRepairRequest(_Body):
     action: RepairAction
     step: Identifier = Field(json_schema_extra={"enum": [*STEP_NAMES]})
     older_than_seconds: int = Field(ge=0, le=30 * 24 * 3600)
+    saga_type: SagaType | None = Field(default=None, description="Only sagas of this type.")
     operator: Identifier
     reason: Text
     dry_run: bool = True
@@ -291,6 +423,8 @@ class BulkRepairRequest(_Body):
 class BulkRepairItem(BaseModel):
     """One saga of a bulk repair."""
 
+    saga_type: SagaType
+    saga_id: str
     order_id: str
     step: str
     outcome: Literal["would-repair", "repaired", "refused"]

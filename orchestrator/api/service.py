@@ -2,7 +2,9 @@
 
 Temporal knows where each saga is (the ``status`` query, the visibility store's search
 attributes, the pending activities); the read model knows what each service said (the
-timeline). This module puts the two side by side for the routes.
+timeline). This module puts the two side by side for the routes, for both of the
+orchestrator's sagas: an order's (``OrderSaga``, found by its order id) and a return's
+(``ReturnSaga``, found by its return id; its events are those of its order that name it).
 """
 
 import asyncio
@@ -10,9 +12,10 @@ import base64
 import binascii
 import hashlib
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 from temporalio.api.enums.v1 import PendingActivityState
 from temporalio.api.workflow.v1 import PendingActivityInfo
@@ -25,7 +28,11 @@ from temporalio.client import (
     WorkflowQueryFailedError,
     WorkflowUpdateFailedError,
 )
-from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.common import (
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -34,14 +41,18 @@ from contracts.activities import (
     ORDER_SAGA_WORKFLOW,
     RESOLVE_MANUALLY_UPDATE,
     RETRY_NOW_UPDATE,
+    RETURN_SAGA_WORKFLOW,
     STATUS_QUERY,
     CancelOrderRequest,
     OperatorActionResult,
     OrderSagaInput,
     ResolveManuallyRequest,
     RetryNowRequest,
+    ReturnSagaInput,
+    ReturnStatus,
     SagaPhase,
     SagaStatus,
+    return_workflow_id,
     saga_workflow_id,
 )
 from contracts.events import OrderRepaired, OrderRepairedData
@@ -57,12 +68,18 @@ from orchestrator.api.models import (
     OrderRequest,
     RepairRequest,
     RepairResult,
+    ReturnAccepted,
+    ReturnBody,
+    ReturnView,
     SagaLinks,
     SagaPage,
     SagaSummary,
+    SagaType,
     SagaView,
+    SearchStatus,
     StuckSaga,
 )
+from orchestrator.queries import OrderQueries
 from orchestrator.saga import SAGA_STATUS_KEY, SAGA_STEP_KEY, SagaDefinition
 from orchestrator.timeline import Timeline
 from orchestrator.workflows.order_saga import (
@@ -71,11 +88,15 @@ from orchestrator.workflows.order_saga import (
     ORDER_SAGA,
     start_attributes,
 )
+from orchestrator.workflows.return_saga import RETURN_SAGA
+from orchestrator.workflows.return_saga import start_attributes as return_start_attributes
 from runtime import Database, Outbox, transaction
 
 __all__ = [
     "ActionRefused",
     "OrderConflict",
+    "OrderNotFound",
+    "ReturnConflict",
     "SagaFilter",
     "SagaNotFound",
     "SagaService",
@@ -88,17 +109,32 @@ PLACED_BY_MEMO = "placed_by"
 """Memo of each saga started by the API: the name of the token that placed the order."""
 
 _END_EVENTS = frozenset({"order.completed.v1", "order.cancelled.v1"})
+_RETURN_END_EVENTS = frozenset({"return.completed.v1", "return.rejected.v1", "return.expired.v1"})
+_DAY_SECONDS = 24 * 3600
 _SOURCE = "orchestrator-api"
 _RPC_TIMEOUT = timedelta(seconds=5)
 _LOOKUPS_AT_ONCE = 16
+_NO_ANSWER = (
+    RPCStatusCode.CANCELLED,
+    RPCStatusCode.DEADLINE_EXCEEDED,
+    RPCStatusCode.UNAVAILABLE,
+)
 
 
 class SagaNotFound(LookupError):
-    """No saga for this order id."""
+    """No saga for this order id (or return id)."""
+
+
+class OrderNotFound(LookupError):
+    """No order of this id was placed here: nothing to return."""
 
 
 class OrderConflict(Exception):
     """The order id is taken by a saga started for a different order."""
+
+
+class ReturnConflict(Exception):
+    """The return id is taken by a saga started for a different return."""
 
 
 class ActionRefused(Exception):
@@ -113,7 +149,9 @@ class SagaUnavailable(Exception):
 class SagaFilter:
     """Filters of ``GET /sagas``; every value has been validated by the route."""
 
-    status: SagaPhase | None = None
+    saga_type: SagaType | None = None
+    """One type of saga; ``None``: both."""
+    status: SearchStatus | None = None
     step: str | None = None
     customer_id: str | None = None
     older_than_seconds: int | None = None
@@ -122,7 +160,12 @@ class SagaFilter:
 
     def query(self, now: datetime) -> str:
         """The visibility query that selects these sagas."""
-        clauses = [f"WorkflowType = '{ORDER_SAGA_WORKFLOW}'"]
+        types = [self.saga_type] if self.saga_type is not None else list(SagaType)
+        clauses = [
+            "("
+            + " OR ".join(f"WorkflowType = '{saga_type.workflow_type}'" for saga_type in types)
+            + ")"
+        ]
         if self.status is not None:
             clauses.append(f"{SAGA_STATUS_KEY.name} = '{self.status.value}'")
         if self.step is not None:
@@ -140,6 +183,9 @@ class SagaFilter:
         return " AND ".join(clauses)
 
 
+_Status = TypeVar("_Status", bound=SagaStatus)
+
+
 class SagaService:
     """The orchestrator's sagas, for the API's routes."""
 
@@ -150,8 +196,9 @@ class SagaService:
         timeline: Timeline,
         outbox_db: Database,
         outbox: Outbox,
+        orders: OrderQueries,
         *,
-        definition: SagaDefinition = ORDER_SAGA,
+        definitions: Mapping[SagaType, SagaDefinition] | None = None,
         base_url: str = "",
     ) -> None:
         self._client = client
@@ -159,8 +206,18 @@ class SagaService:
         self._timeline = timeline
         self._outbox_db = outbox_db
         self._outbox = outbox
-        self.definition = definition
+        self._orders = orders
+        self.definitions: Mapping[SagaType, SagaDefinition] = definitions or {
+            SagaType.ORDER: ORDER_SAGA,
+            SagaType.RETURN: RETURN_SAGA,
+        }
         self._base_url = base_url
+
+    def step_names(self, saga_type: SagaType | None = None) -> list[str]:
+        """The steps of one type of saga, or of both (each name once)."""
+        types = [saga_type] if saga_type is not None else list(self.definitions)
+        names = (name for kind in types for name in self.definitions[kind].step_names)
+        return list(dict.fromkeys(names))
 
     # --- Starting ----------------------------------------------------------------------
 
@@ -177,41 +234,112 @@ class SagaService:
         workflow_id = saga_workflow_id(order_id)
         digest = request.digest()
         order = request.to_order(order_id)
+        created = await self._start_once(
+            ORDER_SAGA_WORKFLOW,
+            OrderSagaInput(
+                order=order,
+                dispatch_deadline_seconds=(
+                    request.dispatch_deadline_seconds or self._settings.dispatch_deadline_seconds
+                ),
+            ),
+            workflow_id=workflow_id,
+            digest=digest,
+            placed_by=placed_by,
+            search_attributes=start_attributes(order),
+        )
+        if not created:
+            raise OrderConflict(
+                f"order {order_id!r} was already placed with a different body; "
+                "use a new order_id for a new order"
+            )
+        return OrderAccepted(
+            order_id=order_id,
+            workflow_id=workflow_id,
+            created=created == "started",
+            links=self.links(order_id),
+        )
+
+    async def start_return(self, order_id: str, body: ReturnBody, asked_by: str) -> ReturnAccepted:
+        """Start the return's saga, or find the one already started for the same return.
+
+        The customer is the order's, from the orders the orchestrator accepted; whether the
+        items may come back is the saga's to decide (its first step, ``authorize_return``).
+        ``asked_by`` (the caller's token name) is kept in the saga's memo.
+
+        Raises:
+            OrderNotFound: no order ``order_id`` was placed here.
+            ReturnConflict: the return id belongs to a saga of a different return.
+        """
+        customer_id = self._orders.customer_of(order_id)
+        if customer_id is None:
+            raise OrderNotFound(
+                f"no order {order_id!r}: a return is of an order placed through this API"
+            )
+        saga_input = ReturnSagaInput(
+            request=body.to_request(order_id),
+            customer_id=customer_id,
+            window_seconds=self._settings.return_window_days * _DAY_SECONDS,
+            deadline_seconds=(
+                body.deadline_seconds or self._settings.return_deadline_days * _DAY_SECONDS
+            ),
+        )
+        workflow_id = return_workflow_id(body.return_id)
+        created = await self._start_once(
+            RETURN_SAGA_WORKFLOW,
+            saga_input,
+            workflow_id=workflow_id,
+            digest=body.digest(order_id),
+            placed_by=asked_by,
+            search_attributes=return_start_attributes(saga_input),
+        )
+        if not created:
+            raise ReturnConflict(
+                f"return {body.return_id!r} was already asked for with a different body or "
+                "of another order; use a new return_id for a new return"
+            )
+        return ReturnAccepted(
+            return_id=body.return_id,
+            order_id=order_id,
+            workflow_id=workflow_id,
+            created=created == "started",
+            links=self.return_links(body.return_id),
+        )
+
+    async def _start_once(
+        self,
+        workflow: str,
+        saga_input: OrderSagaInput | ReturnSagaInput,
+        *,
+        workflow_id: str,
+        digest: str,
+        placed_by: str,
+        search_attributes: TypedSearchAttributes,
+    ) -> str:
+        """Start a saga under ``workflow_id`` unless one was started there before.
+
+        Returns:
+            ``started``; ``existing`` when a saga of the same request (``digest``) was
+            started before; ``""`` when the id is taken by a saga of another request.
+        """
         try:
             await self._client.start_workflow(
-                ORDER_SAGA_WORKFLOW,
-                OrderSagaInput(
-                    order=order,
-                    dispatch_deadline_seconds=(
-                        request.dispatch_deadline_seconds
-                        or self._settings.dispatch_deadline_seconds
-                    ),
-                ),
+                workflow,
+                saga_input,
                 id=workflow_id,
                 task_queue=ORCHESTRATOR,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
                 id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
                 memo={REQUEST_DIGEST_MEMO: digest, PLACED_BY_MEMO: placed_by},
-                search_attributes=start_attributes(order),
+                search_attributes=search_attributes,
                 rpc_timeout=_RPC_TIMEOUT,
             )
         except WorkflowAlreadyStartedError:
-            existing = await self._handle(order_id).describe(rpc_timeout=_RPC_TIMEOUT)
-            memo = await existing.memo()
-            if memo.get(REQUEST_DIGEST_MEMO) != digest:
-                raise OrderConflict(
-                    f"order {order_id!r} was already placed with a different body; "
-                    "use a new order_id for a new order"
-                ) from None
-            return OrderAccepted(
-                order_id=order_id,
-                workflow_id=workflow_id,
-                created=False,
-                links=self.links(order_id),
-            )
-        return OrderAccepted(
-            order_id=order_id, workflow_id=workflow_id, created=True, links=self.links(order_id)
-        )
+            existing = self._client.get_workflow_handle(workflow_id)
+            description = await existing.describe(rpc_timeout=_RPC_TIMEOUT)
+            memo = await description.memo()
+            same = description.workflow_type == workflow and memo.get(REQUEST_DIGEST_MEMO) == digest
+            return "existing" if same else ""
+        return "started"
 
     # --- Looking -----------------------------------------------------------------------
 
@@ -222,8 +350,8 @@ class SagaService:
             SagaNotFound: no saga for ``order_id``.
         """
         handle = self._handle(order_id)
-        description = await self._describe(handle, order_id)
-        status = await self._status(handle)
+        description = await self._describe(handle, f"order {order_id!r}")
+        status = await self._status(handle, SagaStatus)
         return SagaView(
             order_id=order_id,
             workflow_id=handle.id,
@@ -233,11 +361,38 @@ class SagaService:
             links=self.links(order_id),
         )
 
+    async def view_return(self, return_id: str) -> ReturnView:
+        """The return's saga status beside the return's events.
+
+        Raises:
+            SagaNotFound: no saga for ``return_id``.
+        """
+        handle = self._return_handle(return_id)
+        description = await self._describe(handle, f"return {return_id!r}")
+        status = await self._status(handle, ReturnStatus)
+        return ReturnView(
+            return_id=return_id,
+            order_id=status.order_id,
+            workflow_id=handle.id,
+            execution_status=_execution_status(description.status),
+            saga=status,
+            events=self.return_events(status.order_id, return_id),
+            links=self.return_links(return_id),
+        )
+
     def events(self, order_id: str, *, after: int = 0) -> list[EventView]:
         """The order's events after position ``after``, in the order they happened."""
         return [
             EventView(position=position, **asdict(entry))
             for position, entry in self._timeline.events_for(order_id, after_seq=after)
+        ]
+
+    def return_events(self, order_id: str, return_id: str, *, after: int = 0) -> list[EventView]:
+        """The events of ``order_id`` that name ``return_id``, after position ``after``."""
+        return [
+            event
+            for event in self.events(order_id, after=after)
+            if event.data.get("return_id") == return_id
         ]
 
     async def follow(
@@ -248,25 +403,63 @@ class SagaService:
         Raises:
             SagaNotFound: no saga for ``order_id`` (before anything is yielded).
         """
-        handle = self._handle(order_id)
+        async for event in self._follow(
+            self._handle(order_id),
+            f"order {order_id!r}",
+            lambda position: self.events(order_id, after=position),
+            _END_EVENTS,
+            after=after,
+            poll_seconds=poll_seconds,
+        ):
+            yield event
+
+    async def follow_return(
+        self, return_id: str, *, after: int = 0, poll_seconds: float = 0.2
+    ) -> AsyncIterator[EventView]:
+        """The return's events as they arrive, until its saga has ended and said so.
+
+        Raises:
+            SagaNotFound: no saga for ``return_id`` (before anything is yielded).
+        """
+        handle = self._return_handle(return_id)
+        description = await self._describe(handle, f"return {return_id!r}")
+        order_id = description.typed_search_attributes.get(ORDER_ID_KEY) or ""
+        async for event in self._follow(
+            handle,
+            f"return {return_id!r}",
+            lambda position: self.return_events(order_id, return_id, after=position),
+            _RETURN_END_EVENTS,
+            after=after,
+            poll_seconds=poll_seconds,
+        ):
+            yield event
+
+    async def _follow(
+        self,
+        handle: WorkflowHandle[object, object],
+        what: str,
+        events: Callable[[int], list[EventView]],
+        end_events: frozenset[str],
+        *,
+        after: int,
+        poll_seconds: float,
+    ) -> AsyncIterator[EventView]:
         loop = asyncio.get_running_loop()
         ended_at: float | None = None
         # A client resuming after the saga's last event has already seen how it ended.
         closing_seen = any(
-            event.event_type in _END_EVENTS
-            for event in self.events(order_id)
-            if event.position <= after
+            event.event_type in end_events for event in events(0) if event.position <= after
         )
         next_check = 0.0
         while True:
-            for event in self.events(order_id, after=after):
+            for event in events(after):
                 after = max(after, event.position)  # listed by time, numbered by arrival
-                closing_seen = closing_seen or event.event_type in _END_EVENTS
+                closing_seen = closing_seen or event.event_type in end_events
                 yield event
             now = loop.time()
             if ended_at is None and now >= next_check:
                 next_check = now + 1.0
-                description = await self._describe(handle, order_id)
+                description = await self._describe(handle, what)
                 if description.status != WorkflowExecutionStatus.RUNNING:
                     ended_at = now
             # The saga's last event reaches the read model shortly after the saga ends.
@@ -297,14 +490,19 @@ class SagaService:
         )
 
     async def stuck(
-        self, older_than_seconds: int, *, step: str | None = None, limit: int = 1000
+        self,
+        older_than_seconds: int,
+        *,
+        step: str | None = None,
+        saga_type: SagaType | None = None,
+        limit: int = 1000,
     ) -> list[StuckSaga]:
-        """Every running saga whose current step has not moved for ``older_than_seconds``."""
+        """Every running saga (of ``saga_type``, or of both types) whose current step has not
+        moved for ``older_than_seconds``."""
         now = datetime.now(UTC)
         found: list[WorkflowExecution] = []
-        async for execution in self._client.list_workflows(
-            SagaFilter(running_only=True, step=step).query(now), limit=limit
-        ):
+        query = SagaFilter(saga_type=saga_type, running_only=True, step=step).query(now)
+        async for execution in self._client.list_workflows(query, limit=limit):
             found.append(execution)
         gate = asyncio.Semaphore(_LOOKUPS_AT_ONCE)
 
@@ -319,10 +517,12 @@ class SagaService:
     async def _stuck_one(
         self, execution: WorkflowExecution, now: datetime, older_than_seconds: int
     ) -> StuckSaga | None:
-        order_id = _order_id(execution)
+        saga_type, saga_id = _saga_of(execution)
         handle = self._client.get_workflow_handle(execution.id)
         try:
-            status = await self._status(handle)
+            status = await self._status(
+                handle, ReturnStatus if saga_type is SagaType.RETURN else SagaStatus
+            )
             description = await handle.describe(rpc_timeout=_RPC_TIMEOUT)
         except SagaNotFound:
             return None  # gone between the list and the look
@@ -340,12 +540,14 @@ class SagaService:
         compensating = status.status is SagaPhase.COMPENSATING
         pending = _first_pending(description.raw_description.pending_activities)
         return StuckSaga(
-            order_id=order_id,
+            saga_type=saga_type,
+            saga_id=saga_id,
+            order_id=status.order_id,
             workflow_id=execution.id,
             saga_status=status.status.value,
             step=status.current_step,
             compensating=compensating,
-            owner=self.definition.owner(status.current_step, compensating=compensating),
+            owner=self.definitions[saga_type].owner(status.current_step, compensating=compensating),
             since=since,
             stuck_for_seconds=round((now - since).total_seconds(), 1),
             flagged_stuck=state.stuck,
@@ -362,7 +564,7 @@ class SagaService:
                 if pending is not None and pending.HasField("last_failure")
                 else (state.compensation_last_error if compensating else state.last_error)
             ),
-            links=self.links(order_id),
+            links=self._links_of(saga_type, saga_id),
         )
 
     def _unanswered(
@@ -375,9 +577,11 @@ class SagaService:
         attributes = execution.typed_search_attributes
         step = attributes.get(SAGA_STEP_KEY) or "unknown"
         saga_status = attributes.get(SAGA_STATUS_KEY) or "UNKNOWN"
-        order_id = _order_id(execution)
+        saga_type, saga_id = _saga_of(execution)
         return StuckSaga(
-            order_id=order_id,
+            saga_type=saga_type,
+            saga_id=saga_id,
+            order_id=_order_id(execution),
             workflow_id=execution.id,
             saga_status=saga_status,
             step=step,
@@ -388,7 +592,7 @@ class SagaService:
             flagged_stuck=False,
             attempts=0,
             last_failure=error,
-            links=self.links(order_id),
+            links=self._links_of(saga_type, saga_id),
         )
 
     # --- Acting ------------------------------------------------------------------------
@@ -404,7 +608,7 @@ class SagaService:
             ActionRefused: the saga has ended.
         """
         handle = self._handle(order_id)
-        description = await self._describe(handle, order_id)
+        description = await self._describe(handle, f"order {order_id!r}")
         if description.status != WorkflowExecutionStatus.RUNNING:
             raise ActionRefused(f"the saga of order {order_id!r} has ended: nothing to cancel")
         await handle.signal(
@@ -415,22 +619,33 @@ class SagaService:
             ),
             rpc_timeout=_RPC_TIMEOUT,
         )
-        return await self._status(handle)
+        return await self._status(handle, SagaStatus)
 
-    async def repair(self, order_id: str, request: RepairRequest, principal: str) -> RepairResult:
+    async def repair(
+        self,
+        saga_id: str,
+        request: RepairRequest,
+        principal: str,
+        *,
+        saga_type: SagaType = SagaType.ORDER,
+    ) -> RepairResult:
         """Retry a stuck step now, or record it as settled by hand; publish what was done.
 
-        The saga and the ``order.repaired`` event name ``principal`` (who sent the request)
-        as the operator; ``request.operator`` is what the caller says, kept in the reason.
+        ``saga_id`` is the order id of an order's saga, the return id of a return's. The
+        saga and the ``order.repaired`` event (on the order's timeline; for a return, its
+        detail names the return) name ``principal`` (who sent the request) as the operator;
+        ``request.operator`` is what the caller says, kept in the reason.
 
         Raises:
-            SagaNotFound: no saga for ``order_id``.
+            SagaNotFound: no saga for ``saga_id``.
             ActionRefused: the saga refused (the step is unknown or not stuck, or it ended).
         """
-        handle = self._handle(order_id)
-        description = await self._describe(handle, order_id)
+        what = f"{saga_type.value} {saga_id!r}"
+        handle = self._client.get_workflow_handle(_workflow_id(saga_type, saga_id))
+        description = await self._describe(handle, what)
         if description.status != WorkflowExecutionStatus.RUNNING:
-            raise ActionRefused(f"the saga of order {order_id!r} has ended: nothing to repair")
+            raise ActionRefused(f"the saga of {what} has ended: nothing to repair")
+        order_id = description.typed_search_attributes.get(ORDER_ID_KEY) or saga_id
         reason = _on_behalf(request.reason, request.operator, principal)
         try:
             if request.action == "retry_now":
@@ -459,27 +674,40 @@ class SagaService:
                         step=request.step,
                         operator=principal,
                         reason=reason,
-                        detail=result.detail,
+                        detail=(
+                            result.detail
+                            if saga_type is SagaType.ORDER
+                            else f"return {saga_id}: {result.detail}"
+                        ),
                     ),
                     correlation_id=order_id,
                     source=_SOURCE,
                 )
             )
         return RepairResult(
-            order_id=order_id, action=request.action, step=result.step, detail=result.detail
+            saga_type=saga_type,
+            saga_id=saga_id,
+            order_id=order_id,
+            action=request.action,
+            step=result.step,
+            detail=result.detail,
         )
 
     async def bulk_repair(self, request: BulkRepairRequest, principal: str) -> BulkRepairReport:
-        """Repair every saga stuck on ``request.step``: a dry run, or at a bounded rate; each
-        repair is recorded as done by ``principal``."""
+        """Repair every saga stuck on ``request.step`` (of ``request.saga_type``, or of both
+        types): a dry run, or at a bounded rate; each repair is recorded as done by
+        ``principal``."""
         stuck = [
             saga
-            for saga in await self.stuck(request.older_than_seconds, step=request.step)
+            for saga in await self.stuck(
+                request.older_than_seconds, step=request.step, saga_type=request.saga_type
+            )
             if saga.step == request.step
         ][: request.limit]
         items: list[BulkRepairItem] = []
         interval = 1.0 / request.rate_per_second
         for index, saga in enumerate(stuck):
+            which = {"saga_type": saga.saga_type, "saga_id": saga.saga_id}
             if request.dry_run:
                 outcome = "would-repair" if saga.flagged_stuck else "refused"
                 detail = (
@@ -490,7 +718,11 @@ class SagaService:
                 )
                 items.append(
                     BulkRepairItem(
-                        order_id=saga.order_id, step=saga.step, outcome=outcome, detail=detail
+                        **which,
+                        order_id=saga.order_id,
+                        step=saga.step,
+                        outcome=outcome,
+                        detail=detail,
                     )
                 )
                 continue
@@ -498,19 +730,25 @@ class SagaService:
                 await asyncio.sleep(interval)
             try:
                 result = await self.repair(
-                    saga.order_id,
+                    saga.saga_id,
                     RepairRequest.model_validate(request, from_attributes=True),
                     principal,
+                    saga_type=saga.saga_type,
                 )
             except (ActionRefused, SagaNotFound) as exc:
                 items.append(
                     BulkRepairItem(
-                        order_id=saga.order_id, step=saga.step, outcome="refused", detail=str(exc)
+                        **which,
+                        order_id=saga.order_id,
+                        step=saga.step,
+                        outcome="refused",
+                        detail=str(exc),
                     )
                 )
             else:
                 items.append(
                     BulkRepairItem(
+                        **which,
                         order_id=saga.order_id,
                         step=saga.step,
                         outcome="repaired",
@@ -529,11 +767,19 @@ class SagaService:
 
     def links(self, order_id: str) -> SagaLinks:
         """Where to look at the saga of ``order_id``."""
+        return self._links_of(SagaType.ORDER, order_id)
+
+    def return_links(self, return_id: str) -> SagaLinks:
+        """Where to look at the saga of ``return_id``."""
+        return self._links_of(SagaType.RETURN, return_id)
+
+    def _links_of(self, saga_type: SagaType, saga_id: str) -> SagaLinks:
         namespace = self._settings.temporal_namespace
-        workflow_id = saga_workflow_id(order_id)
+        workflow_id = _workflow_id(saga_type, saga_id)
+        resource = "sagas" if saga_type is SagaType.ORDER else "returns"
         return SagaLinks(
-            saga=f"{self._base_url}/sagas/{order_id}",
-            events=f"{self._base_url}/sagas/{order_id}/events",
+            saga=f"{self._base_url}/{resource}/{saga_id}",
+            events=f"{self._base_url}/{resource}/{saga_id}/events",
             web_ui=f"{self._settings.temporal_ui_url}/namespaces/{namespace}/workflows/{workflow_id}",
         )
 
@@ -543,25 +789,36 @@ class SagaService:
         Raises:
             SagaNotFound: no saga for ``order_id``.
         """
-        return await self._describe(self._handle(order_id), order_id)
+        return await self._describe(self._handle(order_id), f"order {order_id!r}")
+
+    async def describe_return(self, return_id: str) -> WorkflowExecutionDescription:
+        """Temporal's description of the saga of ``return_id``.
+
+        Raises:
+            SagaNotFound: no saga for ``return_id``.
+        """
+        return await self._describe(self._return_handle(return_id), f"return {return_id!r}")
 
     def _handle(self, order_id: str) -> WorkflowHandle[object, object]:
         return self._client.get_workflow_handle(saga_workflow_id(order_id))
 
+    def _return_handle(self, return_id: str) -> WorkflowHandle[object, object]:
+        return self._client.get_workflow_handle(return_workflow_id(return_id))
+
     async def _describe(
-        self, handle: WorkflowHandle[object, object], order_id: str
+        self, handle: WorkflowHandle[object, object], what: str
     ) -> WorkflowExecutionDescription:
         try:
             return await handle.describe(rpc_timeout=_RPC_TIMEOUT)
         except RPCError as exc:
             if exc.status == RPCStatusCode.NOT_FOUND:
-                raise SagaNotFound(f"no saga for order {order_id!r}") from None
+                raise SagaNotFound(f"no saga for {what}") from None
             raise
 
-    async def _status(self, handle: WorkflowHandle[object, object]) -> SagaStatus:
+    async def _status(self, handle: WorkflowHandle[object, object], kind: type[_Status]) -> _Status:
         try:
-            status: SagaStatus = await handle.query(
-                STATUS_QUERY, result_type=SagaStatus, rpc_timeout=_RPC_TIMEOUT
+            status: _Status = await handle.query(
+                STATUS_QUERY, result_type=kind, rpc_timeout=_RPC_TIMEOUT
             )
         except WorkflowQueryFailedError as exc:
             raise SagaUnavailable(
@@ -570,7 +827,16 @@ class SagaService:
         except RPCError as exc:
             if exc.status == RPCStatusCode.NOT_FOUND:
                 raise SagaNotFound(f"no saga {handle.id!r}") from None
-            if exc.status in (RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.UNAVAILABLE):
+            if exc.status == RPCStatusCode.FAILED_PRECONDITION:
+                # Its workflow task fails (a workflow type no worker has, nondeterminism):
+                # stuck in the worker, not in a step.
+                raise SagaUnavailable(
+                    f"the saga {handle.id!r} cannot answer its status query: {exc.message} "
+                    "(its workflow task's failure: the Web UI, `saga logs orchestrator`)"
+                ) from None
+            # Our own deadline passing surfaces as CANCELLED ("Timeout expired") from the
+            # SDK's core: a saga no worker answers for (the orchestrator worker is down).
+            if exc.status in _NO_ANSWER:
                 raise SagaUnavailable(
                     f"the saga {handle.id!r} did not answer its status query within "
                     f"{_RPC_TIMEOUT.total_seconds():.0f} s: is the orchestrator worker running? "
@@ -581,9 +847,11 @@ class SagaService:
 
     def _summary(self, execution: WorkflowExecution) -> SagaSummary:
         attributes = execution.typed_search_attributes
-        order_id = _order_id(execution)
+        saga_type, saga_id = _saga_of(execution)
         return SagaSummary(
-            order_id=order_id,
+            saga_type=saga_type,
+            saga_id=saga_id,
+            order_id=_order_id(execution),
             workflow_id=execution.id,
             customer_id=attributes.get(CUSTOMER_ID_KEY),
             saga_status=attributes.get(SAGA_STATUS_KEY),
@@ -591,8 +859,19 @@ class SagaService:
             execution_status=_execution_status(execution.status),
             started_at=execution.start_time,
             closed_at=execution.close_time,
-            links=self.links(order_id),
+            links=self._links_of(saga_type, saga_id),
         )
+
+
+def _workflow_id(saga_type: SagaType, saga_id: str) -> str:
+    return saga_workflow_id(saga_id) if saga_type is SagaType.ORDER else return_workflow_id(saga_id)
+
+
+def _saga_of(execution: WorkflowExecution) -> tuple[SagaType, str]:
+    """The type of a listed saga and its id (order id, or return id)."""
+    if execution.workflow_type == RETURN_SAGA_WORKFLOW:
+        return SagaType.RETURN, execution.id.removeprefix(return_workflow_id(""))
+    return SagaType.ORDER, _order_id(execution)
 
 
 def _on_behalf(reason: str, named: str, principal: str) -> str:

@@ -1,14 +1,15 @@
-"""``/sagas``: each saga's status beside its events; the stuck ones, and their repair."""
+"""``/sagas``: each order's saga beside its events; the sagas of both types (orders' and
+returns') listed, the stuck ones found, and their repair."""
 
 import json
 from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Path, Query
+from fastapi import APIRouter, Depends, Header, Query
 from fastapi.exceptions import RequestValidationError
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from contracts.activities import SagaPhase, SagaStatus
+from contracts.activities import SagaStatus
 from orchestrator.api.auth import Scope, require_scope
 from orchestrator.api.deps import SagaOperatorDep, SagaServiceDep
 from orchestrator.api.models import (
@@ -20,10 +21,20 @@ from orchestrator.api.models import (
     RepairRequest,
     RepairResult,
     SagaPage,
+    SagaType,
     SagaView,
+    SearchStatus,
     StuckSaga,
 )
-from orchestrator.api.service import SagaFilter, SagaService
+from orchestrator.api.routes._common import (
+    NOT_FOUND,
+    REFUSED,
+    UNAVAILABLE,
+    UNREADABLE,
+    IdPath,
+    known_step,
+)
+from orchestrator.api.service import SagaFilter
 
 router = APIRouter(
     prefix="/sagas",
@@ -34,46 +45,20 @@ router = APIRouter(
     },
 )
 _READ = [Depends(require_scope(Scope.SAGAS_READ))]
+_TYPE_DESCRIPTION = "Only sagas of this type: order or return; default both."
 
-OrderId = Annotated[
-    str,
-    Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._@:-]*$"),
-]
-_Responses = dict[int | str, dict[str, Any]]
-_NOT_FOUND: _Responses = {
-    404: {"model": ProblemDetail, "description": "No saga for this order id."}
-}
-_UNAVAILABLE: _Responses = {
-    503: {"model": ProblemDetail, "description": "Temporal or the orchestrator does not answer."}
-}
-_UNREADABLE: _Responses = {
-    400: {"model": ProblemDetail, "description": "The body is not JSON text."},
-    413: {"model": ProblemDetail, "description": "The body is over SAGA_API_MAX_BODY_BYTES."},
-    415: {"model": ProblemDetail, "description": "The body is not sent as application/json."},
-}
-_REFUSED: _Responses = {
-    409: {"model": ProblemDetail, "description": "The saga refused the action."}
-}
+OrderId = IdPath
 
 
-def _known_step(sagas: SagaService, step: str | None, where: tuple[str, str]) -> None:
-    if step is not None and step not in sagas.definition.step_names:
-        raise RequestValidationError(
-            [
-                {
-                    "type": "enum",
-                    "loc": where,
-                    "msg": f"Input should be one of {', '.join(sagas.definition.step_names)}",
-                    "input": step,
-                }
-            ]
-        )
-
-
-@router.get("", response_model=SagaPage, responses=_UNAVAILABLE, dependencies=_READ)
+@router.get("", response_model=SagaPage, responses=UNAVAILABLE, dependencies=_READ)
 async def list_sagas(
     sagas: SagaServiceDep,
-    status: Annotated[SagaPhase | None, Query(description="RUNNING, COMPENSATING...")] = None,
+    saga_type: Annotated[
+        SagaType | None, Query(alias="type", description=_TYPE_DESCRIPTION)
+    ] = None,
+    status: Annotated[
+        SearchStatus | None, Query(description="RUNNING, COMPENSATING, ... REJECTED, EXPIRED")
+    ] = None,
     step: Annotated[
         str | None,
         Query(
@@ -90,9 +75,11 @@ async def list_sagas(
     page_size: Annotated[int, Query(ge=1, le=500)] = 50,
     page_token: Annotated[str | None, Query(max_length=4096)] = None,
 ) -> SagaPage:
-    """Sagas by status, current step, customer and age (seconds since start), newest first."""
-    _known_step(sagas, step, ("query", "step"))
+    """Sagas by type, status, current step, customer and age (seconds since start), newest
+    first."""
+    known_step(sagas, step, ("query", "step"), saga_type)
     filters = SagaFilter(
+        saga_type=saga_type,
         status=status,
         step=step,
         customer_id=customer_id,
@@ -114,42 +101,46 @@ async def list_sagas(
         ) from None
 
 
-@router.get("/stuck", response_model=list[StuckSaga], responses=_UNAVAILABLE, dependencies=_READ)
+@router.get("/stuck", response_model=list[StuckSaga], responses=UNAVAILABLE, dependencies=_READ)
 async def stuck_sagas(
     sagas: SagaServiceDep,
     older_than_seconds: Annotated[int, Query(ge=0, le=10**8)] = 300,
     step: Annotated[
         str | None, Query(max_length=64, json_schema_extra={"enum": [*STEP_NAMES]})
     ] = None,
+    saga_type: Annotated[
+        SagaType | None, Query(alias="type", description=_TYPE_DESCRIPTION)
+    ] = None,
 ) -> list[StuckSaga]:
     """Running sagas whose current step (or compensation) has not moved for N seconds.
 
     Each names the step, the service that owns it, the pending activity's attempts and last
     failure, and how long it has been there. ``flagged_stuck`` says whether the saga's own
-    retries ran out, which is when ``POST /sagas/{order_id}/repair`` can move it.
+    retries ran out, which is when ``POST /sagas/{order_id}/repair`` (a return's:
+    ``POST /returns/{return_id}/repair``) can move it.
     """
-    _known_step(sagas, step, ("query", "step"))
-    return await sagas.stuck(older_than_seconds, step=step)
+    known_step(sagas, step, ("query", "step"), saga_type)
+    return await sagas.stuck(older_than_seconds, step=step, saga_type=saga_type)
 
 
 @router.post(
     "/stuck/repair",
     response_model=BulkRepairReport,
-    responses={**_UNREADABLE, **_UNAVAILABLE},
+    responses={**UNREADABLE, **UNAVAILABLE},
 )
 async def bulk_repair(
     request: BulkRepairRequest, sagas: SagaServiceDep, principal: SagaOperatorDep
 ) -> BulkRepairReport:
     """Repair every saga stuck on a step. ``dry_run`` (the default) shows what would be done;
     a real run acts at ``rate_per_second`` so that a recovering service is not flooded."""
-    _known_step(sagas, request.step, ("body", "step"))
+    known_step(sagas, request.step, ("body", "step"), request.saga_type)
     return await sagas.bulk_repair(request, principal.name)
 
 
 @router.get(
     "/{order_id}",
     response_model=SagaView,
-    responses={**_NOT_FOUND, **_UNAVAILABLE},
+    responses={**NOT_FOUND, **UNAVAILABLE},
     dependencies=_READ,
 )
 async def get_saga(order_id: OrderId, sagas: SagaServiceDep) -> SagaView:
@@ -166,8 +157,8 @@ async def get_saga(order_id: OrderId, sagas: SagaServiceDep) -> SagaView:
             "description": "One SSE message per event (its type, its position as id, the "
             "event as JSON data), then an `end` message once the saga has ended.",
         },
-        **_NOT_FOUND,
-        **_UNAVAILABLE,
+        **NOT_FOUND,
+        **UNAVAILABLE,
     },
     dependencies=_READ,
 )
@@ -197,7 +188,7 @@ async def follow_saga(
     "/{order_id}/cancel",
     status_code=202,
     response_model=SagaStatus,
-    responses={**_UNREADABLE, **_NOT_FOUND, **_REFUSED, **_UNAVAILABLE},
+    responses={**UNREADABLE, **NOT_FOUND, **REFUSED, **UNAVAILABLE},
 )
 async def cancel_saga(
     order_id: OrderId, request: CancelRequest, sagas: SagaServiceDep, principal: SagaOperatorDep
@@ -210,12 +201,12 @@ async def cancel_saga(
 @router.post(
     "/{order_id}/repair",
     response_model=RepairResult,
-    responses={**_UNREADABLE, **_NOT_FOUND, **_REFUSED, **_UNAVAILABLE},
+    responses={**UNREADABLE, **NOT_FOUND, **REFUSED, **UNAVAILABLE},
 )
 async def repair_saga(
     order_id: OrderId, request: RepairRequest, sagas: SagaServiceDep, principal: SagaOperatorDep
 ) -> RepairResult:
     """Move a stuck step or compensation on: ``retry_now``, or ``resolve_manually`` (a person
     settled it by hand). Recorded in the saga's status and published as ``order.repaired``."""
-    _known_step(sagas, request.step, ("body", "step"))
+    known_step(sagas, request.step, ("body", "step"), SagaType.ORDER)
     return await sagas.repair(order_id, request, principal.name)

@@ -30,3 +30,12 @@ def test_bad_arguments_exit_2() -> None:
     )
     assert "--rate" in refusal(too_fast, code=2)
     assert "not JSON" in refusal(run_saga(env, "start", "-", stdin="{nope"), code=2)
+
+
+def test_a_return_needs_its_order() -> None:
+    """`saga return start` without --order and without an order_id in its file exits 2."""
+    env = {**without_settings(), "SAGA_API_PORT": str(free_port())}
+    body = '{"return_id": "r-1", "items": [{"sku": "SKU-1001", "quantity": 1}]}'
+    no_order = run_saga(env, "return", "start", "-", stdin=body)
+    assert "--order ORDER_ID" in refusal(no_order, code=2)
+    assert "not JSON" in refusal(run_saga(env, "return", "start", "-", stdin="["), code=2)

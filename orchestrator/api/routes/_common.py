@@ -1,0 +1,50 @@
+"""What the routes of both sagas share: the id in the path, documented answers, step checks."""
+
+from typing import Annotated, Any
+
+from fastapi import Path
+from fastapi.exceptions import RequestValidationError
+
+from orchestrator.api.models import ProblemDetail, SagaType
+from orchestrator.api.service import SagaService
+
+__all__ = ["NOT_FOUND", "REFUSED", "UNAVAILABLE", "UNREADABLE", "IdPath", "known_step"]
+
+IdPath = Annotated[
+    str,
+    Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._@:-]*$"),
+]
+"""An order or return id in a path."""
+
+_Responses = dict[int | str, dict[str, Any]]
+NOT_FOUND: _Responses = {404: {"model": ProblemDetail, "description": "No saga for this id."}}
+UNAVAILABLE: _Responses = {
+    503: {"model": ProblemDetail, "description": "Temporal or the orchestrator does not answer."}
+}
+UNREADABLE: _Responses = {
+    400: {"model": ProblemDetail, "description": "The body is not JSON text."},
+    413: {"model": ProblemDetail, "description": "The body is over SAGA_API_MAX_BODY_BYTES."},
+    415: {"model": ProblemDetail, "description": "The body is not sent as application/json."},
+}
+REFUSED: _Responses = {409: {"model": ProblemDetail, "description": "The saga refused the action."}}
+
+
+def known_step(
+    sagas: SagaService,
+    step: str | None,
+    where: tuple[str, str],
+    saga_type: SagaType | None = None,
+) -> None:
+    """Refuse (422, at ``where``) a step that no saga of ``saga_type`` (or of either type) has."""
+    names = sagas.step_names(saga_type)
+    if step is not None and step not in names:
+        raise RequestValidationError(
+            [
+                {
+                    "type": "enum",
+                    "loc": where,
+                    "msg": f"Input should be one of {', '.join(names)}",
+                    "input": step,
+                }
+            ]
+        )
