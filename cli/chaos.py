@@ -118,7 +118,7 @@ def register(add: _Add) -> None:
         "load of orders (in the cluster topology: a Kafka broker, the active controller, "
         "Temporal's server, PostgreSQL and each copy of each service); after each, wait for "
         "the consumer lag to settle; then check that no saga and no acknowledged event was "
-        "lost and audit the books.",
+        "lost and audit the books; a share of the completed orders get a return meanwhile.",
     )
     add_load_arguments(chaos, orders=200, concurrency=20, report_dir="chaos")
     chaos.add_argument(
@@ -162,6 +162,15 @@ def register(add: _Add) -> None:
         default=35.0,
         help="how long the paused process stays frozen (default 35: past an activity "
         "attempt's 30 s time-out)",
+    )
+    chaos.add_argument(
+        "--returns",
+        type=float,
+        default=0.3,
+        metavar="SHARE",
+        help="the share of the completed orders that get a return while the faults strike, "
+        "0 to 1 (default 0.3; of each ten returns, seven complete, two lose their parcel and "
+        "expire, one asks for more than was bought and is rejected; 0: no returns)",
     )
     chaos.add_argument("--seed", type=int, help="the random seed, to run the same faults again")
     chaos.add_argument(

@@ -4,7 +4,9 @@ The run, against a stack that ``saga up`` started (embedded Kafka and Temporal, 
 they can be killed too; or the cluster topology, whose every engine is the stack's own):
 
 1. ``concurrency`` clients place ``orders`` orders and follow each saga to its end
-   (:class:`~ops.chaos.load.ChaosLoad`);
+   (:class:`~ops.chaos.load.ChaosLoad`); a share (``returns``) of the orders that complete
+   get a return, made to complete, expire (a lost parcel) or be rejected (more than bought),
+   placed while the next orders go on, and followed to its end too;
 2. meanwhile, one fault at a time, at random points of the run's progress, each process is
    killed with ``SIGKILL`` and restarted by ``saga up``, and one service is frozen with
    ``SIGSTOP`` long enough for its activities' time-outs to fire
@@ -14,12 +16,14 @@ they can be killed too; or the cluster topology, whose every engine is the stack
 3. after each fault, the next waits until the consumer groups' lag (committed offsets
    against the partitions' ends) is back under ``lag_limit``;
 4. when every client is done, the outboxes drain, ``saga audit`` checks the books of the
-   run's orders, and every event an outbox marked sent (Kafka acknowledged it) is looked
-   for on Kafka.
+   run's orders (their returns' too), every event an outbox marked sent (Kafka acknowledged
+   it) is looked for on Kafka, and each return is looked at through ``GET /returns/{id}``:
+   it must have ended as it was made to, with each event of that end once.
 
-A saga is lost when its order was accepted and it did not end (or ended FAILED) by the
-run's deadline. The run passes with every fault struck, no saga lost, no violation, no
-acknowledged event missing from Kafka and the lag back under its limit after each fault.
+A saga is lost when its order (or return) was accepted and it did not end (or ended FAILED)
+by the run's deadline. The run passes with every fault struck, no saga lost, every return
+ended as made to with its events, no violation, no dead letter, no acknowledged event
+missing from Kafka and the lag back under its limit after each fault.
 """
 
 import asyncio
@@ -30,6 +34,7 @@ import logging
 import random
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -39,6 +44,7 @@ from pydantic import BaseModel
 from temporalio.client import Client
 from temporalio.runtime import Runtime, TelemetryConfig
 
+from contracts.activities import ReturnOutcome
 from contracts.topics import TOPICS, dlq_topic
 from infra.config.databases import SERVICES as DATABASE_OWNERS
 from infra.config.databases import database_url
@@ -67,7 +73,7 @@ from ops.chaos.faults import (
     plan_faults,
     processes_of,
 )
-from ops.chaos.load import ChaosLoad
+from ops.chaos.load import RETURN_EVENTS, ChaosLoad, ReturnSeen, check_returns
 from ops.snapshot import stop_groupless, topic_partitions
 from orchestrator.queries import STORE_SCHEMAS
 from runtime import (
@@ -142,6 +148,8 @@ class ChaosOptions:
     pause_s: float = 35.0
     """How long a paused process stays frozen: beyond an activity attempt's 30 s time-out,
     so that Temporal gives the work it holds to another attempt."""
+    returns: float = 0.3
+    """The share of the orders that complete which get a return (0 to 1; 0: none)."""
     seed: int | None = None
     timeout_s: float | None = None
     """The whole run's limit: sagas not ended by then are counted lost. ``None``: ten minutes
@@ -165,6 +173,34 @@ class OrderFigures(BaseModel):
     lost: int
     lost_orders: list[str]
     sagas_per_s: float
+
+
+class ReturnFigures(BaseModel):
+    """The run's returns and how their sagas ended, as ``GET /returns/{id}`` showed them."""
+
+    asked: int
+    """Returns asked for: one per order that was to get one and completed."""
+    not_asked: int
+    """Orders that were to get a return but did not complete."""
+    accepted: int
+    refused: dict[str, int]
+    completed: int
+    expired: int
+    rejected: int
+    other: int
+    """Ended otherwise (CANCELLED, FAILED)."""
+    lost: int
+    """Accepted and not seen to end by the run's deadline."""
+    lost_returns: list[str]
+    expected: dict[str, int]
+    """How many were made to end each way (COMPLETED, EXPIRED, REJECTED)."""
+    unexpected: list[str]
+    """Returns that ended otherwise than made to, or whose events (``GET /returns/{id}``)
+    are not those of their end each once."""
+    events_seen: int
+    """Events naming the run's returns, in their views."""
+    events_expected: int
+    """Events their ends imply (:data:`ops.chaos.load.RETURN_EVENTS`)."""
 
 
 class EventFigures(BaseModel):
@@ -191,6 +227,10 @@ class DuplicateFigures(BaseModel):
     """``POST /orders`` sent again after an error or no answer."""
     orders_answered_existing: int
     """Of those, the ones whose earlier try had started the saga: answered 200, not twice."""
+    return_retries: int = 0
+    """``POST /orders/{id}/returns`` sent again after an error or no answer."""
+    returns_answered_existing: int = 0
+    """Of those, the ones answered 200 with the saga the earlier try had started."""
     events_redelivered: int
     """Events delivered again to a consumer group and dropped by its inbox (the services'
     ``events_duplicate_total``, scraped every 2 s; increments in the last 2 s before a kill
@@ -214,6 +254,8 @@ class ChaosReport(BaseModel):
     seed: int
     duration_s: float
     orders: OrderFigures
+    returns: ReturnFigures | None = None
+    """None in reports of runs without returns (before they were in the mix)."""
     faults: list[FaultResult]
     faults_planned: list[str]
     lag_limit: int = 1000
@@ -630,6 +672,8 @@ async def run_chaos(settings: Settings, options: ChaosOptions, *, say: Say) -> C
     """
     if options.orders < 1 or options.concurrency < 1:
         raise ChaosError("--orders and --concurrency must be at least 1")
+    if not 0 <= options.returns <= 1:
+        raise ChaosError("--returns is a share of the completed orders: from 0 to 1")
     stack = Stack(settings, say=lambda _: None)
     table = ProcessTable(settings.run_dir.resolve())
     kills, pauses = _check_plan(stack, settings, options)
@@ -644,7 +688,8 @@ async def run_chaos(settings: Settings, options: ChaosOptions, *, say: Say) -> C
     faults = plan_faults(rng, kills, pauses, options.brokers_down)
     say(
         f"chaos {run_id} (seed {seed}, {settings.topology} topology): {options.orders} orders, "
-        f"{options.concurrency} at once; faults: {', '.join(map(str, faults))}"
+        f"{options.concurrency} at once, returns for {options.returns:.0%} of those completed; "
+        f"faults: {', '.join(map(str, faults))}"
     )
     dead_letters_before = await _dead_letter_ends(kafka_connection(settings))
     metrics = service_metrics(stack, [status.name for status in stack.status()])
@@ -661,6 +706,7 @@ async def run_chaos(settings: Settings, options: ChaosOptions, *, say: Say) -> C
         concurrency=options.concurrency,
         deadline=started + options.limit_s,
         progress=ProgressLine("sagas", say),
+        returns=options.returns,
     )
     problems: list[str] = []
     results: list[FaultResult] = []
@@ -704,12 +750,27 @@ async def run_chaos(settings: Settings, options: ChaosOptions, *, say: Say) -> C
     say("looking for every acknowledged event of the run on Kafka")
     on_kafka = await _acknowledged_on_kafka(settings, order_prefix)
     dead_letters = await _dead_letter_ends(kafka_connection(settings)) - dead_letters_before
+    say("looking at every return of the run through the API")
+    accepted_returns = {r: load.returns_asked[r] for r in load.returns_accepted}
+    returns = _return_figures(load, await check_returns(settings, accepted_returns))
 
     lost_orders = load.lost_orders()
     struck = {f"{r.kind} {r.target}" for r in results}
     missing = [str(fault) for fault in faults if str(fault) not in struck]
     if lost_orders:
         problems.append(f"{len(lost_orders)} sagas lost (accepted, not ended): {lost_orders[:5]}")
+    if returns.lost:
+        problems.append(
+            f"{returns.lost} return sagas lost (accepted, not ended): {returns.lost_returns[:5]}"
+        )
+    if returns.unexpected:
+        problems.append(
+            f"{len(returns.unexpected)} returns not as made: " + "; ".join(returns.unexpected[:5])
+        )
+    if returns.refused:
+        problems.append(f"returns refused by the API: {returns.refused}")
+    if dead_letters:
+        problems.append(f"{dead_letters} records dead-lettered during the run")
     if audit.violations:
         problems.append(f"{len(audit.violations)} audit violations")
     if audit.in_flight or audit.not_found:
@@ -751,6 +812,7 @@ async def run_chaos(settings: Settings, options: ChaosOptions, *, say: Say) -> C
             lost_orders=lost_orders,
             sagas_per_s=round((completed + cancelled) / duration, 2) if duration else 0.0,
         ),
+        returns=returns,
         faults=results,
         faults_planned=[str(fault) for fault in faults],
         lag_limit=options.lag_limit,
@@ -766,6 +828,8 @@ async def run_chaos(settings: Settings, options: ChaosOptions, *, say: Say) -> C
         duplicates=DuplicateFigures(
             order_retries=load.api_retries,
             orders_answered_existing=load.answered_existing,
+            return_retries=load.return_retries,
+            returns_answered_existing=load.returns_answered_existing,
             events_redelivered=round(redelivered.increase),
         ),
         audit=AuditFigures(
@@ -778,6 +842,41 @@ async def run_chaos(settings: Settings, options: ChaosOptions, *, say: Say) -> C
         ),
         passed=not problems,
         problems=problems,
+    )
+
+
+def _return_figures(load: ChaosLoad, seen: dict[str, ReturnSeen]) -> ReturnFigures:
+    """The returns' figures: their ends as the clients saw them, checked against the API's
+    views (``seen``) and how each was made."""
+    unexpected = [
+        problem
+        for return_id, view in sorted(seen.items())
+        if (problem := view.problem(load.returns_asked[return_id].expected)) is not None
+    ]
+    unexpected += [
+        f"return {return_id}: the client saw it {ended}"
+        for return_id, ended in load.returns_otherwise().items()
+    ]
+    ends = (ReturnOutcome.COMPLETED, ReturnOutcome.EXPIRED, ReturnOutcome.REJECTED)
+    made = Counter(str(r.expected) for r in load.returns_asked.values())
+    lost = load.lost_returns()
+    return ReturnFigures(
+        asked=len(load.returns_asked),
+        not_asked=load.returns_not_asked,
+        accepted=len(load.returns_accepted),
+        refused=dict(load.returns_refused),
+        completed=load.returns_ended(ReturnOutcome.COMPLETED),
+        expired=load.returns_ended(ReturnOutcome.EXPIRED),
+        rejected=load.returns_ended(ReturnOutcome.REJECTED),
+        other=len(load.return_outcomes) - sum(load.returns_ended(end) for end in ends),
+        lost=len(lost),
+        lost_returns=lost,
+        expected={str(end): made[str(end)] for end in ends},
+        unexpected=unexpected,
+        events_seen=sum(len(view.events) for view in seen.values()),
+        events_expected=sum(
+            len(RETURN_EVENTS[load.returns_asked[return_id].expected]) for return_id in seen
+        ),
     )
 
 
@@ -800,6 +899,25 @@ def _fault_rows(report: ChaosReport) -> list[str]:
             f"{_figure(f.recovered_s)} | {_figure(f.lag_peak)} | {_figure(f.lag_settled_s)} |"
         )
     return rows
+
+
+def _return_rows(report: ChaosReport) -> list[str]:
+    r = report.returns
+    if r is None:
+        return []
+    made = " / ".join(str(r.expected.get(end, 0)) for end in ("COMPLETED", "EXPIRED", "REJECTED"))
+    return [
+        "| returns | |",
+        "|---|---|",
+        f"| asked / accepted (orders to return not completed) | {r.asked} / {r.accepted} "
+        f"({r.not_asked}) |",
+        f"| completed / expired / rejected / otherwise | {r.completed} / {r.expired} / "
+        f"{r.rejected} / {r.other} |",
+        f"| made to complete / expire / be rejected | {made} |",
+        f"| return sagas lost / not as made | {r.lost} / {len(r.unexpected)} |",
+        f"| return events seen (GET /returns) / expected | {r.events_seen} / {r.events_expected} |",
+        "",
+    ]
 
 
 def _outage_lines(report: ChaosReport) -> list[str]:
@@ -828,6 +946,7 @@ def render_text(report: ChaosReport) -> str:
         f"| sagas lost | {o.lost} |",
         f"| sagas/s | {o.sagas_per_s:g} |",
         "",
+        *_return_rows(report),
         f"| fault | at s | down s | restart s | recovered s | lag peak | "
         f"lag < {report.lag_limit} after s |",
         "|---|---|---|---|---|---|---|",
@@ -842,6 +961,14 @@ def render_text(report: ChaosReport) -> str:
         f"| dead letters | {e.dead_letters} |",
         f"| orders sent again / answered with the existing saga | "
         f"{d.order_retries} / {d.orders_answered_existing} |",
+        *(
+            [
+                f"| returns sent again / answered with the existing saga | "
+                f"{d.return_retries} / {d.returns_answered_existing} |"
+            ]
+            if report.returns is not None
+            else []
+        ),
         f"| events redelivered, dropped by an inbox | {d.events_redelivered} |",
         "",
         f"audit: {a.checked_orders} orders checked, {a.in_flight} in flight, "

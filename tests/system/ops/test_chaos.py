@@ -1,5 +1,7 @@
-"""The chaos run in CI: 200 orders while every process of a stack is killed and restarted once
-and one service is frozen past its activities' time-out; then no saga may be lost and the
+"""The chaos run in CI: 200 orders, and returns of 30% of those that complete, while every
+process of a stack is killed and restarted once and one service is frozen past its activities'
+time-out; then no saga may be lost, every return must have ended as it was made to (completed,
+expired or rejected) with each of its events once, no record may be dead-lettered and the
 audit must find nothing.
 
 The stack is its own, with embedded Kafka and Temporal (file storage), because the run kills
@@ -14,16 +16,26 @@ import pytest
 
 from infra.config.settings import Settings
 from ops.chaos import KILL_TARGETS, ChaosOptions, render_text, run_chaos
+from tests.support.chaos import assert_returns_as_made
 from tests.support.stacks import own_stack
 
 ORDERS = 200
+RETURNS = 0.3
+RETURNS_MADE = 48
+"""30% of the 160 orders of the mix that are meant to complete."""
 
 
 @pytest.fixture
 def chaos_stack(kafka_libs: Path, tmp_path: Path) -> Iterator[Settings]:
     """A whole stack of its own: Kafka and Temporal embedded, so that they can be killed."""
     stock = {"SKU-1001": 10_000, "SKU-1002": 10_000, "SKU-1003": 10_000}
-    with own_stack(kafka_libs, tmp_path, stock, carrier_dispatch_delay_seconds=1) as settings:
+    with own_stack(
+        kafka_libs,
+        tmp_path,
+        stock,
+        carrier_dispatch_delay_seconds=1,
+        carrier_return_delay_seconds=1,
+    ) as settings:
         yield settings
 
 
@@ -31,9 +43,8 @@ def chaos_stack(kafka_libs: Path, tmp_path: Path) -> Iterator[Settings]:
 def test_no_saga_is_lost_and_the_books_balance_when_every_process_is_killed(
     chaos_stack: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    report = asyncio.run(
-        run_chaos(chaos_stack, ChaosOptions(orders=ORDERS, concurrency=20, seed=7), say=print)
-    )
+    options = ChaosOptions(orders=ORDERS, concurrency=20, returns=RETURNS, seed=7)
+    report = asyncio.run(run_chaos(chaos_stack, options, say=print))
     with capsys.disabled():  # the run's figures belong in CI's output, passed or not
         print("\n" + render_text(report))
 
@@ -46,4 +57,6 @@ def test_no_saga_is_lost_and_the_books_balance_when_every_process_is_killed(
     assert report.audit.checked_orders == ORDERS
     assert report.audit.violations == []
     assert report.events.outbox_pending == 0
+    assert report.events.dead_letters == 0
+    assert_returns_as_made(report, RETURNS_MADE)
     assert report.passed, report.problems

@@ -1,8 +1,9 @@
-"""The chaos run on the cluster topology in CI, kept short: orders keep coming while a Kafka
-broker (not the active controller), Temporal's full server, PostgreSQL and one copy of a
-service are each killed and restarted, and two of the three Kafka nodes are down together for
-a few seconds; no saga, no acknowledged event may be lost, the consumer lag must come back
-after each fault and the audit must find nothing. The whole plan is
+"""The chaos run on the cluster topology in CI, kept short: orders (and returns of 30% of
+those that complete) keep coming while a Kafka broker (not the active controller), Temporal's
+full server, PostgreSQL and one copy of a service are each killed and restarted, and two of
+the three Kafka nodes are down together for a few seconds; no saga, no acknowledged event may
+be lost, every return must end as it was made to, the consumer lag must come back after each
+fault and the audit must find nothing. The whole plan is
 `saga chaos --topology cluster`, measured in docs/operations.md.
 
 The stack is its own: the run kills its engines.
@@ -21,9 +22,12 @@ from infra.engines.kafka_security import ORCHESTRATOR_GROUPS
 from infra.engines.stack import KAFKA_NODES
 from ops.chaos import KAFKA_BROKER, ChaosOptions, FaultKind, render_text, run_chaos
 from orchestrator.queries import STORE_SCHEMAS
+from tests.support.chaos import assert_returns_as_made
 from tests.support.stacks import cluster_stack as started_cluster
 
 ORDERS = 100
+RETURNS_MADE = 24
+"""30% of the 80 orders of the mix that are meant to complete."""
 KILLS = (KAFKA_BROKER, "temporal", "postgres", "payment-2")
 OUTAGE_S = 8.0
 
@@ -32,7 +36,9 @@ OUTAGE_S = 8.0
 def cluster_stack(kafka_libs: Path) -> Iterator[Settings]:
     """A cluster-topology stack of the module's own."""
     stock = {"SKU-1001": 10_000, "SKU-1002": 10_000, "SKU-1003": 10_000}
-    with started_cluster(kafka_libs, stock, carrier_dispatch_delay_seconds=1) as started:
+    with started_cluster(
+        kafka_libs, stock, carrier_dispatch_delay_seconds=1, carrier_return_delay_seconds=1
+    ) as started:
         yield started.settings
 
 
@@ -61,6 +67,7 @@ def test_no_saga_or_acknowledged_event_is_lost_when_the_clusters_engines_are_kil
         pauses=(),
         brokers_down=2,
         outage_s=OUTAGE_S,
+        returns=0.3,
         seed=7,
     )
     report = asyncio.run(run_chaos(cluster_stack, options, say=print))
@@ -93,6 +100,8 @@ def test_no_saga_or_acknowledged_event_is_lost_when_the_clusters_engines_are_kil
     assert report.events.published > 0
     assert report.events.acknowledged_lost == 0
     assert report.events.on_kafka == report.events.published
+    assert report.events.dead_letters == 0
+    assert_returns_as_made(report, RETURNS_MADE)
     for fault in report.faults:
         assert fault.lag_settled_s is not None, fault
         assert fault.restart_s is not None, fault

@@ -139,6 +139,7 @@ def test_what_was_added_since_is_known() -> None:
         "chaos --topology",
         "chaos --brokers-down",
         "chaos --outage-seconds",
+        "chaos --returns",
         "bench --rate",
         "bench --paced-orders",
         "schemas -h|--help",

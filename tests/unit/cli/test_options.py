@@ -54,3 +54,9 @@ def test_given_values_win_and_fields_without_an_argument_keep_their_default() ->
 
     soak = options_from(SoakOptions, _parser().parse_args(["soak", "--orders", "30"]))
     assert (soak.orders, soak.timeout_s) == (30, SoakOptions().timeout_s)
+
+
+def test_the_share_of_returns_reaches_the_chaos_run() -> None:
+    parse = _parser().parse_args
+    assert options_from(ChaosOptions, parse(["chaos", "--returns", "0.5"])).returns == 0.5
+    assert options_from(ChaosOptions, parse(["chaos"])).returns == ChaosOptions().returns
