@@ -475,7 +475,9 @@ class ResolveManuallyRequest(_Model):
 
     For a stuck compensation, the saga counts it as compensated and goes on undoing the
     others. For a stuck forward step, the operator owns that step's outcome: the step
-    counts as failed and the saga undoes the steps before it.
+    counts as failed and the saga undoes the steps before it; past the saga's point of no
+    return (its pivot), where nothing is undone, the step counts as done by hand and the
+    saga goes on.
     """
 
     step: str

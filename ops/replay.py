@@ -1,6 +1,7 @@
 """Replay saga histories against the current workflow code, to catch non-determinism.
 
-A history recorded by an older version of ``OrderSaga`` must replay without error against
+A history recorded by an older version of a saga (``OrderSaga``, ``ReturnSaga``) must
+replay without error against
 the code about to be deployed; an error means running sagas would break (guard the change
 with ``workflow.patched``). Histories come from JSON files (``fetch_history().to_json()``,
 the Web UI's or the CLI's export) or straight from a Temporal server.
@@ -17,10 +18,11 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter
 from temporalio.worker import Replayer
 
-from contracts.activities import ORDER_SAGA_WORKFLOW
-from orchestrator.workflows import OrderSaga
+from contracts.activities import ORDER_SAGA_WORKFLOW, RETURN_SAGA_WORKFLOW
+from orchestrator.workflows import OrderSaga, ReturnSaga
 
 __all__ = [
+    "SAGAS",
     "ReplayOutcome",
     "ReplayReport",
     "load_history_files",
@@ -28,6 +30,14 @@ __all__ = [
     "replay_histories",
     "replay_recent",
 ]
+
+
+SAGAS: tuple[type, ...] = (OrderSaga, ReturnSaga)
+"""Every saga workflow: a history of any of them replays against the current code."""
+
+_SAGA_TYPES = " OR ".join(
+    f'WorkflowType="{name}"' for name in (ORDER_SAGA_WORKFLOW, RETURN_SAGA_WORKFLOW)
+)
 
 
 @dataclass(frozen=True)
@@ -85,7 +95,7 @@ class ReplayReport:
             for outcome in self.outcomes
         ]
         if not self.outcomes:
-            lines.append("no OrderSaga histories to replay")
+            lines.append("no saga histories to replay")
         lines.append(f"{len(self.outcomes)} replayed, {len(self.failures)} failed")
         return "\n".join(lines)
 
@@ -93,10 +103,10 @@ class ReplayReport:
 async def replay_histories(
     histories: Iterable[WorkflowHistory],
     *,
-    workflows: Sequence[type] = (OrderSaga,),
+    workflows: Sequence[type] = SAGAS,
     data_converter: DataConverter = pydantic_data_converter,
 ) -> ReplayReport:
-    """Replay ``histories`` against ``workflows`` (the current ``OrderSaga`` by default).
+    """Replay ``histories`` against ``workflows`` (the current sagas by default).
 
     ``data_converter`` reads their payloads: the stack's
     (:func:`infra.config.payload_codec.data_converter`) for histories written encrypted.
@@ -112,7 +122,7 @@ async def replay_histories(
 async def replay_files(
     paths: Iterable[str | Path],
     *,
-    workflows: Sequence[type] = (OrderSaga,),
+    workflows: Sequence[type] = SAGAS,
     data_converter: DataConverter = pydantic_data_converter,
 ) -> ReplayReport:
     """Replay JSON history files; each one's workflow id is its file name without ``.json``.
@@ -134,10 +144,10 @@ def load_history_files(paths: Iterable[str | Path]) -> list[WorkflowHistory]:
 
 
 async def replay_recent(client: Client, limit: int = 50) -> ReplayReport:
-    """Replay the ``limit`` most recent ``OrderSaga`` runs that ``client`` can list, reading
-    their payloads with the client's data converter."""
-    executions = client.list_workflows(f'WorkflowType="{ORDER_SAGA_WORKFLOW}"', limit=limit)
-    return await _replay(executions.map_histories(), (OrderSaga,), client.data_converter)
+    """Replay the ``limit`` most recent saga runs (orders and returns) that ``client`` can
+    list, reading their payloads with the client's data converter."""
+    executions = client.list_workflows(_SAGA_TYPES, limit=limit)
+    return await _replay(executions.map_histories(), SAGAS, client.data_converter)
 
 
 async def _replay(

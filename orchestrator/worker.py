@@ -1,5 +1,5 @@
-"""The orchestrator's worker process: ``OrderSaga``, the order and return activities, and its
-consumers.
+"""The orchestrator's worker process: ``OrderSaga`` and ``ReturnSaga``, the order and return
+activities, and its consumers.
 
 Beside the Temporal worker on the orchestrator's task queue it runs, each as its own
 consumer group with its own database connection:
@@ -33,7 +33,7 @@ from orchestrator.orders import OrderActivities, OrderBook
 from orchestrator.queries import database_path
 from orchestrator.returns import ReturnActivities, ReturnBook
 from orchestrator.timeline import Timeline
-from orchestrator.workflows import OrderSaga
+from orchestrator.workflows import OrderSaga, ReturnSaga
 from runtime import (
     Database,
     EventConsumer,
@@ -118,6 +118,8 @@ def build(context: ServiceContext) -> ServiceParts:
         ),
     ]
     return ServiceParts(
+        # Both sagas run the order service's own steps as local activities, which only the
+        # worker that runs the workflows can run: they are registered here, beside them.
         activities=[
             orders.place,
             orders.complete,
@@ -126,7 +128,7 @@ def build(context: ServiceContext) -> ServiceParts:
             returns.expire,
             returns.complete,
         ],
-        workflows=[OrderSaga],
+        workflows=[OrderSaga, ReturnSaga],
         deterministic_modules=["orchestrator.workflows", "orchestrator.saga", "contracts"],
         background=[
             *(c.run for c in consumers),

@@ -187,6 +187,10 @@ class SagaDefinition:
 
     name: str
     steps: Sequence[Step | WaitStep]
+    lean_from_start: bool = False
+    """The saga has never run without the lean history (``LEAN_HISTORY_PATCH``): it writes
+    the lean history without the patch's marker, two history events fewer per run. Only for a
+    saga that no history from before that patch exists for: those would no longer replay."""
 
     def __post_init__(self) -> None:
         names = [step.name for step in self.steps]

@@ -13,7 +13,8 @@ the saga back: a workflow cancellation is recorded in the notes and the remainin
 run to the end.
 
 History. Each history event costs the Temporal server and every replay, so the runner
-writes few (behind ``LEAN_HISTORY_PATCH``; sagas started before it keep their old shape):
+writes few (behind ``LEAN_HISTORY_PATCH``, sagas started before it keep their old shape;
+a definition that is ``lean_from_start`` has no such sagas and needs no patch marker):
 the search attributes are upserted only when a value differs from what Temporal holds
 (the workflow's start attributes included), once per workflow task, just before the
 workflow waits; and steps whose ``ActivityCall`` is ``local`` run as local activities.
@@ -53,11 +54,16 @@ from orchestrator.saga.definition import (
     WaitStep,
 )
 
-__all__ = ["LEAN_HISTORY_PATCH", "SagaOutcome", "SagaRunner"]
+__all__ = ["LEAN_HISTORY_PATCH", "RESOLVED_PAST_PIVOT_PATCH", "SagaOutcome", "SagaRunner"]
 
 LEAN_HISTORY_PATCH = "saga-lean-history"
 """``workflow.patched`` id of the lean history: search attributes upserted only when they
 change, once per workflow task, and local activities for the steps that ask for them."""
+
+RESOLVED_PAST_PIVOT_PATCH = "saga-resolved-past-pivot"
+"""``workflow.patched`` id of a forward step past the pivot settled by an operator: it counts
+as done and the saga goes on (before it, such a step failed and the saga turned back, undoing
+the steps before the pivot). Asked only on that path, so other histories carry no marker."""
 
 InputT = TypeVar("InputT")
 
@@ -181,7 +187,7 @@ class SagaRunner(Generic[InputT]):
             asyncio.CancelledError: the workflow was cancelled; raised after every
                 compensation has run.
         """
-        self._lean = workflow.patched(LEAN_HISTORY_PATCH)
+        self._lean = self.definition.lean_from_start or workflow.patched(LEAN_HISTORY_PATCH)
         if self._lean:
             started_with = workflow.info().typed_search_attributes.search_attributes
             self._held = {pair.key.name: pair.value for pair in started_with}
@@ -229,6 +235,7 @@ class SagaRunner(Generic[InputT]):
             self._set_current(step.name)
             self._last_forward = step.name
             self._update(record, StepPhase.RUNNING)
+            result: BaseModel | None
             try:
                 if isinstance(step, WaitStep):
                     result = await self._wait(step, record)
@@ -246,15 +253,17 @@ class SagaRunner(Generic[InputT]):
                 self._update(record, StepPhase.FAILED)
                 self._maybe_applied = step.name
                 return self._interrupted_failure(step.name)
-            self.context.results[step.name] = result
-            record.attempts += 1
+            if result is not None:
+                self.context.results[step.name] = result
+                record.attempts += 1
             record.stuck = False
             self._update(record, StepPhase.DONE)
             if step.pivot:
                 self._past_pivot = True
         return None
 
-    async def _execute(self, step: Step, record: StepState) -> BaseModel:
+    async def _execute(self, step: Step, record: StepState) -> BaseModel | None:
+        """The step's result, or ``None`` when an operator settled it by hand past the pivot."""
         policy = step.policy
         budget = None if self._past_pivot else policy.time_budget
         deadline = workflow.now() + budget if budget is not None else None
@@ -298,6 +307,9 @@ class SagaRunner(Generic[InputT]):
             backoff = min(backoff * 2, policy.max_backoff)
             if record.resolution is not None:
                 resolution = record.resolution
+                if self._past_pivot and workflow.patched(RESOLVED_PAST_PIVOT_PATCH):
+                    # Nothing turns the saga back past its pivot: the operator did the step.
+                    return None
                 raise _StepFailed(
                     SagaFailure(
                         f"{step.name} resolved manually by {resolution.operator}: "

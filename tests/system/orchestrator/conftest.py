@@ -1,4 +1,4 @@
-"""Temporal's time-skipping test server, and workers for the order saga with stand-ins on it."""
+"""Temporal's time-skipping test server, and workers for the sagas with stand-ins on it."""
 
 from collections.abc import AsyncIterator
 
@@ -11,7 +11,14 @@ from temporalio.testing import WorkflowEnvironment
 
 from contracts.search_attributes import SEARCH_ATTRIBUTES
 from infra.engines.temporal_server import find_test_server
-from tests.support.saga_harness import SagaHarness, StandIns, saga_workers
+from tests.support.saga_harness import (
+    ReturnHarness,
+    ReturnStandIns,
+    SagaHarness,
+    StandIns,
+    return_workers,
+    saga_workers,
+)
 
 
 @pytest.fixture(scope="session")
@@ -56,4 +63,11 @@ async def saga(
 ) -> AsyncIterator[SagaHarness]:
     """Workers for one test."""
     async with saga_workers(workflow_env.client, stand_ins, env=workflow_env) as harness:
+        yield harness
+
+
+@pytest.fixture
+async def returns(workflow_env: WorkflowEnvironment) -> AsyncIterator[ReturnHarness]:
+    """Workers for one return saga test, with fresh stand-in services."""
+    async with return_workers(workflow_env, ReturnStandIns()) as harness:
         yield harness
