@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from contracts.activities import SagaPhase
 from ops.audit.report import AuditReport, Violation, ViolationKind
 from ops.audit.snapshot import AuditSnapshot, LedgerEntry, ReturnRecord, SeenEvent
+from orchestrator.workflows.return_saga import ReturnSteps, manual_refund_id
 
 __all__ = ["find_violations"]
 
@@ -276,10 +277,10 @@ class _Order:
             if decided.status == "completed":
                 problem = _refund_problem(decided, by_return.get(return_id, []))
                 if problem:
-                    yield self._violation(
-                        ViolationKind.RETURN_REFUND_MISMATCH,
-                        f"return {return_id} completed, owed {_amount(decided)}, but {problem}",
-                    )
+                    detail = f"return {return_id} completed, owed {_amount(decided)}, but {problem}"
+                    if decided.refund_id == manual_refund_id(return_id):
+                        detail += self._repairs(ReturnSteps.REFUND)
+                    yield self._violation(ViolationKind.RETURN_REFUND_MISMATCH, detail)
         for return_id, entries in sorted(by_return.items()):
             known = self.returns.get(return_id)
             if known is None or known.status not in _MAY_BE_RECEIVED:
@@ -472,15 +473,16 @@ class _Order:
 
     def _with_repair(self, kind: ViolationKind, detail: str) -> Violation:
         """``detail``, plus what an operator said when settling the undo by hand, if one did."""
-        step = _UNDOING_STEP[kind]
+        return self._violation(kind, detail + self._repairs(_UNDOING_STEP[kind]))
+
+    def _repairs(self, step: str) -> str:
+        """What operators said when they repaired ``step`` of the order's sagas, if any did."""
         notes = [
             event.note
             for event in self.events or ()
             if event.name == "order.repaired" and event.ref == step and event.note
         ]
-        if notes:
-            detail += f"; an operator repaired {step}: " + "; ".join(notes)
-        return self._violation(kind, detail)
+        return f"; an operator repaired {step}: " + "; ".join(notes) if notes else ""
 
 
 def _implied_by(
@@ -517,6 +519,11 @@ def _lines(units: dict[str, int]) -> str:
 def _refund_problem(decided: ReturnRecord, entries: list[LedgerEntry]) -> str | None:
     """What is wrong with the ledger's refunds of a completed return, None if nothing."""
     if not entries:
+        if decided.refund_id == manual_refund_id(decided.return_id):
+            return (
+                f"the ledger holds no refund of it: it completed with {decided.refund_id}, "
+                "its refund settled by an operator outside the ledger"
+            )
         return "the ledger holds no refund of it"
     if len(entries) > 1:
         return f"the ledger holds {len(entries)} refunds of it: " + ", ".join(

@@ -357,6 +357,25 @@ def test_the_return_rules_name_the_return_and_the_amounts() -> None:
     )
 
 
+def test_a_refund_settled_by_hand_is_named_with_the_operators_word() -> None:
+    """A return completed after an operator resolved its stuck refund: the ledger has no
+    refund of it, which the audit reports (as it reports an undo settled by hand), naming the
+    manual refund id and what the operator said."""
+    snapshot = _returned()
+    _return_not_refunded(snapshot)
+    snapshot.returns["back"][0] = replace(snapshot.returns["back"][0], refund_id="manual-r-done")
+    assert snapshot.events is not None
+    snapshot.events["back"].append(
+        _event("back", "order.repaired", "refund", note="resolve_manually by ops (bank transfer)")
+    )
+    (violation,) = find_violations(snapshot).violations
+    assert violation.kind is K.RETURN_REFUND_MISMATCH
+    assert "completed with manual-r-done" in violation.detail
+    assert "an operator repaired refund: resolve_manually by ops (bank transfer)" in (
+        violation.detail
+    )
+
+
 def test_a_running_saga_is_in_flight_and_not_checked() -> None:
     snapshot = _completed()
     assert snapshot.sagas is not None
