@@ -55,7 +55,7 @@ from infra.config.settings import Settings, kept_topology
 from infra.config.temporal import temporal_connection
 from infra.engines.processes import ProcessTable
 from infra.engines.stack import ENGINES, KAFKA_NODES, Stack
-from ops.audit import run_audit
+from ops.audit import ViolationKind, run_audit
 from ops.audit.collectors import read_events
 from ops.bench.load import ProgressLine, Say
 from ops.bench.observe import LagSampler, scrape_metrics
@@ -117,6 +117,14 @@ def service_metrics(stack: Stack, names: Iterable[str]) -> dict[str, str]:
     """The ``/metrics`` of each process of ``names`` that serves one (not the engines)."""
     urls = {name: stack.metrics_urls(name) for name in names if name not in ENGINES}
     return {name: found[0] for name, found in urls.items() if found}
+
+
+_RETURN_CHECKS = (
+    ViolationKind.OVER_REFUNDED,
+    ViolationKind.RESTOCK_MISMATCH,
+    ViolationKind.RETURN_REFUND_MISMATCH,
+)
+"""The audit's checks of returns, named on the report's audit line."""
 
 
 class ChaosError(Exception):
@@ -243,6 +251,8 @@ class AuditFigures(BaseModel):
     checked_orders: int
     in_flight: int
     violations: list[dict[str, str]]
+    counts: dict[str, int] = {}
+    """Violations per check, for every check that ran (the return checks among them)."""
 
 
 class ChaosReport(BaseModel):
@@ -839,6 +849,7 @@ async def run_chaos(settings: Settings, options: ChaosOptions, *, say: Say) -> C
                 {"order_id": v.order_id, "kind": str(v.kind), "detail": v.detail}
                 for v in audit.violations
             ],
+            counts={str(kind): count for kind, count in audit.counts.items()},
         ),
         passed=not problems,
         problems=problems,
@@ -920,6 +931,12 @@ def _return_rows(report: ChaosReport) -> list[str]:
     ]
 
 
+def _return_checks(audit: AuditFigures) -> str:
+    """The return checks that ran, with their counts, as the audit line's end."""
+    ran = [f"{kind} {audit.counts[kind]}" for kind in _RETURN_CHECKS if kind in audit.counts]
+    return f" (return checks: {', '.join(ran)})" if ran else ""
+
+
 def _outage_lines(report: ChaosReport) -> list[str]:
     return [
         f"{f.kind} ({', '.join(f.processes)}, {f.down_s:g} s): outbox backlog "
@@ -972,7 +989,7 @@ def render_text(report: ChaosReport) -> str:
         f"| events redelivered, dropped by an inbox | {d.events_redelivered} |",
         "",
         f"audit: {a.checked_orders} orders checked, {a.in_flight} in flight, "
-        f"{len(a.violations)} violations",
+        f"{len(a.violations)} violations" + _return_checks(a),
         *(f"  {v['order_id']}: {v['kind']}: {v['detail']}" for v in a.violations),
         *(f"problem: {problem}" for problem in report.problems),
     ]

@@ -7,7 +7,7 @@ __all__ = ["assert_returns_as_made"]
 
 def assert_returns_as_made(report: ChaosReport, made: int) -> None:
     """Every return of the run was asked for, accepted and ended as it was made to, with its
-    events; each way of ending happened."""
+    events; each way of ending happened; the audit's return checks ran and found nothing."""
     returns = report.returns
     assert returns is not None
     assert returns.asked + returns.not_asked == made, (returns.asked, returns.not_asked)
@@ -23,3 +23,5 @@ def assert_returns_as_made(report: ChaosReport, made: int) -> None:
         returns.events_seen,
         returns.events_expected,
     )
+    for check in ("over_refunded", "restock_mismatch", "return_refund_mismatch"):
+        assert report.audit.counts.get(check) == 0, (check, report.audit.counts)
