@@ -216,6 +216,8 @@ class ChaosLoad:
     """Return ids the API accepted."""
     return_outcomes: dict[str, str] = field(default_factory=dict)
     """Return id → COMPLETED, EXPIRED, REJECTED, CANCELLED or FAILED, for the sagas seen to end."""
+    return_times: dict[str, tuple[float, float]] = field(default_factory=dict)
+    """Return id → monotonic times it was asked for and seen to end."""
     returns_not_asked: int = 0
     """Orders that were to get a return but did not complete (their return was not asked)."""
     returns_refused: Counter[str] = field(default_factory=Counter)
@@ -312,6 +314,7 @@ class ChaosLoad:
     async def _return(self, http: httpx.AsyncClient, returned: ChaosReturn) -> None:
         return_id = returned.body.return_id
         self.returns_asked[return_id] = returned
+        asked = time.monotonic()
         path = f"/orders/{returned.order_id}/returns"
         placed = await self._post(http, path, returned.body, ReturnAccepted, "return")
         if placed is None:
@@ -320,6 +323,7 @@ class ChaosLoad:
         outcome = await self._wait(placed, ReturnSagaResult, lambda r: r.outcome.value)
         if outcome is not None:
             self.return_outcomes[return_id] = outcome
+            self.return_times[return_id] = (asked, time.monotonic())
 
     async def _post(
         self,

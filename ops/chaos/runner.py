@@ -32,6 +32,7 @@ import dataclasses
 import functools
 import logging
 import random
+import statistics
 import time
 import uuid
 from collections import Counter
@@ -209,6 +210,14 @@ class ReturnFigures(BaseModel):
     """Events naming the run's returns, in their views."""
     events_expected: int
     """Events their ends imply (:data:`ops.chaos.load.RETURN_EVENTS`)."""
+    seconds_p50: float | None = None
+    """Seconds from asking for a return to seeing its saga end, median..."""
+    seconds_max: float | None = None
+    """...and longest."""
+    last_order_end_s: float | None = None
+    """When the last order's saga was seen to end, in seconds from the run's start..."""
+    last_return_end_s: float | None = None
+    """...and the last return's: the returns' tail after the orders."""
 
 
 class EventFigures(BaseModel):
@@ -762,7 +771,8 @@ async def run_chaos(settings: Settings, options: ChaosOptions, *, say: Say) -> C
     dead_letters = await _dead_letter_ends(kafka_connection(settings)) - dead_letters_before
     say("looking at every return of the run through the API")
     accepted_returns = {r: load.returns_asked[r] for r in load.returns_accepted}
-    returns = _return_figures(load, await check_returns(settings, accepted_returns))
+    seen_returns = await check_returns(settings, accepted_returns)
+    returns = _return_figures(load, seen_returns, started)
 
     lost_orders = load.lost_orders()
     struck = {f"{r.kind} {r.target}" for r in results}
@@ -856,9 +866,9 @@ async def run_chaos(settings: Settings, options: ChaosOptions, *, say: Say) -> C
     )
 
 
-def _return_figures(load: ChaosLoad, seen: dict[str, ReturnSeen]) -> ReturnFigures:
+def _return_figures(load: ChaosLoad, seen: dict[str, ReturnSeen], started: float) -> ReturnFigures:
     """The returns' figures: their ends as the clients saw them, checked against the API's
-    views (``seen``) and how each was made."""
+    views (``seen``) and how each was made; times from ``started`` (monotonic)."""
     unexpected = [
         problem
         for return_id, view in sorted(seen.items())
@@ -871,6 +881,8 @@ def _return_figures(load: ChaosLoad, seen: dict[str, ReturnSeen]) -> ReturnFigur
     ends = (ReturnOutcome.COMPLETED, ReturnOutcome.EXPIRED, ReturnOutcome.REJECTED)
     made = Counter(str(r.expected) for r in load.returns_asked.values())
     lost = load.lost_returns()
+    took = sorted(end - asked for asked, end in load.return_times.values())
+    ended = [end for _, end in load.return_times.values()]
     return ReturnFigures(
         asked=len(load.returns_asked),
         not_asked=load.returns_not_asked,
@@ -888,6 +900,10 @@ def _return_figures(load: ChaosLoad, seen: dict[str, ReturnSeen]) -> ReturnFigur
         events_expected=sum(
             len(RETURN_EVENTS[load.returns_asked[return_id].expected]) for return_id in seen
         ),
+        seconds_p50=round(statistics.median(took), 2) if took else None,
+        seconds_max=round(took[-1], 2) if took else None,
+        last_order_end_s=round(load.finish_times[-1] - started, 2) if load.finish_times else None,
+        last_return_end_s=round(max(ended) - started, 2) if ended else None,
     )
 
 
@@ -914,7 +930,7 @@ def _fault_rows(report: ChaosReport) -> list[str]:
 
 def _return_rows(report: ChaosReport) -> list[str]:
     r = report.returns
-    if r is None:
+    if r is None or r.asked + r.not_asked == 0:
         return []
     made = " / ".join(str(r.expected.get(end, 0)) for end in ("COMPLETED", "EXPIRED", "REJECTED"))
     return [
@@ -927,6 +943,10 @@ def _return_rows(report: ChaosReport) -> list[str]:
         f"| made to complete / expire / be rejected | {made} |",
         f"| return sagas lost / not as made | {r.lost} / {len(r.unexpected)} |",
         f"| return events seen (GET /returns) / expected | {r.events_seen} / {r.events_expected} |",
+        f"| return seconds, median / longest | {_figure(r.seconds_p50)} / "
+        f"{_figure(r.seconds_max)} |",
+        f"| last order / last return ended at s | {_figure(r.last_order_end_s)} / "
+        f"{_figure(r.last_return_end_s)} |",
         "",
     ]
 
@@ -983,7 +1003,7 @@ def render_text(report: ChaosReport) -> str:
                 f"| returns sent again / answered with the existing saga | "
                 f"{d.return_retries} / {d.returns_answered_existing} |"
             ]
-            if report.returns is not None
+            if report.returns is not None and report.returns.asked
             else []
         ),
         f"| events redelivered, dropped by an inbox | {d.events_redelivered} |",
