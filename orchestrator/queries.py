@@ -1,8 +1,9 @@
-"""The orchestrator's published read API: the order service's orders, read-only.
+"""The orchestrator's published read API: the order service's orders and returns, read-only.
 
-The orchestrator's database holds the order service's ``orders`` (:mod:`orchestrator.orders`),
-its outbox, and the projector's timeline (:mod:`orchestrator.timeline`). Tools (the audit)
-read it through this module, never with SQL of their own.
+The orchestrator's database holds the order service's ``orders`` (:mod:`orchestrator.orders`)
+and ``returns`` (:mod:`orchestrator.returns`), its outbox, and the projector's timeline
+(:mod:`orchestrator.timeline`). Tools (the audit) read it through this module, never with SQL
+of their own.
 """
 
 from dataclasses import dataclass
@@ -10,7 +11,14 @@ from pathlib import Path
 
 from runtime import BookReader
 
-__all__ = ["STORE_SCHEMAS", "OrderQueries", "OrderRow", "database_path"]
+__all__ = [
+    "STORE_SCHEMAS",
+    "OrderQueries",
+    "OrderRow",
+    "ReturnLineRow",
+    "ReturnRow",
+    "database_path",
+]
 
 STORE_SCHEMAS: tuple[str | None, ...] = (None, "dispatch_bridge", "audit", "notifications", "api")
 """The orchestrator's stores in its PostgreSQL database, a schema each: the order book and the
@@ -35,6 +43,33 @@ class OrderRow:
     """When the saga recorded it (a Unix time)."""
 
 
+@dataclass(frozen=True, slots=True)
+class ReturnRow:
+    """A return the order service decided, whatever became of it."""
+
+    return_id: str
+    order_id: str
+    status: str
+    """``authorized`` (its saga runs), ``rejected``, ``expired`` or ``completed``."""
+    amount_minor: int | None
+    """What its lines are worth, the amount to refund (None for a rejected return)."""
+    currency: str | None
+    refund_id: str | None
+    """The refund a completed return was completed with."""
+    created_at: float
+    """When it was decided (a Unix time)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReturnLineRow:
+    """One SKU of an authorized return (a rejected return has none)."""
+
+    return_id: str
+    sku: str
+    quantity: int
+    unit_price_minor: int
+
+
 class OrderQueries(BookReader):
     """Read-only queries on the orchestrator's database."""
 
@@ -47,3 +82,11 @@ class OrderQueries(BookReader):
         accepted."""
         rows = self._rows("SELECT customer_id FROM orders WHERE order_id = ?", (order_id,))
         return str(rows[0][0]) if rows else None
+
+    def returns(self) -> list[ReturnRow]:
+        """Every return, whatever its status."""
+        return self._records(ReturnRow, "returns")
+
+    def return_lines(self) -> list[ReturnLineRow]:
+        """The lines of every return."""
+        return self._records(ReturnLineRow, "return_lines")

@@ -8,7 +8,16 @@ not checked. Every other order is checked against its services' records and its 
 - a completed order has exactly one charge, one reservation and one shipment, all standing;
 - no order is captured twice (the ledger, or ``payment.completed`` for two payments);
 - every record implies its event, on Kafka or still in its service's outbox;
-- every event that was on Kafka before the databases were read has its record.
+- every event that was on Kafka before the databases were read has its record;
+- returns: no order is refunded more than was captured (its own refund and its returns'
+  together); a return is restocked only once its parcel arrived (it completed, or its saga runs
+  past the pivot: never a rejected or expired one), with exactly its lines; every completed
+  return has exactly one refund, of its amount, and no rejected or expired return has one.
+
+The services record a return's steps in the saga's order (the parcel received, the restock,
+the refund, the completion), and the databases are read the other way round (the orders
+first, shipping last): a return read as completed had all its records written before they
+were read, so the return rules hold on a live stack without waiting for the return sagas.
 """
 
 from collections import defaultdict
@@ -16,7 +25,8 @@ from collections.abc import Iterator
 
 from contracts.activities import SagaPhase
 from ops.audit.report import AuditReport, Violation, ViolationKind
-from ops.audit.snapshot import AuditSnapshot, LedgerEntry, SeenEvent
+from ops.audit.snapshot import AuditSnapshot, LedgerEntry, ReturnRecord, SeenEvent
+from orchestrator.workflows.return_saga import ReturnSteps, manual_refund_id
 
 __all__ = ["find_violations"]
 
@@ -35,6 +45,9 @@ _SHIPMENT_EVENTS = {
     "shipping.failed": ("refused",),
 }
 """The events a shipment implies, by its status."""
+_MAY_BE_RECEIVED = ("authorized", "completed")
+"""The statuses of a return that may have a restock and a refund: completed, or authorized
+(its saga still runs, perhaps past the parcel's arrival)."""
 _ORDER_STATUS = {"completed": SagaPhase.COMPLETED, "cancelled": SagaPhase.CANCELLED}
 _KAFKA_CHECKS = (ViolationKind.MISSING_EVENT, ViolationKind.EVENT_WITHOUT_RECORD)
 _TEMPORAL_CHECKS = (ViolationKind.SAGA_UNFINISHED, ViolationKind.STATUS_MISMATCH)
@@ -88,6 +101,12 @@ class _Order:
         ledger = snapshot.ledger.get(order_id, [])
         self.charges = [entry for entry in ledger if entry.kind == "charge"]
         self.refunds = [entry for entry in ledger if entry.kind == "refund"]
+        self.return_refunds = [entry for entry in ledger if entry.kind == "return_refund"]
+        self.returns = {record.return_id: record for record in snapshot.returns.get(order_id, ())}
+        self.restocks = {record.return_id: record for record in snapshot.restocks.get(order_id, ())}
+        self.labels = {
+            record.return_id: record for record in snapshot.return_labels.get(order_id, ())
+        }
         self.reservation = snapshot.reservations.get(order_id)
         self.shipment = snapshot.shipments.get(order_id)
         self.events: list[SeenEvent] | None = (
@@ -114,6 +133,9 @@ class _Order:
         if self.status is SagaPhase.COMPLETED:
             yield from self._completed()
         yield from self._double_charge()
+        yield from self._over_refunded()
+        yield from self._restocks()
+        yield from self._return_refunds()
         if self.events is not None:
             yield from self._missing_events(self.events)
             yield from self._events_without_record(self.events)
@@ -186,6 +208,92 @@ class _Order:
         if evidence:
             yield self._violation(ViolationKind.DOUBLE_CHARGE, "; ".join(evidence))
 
+    # --- Returns -------------------------------------------------------------------------------
+
+    def _over_refunded(self) -> Iterator[Violation]:
+        captured: dict[str, int] = defaultdict(int)
+        refunded: dict[str, int] = defaultdict(int)
+        for entry in self.charges:
+            captured[entry.currency] += entry.amount_minor
+        for entry in self.refunds + self.return_refunds:
+            refunded[entry.currency] += entry.amount_minor
+        for currency, amount in sorted(refunded.items()):
+            if amount > captured[currency]:
+                entries = [
+                    _entry(entry)
+                    for entry in self.refunds + self.return_refunds
+                    if entry.currency == currency
+                ]
+                yield self._violation(
+                    ViolationKind.OVER_REFUNDED,
+                    f"the ledger refunded {amount} {currency} minor units "
+                    f"({', '.join(entries)}), but captured {captured[currency]} "
+                    f"({_entries(self.charges, 'charge')})",
+                )
+
+    def _restocks(self) -> Iterator[Violation]:
+        for return_id, restock in sorted(self.restocks.items()):
+            put_back = f"inventory restocked return {return_id} ({_lines(restock.lines)})"
+            decided = self.returns.get(return_id)
+            if decided is None:
+                yield self._violation(
+                    ViolationKind.RESTOCK_MISMATCH,
+                    f"{put_back}, but the order service has no such return of the order",
+                )
+                continue
+            if decided.status not in _MAY_BE_RECEIVED:
+                yield self._violation(
+                    ViolationKind.RESTOCK_MISMATCH,
+                    f"{put_back}, but the return was {decided.status}: its parcel never arrived",
+                )
+                continue
+            problems = []
+            if restock.lines != decided.lines:
+                problems.append(f"the return ({decided.status}) is of {_lines(decided.lines)}")
+            label = self.labels.get(return_id)
+            if label is None:
+                problems.append("the shipping service issued no label for it")
+            elif label.status != "received":
+                problems.append(
+                    f"its label {label.label_id} is {label.status}: the parcel never arrived"
+                )
+            if problems:
+                yield self._violation(
+                    ViolationKind.RESTOCK_MISMATCH, f"{put_back}, but " + "; ".join(problems)
+                )
+        for return_id, decided in sorted(self.returns.items()):
+            if decided.status == "completed" and return_id not in self.restocks:
+                yield self._violation(
+                    ViolationKind.RESTOCK_MISMATCH,
+                    f"return {return_id} completed ({_lines(decided.lines)}), but inventory "
+                    "never restocked it",
+                )
+
+    def _return_refunds(self) -> Iterator[Violation]:
+        by_return: dict[str, list[LedgerEntry]] = defaultdict(list)
+        for entry in self.return_refunds:
+            by_return[entry.return_id or "?"].append(entry)
+        for return_id, decided in sorted(self.returns.items()):
+            if decided.status == "completed":
+                problem = _refund_problem(decided, by_return.get(return_id, []))
+                if problem:
+                    detail = f"return {return_id} completed, owed {_amount(decided)}, but {problem}"
+                    if decided.refund_id == manual_refund_id(return_id):
+                        detail += self._repairs(ReturnSteps.REFUND)
+                    yield self._violation(ViolationKind.RETURN_REFUND_MISMATCH, detail)
+        for return_id, entries in sorted(by_return.items()):
+            known = self.returns.get(return_id)
+            if known is None or known.status not in _MAY_BE_RECEIVED:
+                was = (
+                    "the order service has no such return of the order"
+                    if known is None
+                    else f"the return was {known.status}"
+                )
+                yield self._violation(
+                    ViolationKind.RETURN_REFUND_MISMATCH,
+                    f"the ledger holds {', '.join(_entry(entry) for entry in entries)}, but {was}",
+                )
+
     def _saga_end(self) -> Iterator[Violation]:
         saga, record = self.saga, self.record
         if saga is None:
@@ -234,6 +342,8 @@ class _Order:
             yield "payment.completed", entry.payment_id, f"the ledger's {_entry(entry)}"
         for entry in self.refunds:
             yield "payment.refunded", entry.payment_id, f"the ledger's {_entry(entry)}"
+        for entry in self.return_refunds:
+            yield "payment.refunded", entry.refund_id, f"the ledger's {_entry(entry)}"
         payment = self.payment
         if payment is not None and payment.status == "declined":
             yield "payment.failed", payment.payment_id, f"declined payment {payment.payment_id}"
@@ -286,7 +396,10 @@ class _Order:
             case "payment.completed":
                 return any(entry.payment_id == ref for entry in self.charges)
             case "payment.refunded":
-                return any(entry.payment_id == ref for entry in self.refunds)
+                # The order's own refund names its payment; a return's, its refund.
+                return any(entry.payment_id == ref for entry in self.refunds) or any(
+                    entry.refund_id == ref for entry in self.return_refunds
+                )
             case "payment.failed":
                 return (
                     payment is not None
@@ -360,15 +473,16 @@ class _Order:
 
     def _with_repair(self, kind: ViolationKind, detail: str) -> Violation:
         """``detail``, plus what an operator said when settling the undo by hand, if one did."""
-        step = _UNDOING_STEP[kind]
+        return self._violation(kind, detail + self._repairs(_UNDOING_STEP[kind]))
+
+    def _repairs(self, step: str) -> str:
+        """What operators said when they repaired ``step`` of the order's sagas, if any did."""
         notes = [
             event.note
             for event in self.events or ()
             if event.name == "order.repaired" and event.ref == step and event.note
         ]
-        if notes:
-            detail += f"; an operator repaired {step}: " + "; ".join(notes)
-        return self._violation(kind, detail)
+        return f"; an operator repaired {step}: " + "; ".join(notes) if notes else ""
 
 
 def _implied_by(
@@ -386,7 +500,44 @@ def _implied_by(
 
 
 def _entry(entry: LedgerEntry) -> str:
-    return f"{entry.kind} of {entry.payment_id} ({entry.amount_minor} {entry.currency} minor units)"
+    money = f"{entry.amount_minor} {entry.currency} minor units"
+    if entry.kind == "return_refund":
+        return f"refund {entry.refund_id} of return {entry.return_id} ({money})"
+    return f"{entry.kind} of {entry.payment_id} ({money})"
+
+
+def _amount(decided: ReturnRecord) -> str:
+    return f"{decided.amount_minor} {decided.currency} minor units"
+
+
+def _lines(units: dict[str, int]) -> str:
+    if not units:
+        return "no lines"
+    return ", ".join(f"{quantity} x {sku}" for sku, quantity in sorted(units.items()))
+
+
+def _refund_problem(decided: ReturnRecord, entries: list[LedgerEntry]) -> str | None:
+    """What is wrong with the ledger's refunds of a completed return, None if nothing."""
+    if not entries:
+        if decided.refund_id == manual_refund_id(decided.return_id):
+            return (
+                f"the ledger holds no refund of it: it completed with {decided.refund_id}, "
+                "its refund settled by an operator outside the ledger"
+            )
+        return "the ledger holds no refund of it"
+    if len(entries) > 1:
+        return f"the ledger holds {len(entries)} refunds of it: " + ", ".join(
+            _entry(entry) for entry in entries
+        )
+    (entry,) = entries
+    problems = []
+    if (entry.amount_minor, entry.currency) != (decided.amount_minor, decided.currency):
+        problems.append(f"the ledger's {_entry(entry)} is not that")
+    if decided.refund_id is not None and entry.refund_id != decided.refund_id:
+        problems.append(
+            f"it names refund {decided.refund_id} and the ledger's is {entry.refund_id}"
+        )
+    return "; ".join(problems) or None
 
 
 def _entries(entries: list[LedgerEntry], kind: str) -> str:

@@ -17,11 +17,11 @@ import asyncio
 import contextlib
 import json
 import re
-from collections.abc import AsyncIterator, Collection, Iterator
+from collections.abc import AsyncIterator, Collection, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from aiokafka import TopicPartition
 from temporalio.api.common.v1 import Payload
@@ -35,6 +35,7 @@ from contracts.codec import decode_event
 from contracts.envelope import AnyEvent, event_name
 from contracts.errors import ContractError
 from contracts.events.order import OrderRepairedData
+from contracts.events.payment import PaymentRefundedV2Data
 from contracts.topics import TOPICS
 from infra.config.databases import database_for
 from infra.config.kafka import KafkaTarget
@@ -46,6 +47,9 @@ from ops.audit.snapshot import (
     OrderRecord,
     PaymentRecord,
     ReservationRecord,
+    RestockRecord,
+    ReturnLabelRecord,
+    ReturnRecord,
     SagaRecord,
     SeenEvent,
     ShipmentRecord,
@@ -245,6 +249,9 @@ class Books:
     ledger: dict[str, list[LedgerEntry]] = field(default_factory=dict)
     reservations: dict[str, ReservationRecord] = field(default_factory=dict)
     shipments: dict[str, ShipmentRecord] = field(default_factory=dict)
+    returns: dict[str, list[ReturnRecord]] = field(default_factory=dict)
+    restocks: dict[str, list[RestockRecord]] = field(default_factory=dict)
+    return_labels: dict[str, list[ReturnLabelRecord]] = field(default_factory=dict)
     pending: list[SeenEvent] = field(default_factory=list)
     """Events still waiting in the services' outboxes."""
     sources: list[AuditSource] = field(default_factory=list)
@@ -264,6 +271,9 @@ class Books:
             ledger=self.ledger,
             reservations=self.reservations,
             shipments=self.shipments,
+            returns=self.returns,
+            restocks=self.restocks,
+            return_labels=self.return_labels,
             sagas=sagas,
             events=events,
             sources=[*before, *self.sources],
@@ -285,9 +295,26 @@ def read_books(settings: Settings) -> Books:
             books.orders[order.order_id] = OrderRecord(
                 order.order_id, order.status, order.placed_at
             )
+        returned = _lines_by_return(orchestrator.return_lines())
+        returns = orchestrator.returns()
+        for decided in returns:
+            books.returns.setdefault(decided.order_id, []).append(
+                ReturnRecord(
+                    order_id=decided.order_id,
+                    return_id=decided.return_id,
+                    status=decided.status,
+                    lines=returned.get(decided.return_id, {}),
+                    amount_minor=decided.amount_minor,
+                    currency=decided.currency,
+                    refund_id=decided.refund_id,
+                    created_at=decided.created_at,
+                )
+            )
         pending = _pending(orchestrator)
     books.pending += pending
-    books.sources.append(_source("orders", path, f"{len(books.orders)} orders", len(pending)))
+    books.sources.append(
+        _source("orders", path, f"{len(books.orders)} orders, {len(returns)} returns", len(pending))
+    )
 
     path = database_for(settings, "payment", payment_queries.database_path(run_dir))
     with _reading("payment", run_dir, path, payment_queries.PaymentQueries) as payment:
@@ -318,10 +345,26 @@ def read_books(settings: Settings) -> Books:
                 reservation.status.value,
                 reservation.created_at,
             )
+        restocked = _lines_by_return(inventory.restock_lines())
+        restocks = inventory.restocks()
+        for restock in restocks:
+            books.restocks.setdefault(restock.order_id, []).append(
+                RestockRecord(
+                    order_id=restock.order_id,
+                    return_id=restock.return_id,
+                    lines=restocked.get(restock.return_id, {}),
+                    created_at=restock.created_at,
+                )
+            )
         pending = _pending(inventory)
     books.pending += pending
     books.sources.append(
-        _source("inventory", path, f"{len(books.reservations)} reservations", len(pending))
+        _source(
+            "inventory",
+            path,
+            f"{len(books.reservations)} reservations, {len(restocks)} restocks",
+            len(pending),
+        )
     )
 
     path = database_for(settings, "shipping", shipping_queries.database_path(run_dir))
@@ -334,12 +377,48 @@ def read_books(settings: Settings) -> Books:
                 shipment.carrier,
                 shipment.scheduled_at,
             )
+        labels = shipping.return_labels()
+        for label in labels:
+            books.return_labels.setdefault(label.order_id, []).append(
+                ReturnLabelRecord(
+                    order_id=label.order_id,
+                    return_id=label.return_id,
+                    label_id=label.label_id,
+                    status=label.status.value,
+                    issued_at=label.issued_at,
+                )
+            )
         pending = _pending(shipping)
     books.pending += pending
     books.sources.append(
-        _source("shipping", path, f"{len(books.shipments)} shipments", len(pending))
+        _source(
+            "shipping",
+            path,
+            f"{len(books.shipments)} shipments, {len(labels)} return labels",
+            len(pending),
+        )
     )
     return books
+
+
+class _ReturnedLine(Protocol):
+    """A line of a return or of its restock."""
+
+    @property
+    def return_id(self) -> str: ...
+    @property
+    def sku(self) -> str: ...
+    @property
+    def quantity(self) -> int: ...
+
+
+def _lines_by_return(lines: Iterable[_ReturnedLine]) -> dict[str, dict[str, int]]:
+    """Units per SKU of each return, from the rows of its lines."""
+    by_return: dict[str, dict[str, int]] = {}
+    for line in lines:
+        units = by_return.setdefault(line.return_id, {})
+        units[line.sku] = units.get(line.sku, 0) + line.quantity
+    return by_return
 
 
 _Reader = TypeVar("_Reader", bound=BookReader)
@@ -480,6 +559,8 @@ def seen_event(event: AnyEvent, *, settled: bool = True, pending: bool = False) 
     if isinstance(data, OrderRepairedData):
         ref = data.step
         note = f"{data.action} by {data.operator} ({data.reason})"
+    elif isinstance(data, PaymentRefundedV2Data) and data.refund_id is not None:
+        ref = data.refund_id  # a return's refund: one of several of the same payment
     else:
         ref_field = _REF_FIELD.get(name.partition(".")[0])
         ref = getattr(data, ref_field, None) if ref_field else None

@@ -19,6 +19,9 @@ class ViolationKind(StrEnum):
     EVENT_WITHOUT_RECORD = "event_without_record"
     SAGA_UNFINISHED = "saga_unfinished"
     STATUS_MISMATCH = "status_mismatch"
+    OVER_REFUNDED = "over_refunded"
+    RESTOCK_MISMATCH = "restock_mismatch"
+    RETURN_REFUND_MISMATCH = "return_refund_mismatch"
 
 
 CHECKS: dict[ViolationKind, str] = {
@@ -35,6 +38,16 @@ CHECKS: dict[ViolationKind, str] = {
         "a saga Temporal closed (terminated, failed, timed out) before it completed or compensated"
     ),
     ViolationKind.STATUS_MISMATCH: "the order service's record disagrees with the saga's end",
+    ViolationKind.OVER_REFUNDED: (
+        "an order refunded more than was captured (its own refund and its returns' together)"
+    ),
+    ViolationKind.RESTOCK_MISMATCH: (
+        "a return restocked other than its lines, or restocked though its parcel never arrived"
+    ),
+    ViolationKind.RETURN_REFUND_MISMATCH: (
+        "a completed return without exactly one refund of its amount, or a refund of a return "
+        "that was rejected or expired"
+    ),
 }
 """Every check, by the kind of violation it reports, and what that kind means."""
 

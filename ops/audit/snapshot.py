@@ -20,6 +20,9 @@ __all__ = [
     "OrderRecord",
     "PaymentRecord",
     "ReservationRecord",
+    "RestockRecord",
+    "ReturnLabelRecord",
+    "ReturnRecord",
     "SagaRecord",
     "SeenEvent",
     "ShipmentRecord",
@@ -97,6 +100,48 @@ class ShipmentRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class ReturnRecord:
+    """A return of an order as the order service decided it (``returns`` and its lines, in
+    the orchestrator's database)."""
+
+    order_id: str
+    return_id: str
+    status: str
+    """``authorized`` (its saga runs), ``rejected``, ``expired`` or ``completed``."""
+    lines: dict[str, int]
+    """Units returned per SKU (none for a rejected return)."""
+    amount_minor: int | None
+    """What the lines are worth: the refund it is owed (None for a rejected return)."""
+    currency: str | None
+    refund_id: str | None
+    """The refund a completed return names."""
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class RestockRecord:
+    """A return's restock: the inventory service's ``restocks`` and their lines."""
+
+    order_id: str
+    return_id: str
+    lines: dict[str, int]
+    """Units put back per SKU."""
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class ReturnLabelRecord:
+    """A return's prepaid label: a row of the shipping service's ``return_labels``."""
+
+    order_id: str
+    return_id: str
+    label_id: str
+    status: str
+    """``issued``, ``received`` (the parcel reached the warehouse) or ``voided``."""
+    issued_at: float
+
+
+@dataclass(frozen=True, slots=True)
 class SeenEvent:
     """One domain event of an order, on Kafka or still in a service's outbox."""
 
@@ -106,7 +151,8 @@ class SeenEvent:
     """The event type without its version: ``payment.completed``."""
     ref: str | None
     """What it is about: the payment, reservation or shipment id of its service (``None``
-    for the order service's events), or the step of an ``order.repaired``."""
+    for the order service's events), the refund id of a return's ``payment.refunded``, or
+    the step of an ``order.repaired``."""
     timestamp: datetime
     settled: bool = True
     """On Kafka before the databases were read, so its record must be in what was read."""
@@ -129,6 +175,9 @@ class AuditSnapshot:
     ledger: dict[str, list[LedgerEntry]] = field(default_factory=dict)
     reservations: dict[str, ReservationRecord] = field(default_factory=dict)
     shipments: dict[str, ShipmentRecord] = field(default_factory=dict)
+    returns: dict[str, list[ReturnRecord]] = field(default_factory=dict)
+    restocks: dict[str, list[RestockRecord]] = field(default_factory=dict)
+    return_labels: dict[str, list[ReturnLabelRecord]] = field(default_factory=dict)
     sagas: dict[str, SagaRecord] | None = None
     events: dict[str, list[SeenEvent]] | None = None
     sources: list[AuditSource] = field(default_factory=list)
@@ -141,6 +190,9 @@ class AuditSnapshot:
             | self.ledger.keys()
             | self.reservations.keys()
             | self.shipments.keys()
+            | self.returns.keys()
+            | self.restocks.keys()
+            | self.return_labels.keys()
         )
         if self.sagas is not None:
             ids |= self.sagas.keys()
@@ -162,6 +214,9 @@ class AuditSnapshot:
         times += [payment.created_at] if payment is not None else []
         times += [reservation.created_at] if reservation is not None else []
         times += [shipment.scheduled_at] if shipment is not None else []
+        times += [record.created_at for record in self.returns.get(order_id, ())]
+        times += [record.created_at for record in self.restocks.get(order_id, ())]
+        times += [record.issued_at for record in self.return_labels.get(order_id, ())]
         if self.events is not None:
             times += [event.timestamp.timestamp() for event in self.events.get(order_id, ())]
         return min(times, default=None)
@@ -191,6 +246,9 @@ class AuditSnapshot:
             ledger=kept(self.ledger),
             reservations=kept(self.reservations),
             shipments=kept(self.shipments),
+            returns=kept(self.returns),
+            restocks=kept(self.restocks),
+            return_labels=kept(self.return_labels),
             sagas=kept(self.sagas) if self.sagas is not None else None,
             events=kept(self.events) if self.events is not None else None,
         )

@@ -1,4 +1,4 @@
-"""The inventory service's published read API: its stock levels and reservations, read-only.
+"""The inventory service's published read API: stock levels, reservations, restocks; read-only.
 
 Tools (the audit, the bench) read the inventory service's records through this module,
 never with SQL of their own; the tables behind it stay the service's to change.
@@ -14,6 +14,8 @@ from workers.inventory.stock import DEFAULT_SEED_FILE, ReservationStatus, load_s
 __all__ = [
     "InventoryQueries",
     "ReservationRow",
+    "RestockLineRow",
+    "RestockRow",
     "database_path",
     "seed_file",
     "seeded_levels",
@@ -50,12 +52,38 @@ class ReservationRow:
     created_at: float
 
 
+@dataclass(frozen=True, slots=True)
+class RestockRow:
+    """The restock of one return: its lines went back on the shelf."""
+
+    return_id: str
+    order_id: str
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class RestockLineRow:
+    """One SKU a return's restock put back."""
+
+    return_id: str
+    sku: str
+    quantity: int
+
+
 class InventoryQueries(BookReader):
     """Read-only queries on the inventory service's database."""
 
     def reservations(self) -> list[ReservationRow]:
         """Every order's reservation, whatever its status."""
         return self._records(ReservationRow, "reservations")
+
+    def restocks(self) -> list[RestockRow]:
+        """Every return's restock."""
+        return self._records(RestockRow, "restocks")
+
+    def restock_lines(self) -> list[RestockLineRow]:
+        """The lines of every restock."""
+        return self._records(RestockLineRow, "restock_lines")
 
     def on_hand(self, skus: Collection[str]) -> dict[str, int]:
         """Units on hand of each of ``skus`` the warehouse carries (the others are left out)."""

@@ -65,6 +65,9 @@ class Planted:
     shipment_active: str
     missing_event: str
     event_without_record: str
+    over_refunded: str
+    """Completed, then a return of it written into the four stores by hand: its lines
+    restocked, its parcel received, its refund 100 above the charge."""
     unknown_order: str
     """No saga and no record anywhere: only a stray event on Kafka."""
 
@@ -85,6 +88,8 @@ class Planted:
             self.shipment_active: {K.SHIPMENT_ACTIVE, K.EVENT_WITHOUT_RECORD},
             self.missing_event: {K.MISSING_EVENT},
             self.event_without_record: {K.EVENT_WITHOUT_RECORD},
+            # The refund's payment.refunded was never published: the ledger entry implies it.
+            self.over_refunded: {K.OVER_REFUNDED, K.MISSING_EVENT},
             self.unknown_order: {K.EVENT_WITHOUT_RECORD},
         }
 
@@ -139,6 +144,55 @@ def _stray_capture(order_id: str) -> PaymentCompleted:
     )
 
 
+def _plant_return(stack: Settings, order_id: str) -> None:
+    """A completed return of one unit of ``order_id``, consistent in every store (its lines
+    restocked, its label received, one refund of its amount) but for its amount: 100 EUR
+    minor units more than the order was charged."""
+    return_id, refund_id = f"ret-planted-{uuid.uuid4().hex[:8]}", f"rfd-{uuid.uuid4().hex}"
+    now = time.time()
+    with _writing(stack, "payment") as db:
+        payment_id, charged = db.execute(
+            "SELECT payment_id, amount_minor FROM ledger_entries"
+            " WHERE order_id = ? AND kind = 'charge'",
+            (order_id,),
+        ).fetchone()
+        amount = charged + 100
+        db.execute(
+            "INSERT INTO ledger_entries (payment_id, order_id, kind, amount_minor, currency,"
+            " created_at, return_id, refund_id) VALUES (?, ?, 'return_refund', ?, 'EUR', ?, ?, ?)",
+            (payment_id, order_id, amount, now, return_id, refund_id),
+        )
+    with _writing(stack, "orchestrator") as db:
+        db.execute(
+            "INSERT INTO returns (return_id, order_id, status, reason, amount_minor, currency,"
+            " payment_id, refund_id, requested_at, created_at, updated_at)"
+            " VALUES (?, ?, 'completed', 'planted', ?, 'EUR', ?, ?, ?, ?, ?)",
+            (return_id, order_id, amount, payment_id, refund_id, now, now, now),
+        )
+        db.execute(
+            "INSERT INTO return_lines (return_id, sku, quantity, unit_price_minor)"
+            " VALUES (?, 'SKU-1002', 1, ?)",
+            (return_id, amount),
+        )
+    with _writing(stack, "inventory") as db:
+        db.execute(
+            "INSERT INTO restocks (return_id, order_id, created_at) VALUES (?, ?, ?)",
+            (return_id, order_id, now),
+        )
+        db.execute(
+            "INSERT INTO restock_lines (return_id, sku, quantity) VALUES (?, 'SKU-1002', 1)",
+            (return_id,),
+        )
+    with _writing(stack, "shipping") as db:
+        # Received already: the simulated carrier delivers only issued labels.
+        db.execute(
+            "INSERT INTO return_labels (return_id, order_id, label_id, carrier,"
+            " tracking_number, items, reason, status, issued_event_id, issued_at, updated_at)"
+            " VALUES (?, ?, ?, 'dhl', 'DHLR1', '[]', 'planted', 'received', ?, ?, ?)",
+            (return_id, order_id, f"lbl-{return_id}", str(uuid.uuid4()), now, now),
+        )
+
+
 @pytest.fixture(scope="module")
 async def planted(stack: Settings) -> AsyncIterator[Planted]:
     """Real orders through the stack, then one violation planted on each but the clean one."""
@@ -154,10 +208,11 @@ async def planted(stack: Settings) -> AsyncIterator[Planted]:
             "shipment_active": _body(deadline=1),
             "missing_event": _body(token="tok_chargeDeclined"),
             "event_without_record": _body(token="tok_chargeDeclined"),
+            "over_refunded": _body(),
         }
         ids = {name: await place(api, body) for name, body in bodies.items()}
         statuses = await asyncio.gather(*(_ended(api, order_id) for order_id in ids.values()))
-    completed = {"clean", "completed_incomplete", "double_charge"}
+    completed = {"clean", "completed_incomplete", "double_charge", "over_refunded"}
     assert dict(zip(ids, statuses, strict=True)) == {
         name: "COMPLETED" if name in completed else "CANCELLED" for name in ids
     }
@@ -197,6 +252,7 @@ async def planted(stack: Settings) -> AsyncIterator[Planted]:
             "UPDATE shipments SET status = 'scheduled', scheduled_at = ? WHERE order_id = ?",
             (time.time() + 86400, planted.shipment_active),
         )
+    _plant_return(stack, planted.over_refunded)
     await _publish(
         stack,
         _stray_capture(planted.double_charge),
@@ -239,6 +295,8 @@ async def test_the_audit_finds_each_planted_violation(stack: Settings, planted: 
     assert "implies inventory.reserved" in missing and "implies inventory.released" in missing
     double = " | ".join(v.detail for v in report.violations_of(planted.double_charge))
     assert "payment.completed for 2 payments" in double
+    refunds = " | ".join(v.detail for v in report.violations_of(planted.over_refunded))
+    assert "captured 1500" in refunds and "implies payment.refunded for rfd-" in refunds
     assert report.seconds < 30
 
 
@@ -248,6 +306,7 @@ async def test_offline_the_databases_alone_still_find_what_they_can_prove(
     """Without Temporal and Kafka: the record-against-record violations, nothing about events."""
     report = await run_audit(stack, offline=True, orders=set(planted.expected))
     provable = {
+        K.OVER_REFUNDED,
         K.COMPLETED_INCOMPLETE,
         K.CHARGED_NOT_REFUNDED,
         K.STOCK_NOT_RESTORED,

@@ -18,6 +18,9 @@ from ops.audit import (
     OrderRecord,
     PaymentRecord,
     ReservationRecord,
+    RestockRecord,
+    ReturnLabelRecord,
+    ReturnRecord,
     SagaRecord,
     SeenEvent,
     ShipmentRecord,
@@ -84,6 +87,36 @@ def _cancelled(order_id: str = "undone") -> AuditSnapshot:
     return _snapshot(order_id, cancelled=True)
 
 
+def _returned(order_id: str = "back") -> AuditSnapshot:
+    """A completed order (3000 EUR minor units) with three returns whose sources agree:
+    ``r-done`` completed (its parcel received, restocked, 1000 refunded), ``r-late`` expired
+    (its label voided), ``r-no`` rejected."""
+    snapshot = _snapshot(order_id, cancelled=False)
+    done = ReturnRecord(order_id, "r-done", "completed", {"SKU-1": 2}, 1000, "EUR", "rfd-1", _T)
+    late = ReturnRecord(order_id, "r-late", "expired", {"SKU-2": 1}, 500, "EUR", None, _T)
+    refused = ReturnRecord(order_id, "r-no", "rejected", {}, None, None, None, _T)
+    refund = LedgerEntry(
+        order_id, "return_refund", f"pay-{order_id}", 1000, "EUR", _T, "r-done", "rfd-1"
+    )
+    snapshot.ledger[order_id].append(refund)
+    snapshot.returns[order_id] = [done, late, refused]
+    snapshot.restocks[order_id] = [RestockRecord(order_id, "r-done", {"SKU-1": 2}, _T)]
+    snapshot.return_labels[order_id] = [
+        ReturnLabelRecord(order_id, "r-done", "lbl-1", "received", _T),
+        ReturnLabelRecord(order_id, "r-late", "lbl-2", "voided", _T),
+    ]
+    assert snapshot.events is not None
+    snapshot.events[order_id] += [
+        _event(order_id, "return.authorized"),
+        _event(order_id, "inventory.restocked"),
+        _event(order_id, "payment.refunded", "rfd-1"),
+        _event(order_id, "return.completed"),
+        _event(order_id, "return.expired"),
+        _event(order_id, "return.rejected"),
+    ]
+    return snapshot
+
+
 def _without(snapshot: AuditSnapshot, order_id: str, *names: str) -> None:
     if snapshot.events is not None:
         snapshot.events[order_id] = [e for e in snapshot.events[order_id] if e.name not in names]
@@ -102,19 +135,22 @@ def _kinds(report: AuditReport, order_id: str) -> set[ViolationKind]:
 
 
 def test_orders_whose_sources_agree_have_no_violation() -> None:
-    done, undone = _completed(), _cancelled()
+    done, undone, back = _completed(), _cancelled(), _returned()
     snapshot = AuditSnapshot(
-        orders=done.orders | undone.orders,
-        payments=done.payments | undone.payments,
-        ledger=done.ledger | undone.ledger,
-        reservations=done.reservations | undone.reservations,
-        shipments=done.shipments | undone.shipments,
-        sagas=(done.sagas or {}) | (undone.sagas or {}),
-        events=(done.events or {}) | (undone.events or {}),
+        orders=done.orders | undone.orders | back.orders,
+        payments=done.payments | undone.payments | back.payments,
+        ledger=done.ledger | undone.ledger | back.ledger,
+        reservations=done.reservations | undone.reservations | back.reservations,
+        shipments=done.shipments | undone.shipments | back.shipments,
+        returns=back.returns,
+        restocks=back.restocks,
+        return_labels=back.return_labels,
+        sagas=(done.sagas or {}) | (undone.sagas or {}) | (back.sagas or {}),
+        events=(done.events or {}) | (undone.events or {}) | (back.events or {}),
     )
     report = find_violations(snapshot)
     assert report.violations == []
-    assert report.checked_orders == 2
+    assert report.checked_orders == 3
     assert report.in_flight == []
     assert report.counts == dict.fromkeys(ViolationKind, 0)
     assert report.skipped_checks == {}
@@ -184,6 +220,68 @@ def _order_record_disagrees(s: AuditSnapshot) -> None:
     _renamed(s, "done", "order.completed", "order.cancelled")
 
 
+def _refunded_beyond_the_charge(s: AuditSnapshot) -> None:
+    """A second return, still running past its refund: 2500 more than the 3000 charged, with
+    the 1000 already refunded."""
+    s.returns["back"].append(
+        ReturnRecord("back", "r-more", "authorized", {"SKU-1": 5}, 2500, "EUR", None, _T)
+    )
+    s.ledger["back"].append(
+        LedgerEntry("back", "return_refund", "pay-back", 2500, "EUR", _T, "r-more", "rfd-2")
+    )
+    assert s.events is not None
+    s.events["back"].append(_event("back", "payment.refunded", "rfd-2"))
+
+
+def _restocked_other_lines(s: AuditSnapshot) -> None:
+    s.restocks["back"] = [RestockRecord("back", "r-done", {"SKU-1": 3}, _T)]
+
+
+def _restocked_an_expired_return(s: AuditSnapshot) -> None:
+    s.restocks["back"].append(RestockRecord("back", "r-late", {"SKU-2": 1}, _T))
+
+
+def _restocked_before_the_parcel(s: AuditSnapshot) -> None:
+    """A running return restocked while its label is still issued (no parcel yet)."""
+    s.returns["back"].append(
+        ReturnRecord("back", "r-run", "authorized", {"SKU-2": 1}, 500, "EUR", None, _T)
+    )
+    s.return_labels["back"].append(ReturnLabelRecord("back", "r-run", "lbl-3", "issued", _T))
+    s.restocks["back"].append(RestockRecord("back", "r-run", {"SKU-2": 1}, _T))
+
+
+def _never_restocked(s: AuditSnapshot) -> None:
+    s.restocks["back"] = []
+
+
+def _return_not_refunded(s: AuditSnapshot) -> None:
+    s.ledger["back"] = [e for e in s.ledger["back"] if e.kind != "return_refund"]
+    _without(s, "back", "payment.refunded")
+
+
+def _return_refunded_short(s: AuditSnapshot) -> None:
+    s.ledger["back"] = [
+        replace(e, amount_minor=900) if e.kind == "return_refund" else e for e in s.ledger["back"]
+    ]
+
+
+def _expired_return_refunded(s: AuditSnapshot) -> None:
+    s.ledger["back"].append(
+        LedgerEntry("back", "return_refund", "pay-back", 500, "EUR", _T, "r-late", "rfd-3")
+    )
+    assert s.events is not None
+    s.events["back"].append(_event("back", "payment.refunded", "rfd-3"))
+
+
+def _return_refund_event_lost(s: AuditSnapshot) -> None:
+    _without(s, "back", "payment.refunded")
+
+
+def _stray_return_refund(s: AuditSnapshot) -> None:
+    assert s.events is not None
+    s.events["back"].append(_event("back", "payment.refunded", "rfd-stray"))
+
+
 @pytest.mark.parametrize(
     ("make", "plant", "order_id", "expected"),
     [
@@ -198,6 +296,16 @@ def _order_record_disagrees(s: AuditSnapshot) -> None:
         (_cancelled, _stray_refusal, "undone", {K.EVENT_WITHOUT_RECORD}),
         (_completed, _terminated_while_waiting, "done", {K.SAGA_UNFINISHED}),
         (_completed, _order_record_disagrees, "done", {K.STATUS_MISMATCH}),
+        (_returned, _refunded_beyond_the_charge, "back", {K.OVER_REFUNDED}),
+        (_returned, _restocked_other_lines, "back", {K.RESTOCK_MISMATCH}),
+        (_returned, _restocked_an_expired_return, "back", {K.RESTOCK_MISMATCH}),
+        (_returned, _restocked_before_the_parcel, "back", {K.RESTOCK_MISMATCH}),
+        (_returned, _never_restocked, "back", {K.RESTOCK_MISMATCH}),
+        (_returned, _return_not_refunded, "back", {K.RETURN_REFUND_MISMATCH}),
+        (_returned, _return_refunded_short, "back", {K.RETURN_REFUND_MISMATCH}),
+        (_returned, _expired_return_refunded, "back", {K.RETURN_REFUND_MISMATCH}),
+        (_returned, _return_refund_event_lost, "back", {K.MISSING_EVENT}),
+        (_returned, _stray_return_refund, "back", {K.EVENT_WITHOUT_RECORD}),
     ],
     ids=lambda value: getattr(value, "__name__", None),
 )
@@ -214,6 +322,58 @@ def test_each_kind_of_violation_is_found(
     assert all(violation.detail for violation in report.violations)
     for kind in expected:
         assert report.counts[kind] >= 1
+
+
+def test_a_return_in_flight_may_be_received_restocked_and_refunded_but_not_completed() -> None:
+    """Between the refund and the completion a return is still authorized: not a violation;
+    the refund and the restock of each return count against the order as a whole."""
+    snapshot = _returned()
+    snapshot.returns["back"].append(
+        ReturnRecord("back", "r-run", "authorized", {"SKU-2": 1}, 2000, "EUR", None, _T)
+    )
+    snapshot.return_labels["back"].append(
+        ReturnLabelRecord("back", "r-run", "lbl-3", "received", _T)
+    )
+    snapshot.restocks["back"].append(RestockRecord("back", "r-run", {"SKU-2": 1}, _T))
+    # 1000 + 2000: all of the 3000 charged, and no more.
+    snapshot.ledger["back"].append(
+        LedgerEntry("back", "return_refund", "pay-back", 2000, "EUR", _T, "r-run", "rfd-2")
+    )
+    assert snapshot.events is not None
+    snapshot.events["back"].append(_event("back", "payment.refunded", "rfd-2"))
+    assert find_violations(snapshot).violations == []
+
+
+def test_the_return_rules_name_the_return_and_the_amounts() -> None:
+    snapshot = _returned()
+    _refunded_beyond_the_charge(snapshot)
+    _restocked_other_lines(snapshot)
+    details = {v.kind: v.detail for v in find_violations(snapshot).violations}
+    assert "refunded 3500 EUR minor units" in details[K.OVER_REFUNDED]
+    assert "captured 3000" in details[K.OVER_REFUNDED]
+    assert "r-more" in details[K.OVER_REFUNDED]
+    assert details[K.RESTOCK_MISMATCH] == (
+        "inventory restocked return r-done (3 x SKU-1), but the return (completed) is of 2 x SKU-1"
+    )
+
+
+def test_a_refund_settled_by_hand_is_named_with_the_operators_word() -> None:
+    """A return completed after an operator resolved its stuck refund: the ledger has no
+    refund of it, which the audit reports (as it reports an undo settled by hand), naming the
+    manual refund id and what the operator said."""
+    snapshot = _returned()
+    _return_not_refunded(snapshot)
+    snapshot.returns["back"][0] = replace(snapshot.returns["back"][0], refund_id="manual-r-done")
+    assert snapshot.events is not None
+    snapshot.events["back"].append(
+        _event("back", "order.repaired", "refund", note="resolve_manually by ops (bank transfer)")
+    )
+    (violation,) = find_violations(snapshot).violations
+    assert violation.kind is K.RETURN_REFUND_MISMATCH
+    assert "completed with manual-r-done" in violation.detail
+    assert "an operator repaired refund: resolve_manually by ops (bank transfer)" in (
+        violation.detail
+    )
 
 
 def test_a_running_saga_is_in_flight_and_not_checked() -> None:
