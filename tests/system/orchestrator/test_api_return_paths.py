@@ -174,11 +174,17 @@ def _charged(stack: Settings, order_id: str) -> int:
     return charges[0]
 
 
-def _on_hand(stack: Settings) -> int:
-    """Units of ``_SKU`` on the inventory's shelf."""
+def _restocked(stack: Settings, *return_ids: str) -> dict[str, int]:
+    """Units of ``_SKU`` the inventory put back for each of ``return_ids`` (those it restocked
+    at all): exact, whatever other tests' sagas do to the shelf meanwhile."""
     path = inventory_queries.database_path(stack.run_dir)
     with inventory_queries.InventoryQueries.open(path) as inventory:
-        return inventory.on_hand([_SKU])[_SKU]
+        lines = inventory.restock_lines()
+    return {
+        line.return_id: line.quantity
+        for line in lines
+        if line.return_id in return_ids and line.sku == _SKU
+    }
 
 
 def _dispatched_days_ago(stack: Settings, order_id: str, days: float) -> None:
@@ -247,7 +253,6 @@ async def test_a_return_after_the_window_is_rejected_and_one_inside_it_completes
     _dispatched_days_ago(stack, late, 31)
     _dispatched_days_ago(stack, in_time, 29)
     too_late, still_in_time = _lines({_SKU: 1}), _lines({_SKU: 1})
-    shelf = _on_hand(stack)
 
     refused, accepted = await asyncio.gather(
         _return(api, late, too_late), _return(api, in_time, still_in_time)
@@ -259,7 +264,8 @@ async def test_a_return_after_the_window_is_rejected_and_one_inside_it_completes
     _completed_with(accepted, 1)
     assert _return_refunds(stack, late) == {}
     assert _return_refunds(stack, in_time) == {still_in_time["return_id"]: _PRICE}
-    assert _on_hand(stack) == shelf + 1  # the return in time alone
+    restocked = _restocked(stack, too_late["return_id"], still_in_time["return_id"])
+    assert restocked == {still_in_time["return_id"]: 1}  # the return in time alone
     row = await _listed_as(api, too_late["return_id"], "REJECTED")
     assert (row["order_id"], row["saga_step"]) == (late, "authorize_return")
 
@@ -297,7 +303,6 @@ async def test_of_two_racing_returns_one_completes_and_the_other_is_rejected(
     took cannot come back again; the one unit left can."""
     (order_id,) = await _dispatched_orders(api, 3)
     first, second = _lines({_SKU: 2}), _lines({_SKU: 2})
-    shelf = _on_hand(stack)
 
     await asyncio.gather(_start(api, order_id, first), _start(api, order_id, second))
     views = await asyncio.gather(_ended(api, first["return_id"]), _ended(api, second["return_id"]))
@@ -310,7 +315,7 @@ async def test_of_two_racing_returns_one_completes_and_the_other_is_rejected(
     assert _rejection(lost) == "MORE_THAN_BOUGHT"
     assert "already returned or held 2" in lost["events"][0]["data"]["reason"]
     assert _return_refunds(stack, order_id) == {won["return_id"]: 2 * _PRICE}
-    assert _on_hand(stack) == shelf + 2
+    assert _restocked(stack, first["return_id"], second["return_id"]) == {won["return_id"]: 2}
 
     again = await _return(api, order_id, _lines({_SKU: 2}))
     assert _rejection(again) == "MORE_THAN_BOUGHT"  # the completed return's 2 stay taken
@@ -319,7 +324,10 @@ async def test_of_two_racing_returns_one_completes_and_the_other_is_rejected(
     refunds = _return_refunds(stack, order_id)
     assert refunds == {won["return_id"]: 2 * _PRICE, rest["return_id"]: _PRICE}
     assert sum(refunds.values()) <= _charged(stack, order_id)
-    assert _on_hand(stack) == shelf + 3
+    assert _restocked(stack, won["return_id"], lost["return_id"], rest["return_id"]) == {
+        won["return_id"]: 2,
+        rest["return_id"]: 1,
+    }
 
 
 # --- A refund that keeps failing: stuck, retried, resolved by an operator -----------------
@@ -361,7 +369,6 @@ async def test_a_refund_that_keeps_failing_is_stuck_until_an_operator_resolves_i
     (order_id,) = await _dispatched_orders(api, 2, token="tok_refundOutage")
     body = _lines({_SKU: 1})
     return_id = body["return_id"]
-    shelf = _on_hand(stack)
     await _start(api, order_id, body)
 
     stuck = await _view_when(api, return_id, lambda v: _step(v, "refund")["stuck"])
@@ -407,7 +414,7 @@ async def test_a_refund_that_keeps_failing_is_stuck_until_an_operator_resolves_i
     assert completed["data"]["refund_id"] == f"manual-{return_id}"
     assert completed["data"]["amount"]["amount_minor"] == _PRICE
     assert _return_refunds(stack, order_id) == {}  # the ledger never saw the hand refund
-    assert _on_hand(stack) == shelf + 1
+    assert _restocked(stack, return_id) == {return_id: 1}
 
     def both_repairs(saga: dict[str, Any]) -> bool:
         return [e["event_type"] for e in saga["events"]].count(REPAIRED) == 2
