@@ -26,8 +26,6 @@ from tests.support.orders_api import (
 from tests.support.saga_paths import (
     CANCELLED,
     CHARGED,
-    COMPLETED,
-    DISPATCHED,
     HAPPY_EVENTS,
     NOT_SHIPPABLE,
     PLACED,
@@ -35,7 +33,6 @@ from tests.support.saga_paths import (
     REPAIRED,
     RESERVED,
     SAGA_PATHS,
-    SCHEDULED,
 )
 
 
