@@ -23,10 +23,12 @@ The package re-exports the public names of ``definition`` and ``runner`` (their 
 """
 
 from contracts.search_attributes import SAGA_STATUS_KEY, SAGA_STEP_KEY
-from orchestrator.saga import definition, runner
+from orchestrator.saga import definition, operated, runner
 from orchestrator.saga.definition import *  # noqa: F403
+from orchestrator.saga.operated import *  # noqa: F403
 from orchestrator.saga.runner import *  # noqa: F403
 
 __all__ = ["SAGA_STATUS_KEY", "SAGA_STEP_KEY"]
 __all__ += definition.__all__
+__all__ += operated.__all__
 __all__ += runner.__all__

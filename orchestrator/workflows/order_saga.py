@@ -34,8 +34,6 @@ with workflow.unsafe.imports_passed_through():
         REFUND_PAYMENT,
         RELEASE_STOCK,
         RESERVE_STOCK,
-        RESOLVE_MANUALLY_UPDATE,
-        RETRY_NOW_UPDATE,
         SCHEDULE_SHIPMENT,
         SHIPMENT_DISPATCHED_SIGNAL,
         STATUS_QUERY,
@@ -48,7 +46,6 @@ with workflow.unsafe.imports_passed_through():
         ChargePaymentResult,
         CompleteOrderInput,
         CompleteOrderResult,
-        OperatorActionResult,
         Order,
         OrderSagaInput,
         OrderSagaResult,
@@ -60,8 +57,6 @@ with workflow.unsafe.imports_passed_through():
         ReleaseStockResult,
         ReserveStockInput,
         ReserveStockResult,
-        ResolveManuallyRequest,
-        RetryNowRequest,
         SagaPhase,
         SagaStatus,
         ScheduleShipmentInput,
@@ -77,6 +72,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from orchestrator.saga import (
         ActivityCall,
+        OperatedSaga,
         SagaContext,
         SagaDefinition,
         SagaRunner,
@@ -285,7 +281,7 @@ def start_attributes(order: Order) -> TypedSearchAttributes:
 
 
 @workflow.defn(name=ORDER_SAGA_WORKFLOW)
-class OrderSaga:
+class OrderSaga(OperatedSaga):
     """The saga of one order; its id is ``saga_workflow_id(order_id)``."""
 
     definition: SagaDefinition = ORDER_SAGA
@@ -327,19 +323,13 @@ class OrderSaga:
 
     def _remember_outcome(self) -> None:
         """Put how the saga ended in the memo, readable in lists without a worker."""
-        if self._runner.phase not in (SagaPhase.COMPLETED, SagaPhase.CANCELLED):
+        memo = self._outcome_memo()
+        if memo is None:
             return
         # Added after sagas had run without it: the marker keeps their histories replayable.
         # A lean history is newer than the memo: it needs no marker (two history events).
         if self._runner.lean_history or workflow.patched(OUTCOME_MEMO_PATCH):
-            failure = self._runner.failure
-            workflow.upsert_memo(
-                {
-                    "saga_status": self._runner.phase.value,
-                    "failure_reason": failure.reason if failure else None,
-                    "failed_step": failure.step if failure else None,
-                }
-            )
+            workflow.upsert_memo(memo)
 
     @workflow.signal(name=SHIPMENT_DISPATCHED_SIGNAL)
     def shipment_dispatched(self, signal: ShipmentDispatched) -> None:
@@ -366,23 +356,3 @@ class OrderSaga:
             failed_step=failure.step if failure else None,
             notes=self._runner.notes,
         )
-
-    @workflow.update(name=RETRY_NOW_UPDATE)
-    def retry_now(self, request: RetryNowRequest) -> OperatorActionResult:
-        """Try a stuck step or compensation again now instead of after its backoff."""
-        detail = self._runner.retry_now(request.step, request.operator, request.reason)
-        return OperatorActionResult(step=request.step, detail=detail)
-
-    @retry_now.validator
-    def _validate_retry_now(self, request: RetryNowRequest) -> None:
-        self._runner.check_stuck(request.step)
-
-    @workflow.update(name=RESOLVE_MANUALLY_UPDATE)
-    def resolve_manually(self, request: ResolveManuallyRequest) -> OperatorActionResult:
-        """Record that an operator settled a stuck step by hand, so the saga goes on."""
-        detail = self._runner.resolve_manually(request.step, request.reason, request.operator)
-        return OperatorActionResult(step=request.step, detail=detail)
-
-    @resolve_manually.validator
-    def _validate_resolve_manually(self, request: ResolveManuallyRequest) -> None:
-        self._runner.check_stuck(request.step)

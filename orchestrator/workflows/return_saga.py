@@ -26,9 +26,7 @@ with workflow.unsafe.imports_passed_through():
         EXPIRE_RETURN,
         ISSUE_RETURN_LABEL,
         REFUND_RETURN,
-        RESOLVE_MANUALLY_UPDATE,
         RESTOCK,
-        RETRY_NOW_UPDATE,
         RETURN_RECEIVED_SIGNAL,
         RETURN_SAGA_WORKFLOW,
         STATUS_QUERY,
@@ -41,13 +39,10 @@ with workflow.unsafe.imports_passed_through():
         ExpireReturnResult,
         IssueReturnLabelInput,
         IssueReturnLabelResult,
-        OperatorActionResult,
         RefundReturnInput,
         RefundReturnResult,
-        ResolveManuallyRequest,
         RestockInput,
         RestockResult,
-        RetryNowRequest,
         ReturnOutcome,
         ReturnReceived,
         ReturnSagaInput,
@@ -66,6 +61,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from orchestrator.saga import (
         ActivityCall,
+        OperatedSaga,
         SagaContext,
         SagaDefinition,
         SagaRunner,
@@ -267,7 +263,7 @@ def _outcome(status: str) -> ReturnOutcome:
 
 
 @workflow.defn(name=RETURN_SAGA_WORKFLOW)
-class ReturnSaga:
+class ReturnSaga(OperatedSaga):
     """The saga of one return; its id is ``return_workflow_id(return_id)``."""
 
     definition: SagaDefinition = RETURN_SAGA
@@ -305,16 +301,9 @@ class ReturnSaga:
 
     def _remember_outcome(self) -> None:
         """Put how the return ended in the memo, readable in lists without a worker."""
-        if self._runner.phase not in (SagaPhase.COMPLETED, SagaPhase.CANCELLED):
-            return
-        failure = self._runner.failure
-        workflow.upsert_memo(
-            {
-                "saga_status": self._runner.status,
-                "failure_reason": failure.reason if failure else None,
-                "failed_step": failure.step if failure else None,
-            }
-        )
+        memo = self._outcome_memo()
+        if memo is not None:
+            workflow.upsert_memo(memo)
 
     @workflow.signal(name=RETURN_RECEIVED_SIGNAL)
     def return_received(self, signal: ReturnReceived) -> None:
@@ -339,23 +328,3 @@ class ReturnSaga:
             failed_step=failure.step if failure else None,
             notes=self._runner.notes,
         )
-
-    @workflow.update(name=RETRY_NOW_UPDATE)
-    def retry_now(self, request: RetryNowRequest) -> OperatorActionResult:
-        """Try a stuck step or compensation again now instead of after its backoff."""
-        detail = self._runner.retry_now(request.step, request.operator, request.reason)
-        return OperatorActionResult(step=request.step, detail=detail)
-
-    @retry_now.validator
-    def _validate_retry_now(self, request: RetryNowRequest) -> None:
-        self._runner.check_stuck(request.step)
-
-    @workflow.update(name=RESOLVE_MANUALLY_UPDATE)
-    def resolve_manually(self, request: ResolveManuallyRequest) -> OperatorActionResult:
-        """Record that an operator settled a stuck step by hand, so the saga goes on."""
-        detail = self._runner.resolve_manually(request.step, request.reason, request.operator)
-        return OperatorActionResult(step=request.step, detail=detail)
-
-    @resolve_manually.validator
-    def _validate_resolve_manually(self, request: ResolveManuallyRequest) -> None:
-        self._runner.check_stuck(request.step)

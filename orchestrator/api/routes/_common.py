@@ -1,14 +1,25 @@
 """What the routes of both sagas share: the id in the path, documented answers, step checks."""
 
+import json
+from collections.abc import AsyncIterable, Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import Path
 from fastapi.exceptions import RequestValidationError
+from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from orchestrator.api.models import ProblemDetail, SagaType
+from orchestrator.api.models import EventView, ProblemDetail, SagaType
 from orchestrator.api.service import SagaService
 
-__all__ = ["NOT_FOUND", "REFUSED", "UNAVAILABLE", "UNREADABLE", "IdPath", "known_step"]
+__all__ = [
+    "NOT_FOUND",
+    "REFUSED",
+    "UNAVAILABLE",
+    "UNREADABLE",
+    "IdPath",
+    "event_stream",
+    "known_step",
+]
 
 IdPath = Annotated[
     str,
@@ -48,3 +59,19 @@ def known_step(
                 }
             ]
         )
+
+
+def event_stream(
+    events: AsyncIterable[EventView], end: Callable[[], Awaitable[dict[str, str]]]
+) -> EventSourceResponse:
+    """A saga's ``events`` as Server-Sent Events (its type, its position as id, the event as
+    JSON data), then an ``end`` message with what ``end()`` says once they are over."""
+
+    async def messages() -> AsyncIterable[ServerSentEvent]:
+        async for event in events:
+            yield ServerSentEvent(
+                data=event.model_dump_json(), event=event.event_type, id=str(event.position)
+            )
+        yield ServerSentEvent(data=json.dumps(await end()), event="end")
+
+    return EventSourceResponse(messages())

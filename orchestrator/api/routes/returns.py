@@ -1,14 +1,12 @@
 """Returns: ``POST /orders/{order_id}/returns`` starts a return's saga; ``/returns/{return_id}``
 shows it beside its events, follows them, and repairs its stuck steps."""
 
-import json
 import logging
-from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Response, status
 from opentelemetry import trace
-from sse_starlette import EventSourceResponse, ServerSentEvent
+from sse_starlette import EventSourceResponse
 
 from orchestrator.api.auth import Scope, require_scope
 from orchestrator.api.deps import OrderPlacerDep, SagaOperatorDep, SagaServiceDep
@@ -27,6 +25,7 @@ from orchestrator.api.routes._common import (
     UNAVAILABLE,
     UNREADABLE,
     IdPath,
+    event_stream,
     known_step,
 )
 
@@ -123,16 +122,11 @@ async def follow_return(
     """
     await sagas.describe_return(return_id)  # a missing saga answers 404, not an empty stream
 
-    async def messages() -> AsyncIterator[ServerSentEvent]:
-        async for event in sagas.follow_return(return_id, after=last_event_id or 0):
-            yield ServerSentEvent(
-                data=event.model_dump_json(), event=event.event_type, id=str(event.position)
-            )
+    async def end() -> dict[str, str]:
         view = await sagas.view_return(return_id)
-        end = {"status": view.saga.status.value, "outcome": view.saga.outcome.value}
-        yield ServerSentEvent(data=json.dumps(end), event="end")
+        return {"status": view.saga.status.value, "outcome": view.saga.outcome.value}
 
-    return EventSourceResponse(messages())
+    return event_stream(sagas.follow_return(return_id, after=last_event_id or 0), end)
 
 
 @router.post(

@@ -1,13 +1,11 @@
 """``/sagas``: each order's saga beside its events; the sagas of both types (orders' and
 returns') listed, the stuck ones found, and their repair."""
 
-import json
-from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query
 from fastapi.exceptions import RequestValidationError
-from sse_starlette import EventSourceResponse, ServerSentEvent
+from sse_starlette import EventSourceResponse
 
 from contracts.activities import SagaStatus
 from orchestrator.api.auth import Scope, require_scope
@@ -32,6 +30,7 @@ from orchestrator.api.routes._common import (
     UNAVAILABLE,
     UNREADABLE,
     IdPath,
+    event_stream,
     known_step,
 )
 from orchestrator.api.service import SagaFilter
@@ -173,15 +172,11 @@ async def follow_saga(
     """
     await sagas.describe(order_id)  # a missing saga answers 404, not an empty stream
 
-    async def messages() -> AsyncIterator[ServerSentEvent]:
-        async for event in sagas.follow(order_id, after=last_event_id or 0):
-            yield ServerSentEvent(
-                data=event.model_dump_json(), event=event.event_type, id=str(event.position)
-            )
+    async def end() -> dict[str, str]:
         view = await sagas.view(order_id)
-        yield ServerSentEvent(data=json.dumps({"status": view.saga.status.value}), event="end")
+        return {"status": view.saga.status.value}
 
-    return EventSourceResponse(messages())
+    return event_stream(sagas.follow(order_id, after=last_event_id or 0), end)
 
 
 @router.post(

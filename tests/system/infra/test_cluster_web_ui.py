@@ -95,3 +95,22 @@ def test_the_cluster_serves_the_web_ui_and_runs_sagas_over_mtls(
     logs = run_saga(env, "logs", "temporal-ui")
     assert logs.returncode == 0, logs.stderr
     assert "Loading config" in logs.stdout
+
+
+def test_the_web_ui_finds_a_return_by_its_search_attributes(
+    cluster_stack_started: ClusterStack,
+) -> None:
+    """`saga demo --return` on the cluster: the Web UI lists the return's saga when filtered
+    by type, order and outcome, as it lists orders, and not under another outcome."""
+    env, settings = cluster_stack_started.env, cluster_stack_started.settings
+    ui_url = f"http://127.0.0.1:{settings.temporal_ui_port}"
+    demo = run_saga(env, "demo", "--return", timeout=240)
+    assert demo.returncode == 0, demo.stdout + demo.stderr
+    started = re.search(r"^return (\S+) of order (\S+) \(", demo.stdout, re.M)
+    assert started is not None, demo.stdout
+    return_id, order_id = started.groups()
+    query = f"WorkflowType = 'ReturnSaga' AND OrderId = '{order_id}'"
+    listed = _workflows(ui_url, f"{query} AND SagaStatus = 'COMPLETED'")
+    assert [e["execution"]["workflowId"] for e in listed] == [f"return-{return_id}"]
+    assert listed[0]["type"]["name"] == "ReturnSaga"
+    assert _workflows(ui_url, f"{query} AND SagaStatus = 'EXPIRED'", within=0) == []
