@@ -3,7 +3,9 @@
 import os
 import socket
 import subprocess
+from pathlib import Path
 
+from infra.engines.processes import ProcessTable
 from tests.support.cli import run_saga, saga_ps
 
 
@@ -41,11 +43,13 @@ def test_a_missing_java_is_named(stack_env: dict[str, str]) -> None:
 
 
 def test_an_unreachable_external_kafka_is_named(stack_env: dict[str, str]) -> None:
-    """With an external Kafka that does not answer, up names its address."""
+    """With an external Kafka, Temporal and registry that do not answer, up names each one's
+    address (and starts nothing: a unit test runs no server)."""
     env = {
         **stack_env,
         "SAGA_KAFKA_EMBEDDED": "false",
         "SAGA_TEMPORAL_EMBEDDED": "false",
+        "SAGA_SCHEMA_REGISTRY_EMBEDDED": "false",
         "SAGA_STARTUP_TIMEOUT_SECONDS": "2",
     }
     result = run_saga(env, "up")
@@ -54,4 +58,6 @@ def test_an_unreachable_external_kafka_is_named(stack_env: dict[str, str]) -> No
         f"Kafka at {env['SAGA_KAFKA_BOOTSTRAP_SERVERS']} did not answer",
         "SAGA_KAFKA_BOOTSTRAP_SERVERS",
         f"Temporal at {env['SAGA_TEMPORAL_ADDRESS']} did not answer",
+        f"the schema registry at {env['SAGA_SCHEMA_REGISTRY_URL']} cannot be reached",
     )
+    assert ProcessTable(Path(env["SAGA_RUN_DIR"])).names() == []
