@@ -16,8 +16,6 @@ from infra.engines.schema_registry import (
 )
 from infra.engines.stack import Stack
 
-JDK17 = Path("/usr/lib/jvm/java-17-openjdk-amd64/bin/java")
-
 
 def _server(tmp_path: Path, **fields: Any) -> SchemaRegistryServer:
     return SchemaRegistryServer(
@@ -31,13 +29,24 @@ def test_the_java_found_is_new_enough_for_apicurio() -> None:
     assert version is not None and version >= JAVA_FOR_REGISTRY, (java, version)
 
 
-@pytest.mark.skipif(not JDK17.is_file(), reason="needs the machine's OpenJDK 17 to name as too old")
-def test_a_java_too_old_is_refused_with_what_to_do() -> None:
-    assert java_version(JDK17) == 17
+def _jdk(root: Path, version: str) -> Path:
+    """A JDK folder whose ``release`` file names ``version``, with a ``bin/java`` in it."""
+    java = root / "bin" / "java"
+    java.parent.mkdir(parents=True)
+    java.write_text("#!/bin/sh\nexit 0\n")
+    java.chmod(0o755)
+    (root / "release").write_text(f'JAVA_VERSION="{version}"\n')
+    return java
+
+
+def test_a_java_too_old_is_refused_with_what_to_do(tmp_path: Path) -> None:
+    java = _jdk(tmp_path / "jdk-17", "17.0.9")
+    assert java_version(java) == 17
     with pytest.raises(
         RuntimeError, match=r"SAGA_SCHEMA_REGISTRY_JAVA=.* is Java 17.*needs Java 21"
     ):
-        find_java(str(JDK17))
+        find_java(str(java))
+    assert find_java(str(_jdk(tmp_path / "jdk-21", "21.0.5"))).endswith("jdk-21/bin/java")
 
 
 def test_a_java_that_does_not_exist_is_refused(tmp_path: Path) -> None:
