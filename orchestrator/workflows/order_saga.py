@@ -77,9 +77,9 @@ with workflow.unsafe.imports_passed_through():
         SagaDefinition,
         SagaRunner,
         Step,
-        StepPolicy,
         WaitStep,
     )
+    from orchestrator.workflows._policies import service_policy
 
 __all__ = [
     "CUSTOMER_ID_KEY",
@@ -155,15 +155,6 @@ def _undo(
     )
 
 
-def _service_policy(*business_errors: str) -> StepPolicy:
-    """A call to one of our services: stuck after 5 attempts a round, 5 minutes to succeed."""
-    return StepPolicy(
-        business_errors=frozenset(business_errors),
-        attempts_before_stuck=5,
-        time_budget=timedelta(minutes=5),
-    )
-
-
 ORDER_SAGA = SagaDefinition(
     name=ORDER_SAGA_WORKFLOW,
     steps=[
@@ -188,7 +179,7 @@ ORDER_SAGA = SagaDefinition(
                 ),
                 result=CancelOrderResult,
             ),
-            policy=_service_policy(),
+            policy=service_policy(),
         ),
         Step(
             name=Steps.CHARGE_PAYMENT,
@@ -208,7 +199,7 @@ ORDER_SAGA = SagaDefinition(
                 ),
                 result=RefundPaymentResult,
             ),
-            policy=_service_policy(PAYMENT_DECLINED),
+            policy=service_policy(PAYMENT_DECLINED),
         ),
         Step(
             name=Steps.RESERVE_STOCK,
@@ -223,7 +214,7 @@ ORDER_SAGA = SagaDefinition(
             compensation=_undo(
                 RELEASE_STOCK, task_queues.INVENTORY, ReleaseStockInput, ReleaseStockResult
             ),
-            policy=_service_policy(STOCK_UNAVAILABLE),
+            policy=service_policy(STOCK_UNAVAILABLE),
         ),
         Step(
             name=Steps.SCHEDULE_SHIPMENT,
@@ -240,7 +231,7 @@ ORDER_SAGA = SagaDefinition(
             compensation=_undo(
                 CANCEL_SHIPMENT, task_queues.SHIPPING, CancelShipmentInput, CancelShipmentResult
             ),
-            policy=_service_policy(DESTINATION_UNSUPPORTED),
+            policy=service_policy(DESTINATION_UNSUPPORTED),
         ),
         WaitStep(
             name=Steps.AWAIT_DISPATCH,
@@ -260,7 +251,7 @@ ORDER_SAGA = SagaDefinition(
                 input=_complete_input,
                 result=CompleteOrderResult,
             ),
-            policy=_service_policy(),
+            policy=service_policy(),
         ),
     ],
 )

@@ -66,9 +66,9 @@ with workflow.unsafe.imports_passed_through():
         SagaDefinition,
         SagaRunner,
         Step,
-        StepPolicy,
         WaitStep,
     )
+    from orchestrator.workflows._policies import service_policy
 
 __all__ = [
     "PARCEL_DEADLINE_REASON",
@@ -147,16 +147,6 @@ def _parcel_mismatch(ctx: Context, signal: ReturnReceived) -> str | None:
     return None
 
 
-def _service_policy(*business_errors: str) -> StepPolicy:
-    """A call to one of our services: stuck after 5 attempts a round, 5 minutes to succeed
-    before the pivot (after it, no budget: the step is retried until it succeeds)."""
-    return StepPolicy(
-        business_errors=frozenset(business_errors),
-        attempts_before_stuck=5,
-        time_budget=timedelta(minutes=5),
-    )
-
-
 RETURN_SAGA = SagaDefinition(
     name=RETURN_SAGA_WORKFLOW,
     lean_from_start=True,
@@ -177,7 +167,7 @@ RETURN_SAGA = SagaDefinition(
                 input=lambda ctx: ExpireReturnInput(**_ids(ctx), reason=ctx.failure_reason),
                 result=ExpireReturnResult,
             ),
-            policy=_service_policy(RETURN_REJECTED),
+            policy=service_policy(RETURN_REJECTED),
             refusal_outcome=ReturnOutcome.REJECTED.value,
         ),
         Step(
@@ -194,7 +184,7 @@ RETURN_SAGA = SagaDefinition(
                 input=lambda ctx: VoidReturnLabelInput(**_ids(ctx), reason=ctx.failure_reason),
                 result=VoidReturnLabelResult,
             ),
-            policy=_service_policy(),
+            policy=service_policy(),
         ),
         WaitStep(
             name=ReturnSteps.AWAIT_PARCEL,
@@ -214,7 +204,7 @@ RETURN_SAGA = SagaDefinition(
                 input=lambda ctx: RestockInput(**_ids(ctx), items=ctx.input.request.items),
                 result=RestockResult,
             ),
-            policy=_service_policy(),
+            policy=service_policy(),
         ),
         Step(
             name=ReturnSteps.REFUND,
@@ -224,7 +214,7 @@ RETURN_SAGA = SagaDefinition(
                 input=lambda ctx: RefundReturnInput(**_ids(ctx), amount=_authorized(ctx).amount),
                 result=RefundReturnResult,
             ),
-            policy=_service_policy(),
+            policy=service_policy(),
         ),
         Step(
             name=ReturnSteps.COMPLETE_RETURN,
@@ -235,7 +225,7 @@ RETURN_SAGA = SagaDefinition(
                 input=_complete_input,
                 result=CompleteReturnResult,
             ),
-            policy=_service_policy(),
+            policy=service_policy(),
         ),
     ],
 )

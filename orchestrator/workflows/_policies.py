@@ -1,0 +1,17 @@
+"""The failure policy both sagas give a call to one of our services."""
+
+from datetime import timedelta
+
+from orchestrator.saga import StepPolicy
+
+__all__ = ["service_policy"]
+
+
+def service_policy(*business_errors: str) -> StepPolicy:
+    """A call to one of our services: stuck after 5 attempts a round, 5 minutes to succeed
+    before the pivot (after it, no budget: the step is retried until it succeeds)."""
+    return StepPolicy(
+        business_errors=frozenset(business_errors),
+        attempts_before_stuck=5,
+        time_budget=timedelta(minutes=5),
+    )
