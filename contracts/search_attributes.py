@@ -9,6 +9,7 @@ __all__ = [
     "ORDER_ID_KEY",
     "SAGA_STATUS_KEY",
     "SAGA_STEP_KEY",
+    "SAGA_STUCK_KEY",
     "SEARCH_ATTRIBUTES",
     "SEARCH_ATTRIBUTE_KEYS",
 ]
@@ -19,12 +20,16 @@ SAGA_STATUS_KEY = SearchAttributeKey.for_keyword("SagaStatus")
 """RUNNING, COMPENSATING, COMPLETED or CANCELLED."""
 SAGA_STEP_KEY = SearchAttributeKey.for_keyword("SagaStep")
 """The step being run or compensated; once finished, the last step or the failed one."""
+SAGA_STUCK_KEY = SearchAttributeKey.for_bool("SagaStuck")
+"""Whether the current step (or its compensation) is flagged stuck: its retries ran out and it
+waits on a backoff or an operator. Absent on sagas that were never stuck."""
 
 SEARCH_ATTRIBUTE_KEYS: tuple[SearchAttributeKey[Any], ...] = (
     ORDER_ID_KEY,
     CUSTOMER_ID_KEY,
     SAGA_STATUS_KEY,
     SAGA_STEP_KEY,
+    SAGA_STUCK_KEY,
 )
 
 SEARCH_ATTRIBUTES: dict[str, str] = {
