@@ -20,6 +20,7 @@ from fastapi import APIRouter, Depends, Form, Header, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from itsdangerous import BadSignature, URLSafeTimedSerializer
+from markupsafe import Markup, escape
 from pydantic import ValidationError
 from sse_starlette import EventSourceResponse
 from temporalio.service import RPCError
@@ -70,7 +71,14 @@ templates = Jinja2Templates(
     )
 )
 
+
+def _breakable(name: str) -> Markup:
+    """A step name that may wrap after its underscores (``schedule_<wbr>shipment``)."""
+    return Markup("_<wbr>").join(escape(part) for part in name.split("_"))
+
+
 templates.env.filters["age"] = _age
+templates.env.filters["breakable"] = _breakable
 
 router = APIRouter(prefix=UI_PATH, include_in_schema=False)
 

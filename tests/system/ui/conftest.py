@@ -1,13 +1,17 @@
 """A headless Chromium for the web pages' tests (Debian's ``chromium`` and
 ``chromium-driver``, driven by Selenium), and a screenshot of every failing test's page."""
 
-from collections.abc import Generator, Iterator
+from collections.abc import AsyncIterator, Generator, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from pluggy import Result
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
+
+from infra.config.api_tokens import read_dev_token
+from infra.config.settings import Settings
 
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 CHROMIUM = Path("/usr/bin/chromium")
@@ -49,6 +53,24 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[webdriver.Chro
         yield driver
     finally:
         driver.quit()
+
+
+def dev_token(stack: Settings) -> str:
+    """The development token of the stack's run directory (every scope)."""
+    token = read_dev_token(stack.run_dir)
+    assert token is not None
+    return token
+
+
+@pytest.fixture(scope="module")
+async def api_module(stack: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the stack's API with its development token, for module fixtures."""
+    async with httpx.AsyncClient(
+        base_url=stack.api_url,
+        timeout=30,
+        headers={"Authorization": f"Bearer {dev_token(stack)}"},
+    ) as client:
+        yield client
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,7 @@ refund is placed by the first so that its retries run out while the others run.
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -21,12 +21,13 @@ from selenium.webdriver.support.ui import WebDriverWait
 from temporalio.client import Client
 
 from contracts.activities import ORDER_SAGA_WORKFLOW
-from infra.config.api_tokens import Scope, read_dev_token
+from infra.config.api_tokens import Scope
 from infra.config.settings import Settings
 from orchestrator.saga import Step
 from orchestrator.workflows.order_saga import ORDER_SAGA
 from tests.support.orders_api import order_body, place, run_path, saga_when
 from tests.support.saga_paths import SAGA_PATHS
+from tests.system.ui.conftest import dev_token as _dev_token
 
 _T = TypeVar("_T")
 _PATHS = ["happy", "declined", "no stock", "unsupported destination"]
@@ -50,27 +51,10 @@ def _sign_in(browser: webdriver.Chrome, stack: Settings, token: str) -> None:
     browser.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
 
 
-def _dev_token(stack: Settings) -> str:
-    token = read_dev_token(stack.run_dir)
-    assert token is not None
-    return token
-
-
 @pytest.fixture(scope="module")
 async def stuck_order(api_module: httpx.AsyncClient) -> str:
     """An order whose refund keeps failing: its saga stays compensating on charge_payment."""
     return await place(api_module, order_body("tok_refundFail", country="AQ", prefix="ui"))
-
-
-@pytest.fixture(scope="module")
-async def api_module(stack: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    """A client of the stack's API with its development token, for the module's fixtures."""
-    async with httpx.AsyncClient(
-        base_url=stack.api_url,
-        timeout=30,
-        headers={"Authorization": f"Bearer {_dev_token(stack)}"},
-    ) as client:
-        yield client
 
 
 async def test_signing_in_takes_a_known_token_and_sets_a_session_cookie(
@@ -208,6 +192,15 @@ async def test_without_operate_no_actions_are_shown_and_forged_posts_are_refused
     assert "⚠ stuck" in browser.find_element(By.ID, f"step-{_REFUND_STEP}").text
     assert browser.find_elements(By.CSS_SELECTOR, "form.action") == []
     assert browser.find_elements(By.XPATH, "//button[text()='Resolve']") == []
+    # Listed at its step, compensating (flagged stuck once the saga sets SagaStuck).
+    listed = []
+    for state in ("compensating", "compensation_stuck"):
+        browser.get(f"{stack.api_url}/ui/map/order/steps/{_REFUND_STEP}?state={state}")
+        rows = browser.find_elements(By.XPATH, f"//tr[th/a[text()='{stuck_order}']]")
+        listed += [(state, row.text) for row in rows]
+    assert len(listed) == 1, listed
+    assert "refuses refunds" in listed[0][1]
+    browser.get(f"{stack.api_url}{page}")
     # The sign-out form carries the session's CSRF token: valid, but the token may not act.
     csrf = browser.find_element(By.CSS_SELECTOR, "form.signout input[name=csrf]")
     read_only = _session_post(
@@ -218,7 +211,7 @@ async def test_without_operate_no_actions_are_shown_and_forged_posts_are_refused
 
     _sign_in(browser, stack, _dev_token(stack))
     browser.get(f"{stack.api_url}{page}")
-    assert browser.find_elements(By.CSS_SELECTOR, "form.action[data-action=resolve_manually]")
+    assert browser.find_elements(By.CSS_SELECTOR, f"form.action[data-step={_REFUND_STEP}]")
     # The form a page of another site would post: everything but the CSRF token.
     browser.execute_script(
         """const form = document.createElement("form");
@@ -251,9 +244,9 @@ async def test_a_saga_stuck_on_a_refund_is_resolved_on_its_page_and_ends_cancell
     browser.get(f"{stack.api_url}/ui/orders/{stuck_order}")
     assert browser.find_element(By.ID, "saga-status").text == "COMPENSATING"
 
-    form = browser.find_element(By.CSS_SELECTOR, "form.action[data-action=resolve_manually]")
+    form = browser.find_element(By.CSS_SELECTOR, f"form.action[data-step={_REFUND_STEP}]")
     form.find_element(By.NAME, "reason").send_keys("refunded by hand in the processor's console")
-    form.find_element(By.CSS_SELECTOR, "button").click()
+    form.find_element(By.CSS_SELECTOR, "button[value=resolve_manually]").click()
 
     notice = _wait(browser, lambda b: b.find_element(By.ID, "notice"), 10)
     assert notice.text.startswith("Done:")

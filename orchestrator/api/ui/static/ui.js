@@ -20,9 +20,11 @@ function refreshMap(map) {
         for (const cell of document.querySelectorAll(`[data-count="${CSS.escape(key)}"]`)) {
           const number = cell.querySelector(".n");
           if (number && number.textContent !== String(value)) number.textContent = String(value);
-          if (cell.classList.contains("count-stuck") ||
-              cell.classList.contains("count-compensation_stuck")) {
-            cell.classList.toggle("hot", value > 0);
+          if (cell.classList.contains("count")) {
+            cell.classList.toggle("zero", value === 0);
+            const stuck = cell.classList.contains("count-stuck") ||
+                          cell.classList.contains("count-compensation_stuck");
+            cell.classList.toggle("hot", stuck && value > 0);
           }
         }
       }
