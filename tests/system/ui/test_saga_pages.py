@@ -148,11 +148,6 @@ async def test_the_map_shows_the_visibility_counts_and_refreshes_them_in_place(
     assert shown["reserve_stock:cancelled"] > before["reserve_stock:cancelled"]
     assert shown["schedule_shipment:cancelled"] > before["schedule_shipment:cancelled"]
 
-    picture = os.environ.get("SAGA_UI_MAP_SCREENSHOT")
-    if picture:  # docs/img/saga-map.png: see docs/ui.md
-        Path(picture).parent.mkdir(parents=True, exist_ok=True)
-        browser.save_screenshot(picture)
-
 
 async def _until_flagged(api: httpx.AsyncClient, order_id: str) -> None:
     await saga_when(
@@ -192,14 +187,15 @@ async def test_without_operate_no_actions_are_shown_and_forged_posts_are_refused
     assert "⚠ stuck" in browser.find_element(By.ID, f"step-{_REFUND_STEP}").text
     assert browser.find_elements(By.CSS_SELECTOR, "form.action") == []
     assert browser.find_elements(By.XPATH, "//button[text()='Resolve']") == []
-    # Listed at its step, compensating (flagged stuck once the saga sets SagaStuck).
-    listed = []
-    for state in ("compensating", "compensation_stuck"):
-        browser.get(f"{stack.api_url}/ui/map/order/steps/{_REFUND_STEP}?state={state}")
-        rows = browser.find_elements(By.XPATH, f"//tr[th/a[text()='{stuck_order}']]")
-        listed += [(state, row.text) for row in rows]
-    assert len(listed) == 1, listed
-    assert "refuses refunds" in listed[0][1]
+    # Listed at its step, stuck undoing it, with its attempts and last error.
+    listing = f"{stack.api_url}/ui/map/order/steps/{_REFUND_STEP}?state=compensation_stuck"
+
+    def listed(b: webdriver.Chrome) -> str:
+        b.get(listing)
+        rows = b.find_elements(By.XPATH, f"//tr[th/a[text()='{stuck_order}']]")
+        return rows[0].text if rows else ""
+
+    assert "refuses refunds" in _wait(browser, listed, 10)
     browser.get(f"{stack.api_url}{page}")
     # The sign-out form carries the session's CSRF token: valid, but the token may not act.
     csrf = browser.find_element(By.CSS_SELECTOR, "form.signout input[name=csrf]")
@@ -241,6 +237,15 @@ async def test_a_saga_stuck_on_a_refund_is_resolved_on_its_page_and_ends_cancell
 ) -> None:
     await _until_flagged(api_module, stuck_order)
     _sign_in(browser, stack, _dev_token(stack))
+    picture = os.environ.get("SAGA_UI_MAP_SCREENSHOT")
+    if picture:  # docs/img/saga-map.png: see docs/ui.md
+        browser.get(f"{stack.api_url}/ui/map/order")
+        Path(picture).parent.mkdir(parents=True, exist_ok=True)
+        size = browser.get_window_size()
+        height = browser.execute_script("return document.documentElement.scrollHeight;")
+        browser.set_window_size(size["width"], size["height"] + height - 600)
+        browser.save_screenshot(picture)
+        browser.set_window_size(size["width"], size["height"])
     browser.get(f"{stack.api_url}/ui/orders/{stuck_order}")
     assert browser.find_element(By.ID, "saga-status").text == "COMPENSATING"
 
