@@ -45,12 +45,14 @@ __all__ = [
     "IDENTIFIER_PATTERN",
     "ISSUE_RETURN_LABEL",
     "LOST_PARCEL_REASON",
+    "OPEN_INCIDENT",
     "ORDER_SAGA_WORKFLOW",
     "PLACE_ORDER",
     "REFUND_PAYMENT",
     "REFUND_RETURN",
     "RELEASE_STOCK",
     "RESERVE_STOCK",
+    "RESOLVE_INCIDENT",
     "RESOLVE_MANUALLY_UPDATE",
     "RESTOCK",
     "RETRY_NOW_UPDATE",
@@ -77,6 +79,10 @@ __all__ = [
     "ExpireReturnInput",
     "ExpireReturnResult",
     "Identifier",
+    "IncidentKind",
+    "IncidentOpened",
+    "IncidentRecorded",
+    "IncidentResolved",
     "IssueReturnLabelInput",
     "IssueReturnLabelResult",
     "ManualResolution",
@@ -140,6 +146,12 @@ SCHEDULE_SHIPMENT = "shipping.schedule"
 """Shipping queue: book a carrier; emits ``shipping.scheduled`` or ``shipping.failed``."""
 CANCEL_SHIPMENT = "shipping.cancel"
 """Shipping queue: cancel the order's shipment, if any; emits ``shipping.cancelled``."""
+OPEN_INCIDENT = "incident.open"
+"""Orchestrator queue (local): record an incident the saga opened and emit
+``saga.incident_opened``; idempotent by incident id."""
+RESOLVE_INCIDENT = "incident.resolve"
+"""Orchestrator queue (local): record the incident's end and emit ``saga.incident_resolved``;
+idempotent by incident id."""
 
 # --- Workflow, signals, query, updates ------------------------------------------------
 
@@ -408,8 +420,66 @@ class StepState(_Model):
     compensation_attempts: int = 0
     compensation_last_error: str | None = None
     stuck: bool = False
+    parked_since: datetime | None = None
+    """Set while the step (or its compensation) is parked: its attempts reached the policy's
+    limit and none is made until an operator acts or the policy's ``park_for`` passes."""
+    parked_reason: str | None = None
+    incident_id: str | None = None
+    """The incident open for the current stuck episode, if the saga opened one."""
     resolution: ManualResolution | None = None
     updated_at: datetime | None = None
+
+
+class IncidentKind(StrEnum):
+    """Why a saga opened an incident."""
+
+    STUCK = "stuck"
+    """A forward step's attempts ran out; it is still retried, with backoff."""
+    PARKED = "parked"
+    """A step's attempts reached its policy's limit: no more attempts until an operator acts
+    (or its ``park_for`` passes)."""
+    COMPENSATION_FAILING = "compensation-failing"
+    """A compensation keeps failing; it is never given up."""
+
+
+class IncidentOpened(_Model):
+    """Input of ``incident.open``: one incident, opened once per stuck episode of a step.
+
+    ``incident_id`` is ``<workflow id>/<step>/<episode>``: the same for every redelivery."""
+
+    incident_id: str
+    saga_type: str
+    """The saga's name (``order``, ``return``)."""
+    workflow_id: str
+    order_id: str
+    step: str
+    compensating: bool
+    kind: IncidentKind
+    attempts: int
+    last_error: str | None = None
+    opened_at: datetime
+
+
+class IncidentResolved(_Model):
+    """Input of ``incident.resolve``: how the incident ended."""
+
+    incident_id: str
+    saga_type: str
+    workflow_id: str
+    order_id: str
+    step: str
+    resolution: str
+    """What ended it: ``recovered`` (an attempt succeeded), ``resolved-manually by <who>:
+    <why>``, ``turned-back`` (the saga gave the step up and compensates), ``saga-ended``."""
+    resolved_at: datetime
+
+
+class IncidentRecorded(_Model):
+    """Result of ``incident.open`` and ``incident.resolve``."""
+
+    incident_id: str
+    recorded: bool
+    """False when it had been recorded before (a retried call)."""
 
 
 class SagaNote(_Model):

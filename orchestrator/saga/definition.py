@@ -225,6 +225,17 @@ class SagaDefinition:
         """The names of the steps, in order."""
         return [step.name for step in self.steps]
 
+    @property
+    def outcomes(self) -> dict[str, str]:
+        """The outcomes the saga may end with besides ``COMPLETED`` and ``CANCELLED``, each
+        with the step that ends it so (``{"REJECTED": "authorize_return"}``)."""
+        named: dict[str, str] = {}
+        for step in self.steps:
+            outcome = step.timeout_outcome if isinstance(step, WaitStep) else step.refusal_outcome
+            if outcome is not None:
+                named.setdefault(outcome, step.name)
+        return named
+
     def owner(self, name: str, *, compensating: bool = False) -> str | None:
         """Who runs step ``name`` (its task queue), or its compensation when ``compensating``.
 
