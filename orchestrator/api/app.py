@@ -18,7 +18,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from prometheus_client import CollectorRegistry, make_asgi_app
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -44,7 +44,7 @@ from orchestrator.api.service import (
     SagaService,
     SagaUnavailable,
 )
-from orchestrator.api.ui import add_ui, is_ui_path, start_ui
+from orchestrator.api.ui import add_ui, is_ui_path, refused_page, start_ui
 from orchestrator.orders import OrderBook
 from orchestrator.queries import OrderQueries
 from orchestrator.queries import database_path as orchestrator_database
@@ -351,9 +351,15 @@ def create_app(
     async def temporal_down(request: Request, exc: Exception) -> JSONResponse:
         return JSONResponse(status_code=503, content={"detail": f"Temporal did not answer: {exc}"})
 
-    async def invalid_request(request: Request, exc: Exception) -> JSONResponse:
+    async def invalid_request(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
         problems = [_validation_problem(error) for error in exc.errors()]
+        if is_ui_path(request.url.path):
+            said = "; ".join(
+                f"{'.'.join(str(part) for part in problem.get('loc', ()))}: {problem.get('msg')}"
+                for problem in problems
+            )
+            return refused_page(request, 422, said)
         return JSONResponse(status_code=422, content={"detail": jsonable_encoder(problems)})
 
     async def http_problem(request: Request, exc: Exception) -> Any:

@@ -34,6 +34,7 @@ __all__ = [
     "StepCounts",
     "add_ui",
     "is_ui_path",
+    "refused_page",
     "session_secret",
     "start_ui",
 ]
@@ -72,6 +73,12 @@ def add_ui(app: FastAPI, settings: Settings) -> None:
         StaticFiles(directory=Path(__file__).parent / "static"),
         name="ui-static",
     )
+
+
+def refused_page(request: Request, status: int, detail: str) -> Response:
+    """A page's refusal of a request it cannot take (a validation error of a path or query
+    value, a form field over its limit): an HTML page, as the pages' other problems."""
+    return problem_page(request, PageProblem(status, "Not understood", detail))
 
 
 def start_ui(app: FastAPI, client: Client) -> None:

@@ -75,6 +75,13 @@ async def test_signing_in_takes_a_known_token_and_sets_a_session_cookie(
     assert cookie["path"] == "/ui"
     assert _dev_token(stack) not in cookie["value"]
 
+    unknown = httpx.get(
+        f"{stack.api_url}/ui/map/shipment", cookies={"saga_session": cookie["value"]}, timeout=30
+    )
+    assert unknown.status_code == 422
+    assert unknown.headers["content-type"].startswith("text/html")
+    assert "Not understood" in unknown.text
+
 
 def _map_cells(browser: webdriver.Chrome) -> dict[str, int]:
     cells: dict[str, int] = {}
