@@ -9,7 +9,7 @@ import os
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import httpx
 import pytest
@@ -75,9 +75,7 @@ async def test_signing_in_takes_a_known_token_and_sets_a_session_cookie(
     assert cookie["path"] == "/ui"
     assert _dev_token(stack) not in cookie["value"]
 
-    unknown = httpx.get(
-        f"{stack.api_url}/ui/map/shipment", cookies={"saga_session": cookie["value"]}, timeout=30
-    )
+    unknown = await _as_session(stack, browser, "GET", "/ui/map/shipment")
     assert unknown.status_code == 422
     assert unknown.headers["content-type"].startswith("text/html")
     assert "Not understood" in unknown.text
@@ -165,17 +163,20 @@ async def _until_flagged(api: httpx.AsyncClient, order_id: str) -> None:
     )
 
 
-def _session_post(
-    stack: Settings, browser: webdriver.Chrome, path: str, form: dict[str, str]
-) -> Any:
+async def _as_session(
+    stack: Settings,
+    browser: webdriver.Chrome,
+    method: str,
+    path: str,
+    form: dict[str, str] | None = None,
+) -> httpx.Response:
+    """A request with the browser's session cookie, for what a page cannot show: the status."""
     cookie = browser.get_cookie("saga_session")
     assert cookie is not None
-    return httpx.post(
-        f"{stack.api_url}{path}",
-        data=form,
-        cookies={"saga_session": cookie["value"]},
-        timeout=30,
-    )
+    async with httpx.AsyncClient(
+        base_url=stack.api_url, cookies={"saga_session": cookie["value"]}, timeout=30
+    ) as client:
+        return await client.request(method, path, data=form)
 
 
 async def test_without_operate_no_actions_are_shown_and_forged_posts_are_refused(
@@ -206,8 +207,12 @@ async def test_without_operate_no_actions_are_shown_and_forged_posts_are_refused
     browser.get(f"{stack.api_url}{page}")
     # The sign-out form carries the session's CSRF token: valid, but the token may not act.
     csrf = browser.find_element(By.CSS_SELECTOR, "form.signout input[name=csrf]")
-    read_only = _session_post(
-        stack, browser, f"{page}/repair", {**resolve, "csrf": str(csrf.get_attribute("value"))}
+    read_only = await _as_session(
+        stack,
+        browser,
+        "POST",
+        f"{page}/repair",
+        {**resolve, "csrf": str(csrf.get_attribute("value"))},
     )
     assert read_only.status_code == 403
     assert "lacks the scope &#39;sagas:operate&#39;" in read_only.text
@@ -229,7 +234,7 @@ async def test_without_operate_no_actions_are_shown_and_forged_posts_are_refused
     )
     problem = _wait(browser, lambda b: b.find_element(By.ID, "problem"), 10)
     assert "CSRF token" in problem.text
-    no_csrf = _session_post(stack, browser, f"{page}/repair", resolve)
+    no_csrf = await _as_session(stack, browser, "POST", f"{page}/repair", resolve)
     assert no_csrf.status_code == 403
 
     saga = (await api_module.get(f"/sagas/{stuck_order}")).json()["saga"]
