@@ -198,9 +198,10 @@ async def _operator(viewer: Annotated[Viewer, Depends(_poster)], request: Reques
 
 
 ViewerDep = Annotated[Viewer, Depends(_viewer)]
-PosterDep = Annotated[Viewer, Depends(_poster)]
 OperatorDep = Annotated[Viewer, Depends(_operator)]
 SagasDep = Annotated[SagaService, Depends(_sagas)]
+_LOOKING = [Depends(_viewer)]
+"""For routes that need a session with ``sagas:read`` but show no page of their own."""
 Reason = Annotated[str, Form(max_length=500)]
 """A form's reason; empty is refused by the request models, with a message on the page."""
 
@@ -337,8 +338,8 @@ async def signin(
     return response
 
 
-@router.post("/signout")
-async def signout(request: Request, viewer: PosterDep) -> RedirectResponse:
+@router.post("/signout", dependencies=[Depends(_poster)])
+async def signout(request: Request) -> RedirectResponse:
     """End the session."""
     response = RedirectResponse(f"{UI_PATH}/signin", status_code=303)
     _keeper(request).clear(response)
@@ -361,7 +362,6 @@ async def map_page(
     request: Request,
     saga_type: SagaType,
     viewer: ViewerDep,
-    sagas: SagasDep,
     window: Annotated[str, Query(max_length=8)] = "24h",
 ) -> HTMLResponse:
     """The steps of one type of saga with the running sagas at each, and the window's ends."""
@@ -377,11 +377,10 @@ async def map_page(
     )
 
 
-@router.get("/map/{saga_type}/counts")
+@router.get("/map/{saga_type}/counts", dependencies=_LOOKING)
 async def map_counts(
     request: Request,
     saga_type: SagaType,
-    viewer: ViewerDep,
     window: Annotated[str, Query(max_length=8)] = "24h",
 ) -> JSONResponse:
     """The map's numbers as JSON, which the page polls."""
@@ -470,10 +469,9 @@ def _after(after: int | None, last_event_id: int | None) -> int:
     return max(after or 0, last_event_id or 0)
 
 
-@router.get("/orders/{order_id}/events")
+@router.get("/orders/{order_id}/events", dependencies=_LOOKING)
 async def order_events(
     order_id: IdPath,
-    viewer: ViewerDep,
     sagas: SagasDep,
     after: Annotated[int | None, Query(ge=0, le=2**62)] = None,
     last_event_id: Annotated[int | None, Header(ge=0, le=2**62)] = None,
@@ -488,10 +486,9 @@ async def order_events(
     return event_stream(sagas.follow(order_id, after=_after(after, last_event_id)), end)
 
 
-@router.get("/returns/{return_id}/events")
+@router.get("/returns/{return_id}/events", dependencies=_LOOKING)
 async def return_events(
     return_id: IdPath,
-    viewer: ViewerDep,
     sagas: SagasDep,
     after: Annotated[int | None, Query(ge=0, le=2**62)] = None,
     last_event_id: Annotated[int | None, Header(ge=0, le=2**62)] = None,
