@@ -52,6 +52,19 @@ _HERE = Path(__file__).parent
 _NOTICE_COOKIE = "saga_notice"
 _NOTICE_SECONDS = 120
 _HOME = f"{UI_PATH}/map/order"
+_PAGE_HEADERS = {
+    # Scripts, styles, fetches and forms of this origin only; never in another site's frame
+    # (a framed page's buttons could be clicked through a decoy); pages with CSRF tokens and
+    # saga details are not kept in caches.
+    "Content-Security-Policy": (
+        "default-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'; "
+        "object-src 'none'"
+    ),
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
 
 
 def _age(elapsed: timedelta) -> str:
@@ -229,6 +242,7 @@ def _render(
     )
     if notice is not None:
         response.delete_cookie(_NOTICE_COOKIE, path=UI_PATH)
+    response.headers.update(_PAGE_HEADERS)
     return response
 
 

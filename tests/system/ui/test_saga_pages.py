@@ -77,6 +77,7 @@ async def test_signing_in_takes_a_known_token_and_sets_a_session_cookie(
 
     unknown = await _as_session(stack, browser, "GET", "/ui/map/shipment")
     assert unknown.status_code == 422
+    assert "frame-ancestors 'none'" in unknown.headers["content-security-policy"]
     assert unknown.headers["content-type"].startswith("text/html")
     assert "Not understood" in unknown.text
 
