@@ -58,11 +58,18 @@ async def stuck_order(api_module: httpx.AsyncClient) -> str:
 
 
 async def test_signing_in_takes_a_known_token_and_sets_a_session_cookie(
-    browser: webdriver.Chrome, stack: Settings, stuck_order: str
+    browser: webdriver.Chrome,
+    stack: Settings,
+    scoped_tokens: dict[Scope, str],
+    stuck_order: str,
 ) -> None:
     _sign_in(browser, stack, "not-a-token-of-this-api")
     error = _wait(browser, lambda b: b.find_element(By.ID, "signin-error"), 10)
     assert "not one this API accepts" in error.text
+    assert browser.get_cookie("saga_session") is None
+    _sign_in(browser, stack, scoped_tokens[Scope.ORDERS_PLACE])  # known, but may not look
+    error = _wait(browser, lambda b: b.find_element(By.ID, "signin-error"), 10)
+    assert "lacks the scope 'sagas:read'" in error.text
     assert browser.get_cookie("saga_session") is None
 
     _sign_in(browser, stack, _dev_token(stack))
@@ -276,3 +283,15 @@ async def test_a_saga_stuck_on_a_refund_is_resolved_on_its_page_and_ends_cancell
     assert status
     row = browser.find_element(By.ID, f"step-{_REFUND_STEP}").text
     assert "refunded by hand in the processor's console" in row
+
+
+async def test_signing_out_ends_the_session(browser: webdriver.Chrome, stack: Settings) -> None:
+    _sign_in(browser, stack, _dev_token(stack))
+    _wait(browser, lambda b: b.current_url.endswith("/ui/map/order"), 10)
+    browser.find_element(By.CSS_SELECTOR, "form.signout button").click()
+    _wait(browser, lambda b: b.find_elements(By.ID, "token"), 10)
+    assert browser.get_cookie("saga_session") is None
+
+    browser.get(f"{stack.api_url}/ui/stuck?older_than=60")
+    _wait(browser, lambda b: b.find_elements(By.ID, "token"), 10)
+    assert browser.current_url.endswith("/ui/signin?next=%2Fui%2Fstuck%3Folder_than%3D60")
