@@ -144,7 +144,7 @@ async def test_the_map_shows_the_visibility_counts_and_refreshes_them_in_place(
     before = _map_cells(browser)
 
     paths = [path for path in SAGA_PATHS if path.name in _PATHS]
-    await asyncio.gather(*(run_path(api_module, path) for path in paths))
+    ended = await asyncio.gather(*(run_path(api_module, path) for path in paths))
 
     # The page polls its JSON twin every 5 s; other sessions' sagas may move meanwhile.
     deadline = asyncio.get_running_loop().time() + 30
@@ -160,6 +160,22 @@ async def test_the_map_shows_the_visibility_counts_and_refreshes_them_in_place(
     assert shown["charge_payment:cancelled"] > before["charge_payment:cancelled"]
     assert shown["reserve_stock:cancelled"] > before["reserve_stock:cancelled"]
     assert shown["schedule_shipment:cancelled"] > before["schedule_shipment:cancelled"]
+
+    # The return saga's pages, on a return of the completed order.
+    completed = next(saga["order_id"] for saga in ended if saga["saga"]["status"] == "COMPLETED")
+    return_id = f"ui-ret-{completed}"
+    asked = await api_module.post(
+        f"/orders/{completed}/returns",
+        json={"return_id": return_id, "items": [{"sku": "SKU-1003", "quantity": 1}]},
+    )
+    assert asked.status_code == 202, asked.text
+    for page, says in (
+        (f"/ui/returns/{return_id}", f"Return {return_id}"),
+        ("/ui/map/return", "Return saga map"),
+    ):
+        answer = await _as_session(stack, browser, "GET", page)
+        assert answer.status_code == 200, answer.text
+        assert says in answer.text
 
 
 async def _until_flagged(api: httpx.AsyncClient, order_id: str) -> None:
