@@ -515,6 +515,8 @@ def _steps_table(saga: SagaStatus) -> str:
             (
                 f"resolved by {step.resolution.operator}"
                 if step.resolution
+                else f"parked since {_when(step.parked_since, seconds_only=True)}"
+                if step.parked_since
                 else "yes"
                 if step.stuck
                 else "-"
@@ -541,7 +543,7 @@ def _stuck_table(stuck: "list[StuckSaga]") -> str:
             saga.owner or "-",
             _duration(saga.stuck_for_seconds),
             str(saga.attempts),
-            "yes" if saga.flagged_stuck else "-",
+            "parked" if saga.parked_since else "yes" if saga.flagged_stuck else "-",
             _short(saga.last_failure),
         ]
         for saga in stuck

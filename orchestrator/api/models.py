@@ -367,6 +367,15 @@ class StuckSaga(BaseModel):
     )
     attempts: int = Field(description="Attempts of the pending activity (0: none started).")
     last_failure: str | None
+    parked_since: datetime | None = Field(
+        default=None,
+        description="Set while the step is parked: its failed attempts reached its policy's "
+        "limit, and none is made until a repair (or the policy's park_for passes).",
+    )
+    parked_reason: str | None = Field(default=None, description="Why it was parked.")
+    incident_id: str | None = Field(
+        default=None, description="The incident the saga opened for this stuck episode."
+    )
     links: SagaLinks
 
 

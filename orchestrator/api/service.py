@@ -571,6 +571,9 @@ class SagaService:
                 if pending is not None and pending.HasField("last_failure")
                 else (state.compensation_last_error if compensating else state.last_error)
             ),
+            parked_since=state.parked_since,
+            parked_reason=state.parked_reason,
+            incident_id=state.incident_id,
             links=self._links_of(saga_type, saga_id),
         )
 
