@@ -1,6 +1,7 @@
-"""A real Prometheus (Debian's package) on the session stack, as `saga up --monitoring` starts
-it: it scrapes every process, holds the sagas' figures after a saga runs, and fires SagaStuck
-for a planted stuck saga (a refund that keeps failing).
+"""A real Prometheus (Debian's package) on the session stacks, as `saga up --monitoring` starts
+it: it scrapes every process (both copies and the engines in the cluster topology), holds the
+sagas' figures after a saga runs, and fires SagaStuck for a planted stuck saga (a refund that
+keeps failing).
 
 The test's Prometheus scrapes and evaluates every half second, and SagaStuck waits 3 s
 (SAGA_ALERT_STUCK_MINUTES=0.05) instead of 10 minutes: the rules are the ones shipped, with
@@ -8,6 +9,7 @@ that setting rendered in. The session stack counts stuck sagas every 2 s (confte
 """
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
@@ -35,10 +37,10 @@ async def _until(what: str, probe: Callable[[], Awaitable[_T | None]], wait_s: f
         await asyncio.sleep(0.3)
 
 
-@pytest.fixture
-async def prometheus(stack: Settings) -> AsyncIterator[tuple[Settings, httpx.AsyncClient]]:
-    """The session stack with monitoring on: its Prometheus started (and stopped at the end)
-    as `saga up --monitoring` does, and a client of its HTTP API."""
+@contextlib.asynccontextmanager
+async def _monitoring(stack: Settings) -> AsyncIterator[tuple[Settings, httpx.AsyncClient]]:
+    """``stack`` with monitoring on: its Prometheus started (and stopped at the end) as
+    `saga up --monitoring` does, and a client of its HTTP API."""
     with reserve_ports() as ports:
         port = ports.port()
     settings = stack.model_copy(
@@ -56,6 +58,31 @@ async def prometheus(stack: Settings) -> AsyncIterator[tuple[Settings, httpx.Asy
             yield settings, http
     finally:
         assert monitored.stop_monitoring(), "Prometheus was not running at the end"
+
+
+@pytest.fixture
+async def prometheus(stack: Settings) -> AsyncIterator[tuple[Settings, httpx.AsyncClient]]:
+    """The session stack's Prometheus."""
+    async with _monitoring(stack) as started:
+        yield started
+
+
+async def _all_up(http: httpx.AsyncClient, expected: set[tuple[str, str]]) -> None:
+    """Wait until Prometheus scrapes exactly ``expected`` (job, process), every one up."""
+
+    async def all_up() -> list[dict[str, Any]] | None:
+        targets = (await _api(http, "targets"))["activeTargets"]
+        seen = {(t["labels"]["job"], t["labels"]["process"]) for t in targets}
+        healthy = all(t["health"] == "up" for t in targets)
+        return targets if seen == expected and healthy else None
+
+    try:
+        await _until("every target up", all_up, wait_s=30)
+    except AssertionError:
+        targets = (await _api(http, "targets"))["activeTargets"]
+        raise AssertionError(
+            [(t["scrapeUrl"], t["health"], t["lastError"]) for t in targets]
+        ) from None
 
 
 async def _api(http: httpx.AsyncClient, path: str, **params: str) -> Any:
@@ -86,20 +113,7 @@ async def test_prometheus_scrapes_the_stack_and_fires_the_alert_of_a_stuck_saga(
     processes = {*SERVICES, "api"}
     expected = {("saga-processes", p) for p in processes}
     expected |= {("saga-temporal-sdk", p) for p in processes} | {("prometheus", "prometheus")}
-
-    async def all_up() -> list[dict[str, Any]] | None:
-        targets = (await _api(http, "targets"))["activeTargets"]
-        seen = {(t["labels"]["job"], t["labels"]["process"]) for t in targets}
-        healthy = all(t["health"] == "up" for t in targets)
-        return targets if seen == expected and healthy else None
-
-    try:
-        await _until("every target up", all_up, wait_s=30)
-    except AssertionError:
-        targets = (await _api(http, "targets"))["activeTargets"]
-        raise AssertionError(
-            [(t["scrapeUrl"], t["health"], t["lastError"]) for t in targets]
-        ) from None
+    await _all_up(http, expected)
 
     # A saga runs; its figures arrive through the scrape.
     async def started() -> float | None:
@@ -154,3 +168,26 @@ async def test_prometheus_scrapes_the_stack_and_fires_the_alert_of_a_stuck_saga(
         )
         assert repaired.status_code == 200, repaired.text
     await saga_when(api, stuck_id, lambda s: s["execution_status"] != "RUNNING")
+
+
+async def test_prometheus_scrapes_both_copies_and_the_engines_of_the_cluster_topology(
+    cluster: Settings,
+) -> None:
+    """Every copy of every process, Temporal's full server, the registry: all up; the Kafka
+    cluster's figures arrive from both orchestrator copies."""
+    async with _monitoring(cluster) as (_, http):
+        copies = [f"{s}{suffix}" for s in SERVICES for suffix in ("", "-2")]
+        expected = {("saga-processes", p) for p in [*copies, "api"]}
+        expected |= {("saga-temporal-sdk", p) for p in [*copies, "api"]}
+        expected |= {
+            ("temporal-server", "temporal"),
+            ("schema-registry", "registry"),
+            ("prometheus", "prometheus"),
+        }
+        await _all_up(http, expected)
+
+        async def brokers() -> float | None:
+            found = await _value(http, 'count(kafka_brokers{job="saga-processes"} == 3)')
+            return found if found == 2 else None
+
+        await _until("three brokers seen by both orchestrator copies", brokers)
