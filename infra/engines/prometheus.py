@@ -35,6 +35,7 @@ __all__ = [
     "PrometheusServer",
     "ScrapeTarget",
     "check_config",
+    "disable_package_service",
     "ensure_prometheus_installed",
     "package_daemons",
     "prometheus_version",
@@ -95,6 +96,18 @@ def package_daemons() -> list[str]:
     return found
 
 
+def disable_package_service() -> None:
+    """Keep the package's own daemon from starting at boot too: its systemd unit and its
+    init script are disabled (symlinks only; nothing is started or stopped)."""
+    for command in (
+        ["deb-systemd-helper", "disable", "prometheus.service"],
+        ["update-rc.d", "prometheus", "disable"],
+    ):
+        tool = shutil.which(command[0])
+        if tool is not None:
+            subprocess.run([tool, *command[1:]], capture_output=True, check=False)
+
+
 def ensure_prometheus_installed(
     prometheus: str = "prometheus",
     promtool: str = "promtool",
@@ -105,7 +118,8 @@ def ensure_prometheus_installed(
     package first where either is missing and this process may (root, with apt-get).
 
     The package's scripts would start its own daemon on 0.0.0.0:9090: :func:`services_held`
-    forbids it, and a daemon found running afterwards is an error.
+    forbids it, :func:`disable_package_service` keeps it from starting at boot, and a daemon
+    found running afterwards is an error.
 
     Raises:
         MissingToolError: they are missing and cannot be installed from here, or the package
@@ -134,6 +148,7 @@ def ensure_prometheus_installed(
                 raise MissingToolError(
                     f"{' '.join(command)} failed (exit {done.returncode}): {_INSTALL_HINT}"
                 )
+    disable_package_service()
     daemons = package_daemons()
     if daemons:
         raise MissingToolError(

@@ -132,6 +132,8 @@ async def test_prometheus_scrapes_the_stack_and_fires_the_alert_of_a_stuck_saga(
     assert await _value(http, "sum(events_published_total)"), "no events in the scrape"
 
     # A planted stuck saga: its refund keeps failing, so it is stuck in compensation.
+    stuck_query = 'sagas_stuck{saga_status="COMPENSATING", process="orchestrator"}'
+    stuck_before = await _until("sagas_stuck scraped", lambda: _value(http, stuck_query))
     planted = order_body(
         "tok_refundFail", "AQ", sku="SKU-1001", prefix="prom", customer_id="cust-prom"
     )
@@ -156,12 +158,16 @@ async def test_prometheus_scrapes_the_stack_and_fires_the_alert_of_a_stuck_saga(
                 None,
             )
 
-        alert = await _until("SagaStuck firing", firing, wait_s=60)
+        async def counted_stuck() -> float | None:
+            value = await _value(http, stuck_query)
+            return value if value is not None and value >= stuck_before + 1 else None
+
+        # The planted saga is counted (not only an earlier test's), and the alert fires.
+        await _until("the planted saga in sagas_stuck", counted_stuck, wait_s=60)
+        alert = await _until("SagaStuck firing", firing, wait_s=30)
         assert alert["labels"]["saga_status"] == "COMPENSATING"
         assert alert["labels"]["severity"] == "critical"
         assert "docs/operations.md#sagastuck" in alert["annotations"]["description"]
-        stuck = await _value(http, 'sagas_stuck{saga_status="COMPENSATING"}')
-        assert stuck is not None and stuck >= 1
     finally:
         repaired = await repair(
             api, stuck_id, "resolve_manually", "charge_payment", reason="refunded by hand"
