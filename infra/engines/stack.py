@@ -684,7 +684,8 @@ class Stack:
 
     def up(self) -> None:
         """Start every process of the stack that is not running yet (each copy of each service,
-        at the scale given) and wait until each is healthy; stop copies beyond the scale.
+        at the scale given) and wait until each is healthy; stop copies beyond the scale; then
+        Prometheus with monitoring on (:meth:`start_monitoring`).
 
         Raises:
             StackError: a port is taken, a component did not become healthy, or an
@@ -716,8 +717,9 @@ class Stack:
             ensure_dev_token(self._run_dir)  # the API accepts it; `saga token` prints it
         self._start([*self._service_instances(), "api"])
         asyncio.run(self._wait_for_services())
-        if self._settings.monitoring:
-            self.start_monitoring()
+        prometheus = self._table.get("prometheus")
+        if self._settings.monitoring or (prometheus is not None and prometheus.is_alive()):
+            self.start_monitoring()  # a running one learns the new scale's targets
 
     def start_monitoring(self) -> None:
         """Start Prometheus on this stack's targets and wait until it is ready; one already
