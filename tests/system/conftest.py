@@ -170,8 +170,8 @@ def stack(
         api_tokens=_token_entries(scoped_tokens),
         # A planted stuck saga shows in `sagas_stuck` within seconds, not a minute and a half
         # (tests/system/infra/test_prometheus.py).
-        saga_watch_interval_seconds=2,
-        saga_watch_min_age_seconds=5,
+        saga_watch_interval_seconds=3,
+        saga_watch_min_age_seconds=10,
     )
     with stack_up(settings):
         yield settings

@@ -5,7 +5,7 @@ keeps failing).
 
 The test's Prometheus scrapes and evaluates every half second, and SagaStuck waits 3 s
 (SAGA_ALERT_STUCK_MINUTES=0.05) instead of 10 minutes: the rules are the ones shipped, with
-that setting rendered in. The session stack counts stuck sagas every 2 s (conftest.py).
+that setting rendered in. The session stack counts stuck sagas every 3 s (conftest.py).
 """
 
 import asyncio
