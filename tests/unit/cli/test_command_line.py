@@ -136,6 +136,7 @@ def test_what_was_added_since_is_known() -> None:
     assert _options(_parser()) - _BEFORE_THE_LAYOUT == {
         "config --markdown",
         "up --topology",
+        "up --monitoring",
         "chaos --topology",
         "chaos --brokers-down",
         "chaos --outage-seconds",
