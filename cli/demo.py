@@ -32,8 +32,9 @@ from infra.config.settings import Settings
 from infra.config.temporal import temporal_connection
 from orchestrator.queries import database_path
 from orchestrator.timeline import Timeline, TimelineEntry
-from orchestrator.workflows.order_saga import start_attributes
+from orchestrator.workflows.order_saga import start_attributes, start_summary
 from orchestrator.workflows.return_saga import start_attributes as return_start_attributes
+from orchestrator.workflows.return_saga import start_summary as return_start_summary
 from runtime import open_reader, wait_for_temporal
 
 __all__ = ["demo_order", "demo_return", "run_demo", "run_return_demo", "web_ui_link"]
@@ -86,6 +87,7 @@ async def run_demo(
         id=workflow_id,
         task_queue=ORCHESTRATOR,
         search_attributes=start_attributes(order),
+        static_summary=start_summary(order),
         result_type=OrderSagaResult,
     )
     say(f"order {order.order_id}: saga {workflow_id} started")
@@ -126,6 +128,7 @@ async def run_return_demo(
         id=workflow_id,
         task_queue=ORCHESTRATOR,
         search_attributes=return_start_attributes(saga_input),
+        static_summary=return_start_summary(saga_input),
         result_type=ReturnSagaResult,
     )
     lines = ", ".join(f"{line.quantity} x {line.sku}" for line in request.items)

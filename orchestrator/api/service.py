@@ -95,9 +95,11 @@ from orchestrator.workflows.order_saga import (
     ORDER_ID_KEY,
     ORDER_SAGA,
     start_attributes,
+    start_summary,
 )
 from orchestrator.workflows.return_saga import RETURN_SAGA
 from orchestrator.workflows.return_saga import start_attributes as return_start_attributes
+from orchestrator.workflows.return_saga import start_summary as return_start_summary
 from runtime import Database, Outbox, transaction
 
 __all__ = [
@@ -258,6 +260,7 @@ class SagaService:
             digest=digest,
             placed_by=placed_by,
             search_attributes=start_attributes(order),
+            summary=start_summary(order),
         )
         if not created:
             raise OrderConflict(
@@ -303,6 +306,7 @@ class SagaService:
             digest=body.digest(order_id),
             placed_by=asked_by,
             search_attributes=return_start_attributes(saga_input),
+            summary=return_start_summary(saga_input),
         )
         if not created:
             raise ReturnConflict(
@@ -326,8 +330,10 @@ class SagaService:
         digest: str,
         placed_by: str,
         search_attributes: TypedSearchAttributes,
+        summary: str,
     ) -> str:
-        """Start a saga under ``workflow_id`` unless one was started there before.
+        """Start a saga under ``workflow_id`` unless one was started there before, with
+        ``summary`` as its static summary in the Temporal Web UI.
 
         Returns:
             ``started``; ``existing`` when a saga of the same request (``digest``) was
@@ -343,6 +349,7 @@ class SagaService:
                 id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
                 memo={REQUEST_DIGEST_MEMO: digest, PLACED_BY_MEMO: placed_by},
                 search_attributes=search_attributes,
+                static_summary=summary,
                 rpc_timeout=_RPC_TIMEOUT,
             )
         except WorkflowAlreadyStartedError:

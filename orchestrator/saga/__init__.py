@@ -18,7 +18,8 @@ Declare the steps once, run them with ``SagaRunner`` inside a workflow::
 
 The runner goes forward, compensates the completed steps in reverse order when one fails
 (never giving up on a compensation, never letting a cancellation cut one short), keeps a
-status for a query, and upserts the ``SagaStatus`` and ``SagaStep`` search attributes.
+status for a query and the saga's current details (Temporal's user metadata), and upserts the
+``SagaStatus``, ``SagaStep`` and (once stuck) ``SagaStuck`` search attributes.
 The package re-exports the public names of ``definition`` and ``runner`` (their ``__all__``).
 """
 

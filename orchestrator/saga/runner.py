@@ -43,7 +43,7 @@ from contracts.activities import (
     StepPhase,
     StepState,
 )
-from contracts.search_attributes import SAGA_STATUS_KEY, SAGA_STEP_KEY
+from contracts.search_attributes import SAGA_STATUS_KEY, SAGA_STEP_KEY, SAGA_STUCK_KEY
 from orchestrator.saga.definition import (
     ActivityCall,
     SagaContext,
@@ -54,7 +54,13 @@ from orchestrator.saga.definition import (
     WaitStep,
 )
 
-__all__ = ["LEAN_HISTORY_PATCH", "RESOLVED_PAST_PIVOT_PATCH", "SagaOutcome", "SagaRunner"]
+__all__ = [
+    "LEAN_HISTORY_PATCH",
+    "RESOLVED_PAST_PIVOT_PATCH",
+    "STUCK_ATTRIBUTE_PATCH",
+    "SagaOutcome",
+    "SagaRunner",
+]
 
 LEAN_HISTORY_PATCH = "saga-lean-history"
 """``workflow.patched`` id of the lean history: search attributes upserted only when they
@@ -64,6 +70,12 @@ RESOLVED_PAST_PIVOT_PATCH = "saga-resolved-past-pivot"
 """``workflow.patched`` id of a forward step past the pivot settled by an operator: it counts
 as done and the saga goes on (before it, such a step failed and the saga turned back, undoing
 the steps before the pivot). Asked only on that path, so other histories carry no marker."""
+
+STUCK_ATTRIBUTE_PATCH = "saga-stuck-attribute"
+"""``workflow.patched`` id of the ``SagaStuck`` search attribute: true while the current step
+(or its compensation) is flagged stuck, false once it moves on. Asked the first time a lean
+saga gets stuck, so sagas that never get stuck carry neither the marker nor the attribute;
+histories recorded before it replay without them."""
 
 InputT = TypeVar("InputT")
 
@@ -109,6 +121,9 @@ class SagaRunner(Generic[InputT]):
         search_attributes: set once when the saga starts (``OrderId``...), unless the
             workflow was started with them; ``SagaStatus`` and ``SagaStep`` are kept up to
             date by the runner at every transition.
+        label: what the saga is called in its current details (``order 42``), which the
+            Temporal Web UI shows beside the workflow: ``order 42: CANCELLED at
+            schedule_shipment, no carrier delivers to AQ``.
     """
 
     def __init__(
@@ -117,8 +132,10 @@ class SagaRunner(Generic[InputT]):
         saga_input: InputT,
         *,
         search_attributes: Sequence[SearchAttributeUpdate[Any]] = (),
+        label: str = "",
     ) -> None:
         self.definition = definition
+        self.label = label or definition.name
         self.context: SagaContext[InputT] = SagaContext(saga_input)
         self._initial_attributes = list(search_attributes)
         self._records = {step.name: StepState(name=step.name) for step in definition.steps}
@@ -134,6 +151,8 @@ class SagaRunner(Generic[InputT]):
         self._notes: list[SagaNote] = []
         self._upserted: tuple[str, str] | None = None
         self._lean = False
+        self._stuck_shown: bool | None = None
+        """Whether this saga keeps ``SagaStuck`` (``STUCK_ATTRIBUTE_PATCH``), once asked."""
         self._held: dict[str, Any] = {}
         """What Temporal holds for each search attribute (lean history)."""
         self._wanted: dict[str, SearchAttributeUpdate[Any]] = {}
@@ -551,7 +570,10 @@ class SagaRunner(Generic[InputT]):
         """Upsert, in one command, the wanted values that differ from what Temporal holds.
 
         Called just before the workflow waits (for a timer, a condition, an activity run by
-        the task queue), so the values set within one workflow task become one upsert."""
+        the task queue), so the values set within one workflow task become one upsert.
+        The saga's current details (Temporal's user metadata) are set here too."""
+        workflow.set_current_details(self.details())
+        self._want_stuck()
         changed = [
             update
             for name, update in self._wanted.items()
@@ -562,6 +584,41 @@ class SagaRunner(Generic[InputT]):
             return
         workflow.upsert_search_attributes(changed)
         self._held.update((update.key.name, update.value) for update in changed)
+
+    def details(self) -> str:
+        """Where the saga is, in one line: what the Temporal Web UI shows as its details."""
+        failure = self.context.failure
+        if self._current is None:
+            if failure is None:
+                return f"{self.label}: {self.status}"
+            where = f" at {failure.step}" if failure.step else ""
+            return _shortened(f"{self.label}: {self.status}{where}, {failure.reason}")
+        record = self._records[self._current]
+        if self._phase is SagaPhase.COMPENSATING:
+            line = f"{self.label}: COMPENSATING {self._current}"
+            attempts, error = record.compensation_attempts, record.compensation_last_error
+            if failure is not None:
+                line += f" (turned back at {failure.step or 'a cancel'}: {failure.reason})"
+        else:
+            line = f"{self.label}: {self.status} at {self._current}"
+            attempts, error = record.attempts, record.last_error
+        if record.stuck:
+            line += f"; stuck after {attempts} attempts: {error}"
+        return _shortened(line)
+
+    def _want_stuck(self) -> None:
+        """Want ``SagaStuck`` to say whether the current step is flagged stuck, once the
+        saga has been stuck (and keeps the attribute, ``STUCK_ATTRIBUTE_PATCH``)."""
+        if not self._lean:
+            return
+        record = self._records.get(self._current) if self._current is not None else None
+        stuck = record is not None and record.stuck
+        if self._stuck_shown is None:
+            if not stuck:
+                return
+            self._stuck_shown = workflow.patched(STUCK_ATTRIBUTE_PATCH)
+        if self._stuck_shown:
+            self._want([SAGA_STUCK_KEY.value_set(stuck)])
 
     async def _call(
         self,
@@ -615,6 +672,13 @@ class SagaRunner(Generic[InputT]):
 
 
 _ABSENT = object()
+
+# Temporal's details are for people: a line, not a log.
+_DETAILS_LENGTH = 400
+
+
+def _shortened(text: str) -> str:
+    return text if len(text) <= _DETAILS_LENGTH else text[: _DETAILS_LENGTH - 3] + "..."
 
 
 def _status(phase: SagaPhase, failure: SagaFailure | None) -> str:

@@ -258,6 +258,16 @@ ORDER_SAGA = SagaDefinition(
 """The order saga's steps, their compensations and their failure policies."""
 
 
+def start_summary(order: Order) -> str:
+    """The saga's summary in the Temporal Web UI (its static user metadata), set at start."""
+    items = sum(line.quantity for line in order.items)
+    total = order.total
+    return (
+        f"order {order.order_id}: {items} item(s), total {total.amount_minor} {total.currency} "
+        f"(minor units), customer {order.customer_id}, to {order.shipping_address.country}"
+    )
+
+
 def start_attributes(order: Order) -> TypedSearchAttributes:
     """The search attributes to start an order's saga with, so the saga upserts none of
     them before it moves (a saga started without them upserts them itself)."""
@@ -287,6 +297,7 @@ class OrderSaga(OperatedSaga):
                 ORDER_ID_KEY.value_set(order.order_id),
                 CUSTOMER_ID_KEY.value_set(order.customer_id),
             ],
+            label=f"order {order.order_id}",
         )
 
     @workflow.run

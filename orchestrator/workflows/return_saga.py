@@ -232,6 +232,16 @@ RETURN_SAGA = SagaDefinition(
 """The return saga's steps, their compensations and their failure policies."""
 
 
+def start_summary(saga_input: ReturnSagaInput) -> str:
+    """The saga's summary in the Temporal Web UI (its static user metadata), set at start."""
+    request = saga_input.request
+    items = sum(line.quantity for line in request.items)
+    return (
+        f"return {request.return_id} of order {request.order_id}: {items} item(s), "
+        f"customer {saga_input.customer_id}"
+    )
+
+
 def start_attributes(saga_input: ReturnSagaInput) -> TypedSearchAttributes:
     """The search attributes to start a return's saga with, so the saga upserts none of
     them before it moves (a saga started without them upserts them itself)."""
@@ -267,6 +277,7 @@ class ReturnSaga(OperatedSaga):
                 ORDER_ID_KEY.value_set(saga_input.request.order_id),
                 CUSTOMER_ID_KEY.value_set(saga_input.customer_id),
             ],
+            label=f"return {saga_input.request.return_id}",
         )
 
     @workflow.run

@@ -5,7 +5,8 @@ from typing import Any
 
 from google.protobuf.message import Message
 from temporalio.api.common.v1 import Payload
-from temporalio.client import WorkflowHistory
+from temporalio.api.sdk.v1 import WorkflowMetadata
+from temporalio.client import WorkflowHandle, WorkflowHistory
 
 
 def payloads_in(message: Message) -> Iterator[Payload]:
@@ -37,3 +38,13 @@ def raw_history(history: WorkflowHistory) -> bytes:
     return history.to_json().encode() + b"".join(
         event.SerializeToString() for event in history.events
     )
+
+
+async def web_ui_metadata(handle: WorkflowHandle[Any, Any]) -> tuple[str | None, str]:
+    """What the Temporal Web UI shows of a workflow beside its id: its summary (static, set at
+    start) and its current details (the workflow's own, read with the built-in query)."""
+    description = await handle.describe()
+    metadata: WorkflowMetadata = await handle.query(
+        "__temporal_workflow_metadata", result_type=WorkflowMetadata
+    )
+    return await description.static_summary(), metadata.current_details

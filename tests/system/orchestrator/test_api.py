@@ -11,10 +11,13 @@ from typing import Any
 import httpx
 import pytest
 
+from contracts.activities import saga_workflow_id
+from infra.config.payload_codec import data_converter
 from infra.config.settings import Settings
 from infra.engines.processes import ProcessTable, stop_processes
 from infra.engines.stack import Stack, split_instance
 from orchestrator.api.auth import DEVELOPMENT_PRINCIPAL
+from runtime import wait_for_temporal
 from tests.support.orders_api import (
     api_client,
     order_body,
@@ -34,6 +37,7 @@ from tests.support.saga_paths import (
     RESERVED,
     SAGA_PATHS,
 )
+from tests.support.temporal_history import web_ui_metadata
 
 
 @pytest.fixture(scope="module", params=["embedded", "cluster"])
@@ -269,9 +273,10 @@ async def test_a_saga_waiting_on_a_stopped_service_is_listed_stuck_until_it_retu
 
 
 async def test_a_saga_stuck_in_a_failing_compensation_is_found_and_moved_on(
-    api: httpx.AsyncClient,
+    api: httpx.AsyncClient, on: Settings
 ) -> None:
-    """A refund that keeps failing holds the saga in compensation until an operator acts."""
+    """A refund that keeps failing holds the saga in compensation until an operator acts; the
+    Temporal Web UI shows the order's summary and where it ended."""
     order_id = await place(api, order_body("tok_refundFail", country="AQ"))
     entry = await _stuck_entry(api, order_id, older_than=0, flagged=True)
     assert entry["saga_status"] == "COMPENSATING"
@@ -331,6 +336,24 @@ async def test_a_saga_stuck_in_a_failing_compensation_is_found_and_moved_on(
     assert repaired["data"]["operator"] == DEVELOPMENT_PRINCIPAL
     assert repaired["data"]["reason"].endswith("(on behalf of ops-oncall)")
     assert repaired["data"]["action"] == "resolve_manually"
+    summary, details = await _web_ui_metadata(on, saga_workflow_id(order_id))
+    assert summary == (
+        f"order {order_id}: 1 item(s), total 1500 EUR (minor units), customer cust-api, to AQ"
+    )
+    assert (
+        details
+        == f"order {order_id}: CANCELLED at schedule_shipment, " + (saga["saga"]["failure_reason"])
+    )
+
+
+async def _web_ui_metadata(settings: Settings, workflow_id: str) -> tuple[str | None, str]:
+    client = await wait_for_temporal(
+        settings.temporal_address,
+        settings.temporal_namespace,
+        wait_seconds=10,
+        data_converter=data_converter(settings),
+    )
+    return await web_ui_metadata(client.get_workflow_handle(workflow_id))
 
 
 async def test_unknown_sagas_and_ended_sagas_answer_clearly(api: httpx.AsyncClient) -> None:

@@ -39,6 +39,7 @@ from contracts.activities import (
     StepPhase,
 )
 from contracts.errors import DESTINATION_UNSUPPORTED, PAYMENT_DECLINED, STOCK_UNAVAILABLE
+from contracts.search_attributes import SAGA_STUCK_KEY
 from orchestrator.saga import SagaDefinition, Step
 from orchestrator.workflows import OrderSaga, Steps
 from orchestrator.workflows.order_saga import ORDER_SAGA
@@ -52,6 +53,7 @@ from tests.support.saga_harness import (
     record_history,
     saga_workers,
 )
+from tests.support.temporal_history import web_ui_metadata
 
 Handle = WorkflowHandle[OrderSaga, object]
 
@@ -98,6 +100,17 @@ async def search_attributes(handle: Handle) -> dict[str, str]:
         name: str(described.typed_search_attributes.get(SearchAttributeKey.for_keyword(name)))
         for name in ("OrderId", "CustomerId", "SagaStatus", "SagaStep")
     }
+
+
+async def stuck_attribute(handle: Handle) -> bool | None:
+    """The saga's ``SagaStuck`` search attribute, ``None`` when it never set it."""
+    described = await handle.describe()
+    return described.typed_search_attributes.get(SAGA_STUCK_KEY)
+
+
+async def current_details(handle: Handle) -> str:
+    """The saga's current details, as the Temporal Web UI reads them."""
+    return (await web_ui_metadata(handle))[1]
 
 
 def dispatched(order_id: str) -> ShipmentDispatched:
@@ -344,13 +357,20 @@ async def test_a_local_step_that_keeps_failing_is_shown_stuck_like_any_step(
     result_task = asyncio.create_task(result_of(handle))  # lets the server skip the backoff
     await asyncio.wait_for(gate.reached.wait(), 60)
 
-    status = await status_of(handle)
+    # Queries wait while the local activity holds the workflow task: asked together, both
+    # are answered at the task's next heartbeat.
+    status, details = await asyncio.gather(status_of(handle), current_details(handle))
     place = status.steps[0]
     assert (status.status, status.current_step) == (SagaPhase.RUNNING, Steps.PLACE_ORDER)
     assert (place.state, place.stuck, place.attempts) == (StepPhase.RUNNING, True, 5)
     assert place.last_error == f"Unavailable: {PLACE_ORDER} is unavailable (call 5)"
     attributes = await search_attributes(handle)
     assert (attributes["SagaStatus"], attributes["SagaStep"]) == ("RUNNING", Steps.PLACE_ORDER)
+    assert await stuck_attribute(handle) is True
+    assert details == (
+        f"order {order.order_id}: RUNNING at {Steps.PLACE_ORDER}; stuck after 5 attempts: "
+        f"Unavailable: {PLACE_ORDER} is unavailable (call 5)"
+    )
     # Delivered early, the dispatch is kept for its step: nothing waits while time is skipped.
     await handle.signal(OrderSaga.shipment_dispatched, dispatched(order.order_id))
     gate.release.set()
@@ -358,6 +378,8 @@ async def test_a_local_step_that_keeps_failing_is_shown_stuck_like_any_step(
     result = await result_task
 
     assert result.status is SagaPhase.COMPLETED
+    assert await stuck_attribute(handle) is False
+    assert await current_details(handle) == f"order {order.order_id}: COMPLETED"
     assert stand_ins.calls[:7] == [*[PLACE_ORDER] * 6, CHARGE_PAYMENT]
     history = await handle.fetch_history()
     scheduled = [
@@ -391,6 +413,15 @@ async def test_a_failing_compensation_is_retried_and_shown_stuck(saga: SagaHarne
         refund.compensation_last_error == f"Unavailable: {REFUND_PAYMENT} is unavailable (call 5)"
     )
     assert (await search_attributes(handle))["SagaStatus"] == "COMPENSATING"
+    assert await stuck_attribute(handle) is True
+    details = await current_details(handle)
+    assert details.startswith(
+        f"order {order.order_id}: COMPENSATING {Steps.CHARGE_PAYMENT} (turned back at "
+        f"{Steps.RESERVE_STOCK}: "
+    )
+    assert details.endswith(
+        f"; stuck after 5 attempts: Unavailable: {REFUND_PAYMENT} is unavailable (call 5)"
+    )
     # A dispatch arriving now is too late to matter.
     await handle.signal(OrderSaga.shipment_dispatched, dispatched(order.order_id))
     gate.release.set()
@@ -408,6 +439,10 @@ async def test_a_failing_compensation_is_retried_and_shown_stuck(saga: SagaHarne
     final = await status_of(handle)
     assert (final.steps[1].state, final.steps[1].stuck) == (StepPhase.COMPENSATED, False)
     assert [note.kind for note in final.notes] == ["delivery-ignored"]
+    assert await stuck_attribute(handle) is False
+    assert await current_details(handle) == (
+        f"order {order.order_id}: CANCELLED at {Steps.RESERVE_STOCK}, {result.failure_reason}"
+    )
     await record_history(handle, "compensation_retried")
 
 

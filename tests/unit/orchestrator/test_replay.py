@@ -28,7 +28,7 @@ from contracts.activities import (
     OrderSagaResult,
 )
 from ops.replay import load_history_files, replay_files
-from orchestrator.saga import LEAN_HISTORY_PATCH, SagaDefinition
+from orchestrator.saga import LEAN_HISTORY_PATCH, STUCK_ATTRIBUTE_PATCH, SagaDefinition
 from orchestrator.workflows import ORDER_SAGA, OrderSaga
 from orchestrator.workflows.order_saga import OUTCOME_MEMO_PATCH
 from tests.support.saga_harness import HISTORIES
@@ -57,6 +57,9 @@ PRE_PATCH = {
     "prepatch_dispatch_deadline",
     "prepatch_workflow_cancel",
 }
+STUCK_PATHS = {"compensation_retried", "retry_now", "resolve_manually", "forward_budget_exhausted"}
+"""The paths on which a step gets stuck: recorded again with the ``SagaStuck`` attribute."""
+PRE_STUCK = {f"prestuck_{path}" for path in STUCK_PATHS}
 
 
 def _steps_reordered() -> SagaDefinition:
@@ -134,7 +137,9 @@ def _has_patch_marker(path: Path) -> bool:
 
 async def test_every_saga_path_has_a_committed_history() -> None:
     """One history per path, plus the ones recorded before the patch."""
-    assert {path.stem for path in HISTORIES.glob("*.json")} == PATHS | PRE_LEAN | PRE_PATCH
+    assert {path.stem for path in HISTORIES.glob("*.json")} == (
+        PATHS | PRE_LEAN | PRE_PATCH | PRE_STUCK
+    )
 
 
 async def test_every_committed_history_replays_against_the_current_code() -> None:
@@ -142,7 +147,9 @@ async def test_every_committed_history_replays_against_the_current_code() -> Non
     report = await replay_files(sorted(HISTORIES.glob("*.json")))
 
     assert report.failures == ()
-    assert {outcome.workflow_id for outcome in report.outcomes} == PATHS | PRE_LEAN | PRE_PATCH
+    assert {outcome.workflow_id for outcome in report.outcomes} == (
+        PATHS | PRE_LEAN | PRE_PATCH | PRE_STUCK
+    )
 
 
 async def test_reordering_steps_is_caught_as_nondeterminism() -> None:
@@ -200,7 +207,8 @@ async def test_lean_histories_carry_the_patch_and_run_the_orders_own_steps_local
     own_steps = {PLACE_ORDER, COMPLETE_ORDER, CANCEL_ORDER}
     for name in sorted(PATHS):
         lean = HISTORIES / f"{name}.json"
-        assert _patches(lean) == [LEAN_HISTORY_PATCH]  # no outcome-memo marker any more
+        stuck = [STUCK_ATTRIBUTE_PATCH] if name in STUCK_PATHS else []
+        assert _patches(lean) == [LEAN_HISTORY_PATCH, *stuck]  # no outcome-memo marker
         assert not own_steps & set(_scheduled_activities(lean))
         local = [
             data["activity_type"] for data in _marker_data(lean, "core_local_activity", "data")
@@ -209,6 +217,34 @@ async def test_lean_histories_carry_the_patch_and_run_the_orders_own_steps_local
         before = HISTORIES / f"prelean_{name}.json"
         assert LEAN_HISTORY_PATCH not in _patches(before)
         assert PLACE_ORDER in _scheduled_activities(before)
+
+
+async def test_stuck_sagas_keep_the_stuck_attribute_and_older_histories_replay() -> None:
+    """A saga that gets stuck sets ``SagaStuck`` behind its patch marker, true then false once
+    it moves on; the same paths recorded before the attribute have neither and replay."""
+    for name in sorted(STUCK_PATHS):
+        values = _stuck_values(HISTORIES / f"{name}.json")
+        assert values[0] is True and values[-1] is False, (name, values)
+        assert STUCK_ATTRIBUTE_PATCH not in _patches(HISTORIES / f"prestuck_{name}.json")
+        assert _stuck_values(HISTORIES / f"prestuck_{name}.json") == []
+    for name in sorted(PATHS - STUCK_PATHS):
+        assert _stuck_values(HISTORIES / f"{name}.json") == [], name
+
+    report = await replay_files([HISTORIES / f"{name}.json" for name in sorted(PRE_STUCK)])
+
+    assert report.ok, report.summary()
+
+
+def _stuck_values(path: Path) -> list[bool]:
+    """Each value of ``SagaStuck`` the history upserted, in order."""
+    values = []
+    for event in _events(path):
+        attributes = event.get("upsertWorkflowSearchAttributesEventAttributes")
+        if isinstance(attributes, dict):
+            field = attributes["searchAttributes"]["indexedFields"].get("SagaStuck")
+            if field is not None:
+                values.append(json.loads(base64.b64decode(field["data"])))
+    return values
 
 
 def _upserts_per_workflow_task(path: Path) -> list[int]:
