@@ -79,6 +79,9 @@ async def test_every_operator_action_is_in_the_log_after_the_sagas_ended(
         assert "already retried in this stuck episode" in _item(second, stuck_id)["detail"]
         saga = (await api.get(f"/sagas/{stuck_id}")).json()
         assert [n["kind"] for n in saga["saga"]["notes"]].count("retry-now") == 1
+        # One saga by hand is the operator's own call: the saga takes it.
+        again = await repair(api, stuck_id, "retry_now", "charge_payment", reason="once more")
+        assert again.status_code == 200, again.text
 
         not_stuck = await repair(api, stuck_id, "retry_now", "reserve_stock", reason="try again")
         assert not_stuck.status_code == 409, not_stuck.text
@@ -94,14 +97,17 @@ async def test_every_operator_action_is_in_the_log_after_the_sagas_ended(
             ("resolve_manually", "accepted"),
             ("retry_now", "refused"),
             ("retry_now", "accepted"),
+            ("retry_now", "accepted"),
             ("cancel", "refused"),
         ]
         assert all(e["principal"] == DEVELOPMENT_PRINCIPAL for e in entries)
         assert all(e["order_id"] == stuck_id and e["saga_type"] == "order" for e in entries)
-        resolve, refused, retried, cancel_refused = entries
+        resolve, refused, by_hand_retry, retried, cancel_refused = entries
         assert resolve["reason"] == f"{by_hand} (on behalf of ops-oncall)"
         assert resolve["step"] == "charge_payment"
         assert "not stuck" in refused["detail"]
+        assert by_hand_retry["bulk_id"] is None
+        assert by_hand_retry["reason"] == "once more (on behalf of ops-oncall)"
         assert retried["bulk_id"] == first["bulk_id"]
         assert "already COMPENSATING" in cancel_refused["detail"]
         assert [(e["action"], e["outcome"]) for e in await _log(api, order_id=cancelled_id)] == [
