@@ -238,7 +238,7 @@ async def test_stuck_sagas_keep_the_stuck_attribute_and_older_histories_replay()
         values = _stuck_values(HISTORIES / f"{name}.json")
         assert values[0] is True and values[-1] is False, (name, values)
         local = _marker_data(HISTORIES / f"{name}.json", "core_local_activity", "data")
-        incidents = [data["activity_type"] for data in local]
+        incidents = [str(data["activity_type"]) for data in local]
         assert [a for a in incidents if a.startswith("incident.")] == [
             OPEN_INCIDENT,
             RESOLVE_INCIDENT,
