@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -85,35 +86,49 @@ def _fetch(settings: Settings, args: argparse.Namespace) -> int:
     from infra.engines.schema_registry import ensure_apicurio, find_java, java_version
     from infra.engines.temporal_build import ensure_temporal_server, ensure_temporal_ui
 
-    libs = ensure_kafka_jars(settings.kafka_cache_dir, settings.kafka_version, maven=settings.maven)
-    print(f"Apache Kafka {settings.kafka_version} jars are in {libs}")
-    postgres = ensure_postgres_installed(settings.postgres_bin_dir, progress=say)
-    print(f"PostgreSQL is in {postgres}")
-    prometheus, promtool = ensure_prometheus_installed(
-        settings.prometheus, settings.promtool, progress=say
-    )
-    print(f"Prometheus is {prometheus} (promtool {promtool})")
-    registry = ensure_apicurio(
-        settings.schema_registry_cache_dir,
-        settings.schema_registry_version,
-        maven=settings.maven,
-        progress=say,
-    )
-    java = find_java(settings.schema_registry_java)
-    print(
-        f"Apicurio Registry {settings.schema_registry_version} is in {registry}; "
-        f"it runs on {java} (Java {java_version(java)})"
-    )
-    for what, ensure, cache_dir, version in (
-        ("server", ensure_temporal_server, settings.temporal_server_cache_dir,
-         settings.temporal_server_version),
-        ("Web UI", ensure_temporal_ui, settings.temporal_ui_cache_dir,
-         settings.temporal_ui_version),
-    ):  # fmt: skip
-        build = ensure(
-            cache_dir, version, go=settings.go, toolchain=settings.go_toolchain, progress=say
+    def from_maven() -> None:
+        libs = ensure_kafka_jars(
+            settings.kafka_cache_dir, settings.kafka_version, maven=settings.maven
         )
-        print(f"Temporal's {what} {version} is in {build.root}")
+        print(f"Apache Kafka {settings.kafka_version} jars are in {libs}", flush=True)
+        registry = ensure_apicurio(
+            settings.schema_registry_cache_dir,
+            settings.schema_registry_version,
+            maven=settings.maven,
+            progress=say,
+        )
+        java = find_java(settings.schema_registry_java)
+        print(
+            f"Apicurio Registry {settings.schema_registry_version} is in {registry}; "
+            f"it runs on {java} (Java {java_version(java)})",
+            flush=True,
+        )
+
+    def from_debian() -> None:
+        postgres = ensure_postgres_installed(settings.postgres_bin_dir, progress=say)
+        print(f"PostgreSQL is in {postgres}", flush=True)
+        prometheus, promtool = ensure_prometheus_installed(
+            settings.prometheus, settings.promtool, progress=say
+        )
+        print(f"Prometheus is {prometheus} (promtool {promtool})", flush=True)
+
+    def with_go() -> None:
+        for what, ensure, cache_dir, version in (
+            ("server", ensure_temporal_server, settings.temporal_server_cache_dir,
+             settings.temporal_server_version),
+            ("Web UI", ensure_temporal_ui, settings.temporal_ui_cache_dir,
+             settings.temporal_ui_version),
+        ):  # fmt: skip
+            build = ensure(
+                cache_dir, version, go=settings.go, toolchain=settings.go_toolchain, progress=say
+            )
+            print(f"Temporal's {what} {version} is in {build.root}", flush=True)
+
+    # Three lanes at once: downloads (Maven Central, Debian) wait on the network while Go
+    # compiles; within a lane, one tool at a time (apt and Maven each keep one local store).
+    with ThreadPoolExecutor(max_workers=3) as lanes:
+        for lane in [lanes.submit(from_maven), lanes.submit(from_debian), lanes.submit(with_go)]:
+            lane.result()
     return 0
 
 
