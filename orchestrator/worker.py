@@ -19,6 +19,7 @@ add up across copies; the cluster and in-flight figures are read (never written)
 copy alike, so they are aggregated with ``max``, not ``sum``.
 """
 
+from datetime import timedelta
 from pathlib import Path
 
 from contracts.envelope import AnyEvent
@@ -133,7 +134,12 @@ def build(context: ServiceContext) -> ServiceParts:
         background=[
             *(c.run for c in consumers),
             KafkaClusterWatch(kafka, KafkaClusterMetrics(context.registry)).run,
-            SagaWatch(context.temporal, saga_metrics).run,
+            SagaWatch(
+                context.temporal,
+                saga_metrics,
+                interval=settings.saga_watch_interval_seconds,
+                min_age=timedelta(seconds=settings.saga_watch_min_age_seconds),
+            ).run,
         ],
     )
 
