@@ -260,6 +260,10 @@ async def test_without_operate_no_actions_are_shown_and_forged_posts_are_refused
     assert "CSRF token" in problem.text
     no_csrf = await _as_session(stack, browser, "POST", f"{page}/repair", resolve)
     assert no_csrf.status_code == 403
+    oversized = {**resolve, "reason": "x" * stack.api_max_body_bytes}
+    assert (
+        await _as_session(stack, browser, "POST", f"{page}/repair", oversized)
+    ).status_code == 413
 
     saga = (await api_module.get(f"/sagas/{stuck_order}")).json()["saga"]
     refund = next(s for s in saga["steps"] if s["name"] == _REFUND_STEP)
