@@ -636,7 +636,7 @@ def _parser() -> argparse.ArgumentParser:
         type=_at_least_one,
         metavar="N",
         help="instead of the load run: time the saga map's page with N sagas in a namespace of "
-        "their own (saga-map-bench, seeded once, kept for later runs)",
+        "their own (saga-map-bench-N, seeded once, kept for later runs)",
     )
     bench.add_argument(
         "--map-requests",

@@ -521,6 +521,16 @@ class Settings(BaseSettings):
             "(default: the development token of the run directory)."
         ),
     )
+    ui_map_cache_seconds: float = Field(
+        2.0,
+        ge=0,
+        le=60,
+        description=(
+            "How long one reading of a saga map's counts serves every viewer (each reading "
+            "is up to about 30 visibility queries, which Temporal rate-limits per namespace); "
+            "0: every request reads."
+        ),
+    )
     ui_session_hours: int = Field(
         8,
         ge=1,

@@ -353,10 +353,13 @@ class TemporalFullServer:
 
     def dynamic_config(self) -> dict[str, Any]:
         """The dynamic configuration: the module's ``development-sql.yaml`` in what it sets,
-        plus search attributes that a query sees as soon as they are added."""
+        plus search attributes that a query sees as soon as they are added, and room for
+        the saga map's visibility counts (Temporal's default is 10 a second per namespace
+        and frontend; one reading of a map is up to about 30)."""
         nexus = f"http://{self.host}:{self.ports.frontend_http}"
         return {
             "limit.maxIDLength": [{"value": 255, "constraints": {}}],
+            "frontend.namespaceRPS.visibility": [{"value": 100}],
             "system.forceSearchAttributesCacheRefreshOnRead": [{"value": True}],
             "frontend.workerVersioningDataAPIs": [{"value": True}],
             "frontend.workerVersioningWorkflowAPIs": [{"value": True}],

@@ -27,7 +27,9 @@ from temporalio.common import (
     SearchAttributePair,
     TypedSearchAttributes,
     WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
 )
+from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
 
@@ -43,16 +45,21 @@ from contracts.search_attributes import (
 from orchestrator.saga import SagaDefinition, Step
 
 __all__ = [
-    "MAP_BENCH_NAMESPACE",
     "MAP_BENCH_QUEUE",
     "SyntheticSaga",
     "ensure_namespace",
+    "map_bench_namespace",
     "plan_sagas",
     "seed_sagas",
 ]
 
-MAP_BENCH_NAMESPACE = "saga-map-bench"
-"""The namespace the map's bench fills; kept between runs, so a second run starts at once."""
+
+def map_bench_namespace(count: int) -> str:
+    """The namespace the map's bench fills with ``count`` sagas; kept between runs, so a
+    second run of the same size starts at once."""
+    return f"saga-map-bench-{count}"
+
+
 MAP_BENCH_QUEUE = "saga-map-bench"
 
 _STARTS_AT_ONCE = 48
@@ -169,8 +176,12 @@ async def seed_sagas(
     sagas: Sequence[SyntheticSaga],
     progress: Callable[[int, int], None],
 ) -> int:
-    """Start every saga of ``sagas`` that the namespace does not hold yet; the ended ones end
-    at once. Returns how many were started (0 on a second run)."""
+    """Start every saga of ``sagas`` that the namespace does not hold yet (a saga id is never
+    started twice); the ended ones end at once. Returns how many were started (0 on a second
+    run)."""
+    if await _count(client, sagas, "") >= len(sagas):
+        progress(len(sagas), len(sagas))
+        return 0  # all there from an earlier run
     started = 0
     done = 0
     gate = asyncio.Semaphore(_STARTS_AT_ONCE)
@@ -178,16 +189,19 @@ async def seed_sagas(
     async def start(saga: SyntheticSaga) -> None:
         nonlocal started, done
         async with gate:
-            handle = await client.start_workflow(
-                saga.workflow_type,
-                saga.running,
-                id=saga.workflow_id,
-                task_queue=MAP_BENCH_QUEUE,
-                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-                search_attributes=saga.attributes(),
-            )
-            if handle.first_execution_run_id is not None:
+            try:
+                await client.start_workflow(
+                    saga.workflow_type,
+                    saga.running,
+                    id=saga.workflow_id,
+                    task_queue=MAP_BENCH_QUEUE,
+                    id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                    id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+                    search_attributes=saga.attributes(),
+                )
                 started += 1
+            except WorkflowAlreadyStartedError:
+                pass  # seeded by an earlier run
             done += 1
             progress(done, len(sagas))
 
@@ -200,17 +214,19 @@ async def seed_sagas(
         await asyncio.gather(*(start(saga) for saga in sagas))
         ended = sum(1 for saga in sagas if not saga.running)
         async with asyncio.timeout(600):
-            closed = await _closed(client, sagas)
-            while closed < ended:  # visibility lags the workflows a little
+            closed = " AND ExecutionStatus != 'Running'"
+            ended_now = await _count(client, sagas, closed)
+            while ended_now < ended:  # visibility lags the workflows a little
                 await asyncio.sleep(0.5)
-                closed = await _closed(client, sagas)
+                ended_now = await _count(client, sagas, closed)
     return started
 
 
-async def _closed(client: Client, sagas: Sequence[SyntheticSaga]) -> int:
+async def _count(client: Client, sagas: Sequence[SyntheticSaga], condition: str) -> int:
+    """How many executions of the sagas' types the namespace holds (meeting ``condition``)."""
     types = sorted({saga.workflow_type for saga in sagas})
     query = " OR ".join(f"WorkflowType = '{name}'" for name in types)
-    count = await client.count_workflows(f"({query}) AND ExecutionStatus != 'Running'")
+    count = await client.count_workflows(f"({query}){condition}")
     return count.count
 
 

@@ -5,6 +5,7 @@ live events and the operator actions, and stuck work across types with the bulk 
 Signed in with an API token, kept in a signed, HTTP-only session cookie.
 """
 
+from datetime import timedelta
 from pathlib import Path
 
 from fastapi import FastAPI, Request
@@ -83,4 +84,9 @@ def refused_page(request: Request, status: int, detail: str) -> Response:
 
 def start_ui(app: FastAPI, client: Client) -> None:
     """Give the pages Temporal's client (at the API's start-up)."""
-    app.state.saga_map = SagaMapReader(client, app.state.sagas.definitions)
+    settings: Settings = app.state.settings
+    app.state.saga_map = SagaMapReader(
+        client,
+        app.state.sagas.definitions,
+        cache_for=timedelta(seconds=settings.ui_map_cache_seconds),
+    )
