@@ -80,6 +80,7 @@ def _token(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _fetch(settings: Settings, args: argparse.Namespace) -> int:
+    from infra.engines.debian import ensure_chromium_installed
     from infra.engines.kafka_broker import ensure_kafka_jars
     from infra.engines.postgres import ensure_postgres_installed
     from infra.engines.prometheus import ensure_prometheus_installed
@@ -111,6 +112,9 @@ def _fetch(settings: Settings, args: argparse.Namespace) -> int:
             settings.prometheus, settings.promtool, progress=say
         )
         print(f"Prometheus is {prometheus} (promtool {promtool})", flush=True)
+        driver = ensure_chromium_installed(progress=say)
+        if driver is not None:
+            print(f"ChromeDriver (for the browser tests) is {driver}", flush=True)
 
     def with_go() -> None:
         for what, ensure, cache_dir, version in (

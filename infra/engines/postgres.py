@@ -22,7 +22,6 @@ import json
 import os
 import pwd
 import re
-import shutil
 import signal
 import stat
 import subprocess
@@ -35,6 +34,7 @@ from urllib.parse import quote
 import psycopg
 from psycopg import sql
 
+from infra.engines.debian import apt_install, can_install
 from infra.engines.private_files import ensure_passwords, write_private
 from infra.engines.processes import MissingToolError, ProcessRecord, log_tail, spawn, stop_process
 
@@ -103,22 +103,12 @@ def ensure_postgres_installed(
     try:
         return find_postgres_bin(override)
     except MissingToolError:
-        apt = shutil.which("apt-get")
-        if override is not None or os.geteuid() != 0 or apt is None:
+        if override is not None or not can_install():
             raise
     progress(
         "PostgreSQL is not installed: installing Debian's package (apt-get install postgresql)"
     )
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for command in (
-        [apt, "update"],
-        [apt, "install", "-y", "--no-install-recommends", "postgresql"],
-    ):
-        done = subprocess.run(command, env=env, check=False)
-        if done.returncode != 0:
-            raise MissingToolError(
-                f"{' '.join(command)} failed (exit {done.returncode}): {_INSTALL_HINT}"
-            )
+    apt_install(["postgresql"], hint=_INSTALL_HINT)
     return find_postgres_bin()
 
 

@@ -26,6 +26,7 @@ from typing import Any
 import httpx
 import yaml
 
+from infra.engines.debian import apt_install, can_install
 from infra.engines.processes import MissingToolError, ProcessRecord, log_tail
 
 __all__ = [
@@ -128,8 +129,7 @@ def ensure_prometheus_installed(
     found = shutil.which(prometheus), shutil.which(promtool)
     if found[0] is not None and found[1] is not None:
         return found[0], found[1]
-    apt = shutil.which("apt-get")
-    if os.geteuid() != 0 or apt is None:
+    if not can_install():
         missing = prometheus if found[0] is None else promtool
         raise MissingToolError(f"{missing!r} not found: `saga up --monitoring` needs it; "
                                + _INSTALL_HINT)  # fmt: skip
@@ -137,17 +137,8 @@ def ensure_prometheus_installed(
         "Prometheus is not installed: installing Debian's package "
         "(apt-get install --no-install-recommends prometheus; its daemon is not started)"
     )
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     with services_held():
-        for command in (
-            [apt, "update"],
-            [apt, "install", "-y", "--no-install-recommends", "prometheus"],
-        ):
-            done = subprocess.run(command, env=env, check=False)
-            if done.returncode != 0:
-                raise MissingToolError(
-                    f"{' '.join(command)} failed (exit {done.returncode}): {_INSTALL_HINT}"
-                )
+        apt_install(["prometheus"], hint=_INSTALL_HINT)
     disable_package_service()
     daemons = package_daemons()
     if daemons:

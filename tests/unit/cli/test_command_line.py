@@ -143,6 +143,8 @@ def test_what_was_added_since_is_known() -> None:
         "chaos --returns",
         "bench --rate",
         "bench --paced-orders",
+        "bench --map",
+        "bench --map-requests",
         "schemas -h|--help",
         "schemas list -h|--help",
         "schemas list --json",
