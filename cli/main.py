@@ -39,6 +39,7 @@ def _up(settings: Settings, args: argparse.Namespace) -> int:
     if copies:
         print(f"  Copies       {', '.join(copies)} (see `saga ps`)")
     print(f"  API docs     {settings.api_url}/docs")
+    print(f"  Saga map     {settings.api_url}/ui  (sign in with an API token)")
     token = read_dev_token(settings.run_dir) if settings.mode == "development" else None
     if token is not None:
         print(f"  API token    {token}  (development, every scope; `saga token` prints it)")

@@ -1,4 +1,5 @@
-"""`saga stuck/repair/start` without an API: bad arguments and an API that does not answer."""
+"""`saga stuck/repair/start` without an API: bad arguments, an API that does not answer, and how
+stuck and parked steps are shown."""
 
 from datetime import UTC, datetime
 
