@@ -7,7 +7,12 @@ consumer group with its own database connection:
 - the projector, which keeps every order's event timeline for the API;
 - the dispatch bridge, which turns ``shipping.dispatched`` and ``shipping.return_received``
   into the sagas' signals;
-- the audit consumer and the notification consumer (choreography: nobody calls them).
+- the audit consumer and the notification consumer (choreography: nobody calls them);
+- with ``SAGA_INCIDENT_WEBHOOK_URL`` set, the incident webhook, which POSTs each incident
+  event, signed (:mod:`orchestrator.incident_webhook`).
+
+The sagas' incidents are recorded by the ``incident.open`` / ``incident.resolve`` local
+activities (:mod:`orchestrator.incidents`), registered here beside the workflows.
 
 It also keeps the saga metrics (:mod:`orchestrator.metrics`) and the Kafka cluster's
 figures (:mod:`orchestrator.cluster_metrics`) on its ``/metrics``.
@@ -19,15 +24,22 @@ add up across copies; the cluster and in-flight figures are read (never written)
 copy alike, so they are aggregated with ``max``, not ``sum``.
 """
 
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any
+
+import httpx
 
 from contracts.envelope import AnyEvent
+from contracts.events.saga import SagaIncidentOpened
 from contracts.task_queues import ORCHESTRATOR
 from contracts.topics import TOPICS, topic_for_event_type
 from infra.config.kafka import kafka_connection
 from orchestrator.choreography import AuditLog, Notifications
 from orchestrator.cluster_metrics import KafkaClusterMetrics, KafkaClusterWatch
 from orchestrator.dispatch_bridge import DispatchBridge
+from orchestrator.incident_webhook import IncidentWebhook, WebhookConfig, webhook_config
+from orchestrator.incidents import IncidentActivities, IncidentBook, IncidentMetrics
 from orchestrator.metrics import SagaMetrics, SagaWatch
 from orchestrator.orders import OrderActivities, OrderBook
 from orchestrator.queries import database_path
@@ -38,6 +50,7 @@ from runtime import (
     Database,
     EventConsumer,
     EventHandler,
+    RetryPolicy,
     ServiceContext,
     ServiceParts,
     new_consumer,
@@ -57,11 +70,18 @@ def build(context: ServiceContext) -> ServiceParts:
     saga_metrics = SagaMetrics(context.registry)
     orders = OrderActivities(OrderBook(context.db, context.outbox, saga_metrics))
     returns = ReturnActivities(ReturnBook(context.db, context.outbox))
+    incident_book = IncidentBook(context.db, context.outbox, IncidentMetrics(context.registry))
+    incidents = IncidentActivities(incident_book)
+    webhook = webhook_config(settings)  # refuses a URL without a secret before anything runs
 
     kafka = kafka_connection(settings)
 
     def consumer(
-        group: str, topics: list[str], db: Database, handler: EventHandler
+        group: str,
+        topics: list[str],
+        db: Database,
+        handler: EventHandler,
+        retry: RetryPolicy | None = None,
     ) -> EventConsumer:
         return EventConsumer(
             group_id=group,
@@ -72,6 +92,7 @@ def build(context: ServiceContext) -> ServiceParts:
             producer_factory=lambda: new_producer(kafka),
             metrics=context.metrics,
             schemas=context.schemas,
+            retry=retry,
         )
 
     # One store (a SQLite file, a PostgreSQL schema) per consumer whose handler awaits inside
@@ -117,6 +138,13 @@ def build(context: ServiceContext) -> ServiceParts:
             Notifications(notifications_db).notify,
         ),
     ]
+    background = [c.run for c in consumers]
+    if webhook is not None:
+        background.append(
+            _webhook_consumer(
+                webhook, store("incident-webhook", (IncidentWebhook.MIGRATIONS,)), consumer
+            )
+        )
     return ServiceParts(
         # Both sagas run the order service's own steps as local activities, which only the
         # worker that runs the workflows can run: they are registered here, beside them.
@@ -127,15 +155,38 @@ def build(context: ServiceContext) -> ServiceParts:
             returns.authorize,
             returns.expire,
             returns.complete,
+            incidents.open,
+            incidents.resolve,
         ],
         workflows=[OrderSaga, ReturnSaga],
         deterministic_modules=["orchestrator.workflows", "orchestrator.saga", "contracts"],
         background=[
-            *(c.run for c in consumers),
+            *background,
+            incident_book.watch,
             KafkaClusterWatch(kafka, KafkaClusterMetrics(context.registry)).run,
             SagaWatch(context.temporal, saga_metrics).run,
         ],
     )
+
+
+def _webhook_consumer(
+    config: WebhookConfig,
+    db: Database,
+    consumer: Callable[..., EventConsumer],
+) -> Callable[[], Coroutine[Any, Any, None]]:
+    """The incident webhook's consumer, with the HTTP client it POSTs with, as one task."""
+
+    async def run() -> None:
+        async with httpx.AsyncClient() as client:
+            await consumer(
+                "incident-webhook",
+                [topic_for_event_type(SagaIncidentOpened.EVENT_TYPE)],
+                db,
+                IncidentWebhook(config, client).deliver,
+                config.retry,
+            ).run()
+
+    return run
 
 
 def main() -> None:

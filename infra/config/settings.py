@@ -311,6 +311,39 @@ class Settings(BaseSettings):
     orchestrator_port: int = Field(
         8104, ge=1, le=65535, description="Health and metrics port of the orchestrator's worker."
     )
+    # Incidents (docs/operations.md#incidents)
+    incident_webhook_url: str | None = Field(
+        None,
+        description=(
+            "Where the orchestrator POSTs every incident event (opened, resolved) as signed "
+            "JSON; unset, no webhook (the events are on Kafka all the same)."
+        ),
+    )
+    incident_webhook_secret: SecretStr | None = Field(
+        None,
+        description=(
+            "The HMAC-SHA256 key that signs each webhook (`Saga-Signature`); required with "
+            "incident_webhook_url. `saga config` masks it."
+        ),
+    )
+    incident_webhook_attempts: int = Field(
+        5,
+        ge=1,
+        le=20,
+        description=(
+            "POSTs of one incident event before it is dead-lettered (to `order.events.dlq`); "
+            "a 4xx answer other than 408 and 429 is not tried again."
+        ),
+    )
+    incident_webhook_backoff_seconds: float = Field(
+        1.0,
+        gt=0,
+        le=60,
+        description="Wait after the first failed POST; doubled after each further one.",
+    )
+    incident_webhook_timeout_seconds: float = Field(
+        5.0, gt=0, le=60, description="How long one webhook POST may take."
+    )
     startup_timeout_seconds: float = Field(
         120.0, gt=0, description="How long `saga up` waits for each component to be healthy."
     )
