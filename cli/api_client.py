@@ -20,6 +20,7 @@ from orchestrator.api.models import (
     BulkRepairRequest,
     CancelRequest,
     EventView,
+    OperatorLogPage,
     OrderAccepted,
     OrderRequest,
     RepairRequest,
@@ -213,9 +214,10 @@ class OrchestratorApiClient:
     def bulk_repair(self, request: BulkRepairRequest) -> BulkRepairReport:
         """``POST /sagas/stuck/repair``: one repair for every saga stuck on a step.
 
-        A real run paces itself at ``rate_per_second``, so it is given that long to answer.
+        A real run paces itself at ``rate_per_second`` with jitter (each wait at most one and
+        a half intervals), so it is given that long to answer.
         """
-        pacing = 0.0 if request.dry_run else request.limit / request.rate_per_second
+        pacing = 0.0 if request.dry_run else 1.5 * request.limit / request.rate_per_second
         response = self._send(
             "POST",
             "/sagas/stuck/repair",
@@ -223,6 +225,25 @@ class OrchestratorApiClient:
             timeout=self._timeout + pacing,
         )
         return self._parse(BulkRepairReport, response.text)
+
+    def operator_log(
+        self,
+        *,
+        order_id: str | None = None,
+        saga_type: SagaType | None = None,
+        since_seconds: int | None = None,
+        page_size: int = 50,
+        page_token: str | None = None,
+    ) -> OperatorLogPage:
+        """``GET /ops-log``: one page of the operator log, newest first."""
+        params = {
+            "order_id": order_id,
+            "saga_type": saga_type.value if saga_type is not None else None,
+            "since_seconds": since_seconds,
+            "page_size": page_size,
+            "page_token": page_token,
+        }
+        return self._parse(OperatorLogPage, self._send("GET", "/ops-log", params=params).text)
 
     def get_saga(self, order_id: str) -> SagaView:
         """``GET /sagas/{order_id}``: the saga's status beside the order's events."""

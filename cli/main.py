@@ -27,6 +27,8 @@ def _up(settings: Settings, args: argparse.Namespace) -> int:
 
     if args.topology is not None:
         settings = settings.model_copy(update={"topology": args.topology})
+    if args.monitoring:
+        settings = settings.model_copy(update={"monitoring": True})
     stack = Stack(settings, scale=parse_scale(args.scale))
     stack.up()
     print()
@@ -46,6 +48,8 @@ def _up(settings: Settings, args: argparse.Namespace) -> int:
         print(f"  PostgreSQL   127.0.0.1:{settings.postgres_port} (a database per service)")
     print(f"  Kafka        {settings.kafka_brokers}")
     print(f"  Registry     {settings.schema_registry_url}/apis/ccompat/v7 (Apicurio Registry)")
+    if settings.monitoring:
+        print(f"  Prometheus   http://127.0.0.1:{settings.prometheus_port} (alerts: /alerts)")
     print(
         "See it with `saga ps`, follow a component with `saga logs NAME`, stop it with `saga down`."
     )
@@ -77,6 +81,7 @@ def _token(settings: Settings, args: argparse.Namespace) -> int:
 def _fetch(settings: Settings, args: argparse.Namespace) -> int:
     from infra.engines.kafka_broker import ensure_kafka_jars
     from infra.engines.postgres import ensure_postgres_installed
+    from infra.engines.prometheus import ensure_prometheus_installed
     from infra.engines.schema_registry import ensure_apicurio, find_java, java_version
     from infra.engines.temporal_build import ensure_temporal_server, ensure_temporal_ui
 
@@ -84,6 +89,10 @@ def _fetch(settings: Settings, args: argparse.Namespace) -> int:
     print(f"Apache Kafka {settings.kafka_version} jars are in {libs}")
     postgres = ensure_postgres_installed(settings.postgres_bin_dir, progress=say)
     print(f"PostgreSQL is in {postgres}")
+    prometheus, promtool = ensure_prometheus_installed(
+        settings.prometheus, settings.promtool, progress=say
+    )
+    print(f"Prometheus is {prometheus} (promtool {promtool})")
     registry = ensure_apicurio(
         settings.schema_registry_cache_dir,
         settings.schema_registry_version,
@@ -457,6 +466,13 @@ def _parser() -> argparse.ArgumentParser:
         "cluster (PostgreSQL, three Kafka nodes, Temporal's full server, two copies of every "
         "service); SAGA_TOPOLOGY sets it too; kept for later commands",
     )
+    up.add_argument(
+        "--monitoring",
+        action="store_true",
+        default=None,
+        help="start Prometheus too, scraping every process and evaluating the alert rules "
+        "(on SAGA_PROMETHEUS_PORT, 9090); SAGA_MONITORING=true sets it too",
+    )
     add(
         "token",
         _token,
@@ -465,8 +481,8 @@ def _parser() -> argparse.ArgumentParser:
     add(
         "fetch",
         _fetch,
-        "Fetch Kafka's jars, install PostgreSQL where missing, build Temporal's full server "
-        "and its Web UI (each once, into the cache).",
+        "Fetch Kafka's jars, install PostgreSQL and Prometheus where missing, build Temporal's "
+        "full server and its Web UI (each once, into the cache).",
     )
     add("down", _down, "Stop exactly the processes `saga up` started.")
     ps = add(

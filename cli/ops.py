@@ -1,4 +1,4 @@
-"""`saga start/show/list/stuck/cancel/repair` and `saga return start/show`: the orchestrator
+"""`saga start/show/list/stuck/cancel/repair/ops-log` and `saga return start/show`: the orchestrator
 API's operations from a shell.
 
 Each command is a call of the running API (``OrchestratorApiClient``), so every operation has
@@ -28,7 +28,14 @@ if TYPE_CHECKING:
     from pydantic import BaseModel
 
     from cli.api_client import OrchestratorApiClient, SagaEnded
-    from orchestrator.api.models import EventView, ReturnView, SagaType, SagaView, StuckSaga
+    from orchestrator.api.models import (
+        EventView,
+        OperatorLogEntry,
+        ReturnView,
+        SagaType,
+        SagaView,
+        StuckSaga,
+    )
 
 __all__ = ["register"]
 
@@ -152,6 +159,18 @@ def register(
     repair.add_argument("--rate", type=float, help="--bulk: sagas per second (default 2)")
     repair.add_argument("--limit", type=int, help="--bulk: at most this many (default 100)")
     _json_option(repair)
+
+    ops_log = add(
+        "ops-log",
+        _calling_api(_ops_log),
+        "The operator log: every cancel, retry-now, resolve and bulk repair, newest first.",
+    )
+    ops_log.add_argument("--order", metavar="ORDER_ID", help="only actions on this order's sagas")
+    ops_log.add_argument("--since", type=_seconds, metavar="AGE", help="only the last AGE (1h)")
+    _type_option(ops_log, "only actions on sagas of this type (default: both)")
+    ops_log.add_argument("--page-size", type=int, default=50, help="entries per page (default 50)")
+    ops_log.add_argument("--page-token", help="the next (older) page, as a previous page named it")
+    _json_option(ops_log, "the API's page as JSON, for scripts")
 
     returns = commands.add_parser(
         "return",
@@ -442,7 +461,7 @@ def _bulk_repair(api: "OrchestratorApiClient", args: argparse.Namespace) -> int:
         **{name: value for name, value in paced.items() if value is not None},
     )
     report = api.bulk_repair(request)
-    refused = sum(item.outcome == "refused" for item in report.items)
+    refused = sum(item.outcome in ("refused", "error") for item in report.items)
     if args.json:
         print_json(report)
         return 1 if refused and not report.dry_run else 0
@@ -463,11 +482,57 @@ def _bulk_repair(api: "OrchestratorApiClient", args: argparse.Namespace) -> int:
         )
         return 0
     repaired = sum(item.outcome == "repaired" for item in report.items)
-    print(f"{report.action}: {repaired} repaired, {refused} refused of {report.matched}")
+    skipped = sum(item.outcome == "skipped" for item in report.items)
+    print(
+        f"{report.action}: {repaired} repaired, {skipped} skipped (already repaired in this "
+        f"stuck episode, or moved on), {refused} refused or failed of {report.matched}; "
+        f"`saga ops-log` shows it (bulk {report.bulk_id})"
+    )
     return 1 if refused else 0
 
 
+def _ops_log(api: "OrchestratorApiClient", args: argparse.Namespace) -> int:
+    page = api.operator_log(
+        order_id=args.order,
+        saga_type=_saga_type(args),
+        since_seconds=args.since,
+        page_size=args.page_size,
+        page_token=args.page_token,
+    )
+    if args.json:
+        return print_json(page)
+    if not page.entries:
+        print("no operator action matches")
+        return 0
+    print(table([_ops_log_row(entry) for entry in page.entries], _OPS_LOG_HEADERS))
+    if page.next_page_token:
+        print(f"more: repeat with --page-token {page.next_page_token}")
+    return 0
+
+
 # --- Output --------------------------------------------------------------------------------
+
+_OPS_LOG_HEADERS = ["SEQ", "TIME", "WHO", "ACTION", "SAGA", "STEP", "OUTCOME", "DETAIL"]
+
+
+def _ops_log_row(entry: "OperatorLogEntry") -> list[str]:
+    selection = entry.selection
+    if selection is not None:
+        action = f"bulk {selection.action}" + (" (dry run)" if selection.dry_run else "")
+        saga = f"{len(entry.items or [])} saga(s)"
+    else:
+        action = entry.action + (" (bulk)" if entry.bulk_id else "")
+        saga = f"{entry.saga_type.value} {entry.saga_id}" if entry.saga_type else "-"
+    return [
+        str(entry.seq),
+        _when(entry.at, seconds_only=True),
+        entry.principal,
+        action,
+        saga,
+        entry.step or "-",
+        entry.outcome,
+        _short(entry.detail),
+    ]
 
 
 def _print_status(view: "SagaView") -> None:
@@ -515,6 +580,8 @@ def _steps_table(saga: SagaStatus) -> str:
             (
                 f"resolved by {step.resolution.operator}"
                 if step.resolution
+                else f"parked since {_when(step.parked_since, seconds_only=True)}"
+                if step.parked_since
                 else "yes"
                 if step.stuck
                 else "-"
@@ -541,7 +608,7 @@ def _stuck_table(stuck: "list[StuckSaga]") -> str:
             saga.owner or "-",
             _duration(saga.stuck_for_seconds),
             str(saga.attempts),
-            "yes" if saga.flagged_stuck else "-",
+            "parked" if saga.parked_since else "yes" if saga.flagged_stuck else "-",
             _short(saga.last_failure),
         ]
         for saga in stuck

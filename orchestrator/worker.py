@@ -25,6 +25,7 @@ copy alike, so they are aggregated with ``max``, not ``sum``.
 """
 
 from collections.abc import Callable, Coroutine
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -164,7 +165,12 @@ def build(context: ServiceContext) -> ServiceParts:
             *background,
             incident_book.watch,
             KafkaClusterWatch(kafka, KafkaClusterMetrics(context.registry)).run,
-            SagaWatch(context.temporal, saga_metrics).run,
+            SagaWatch(
+                context.temporal,
+                saga_metrics,
+                interval=settings.saga_watch_interval_seconds,
+                min_age=timedelta(seconds=settings.saga_watch_min_age_seconds),
+            ).run,
         ],
     )
 

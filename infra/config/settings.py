@@ -486,6 +486,49 @@ class Settings(BaseSettings):
         ),
     )
 
+    # Prometheus and alerts (see docs/operations.md#prometheus-and-alerts)
+    monitoring: bool = Field(
+        False,
+        description=(
+            "`saga up` starts Prometheus too (as `saga up --monitoring` does), scraping every "
+            "process of the stack and evaluating infra/prometheus/alerts.yml."
+        ),
+    )
+    prometheus_port: int = Field(
+        9090, ge=1, le=65535, description="Port of `saga up --monitoring`'s Prometheus (127.0.0.1)."
+    )
+    prometheus: str = Field(
+        "prometheus", description="The Prometheus executable (Debian's package, `saga fetch`)."
+    )
+    promtool: str = Field("promtool", description="The promtool executable (same package).")
+    prometheus_interval_seconds: float = Field(
+        15.0,
+        gt=0,
+        description="How often Prometheus scrapes every target and evaluates the alert rules.",
+    )
+    prometheus_retention: str = Field(
+        "1d", description="How long Prometheus keeps its series (a Prometheus duration: 6h, 1d)."
+    )
+    alert_stuck_minutes: float = Field(
+        10.0,
+        gt=0,
+        description=(
+            "The SagaStuck alert fires once `sagas_stuck` has stayed above 0 this long (its "
+            "`for:`, rendered into the run's rules)."
+        ),
+    )
+    saga_watch_interval_seconds: float = Field(
+        30.0, gt=0, description="How often the orchestrator counts running and stuck sagas."
+    )
+    saga_watch_min_age_seconds: float = Field(
+        60.0,
+        ge=0,
+        description=(
+            "Only sagas running at least this long are asked whether they are stuck (five "
+            "failed attempts take 15 s or more)."
+        ),
+    )
+
     # Security (see docs/security.md)
     mode: Literal["development", "production"] = Field(
         "development",

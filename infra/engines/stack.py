@@ -11,12 +11,14 @@ import functools
 import json
 import os
 import shutil
+import signal
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
+from urllib.parse import urlsplit
 
 import httpx
 from pydantic import SecretStr
@@ -68,9 +70,11 @@ from infra.engines.processes import (
     listener_of,
     log_tail,
     port_in_use,
+    require_tool,
     spawn,
     stop_processes,
 )
+from infra.engines.prometheus import PrometheusServer, ScrapeTarget, prometheus_version
 from infra.engines.schema_registry import (
     RegistryDatabase,
     RegistryUser,
@@ -126,6 +130,7 @@ ENGINES: tuple[str, ...] = (
     "temporal",
     "temporal-ui",
     "registry",
+    "prometheus",
 )
 """Every engine a stack may start (each topology starts some of them)."""
 COMPONENTS: tuple[str, ...] = (*ENGINES, *SERVICES, "api")
@@ -259,9 +264,11 @@ class Stack:
         return [name for name in ("kafka", "temporal", "registry") if self._embedded(name)]
 
     def components(self) -> list[str]:
-        """What `saga ps` lists: this topology's engines (used or not), services and API."""
+        """What `saga ps` lists: this topology's engines (used or not), Prometheus with
+        monitoring on, services and API."""
         engines = list(CLUSTER_ENGINES) if self._cluster else ["kafka", "temporal", "registry"]
-        return [*engines, *SERVICES, "api"]
+        monitoring = ["prometheus"] if self._settings.monitoring else []
+        return [*engines, *monitoring, *SERVICES, "api"]
 
     def _service_instances(self) -> list[str]:
         return [
@@ -305,6 +312,8 @@ class Stack:
             return s.temporal_ui_url
         if name == "registry":
             return s.schema_registry_url
+        if name == "prometheus":
+            return f"http://127.0.0.1:{s.prometheus_port}"
         if name == "temporal":
             return f"{s.temporal_address} (Web UI {s.temporal_ui_url})"
         if name == "api":
@@ -326,6 +335,8 @@ class Stack:
             return "127.0.0.1", s.temporal_ui_port
         if name == "registry":
             return "127.0.0.1", s.schema_registry_port
+        if name == "prometheus":
+            return "127.0.0.1", s.prometheus_port
         if name == "api":
             return s.api_host, s.api_port
         service, copy = split_instance(name)
@@ -352,11 +363,30 @@ class Stack:
         if name == "registry":
             port = s.schema_registry_port + 1  # its management interface
             return (f"http://127.0.0.1:{port}/metrics",) if self._embedded(name) else ()
+        if name == "prometheus":
+            return (f"{self._address(name)}/metrics",)
         urls = [f"{self._address(name)}/metrics"]
         sdk_port = self._sdk_metrics_port(name)
         if sdk_port is not None:
             urls.append(f"http://{SDK_METRICS_HOST}:{sdk_port}/metrics")
         return tuple(urls)
+
+    def scrape_targets(self) -> list[ScrapeTarget]:
+        """Every metrics endpoint of this stack's processes, by scrape job: each copy of each
+        service and the API (``saga-processes``, and ``saga-temporal-sdk`` for the Temporal
+        SDK's exporter), the engines the stack runs that serve metrics (``temporal-server``,
+        ``schema-registry``) and Prometheus itself."""
+        jobs = {"temporal": "temporal-server", "registry": "schema-registry"}
+        names = [*self.engines(), *self._service_instances(), "api", "prometheus"]
+        targets = []
+        for name in names:
+            for n, url in enumerate(self.metrics_urls(name)):
+                job = jobs.get(name, name if name == "prometheus" else "saga-processes")
+                if job == "saga-processes" and n > 0:
+                    job = "saga-temporal-sdk"
+                parts = urlsplit(url)
+                targets.append(ScrapeTarget(job, name, parts.netloc, parts.path))
+        return targets
 
     def _embedded(self, name: str) -> bool:
         if self._cluster:
@@ -602,8 +632,33 @@ class Stack:
             "SAGA_SCHEMA_REGISTRY_PASSWORD": self.registry_passwords()[user],
         }
 
+    def _prometheus(self) -> PrometheusServer:
+        s = self._settings
+        binary = require_tool(
+            s.prometheus,
+            "`saga up --monitoring`",
+            "run `saga fetch` (it installs Debian's prometheus package) or set SAGA_PROMETHEUS",
+        )
+        return PrometheusServer(
+            binary, self._run_dir, s.prometheus_port, retention=s.prometheus_retention
+        )
+
+    def write_prometheus_config(self) -> Path:
+        """Write Prometheus's configuration for this stack (its targets, the alert rules with
+        these settings' thresholds) into the run directory; return its path."""
+        s = self._settings
+        interval = f"{round(s.prometheus_interval_seconds * 1000)}ms"
+        return self._prometheus().write_config(
+            self.scrape_targets(),
+            scrape_interval=interval,
+            evaluation_interval=interval,
+            stuck_minutes=s.alert_stuck_minutes,
+        )
+
     def command(self, name: str) -> list[str]:
         """The command line that runs ``name`` under these settings."""
+        if name == "prometheus":
+            return self._prometheus().command()
         if name == "postgres":
             return self._postgres().command()
         if name in KAFKA_NODES:
@@ -629,7 +684,8 @@ class Stack:
 
     def up(self) -> None:
         """Start every process of the stack that is not running yet (each copy of each service,
-        at the scale given) and wait until each is healthy; stop copies beyond the scale.
+        at the scale given) and wait until each is healthy; stop copies beyond the scale; then
+        Prometheus with monitoring on (:meth:`start_monitoring`).
 
         Raises:
             StackError: a port is taken, a component did not become healthy, or an
@@ -661,6 +717,33 @@ class Stack:
             ensure_dev_token(self._run_dir)  # the API accepts it; `saga token` prints it
         self._start([*self._service_instances(), "api"])
         asyncio.run(self._wait_for_services())
+        prometheus = self._table.get("prometheus")
+        if self._settings.monitoring or (prometheus is not None and prometheus.is_alive()):
+            self.start_monitoring()  # a running one learns the new scale's targets
+
+    def start_monitoring(self) -> None:
+        """Start Prometheus on this stack's targets and wait until it is ready; one already
+        running is given the targets and rules of these settings (SIGHUP reloads them).
+
+        Raises:
+            StackError: it did not become ready, or its port is taken.
+            MissingToolError: Prometheus is not installed.
+        """
+        running = self._table.get("prometheus")
+        if running is not None and running.is_alive():
+            self.write_prometheus_config()
+            os.kill(running.pid, signal.SIGHUP)
+            self._say(f"{'prometheus':<12} already running (pid {running.pid}): reloaded")
+            return
+        self._start(["prometheus"])
+        record = self._table.get("prometheus")
+        assert record is not None
+        deadline = time.monotonic() + self._settings.startup_timeout_seconds
+        try:
+            self._prometheus().wait_until_ready(record, deadline)
+        except RuntimeError as exc:
+            raise StackError(f"{exc}\n  (full log: saga logs prometheus)") from None
+        self._say(f"{'prometheus':<12} healthy at {self._address('prometheus')}")
 
     def _check_topology(self) -> None:
         """A run directory holds one topology at a time: switching needs a `saga down` first."""
@@ -781,6 +864,9 @@ class Stack:
             registry = self._schema_registry()
             registry.write_config()
             return registry.home
+        elif name == "prometheus":
+            self.write_prometheus_config()
+            return self._prometheus().home
         return None
 
     def _start_web_ui(self) -> None:
@@ -950,6 +1036,15 @@ class Stack:
     def _log_tail(self, name: str, lines: int = 15) -> str:
         return log_tail(self._log_path(name), lines) + f"\n  (full log: saga logs {name})"
 
+    def stop_monitoring(self) -> bool:
+        """Stop this stack's Prometheus alone (by its process id); whether it was running."""
+        record = self._table.get("prometheus")
+        stopped = bool(record is not None and stop_processes([record]))
+        if stopped and record is not None:
+            self._say(f"{'prometheus':<12} stopped (pid {record.pid})")
+        self._table.remove("prometheus")
+        return stopped
+
     # -- down and ps -------------------------------------------------------------------------
 
     def down(self) -> list[str]:
@@ -961,7 +1056,7 @@ class Stack:
         # Temporal, its Web UI and the registry before the Kafka nodes (together) before
         # PostgreSQL, which Temporal and the cluster topology's registry use.
         engines = [["temporal-ui", "temporal", "registry"], [*KAFKA_NODES, "kafka"], ["postgres"]]
-        groups = [["api"], services, *engines]
+        groups = [["prometheus", "api"], services, *engines]
         stopped = []
         for group in groups:
             records = [record for record in map(self._table.get, group) if record is not None]
@@ -1021,6 +1116,8 @@ class Stack:
             version = f"Temporal UI {self._settings.temporal_ui_version}"
         elif name == "registry" and self._embedded(name):
             version = f"Apicurio Registry {self._settings.schema_registry_version}"
+        elif name == "prometheus" and alive:
+            version = prometheus_version(self._settings.prometheus)
         elif name == "temporal" and self._embedded(name):
             version = temporal_version(find_temporal_cli(self._settings.temporal_cli))
         return ComponentStatus(

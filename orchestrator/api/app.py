@@ -33,7 +33,8 @@ from infra.config.temporal import temporal_connection
 from infra.config.tracing import temporal_interceptors
 from orchestrator.api.auth import Scope as TokenScope
 from orchestrator.api.auth import TokenStore, require_scope
-from orchestrator.api.routes import health, orders, returns, sagas
+from orchestrator.api.ops_log import OperatorLog
+from orchestrator.api.routes import health, ops_log, orders, returns, sagas
 from orchestrator.api.routes.codec import CodecCors, codec_router
 from orchestrator.api.service import (
     ActionRefused,
@@ -229,7 +230,8 @@ def _unreadable_body(cause: BaseException | None) -> str:
 
 
 def outbox_database(run_dir: Path) -> Path:
-    """Where the API keeps its outbox (the ``order.repaired`` events of its repairs)."""
+    """Where the API keeps its outbox (the ``order.repaired`` events of its repairs) and its
+    operator log."""
     return run_dir / "api.db"
 
 
@@ -285,7 +287,11 @@ def create_app(
             migrations=[OrderBook.MIGRATIONS],
         )
         outbox_db = open_store(
-            settings, "orchestrator", outbox_database(settings.run_dir), schema="api"
+            settings,
+            "orchestrator",
+            outbox_database(settings.run_dir),
+            migrations=[OperatorLog.MIGRATIONS],
+            schema="api",
         )
         try:
             outbox = Outbox(outbox_db)
@@ -363,6 +369,7 @@ def create_app(
     app.include_router(orders.router)
     app.include_router(returns.router)
     app.include_router(sagas.router)
+    app.include_router(ops_log.router)
     if converter.payload_codec is not None:
         app.include_router(
             codec_router(

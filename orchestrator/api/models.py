@@ -34,11 +34,17 @@ from orchestrator.workflows.order_saga import ORDER_SAGA
 from orchestrator.workflows.return_saga import RETURN_SAGA
 
 __all__ = [
+    "BulkOutcome",
     "BulkRepairItem",
     "BulkRepairReport",
     "BulkRepairRequest",
+    "BulkSelection",
     "CancelRequest",
     "EventView",
+    "OperatorAction",
+    "OperatorLogEntry",
+    "OperatorLogPage",
+    "OperatorOutcome",
     "OrderAccepted",
     "OrderRequest",
     "ProblemDetail",
@@ -367,6 +373,15 @@ class StuckSaga(BaseModel):
     )
     attempts: int = Field(description="Attempts of the pending activity (0: none started).")
     last_failure: str | None
+    parked_since: datetime | None = Field(
+        default=None,
+        description="Set while the step is parked: its failed attempts reached its policy's "
+        "limit, and none is made until a repair (or the policy's park_for passes).",
+    )
+    parked_reason: str | None = Field(default=None, description="Why it was parked.")
+    incident_id: str | None = Field(
+        default=None, description="The incident the saga opened for this stuck episode."
+    )
     links: SagaLinks
 
 
@@ -420,6 +435,9 @@ class BulkRepairRequest(_Body):
     limit: int = Field(default=100, ge=1, le=1000)
 
 
+BulkOutcome = Literal["would-repair", "repaired", "skipped", "refused", "error"]
+
+
 class BulkRepairItem(BaseModel):
     """One saga of a bulk repair."""
 
@@ -427,7 +445,9 @@ class BulkRepairItem(BaseModel):
     saga_id: str
     order_id: str
     step: str
-    outcome: Literal["would-repair", "repaired", "refused"]
+    outcome: BulkOutcome
+    """``skipped``: already repaired in this stuck episode (see ``bulk_repair``), or no
+    longer stuck on the step; nothing was asked of the saga."""
     detail: str
 
 
@@ -439,6 +459,60 @@ class BulkRepairReport(BaseModel):
     step: str
     matched: int
     items: list[BulkRepairItem]
+    bulk_id: str | None = Field(
+        default=None, description="Its entries in the operator log (GET /ops-log) carry it."
+    )
+
+
+OperatorAction = Literal["cancel", "retry_now", "resolve_manually", "bulk_repair"]
+OperatorOutcome = Literal["accepted", "refused", "error"]
+
+
+class BulkSelection(BaseModel):
+    """What a bulk repair selected and how it ran, as the operator log keeps it."""
+
+    action: RepairAction
+    step: str
+    saga_type: SagaType | None
+    older_than_seconds: int
+    limit: int
+    rate_per_second: float
+    dry_run: bool
+
+
+class OperatorLogEntry(BaseModel):
+    """One operator action, as the operator log keeps it (for good: the log is append-only).
+
+    A bulk repair is one entry (``bulk_repair``, its ``selection`` and every saga's
+    ``items``) after one entry per saga it acted on, each naming the bulk's ``bulk_id``.
+    """
+
+    seq: int = Field(description="Its place in the log: later entries have higher numbers.")
+    at: datetime
+    principal: str = Field(description="Who acted: the name of the API token.")
+    action: OperatorAction
+    saga_type: SagaType | None = None
+    saga_id: str | None = None
+    order_id: str | None = None
+    workflow_id: str | None = None
+    step: str | None = None
+    reason: str = Field(description="Why, as the operator said (and on whose behalf).")
+    outcome: OperatorOutcome
+    detail: str = Field(description="The saga's answer, why it was refused, or the error.")
+    bulk_id: str | None = Field(
+        default=None, description="The bulk repair this action was part of."
+    )
+    selection: BulkSelection | None = None
+    items: list[BulkRepairItem] | None = None
+
+
+class OperatorLogPage(BaseModel):
+    """One page of the operator log, newest first."""
+
+    entries: list[OperatorLogEntry]
+    next_page_token: str | None = Field(
+        default=None, description="Pass as page_token for the next (older) page; none: the end."
+    )
 
 
 class ProblemDetail(BaseModel):

@@ -10,11 +10,13 @@ orchestrator's sagas: an order's (``OrderSaga``, found by its order id) and a re
 import asyncio
 import base64
 import binascii
+import contextlib
 import hashlib
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
+from random import Random
 from typing import TypeVar
 
 from temporalio.api.enums.v1 import PendingActivityState
@@ -59,11 +61,15 @@ from contracts.events import OrderRepaired, OrderRepairedData
 from contracts.task_queues import ORCHESTRATOR
 from infra.config.settings import Settings
 from orchestrator.api.models import (
+    BulkOutcome,
     BulkRepairItem,
     BulkRepairReport,
     BulkRepairRequest,
+    BulkSelection,
     CancelRequest,
     EventView,
+    OperatorLogPage,
+    OperatorOutcome,
     OrderAccepted,
     OrderRequest,
     RepairRequest,
@@ -79,6 +85,8 @@ from orchestrator.api.models import (
     SearchStatus,
     StuckSaga,
 )
+from orchestrator.api.ops_log import OperatorLog, OperatorRecord
+from orchestrator.api.pacing import jittered_waits
 from orchestrator.queries import OrderQueries
 from orchestrator.saga import SAGA_STATUS_KEY, SAGA_STEP_KEY, SagaDefinition
 from orchestrator.timeline import Timeline
@@ -113,6 +121,7 @@ PLACED_BY_MEMO = "placed_by"
 _END_EVENTS = frozenset({"order.completed.v1", "order.cancelled.v1"})
 _RETURN_END_EVENTS = frozenset({"return.completed.v1", "return.rejected.v1", "return.expired.v1"})
 _DAY_SECONDS = 24 * 3600
+_CANCEL_REFUSALS = frozenset({"cancel-refused", "cancel-ignored"})
 _SOURCE = "orchestrator-api"
 _RPC_TIMEOUT = timedelta(seconds=5)
 _LOOKUPS_AT_ONCE = 16
@@ -214,6 +223,9 @@ class SagaService:
             SagaType.RETURN: RETURN_SAGA,
         }
         self._base_url = base_url
+        self.ops_log = OperatorLog(outbox_db)
+        """The operator log, in the API's database (beside its outbox)."""
+        self._rng = Random()
 
     def step_names(self, saga_type: SagaType | None = None) -> list[str]:
         """The steps of one type of saga, or of both (each name once)."""
@@ -571,6 +583,9 @@ class SagaService:
                 if pending is not None and pending.HasField("last_failure")
                 else (state.compensation_last_error if compensating else state.last_error)
             ),
+            parked_since=state.parked_since,
+            parked_reason=state.parked_reason,
+            incident_id=state.incident_id,
             links=self._links_of(saga_type, saga_id),
         )
 
@@ -608,25 +623,54 @@ class SagaService:
         """Ask the saga to cancel the order (refused by the saga after dispatch).
 
         The saga records ``principal`` (who sent the request) as the one who asked;
-        ``request.requested_by`` is what the caller says, kept in the reason.
+        ``request.requested_by`` is what the caller says, kept in the reason. The operator
+        log records the request and its outcome: accepted, refused (the saga has ended, or
+        its notes say it refused), or the error.
 
         Raises:
             SagaNotFound: no saga for ``order_id``.
             ActionRefused: the saga has ended.
         """
+        reason = _on_behalf(request.reason, request.requested_by, principal)
         handle = self._handle(order_id)
-        description = await self._describe(handle, f"order {order_id!r}")
-        if description.status != WorkflowExecutionStatus.RUNNING:
-            raise ActionRefused(f"the saga of order {order_id!r} has ended: nothing to cancel")
-        await handle.signal(
-            CANCEL_ORDER_SIGNAL,
-            CancelOrderRequest(
-                reason=_on_behalf(request.reason, request.requested_by, principal),
-                requested_by=principal,
+
+        def entry(outcome: OperatorOutcome, detail: str) -> OperatorRecord:
+            return OperatorRecord(
+                principal=principal,
+                action="cancel",
+                reason=reason,
+                outcome=outcome,
+                detail=detail,
+                saga_type=SagaType.ORDER,
+                saga_id=order_id,
+                order_id=order_id,
+                workflow_id=handle.id,
+            )
+
+        with self._failures_logged(entry):
+            description = await self._describe(handle, f"order {order_id!r}")
+            if description.status != WorkflowExecutionStatus.RUNNING:
+                raise ActionRefused(f"the saga of order {order_id!r} has ended: nothing to cancel")
+            asked = CancelOrderRequest(reason=reason, requested_by=principal)
+            await handle.signal(CANCEL_ORDER_SIGNAL, asked, rpc_timeout=_RPC_TIMEOUT)
+            status = await self._status(handle, SagaStatus)
+        # The saga's own words for what it asked itself (OrderSaga.cancel_order).
+        said = f"cancelled by {asked.requested_by}: {asked.reason}"
+        refusal = next(
+            (
+                note.detail
+                for note in reversed(status.notes)
+                if note.kind in _CANCEL_REFUSALS and note.detail.endswith(said)
             ),
-            rpc_timeout=_RPC_TIMEOUT,
+            None,
         )
-        return await self._status(handle, SagaStatus)
+        where = f" at {status.current_step}" if status.current_step else ""
+        self._append(
+            entry("refused", refusal)
+            if refusal is not None
+            else entry("accepted", f"the saga is {status.status.value}{where}")
+        )
+        return status
 
     async def repair(
         self,
@@ -635,13 +679,16 @@ class SagaService:
         principal: str,
         *,
         saga_type: SagaType = SagaType.ORDER,
+        bulk_id: str | None = None,
     ) -> RepairResult:
         """Retry a stuck step now, or record it as settled by hand; publish what was done.
 
         ``saga_id`` is the order id of an order's saga, the return id of a return's. The
         saga and the ``order.repaired`` event (on the order's timeline; for a return, its
         detail names the return) name ``principal`` (who sent the request) as the operator;
-        ``request.operator`` is what the caller says, kept in the reason.
+        ``request.operator`` is what the caller says, kept in the reason. The operator log
+        records the repair (in the transaction that adds the event to the outbox), or why
+        it was refused, or the error; ``bulk_id`` names the bulk repair it is part of.
 
         Raises:
             SagaNotFound: no saga for ``saga_id``.
@@ -649,29 +696,30 @@ class SagaService:
         """
         what = f"{saga_type.value} {saga_id!r}"
         handle = self._client.get_workflow_handle(_workflow_id(saga_type, saga_id))
-        description = await self._describe(handle, what)
-        if description.status != WorkflowExecutionStatus.RUNNING:
-            raise ActionRefused(f"the saga of {what} has ended: nothing to repair")
-        order_id = description.typed_search_attributes.get(ORDER_ID_KEY) or saga_id
         reason = _on_behalf(request.reason, request.operator, principal)
-        try:
-            if request.action == "retry_now":
-                result: OperatorActionResult = await handle.execute_update(
-                    RETRY_NOW_UPDATE,
-                    RetryNowRequest(step=request.step, operator=principal, reason=reason),
-                    result_type=OperatorActionResult,
-                    rpc_timeout=_RPC_TIMEOUT,
-                )
-            else:
-                result = await handle.execute_update(
-                    RESOLVE_MANUALLY_UPDATE,
-                    ResolveManuallyRequest(step=request.step, operator=principal, reason=reason),
-                    result_type=OperatorActionResult,
-                    rpc_timeout=_RPC_TIMEOUT,
-                )
-        except WorkflowUpdateFailedError as exc:
-            cause = exc.cause
-            raise ActionRefused(str(getattr(cause, "message", None) or cause)) from None
+        order_id = saga_id if saga_type is SagaType.ORDER else None
+
+        def entry(outcome: OperatorOutcome, detail: str) -> OperatorRecord:
+            return OperatorRecord(
+                principal=principal,
+                action=request.action,
+                reason=reason,
+                outcome=outcome,
+                detail=detail,
+                saga_type=saga_type,
+                saga_id=saga_id,
+                order_id=order_id,
+                workflow_id=handle.id,
+                step=request.step,
+                bulk_id=bulk_id,
+            )
+
+        with self._failures_logged(entry):
+            description = await self._describe(handle, what)
+            order_id = description.typed_search_attributes.get(ORDER_ID_KEY) or saga_id
+            if description.status != WorkflowExecutionStatus.RUNNING:
+                raise ActionRefused(f"the saga of {what} has ended: nothing to repair")
+            result = await self._operate(handle, request, principal, reason)
         with transaction(self._outbox_db):
             self._outbox.add(
                 OrderRepaired(
@@ -691,6 +739,7 @@ class SagaService:
                     source=_SOURCE,
                 )
             )
+            self.ops_log.append(entry("accepted", result.detail))
         return RepairResult(
             saga_type=saga_type,
             saga_id=saga_id,
@@ -700,75 +749,238 @@ class SagaService:
             detail=result.detail,
         )
 
+    async def _operate(
+        self,
+        handle: WorkflowHandle[object, object],
+        request: RepairRequest,
+        principal: str,
+        reason: str,
+    ) -> OperatorActionResult:
+        """Send the saga its operator update.
+
+        Raises:
+            ActionRefused: the saga refused it.
+        """
+        try:
+            if request.action == "retry_now":
+                result: OperatorActionResult = await handle.execute_update(
+                    RETRY_NOW_UPDATE,
+                    RetryNowRequest(step=request.step, operator=principal, reason=reason),
+                    result_type=OperatorActionResult,
+                    rpc_timeout=_RPC_TIMEOUT,
+                )
+            else:
+                result = await handle.execute_update(
+                    RESOLVE_MANUALLY_UPDATE,
+                    ResolveManuallyRequest(step=request.step, operator=principal, reason=reason),
+                    result_type=OperatorActionResult,
+                    rpc_timeout=_RPC_TIMEOUT,
+                )
+        except WorkflowUpdateFailedError as exc:
+            cause = exc.cause
+            raise ActionRefused(str(getattr(cause, "message", None) or cause)) from None
+        return result
+
     async def bulk_repair(self, request: BulkRepairRequest, principal: str) -> BulkRepairReport:
         """Repair every saga stuck on ``request.step`` (of ``request.saga_type``, or of both
-        types): a dry run, or at a bounded rate; each repair is recorded as done by
-        ``principal``."""
-        stuck = [
-            saga
-            for saga in await self.stuck(
-                request.older_than_seconds, step=request.step, saga_type=request.saga_type
+        types), at most ``request.limit`` of them: a dry run, or for real, one saga after
+        another with a jittered wait between actions (:func:`jittered_waits` at
+        ``request.rate_per_second``); each repair is recorded as done by ``principal``.
+
+        Each saga is looked at again just before it is acted on, and is skipped when it was
+        already repaired in this stuck episode, by what the saga itself reports: it is no
+        longer stuck on the step, the step was resolved by hand, or (for ``retry_now``) its
+        notes hold a retry-now of the step asked since the step last failed (its new round
+        is still running). So running the same bulk repair twice acts on nothing the second
+        time; once that round has failed, the step is in a new episode and can be retried
+        again. The operator log records each repair and then the bulk repair itself, with
+        its selection and every saga's outcome.
+        """
+        bulk_id = uuid.uuid4().hex
+        selection = BulkSelection.model_validate(request, from_attributes=True)
+        reason = _on_behalf(request.reason, request.operator, principal)
+
+        def entry(
+            outcome: OperatorOutcome, detail: str, items: list[BulkRepairItem] | None = None
+        ) -> OperatorRecord:
+            return OperatorRecord(
+                principal=principal,
+                action="bulk_repair",
+                reason=reason,
+                outcome=outcome,
+                detail=detail,
+                saga_type=request.saga_type,
+                step=request.step,
+                bulk_id=bulk_id,
+                selection=selection,
+                items=items,
             )
-            if saga.step == request.step
-        ][: request.limit]
-        items: list[BulkRepairItem] = []
-        interval = 1.0 / request.rate_per_second
-        for index, saga in enumerate(stuck):
-            which = {"saga_type": saga.saga_type, "saga_id": saga.saga_id}
-            if request.dry_run:
-                outcome = "would-repair" if saga.flagged_stuck else "refused"
-                detail = (
-                    f"{request.action} {saga.step} ({saga.owner}, stuck "
-                    f"{saga.stuck_for_seconds:.0f} s)"
-                    if saga.flagged_stuck
-                    else "not flagged stuck by the saga yet: its retries are still running"
+
+        with self._failures_logged(entry):
+            stuck = [
+                saga
+                for saga in await self.stuck(
+                    request.older_than_seconds, step=request.step, saga_type=request.saga_type
                 )
+                if saga.step == request.step
+            ][: request.limit]
+            items: list[BulkRepairItem] = []
+            waits = jittered_waits(request.rate_per_second, self._rng)
+            acted = False
+            for saga in stuck:
+                outcome, detail = await self._bulk_outcome(saga, request)
+                if outcome == "would-repair" and not request.dry_run:
+                    if acted:
+                        await asyncio.sleep(next(waits))
+                    acted = True
+                    outcome, detail = await self._bulk_repair_one(saga, request, principal, bulk_id)
                 items.append(
                     BulkRepairItem(
-                        **which,
+                        saga_type=saga.saga_type,
+                        saga_id=saga.saga_id,
                         order_id=saga.order_id,
                         step=saga.step,
                         outcome=outcome,
                         detail=detail,
                     )
                 )
-                continue
-            if index:
-                await asyncio.sleep(interval)
-            try:
-                result = await self.repair(
-                    saga.saga_id,
-                    RepairRequest.model_validate(request, from_attributes=True),
-                    principal,
-                    saga_type=saga.saga_type,
-                )
-            except (ActionRefused, SagaNotFound) as exc:
-                items.append(
-                    BulkRepairItem(
-                        **which,
-                        order_id=saga.order_id,
-                        step=saga.step,
-                        outcome="refused",
-                        detail=str(exc),
-                    )
-                )
-            else:
-                items.append(
-                    BulkRepairItem(
-                        **which,
-                        order_id=saga.order_id,
-                        step=saga.step,
-                        outcome="repaired",
-                        detail=result.detail,
-                    )
-                )
+        counts = {
+            outcome: sum(item.outcome == outcome for item in items)
+            for outcome in ("would-repair", "repaired", "skipped", "refused", "error")
+        }
+        summary = ", ".join(f"{count} {outcome}" for outcome, count in counts.items() if count)
+        self._append(
+            entry(
+                "accepted",
+                f"{'dry run' if request.dry_run else request.action}: {len(stuck)} matched"
+                + (f": {summary}" if summary else ""),
+                items,
+            )
+        )
         return BulkRepairReport(
             dry_run=request.dry_run,
             action=request.action,
             step=request.step,
             matched=len(stuck),
             items=items,
+            bulk_id=bulk_id,
         )
+
+    async def _bulk_outcome(
+        self, saga: StuckSaga, request: BulkRepairRequest
+    ) -> tuple[BulkOutcome, str]:
+        """Whether a bulk repair should act on ``saga`` now, by what it reports now:
+        ``would-repair``, else ``skipped`` (repaired in this episode, or moved on),
+        ``refused`` (not flagged stuck), or ``error`` (it does not answer)."""
+        try:
+            status = await self._status(
+                self._client.get_workflow_handle(saga.workflow_id),
+                ReturnStatus if saga.saga_type is SagaType.RETURN else SagaStatus,
+            )
+        except SagaNotFound as exc:
+            return "skipped", str(exc)
+        except SagaUnavailable as exc:
+            return "error", str(exc)
+        if status.current_step != saga.step or status.status not in (
+            SagaPhase.RUNNING,
+            SagaPhase.COMPENSATING,
+        ):
+            where = f" at {status.current_step}" if status.current_step else ""
+            return "skipped", f"no longer stuck on {saga.step}: {status.status.value}{where}"
+        state = next(s for s in status.steps if s.name == saga.step)
+        if state.resolution is not None:
+            resolution = state.resolution
+            return "skipped", (
+                f"already resolved manually by {resolution.operator} at "
+                f"{resolution.at:%Y-%m-%d %H:%M:%S}Z: {resolution.reason}"
+            )
+        if not state.stuck:
+            return "refused", "not flagged stuck by the saga yet: its retries are still running"
+        if request.action == "retry_now":
+            since = state.updated_at
+            asked = [
+                note
+                for note in status.notes
+                if note.kind == "retry-now"
+                and note.detail.startswith(f"{saga.step}: ")
+                and (since is None or note.at >= since)
+            ]
+            if asked:
+                return "skipped", (
+                    f"already retried in this stuck episode ({asked[-1].detail}, at "
+                    f"{asked[-1].at:%H:%M:%S}Z): its round has not failed since"
+                )
+        return "would-repair", (
+            f"{request.action} {saga.step} ({saga.owner}, stuck {saga.stuck_for_seconds:.0f} s)"
+        )
+
+    async def _bulk_repair_one(
+        self, saga: StuckSaga, request: BulkRepairRequest, principal: str, bulk_id: str
+    ) -> tuple[BulkOutcome, str]:
+        try:
+            result = await self.repair(
+                saga.saga_id,
+                RepairRequest.model_validate(request, from_attributes=True),
+                principal,
+                saga_type=saga.saga_type,
+                bulk_id=bulk_id,
+            )
+        except (ActionRefused, SagaNotFound) as exc:
+            return "refused", str(exc)
+        except (SagaUnavailable, RPCError) as exc:
+            return "error", str(exc)
+        return "repaired", result.detail
+
+    def operator_log(
+        self,
+        *,
+        order_id: str | None = None,
+        saga_type: SagaType | None = None,
+        since_seconds: int | None = None,
+        page_size: int = 50,
+        page_token: str | None = None,
+    ) -> OperatorLogPage:
+        """One page of the operator log, newest first.
+
+        Raises:
+            ValueError: ``page_token`` is not one this API gave out.
+        """
+        before = None
+        if page_token is not None:
+            if not page_token.isdigit() or len(page_token) > 18:
+                raise ValueError("page_token is not one this API gave out")
+            before = int(page_token)
+        since = (
+            datetime.now(UTC) - timedelta(seconds=since_seconds)
+            if since_seconds is not None
+            else None
+        )
+        return self.ops_log.page(
+            order_id=order_id,
+            saga_type=saga_type,
+            since=since,
+            page_size=page_size,
+            before=before,
+        )
+
+    def _append(self, record: OperatorRecord) -> None:
+        with transaction(self._outbox_db):
+            self.ops_log.append(record)
+
+    @contextlib.contextmanager
+    def _failures_logged(
+        self, entry: Callable[[OperatorOutcome, str], OperatorRecord]
+    ) -> Iterator[None]:
+        """Log an action that raised, as refused (the saga or the API said no) or as an
+        error (anything else), and let the exception go on."""
+        try:
+            yield
+        except (ActionRefused, SagaNotFound) as exc:
+            self._append(entry("refused", str(exc)))
+            raise
+        except Exception as exc:
+            self._append(entry("error", f"{type(exc).__name__}: {exc}"))
+            raise
 
     # --- Helpers -----------------------------------------------------------------------
 

@@ -118,6 +118,12 @@ class StepPolicy:
     ``max_backoff``). A forward step that has not succeeded within ``time_budget`` fails,
     and the saga turns back. Compensations ignore both the business errors and the budget:
     they are retried until they succeed or an operator resolves them.
+
+    With ``park_after``, a step (or compensation) whose failed attempts in a row reach it is
+    parked instead of tried again: no attempt until an operator's retry-now or resolve, or
+    until ``park_for`` has passed (then a new count starts). A parked compensation is never
+    given up: it stays parked until repaired. A parked forward step still has its budget: when
+    it runs out, the saga turns back.
     """
 
     business_errors: frozenset[str] = frozenset()
@@ -126,10 +132,19 @@ class StepPolicy:
     retry_interval: timedelta = timedelta(seconds=1)
     stuck_backoff: timedelta = timedelta(seconds=30)
     max_backoff: timedelta = timedelta(minutes=10)
+    park_after: int | None = None
+    """Park after this many failed attempts in a row (counted as the status counts them: a
+    round that runs out counts ``attempts_before_stuck``); ``None``: keep retrying."""
+    park_for: timedelta | None = None
+    """With ``park_after``: resume by itself after this long; ``None``: only an operator."""
 
     def __post_init__(self) -> None:
         if self.attempts_before_stuck < 1:
             raise ValueError("attempts_before_stuck must be at least 1")
+        if self.park_after is not None and self.park_after < 1:
+            raise ValueError("park_after must be at least 1")
+        if self.park_for is not None and self.park_after is None:
+            raise ValueError("park_for needs park_after: a step parks only after failing")
 
 
 @dataclass(frozen=True)
@@ -187,6 +202,9 @@ class SagaDefinition:
 
     name: str
     steps: Sequence[Step | WaitStep]
+    incidents: bool = False
+    """Open an incident (the orchestrator's ``incident.open`` local activity) once per stuck
+    episode of a step, and resolve it when the episode ends (``incident.resolve``)."""
     lean_from_start: bool = False
     """The saga has never run without the lean history (``LEAN_HISTORY_PATCH``): it writes
     the lean history without the patch's marker, two history events fewer per run. Only for a

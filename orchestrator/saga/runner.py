@@ -36,7 +36,13 @@ from temporalio.exceptions import TimeoutError as TemporalTimeoutError
 from temporalio.workflow import ActivityCancellationType
 
 from contracts.activities import (
+    OPEN_INCIDENT,
+    RESOLVE_INCIDENT,
     CancelCause,
+    IncidentKind,
+    IncidentOpened,
+    IncidentRecorded,
+    IncidentResolved,
     ManualResolution,
     SagaNote,
     SagaPhase,
@@ -55,7 +61,9 @@ from orchestrator.saga.definition import (
 )
 
 __all__ = [
+    "INCIDENTS_PATCH",
     "LEAN_HISTORY_PATCH",
+    "PARKING_PATCH",
     "RESOLVED_PAST_PIVOT_PATCH",
     "STUCK_ATTRIBUTE_PATCH",
     "SagaOutcome",
@@ -76,6 +84,15 @@ STUCK_ATTRIBUTE_PATCH = "saga-stuck-attribute"
 (or its compensation) is flagged stuck, false once it moves on. Asked the first time a lean
 saga gets stuck, so sagas that never get stuck carry neither the marker nor the attribute;
 histories recorded before it replay without them."""
+
+PARKING_PATCH = "saga-parking"
+"""``workflow.patched`` id of parking (``StepPolicy.park_after``): asked the first time a step
+of a lean saga reaches its limit, so other histories carry no marker; sagas from before it
+keep retrying as they did."""
+
+INCIDENTS_PATCH = "saga-incidents"
+"""``workflow.patched`` id of incidents (``SagaDefinition.incidents``): asked the first time
+a step of a lean saga gets stuck."""
 
 InputT = TypeVar("InputT")
 
@@ -107,6 +124,15 @@ class _StepFailed(Exception):
 
 
 @dataclass
+class _Incident:
+    """The incident open for a step's stuck episode."""
+
+    incident_id: str
+    step: str
+    compensating: bool
+
+
+@dataclass
 class _Interruption:
     reason: str
     by_workflow_cancel: bool = False
@@ -124,6 +150,7 @@ class SagaRunner(Generic[InputT]):
         label: what the saga is called in its current details (``order 42``), which the
             Temporal Web UI shows beside the workflow: ``order 42: CANCELLED at
             schedule_shipment, no carrier delivers to AQ``.
+        order_id: the order the saga is about, the key of its incidents' events.
     """
 
     def __init__(
@@ -133,9 +160,12 @@ class SagaRunner(Generic[InputT]):
         *,
         search_attributes: Sequence[SearchAttributeUpdate[Any]] = (),
         label: str = "",
+        order_id: str = "",
     ) -> None:
         self.definition = definition
         self.label = label or definition.name
+        self.order_id = order_id
+        """The order the saga is about: the key of its incidents' events."""
         self.context: SagaContext[InputT] = SagaContext(saga_input)
         self._initial_attributes = list(search_attributes)
         self._records = {step.name: StepState(name=step.name) for step in definition.steps}
@@ -151,6 +181,12 @@ class SagaRunner(Generic[InputT]):
         self._notes: list[SagaNote] = []
         self._upserted: tuple[str, str] | None = None
         self._lean = False
+        self._parking: bool | None = None
+        """Whether this saga parks (``PARKING_PATCH``), once asked."""
+        self._incidents: bool | None = None
+        """Whether this saga opens incidents (``INCIDENTS_PATCH``), once asked."""
+        self._incident: _Incident | None = None
+        self._episodes: dict[str, int] = {}
         self._stuck_shown: bool | None = None
         """Whether this saga keeps ``SagaStuck`` (``STUCK_ATTRIBUTE_PATCH``), once asked."""
         self._held: dict[str, Any] = {}
@@ -225,6 +261,7 @@ class SagaRunner(Generic[InputT]):
                     raise
                 workflow_cancelled = True
                 self._on_workflow_cancel()
+        await self._tend_incident()
         self._flush_attributes()
         if workflow_cancelled and outcome.phase is SagaPhase.CANCELLED:
             raise asyncio.CancelledError(outcome.failure.reason if outcome.failure else None)
@@ -287,6 +324,7 @@ class SagaRunner(Generic[InputT]):
         budget = None if self._past_pivot else policy.time_budget
         deadline = workflow.now() + budget if budget is not None else None
         backoff = policy.stuck_backoff
+        failed_in_row = 0
         while True:
             remaining = deadline - workflow.now() if deadline is not None else None
             if remaining is not None and remaining < _LEAST_BUDGET:
@@ -309,6 +347,7 @@ class SagaRunner(Generic[InputT]):
                 if self._interruption is not None and not self._past_pivot:
                     raise self._interrupted(step.name) from error
                 record.attempts += _attempts(error, policy)
+                failed_in_row += _attempts(error, policy)
                 record.last_error = _describe(error, step.action)
                 business = _error_type(error) in policy.business_errors
                 if business and not self._past_pivot:
@@ -321,9 +360,18 @@ class SagaRunner(Generic[InputT]):
                     continue  # the budget is spent: the check above fails the step
                 record.stuck = True
                 self._update(record, StepPhase.RUNNING)
-            wait = backoff if deadline is None else min(backoff, deadline - workflow.now())
-            await self._back_off(record, wait)
-            backoff = min(backoff * 2, policy.max_backoff)
+            if self._parks(policy, failed_in_row):
+                limit = policy.park_for
+                if deadline is not None:
+                    left = deadline - workflow.now()
+                    limit = left if limit is None else min(limit, left)
+                await self._park(record, failed_in_row, limit)
+                failed_in_row = 0
+                backoff = policy.stuck_backoff
+            else:
+                wait = backoff if deadline is None else min(backoff, deadline - workflow.now())
+                await self._back_off(record, wait)
+                backoff = min(backoff * 2, policy.max_backoff)
             if record.resolution is not None:
                 resolution = record.resolution
                 if self._past_pivot and workflow.patched(RESOLVED_PAST_PIVOT_PATCH):
@@ -360,6 +408,7 @@ class SagaRunner(Generic[InputT]):
 
     async def _woken_within(self, step: WaitStep, remaining: timedelta) -> bool:
         """Whether a value for ``step`` (or an interruption) came within ``remaining``."""
+        await self._tend_incident()
         self._flush_attributes()
         try:
             await workflow.wait_condition(
@@ -399,11 +448,13 @@ class SagaRunner(Generic[InputT]):
     ) -> None:
         policy = step.compensation_policy or step.policy
         backoff = policy.stuck_backoff
+        failed_in_row = 0
         while record.resolution is None:
             try:
                 await self._call(compensation, policy)
             except ActivityError as error:
                 record.compensation_attempts += _attempts(error, policy)
+                failed_in_row += _attempts(error, policy)
                 record.compensation_last_error = _describe(error, compensation)
                 record.stuck = True
                 self._update(record, StepPhase.COMPENSATING)
@@ -411,22 +462,144 @@ class SagaRunner(Generic[InputT]):
                 record.compensation_attempts += 1
                 record.stuck = False
                 return
-            await self._back_off(record, backoff)
-            backoff = min(backoff * 2, policy.max_backoff)
+            if self._parks(policy, failed_in_row):
+                await self._park(record, failed_in_row, policy.park_for)
+                failed_in_row = 0
+                backoff = policy.stuck_backoff
+            else:
+                await self._back_off(record, backoff)
+                backoff = min(backoff * 2, policy.max_backoff)
         record.stuck = False
 
-    async def _back_off(self, record: StepState, wait: timedelta) -> None:
-        """Wait ``wait`` on a durable timer, or less if an operator or a cancel steps in."""
+    async def _back_off(
+        self, record: StepState, wait: timedelta | None, summary: str = "backoff"
+    ) -> None:
+        """Wait ``wait`` on a durable timer (``None``: with no timer), or less if an
+        operator or a cancel steps in."""
         wake_ups = self._wake_ups
-        if wait <= timedelta(0):
+        if wait is not None and wait <= timedelta(0):
             return
+        await self._tend_incident()
         self._flush_attributes()
         with contextlib.suppress(TimeoutError):
             await workflow.wait_condition(
                 lambda: self._wake_ups != wake_ups or record.resolution is not None,
                 timeout=wait,
-                timeout_summary=f"{record.name} backoff",
+                timeout_summary=f"{record.name} {summary}" if wait is not None else None,
             )
+
+    def _parks(self, policy: StepPolicy, failed_in_row: int) -> bool:
+        """Whether a step whose ``failed_in_row`` attempts failed in a row is parked now."""
+        if policy.park_after is None or failed_in_row < policy.park_after or not self._lean:
+            return False
+        if self._parking is None:
+            self._parking = workflow.patched(PARKING_PATCH)
+        return self._parking
+
+    async def _park(self, record: StepState, failed_in_row: int, limit: timedelta | None) -> None:
+        """Make no attempt until an operator retries or resolves, or ``limit`` passes."""
+        compensating = self._phase is SagaPhase.COMPENSATING
+        error = record.compensation_last_error if compensating else record.last_error
+        record.parked_since = workflow.now()
+        record.parked_reason = f"{failed_in_row} attempts failed in a row: {error}"
+        until = f"resumes by itself in {limit}" if limit is not None else "until an operator acts"
+        self._note("parked", f"{record.name}: parked after {failed_in_row} attempts, {until}")
+        await self._back_off(record, limit, "parked")
+        record.parked_since = None
+        record.parked_reason = None
+
+    # --- Incidents -----------------------------------------------------------------------
+
+    async def _tend_incident(self) -> None:
+        """Open an incident when the current step's stuck episode begins, resolve it when
+        the episode ends: one per episode (``SagaDefinition.incidents``)."""
+        if not self.definition.incidents or not self._lean:
+            return
+        current = self._current
+        record = self._records[current] if current is not None else None
+        compensating = self._phase is SagaPhase.COMPENSATING
+        stuck = record is not None and record.stuck
+        incident = self._incident
+        if incident is not None:
+            if stuck and (incident.step, incident.compensating) == (current, compensating):
+                return
+            await self._resolve_incident(incident)
+        if record is None or not stuck:
+            return
+        if self._incidents is None:
+            self._incidents = workflow.patched(INCIDENTS_PATCH)
+        if self._incidents:
+            await self._open_incident(record, compensating)
+
+    async def _open_incident(self, record: StepState, compensating: bool) -> None:
+        episode = self._episodes.get(record.name, 0) + 1
+        incident = _Incident(
+            f"{workflow.info().workflow_id}/{record.name}/{episode}", record.name, compensating
+        )
+        kind = (
+            IncidentKind.PARKED
+            if record.parked_since is not None
+            else IncidentKind.COMPENSATION_FAILING
+            if compensating
+            else IncidentKind.STUCK
+        )
+        opened = IncidentOpened(
+            incident_id=incident.incident_id,
+            saga_type=self.definition.name,
+            workflow_id=workflow.info().workflow_id,
+            order_id=self.order_id,
+            step=record.name,
+            compensating=compensating,
+            kind=kind,
+            attempts=record.compensation_attempts if compensating else record.attempts,
+            last_error=record.compensation_last_error if compensating else record.last_error,
+            opened_at=workflow.now(),
+        )
+        if await self._record_incident(OPEN_INCIDENT, opened):
+            self._episodes[record.name] = episode
+            self._incident = incident
+            record.incident_id = incident.incident_id
+
+    async def _resolve_incident(self, incident: _Incident) -> None:
+        record = self._records[incident.step]
+        if record.resolution is not None:
+            resolution = (
+                f"resolved-manually by {record.resolution.operator}: {record.resolution.reason}"
+            )
+        elif record.state in (StepPhase.DONE, StepPhase.COMPENSATED):
+            resolution = "recovered"
+        elif self._phase is SagaPhase.COMPENSATING and not incident.compensating:
+            resolution = "turned-back"
+        else:
+            resolution = "saga-ended"
+        resolved = IncidentResolved(
+            incident_id=incident.incident_id,
+            saga_type=self.definition.name,
+            workflow_id=workflow.info().workflow_id,
+            order_id=self.order_id,
+            step=incident.step,
+            resolution=resolution,
+            resolved_at=workflow.now(),
+        )
+        if await self._record_incident(RESOLVE_INCIDENT, resolved):
+            self._incident = None
+            record.incident_id = None
+
+    async def _record_incident(self, activity: str, event: BaseModel) -> bool:
+        """Run the orchestrator's incident activity; a failure is noted, never fatal (the
+        next wait tries again, with the same incident id)."""
+        try:
+            await workflow.execute_local_activity(
+                activity,
+                event,
+                result_type=IncidentRecorded,
+                start_to_close_timeout=_INCIDENT_TIMEOUT,
+                retry_policy=RetryPolicy(maximum_attempts=3),
+            )
+        except (ActivityError, ApplicationError) as error:
+            self._note("incident-unrecorded", f"{activity}: {error.message}")
+            return False
+        return True
 
     # --- What signals and updates do ---------------------------------------------------
 
@@ -630,6 +803,7 @@ class SagaRunner(Generic[InputT]):
         cancellation_type: ActivityCancellationType = ActivityCancellationType.TRY_CANCEL,
     ) -> BaseModel:
         """Run ``call`` with ``policy``'s retries: a local activity if it asks to be one."""
+        await self._tend_incident()
         start_to_close = call.attempt_timeout
         if schedule_to_close is not None:
             start_to_close = min(start_to_close, schedule_to_close)
@@ -672,6 +846,8 @@ class SagaRunner(Generic[InputT]):
 
 
 _ABSENT = object()
+
+_INCIDENT_TIMEOUT = timedelta(seconds=10)
 
 # Temporal's details are for people: a line, not a log.
 _DETAILS_LENGTH = 400

@@ -157,6 +157,7 @@ def _undo(
 
 ORDER_SAGA = SagaDefinition(
     name=ORDER_SAGA_WORKFLOW,
+    incidents=True,
     steps=[
         Step(
             name=Steps.PLACE_ORDER,
@@ -298,6 +299,7 @@ class OrderSaga(OperatedSaga):
                 CUSTOMER_ID_KEY.value_set(order.customer_id),
             ],
             label=f"order {order.order_id}",
+            order_id=order.order_id,
         )
 
     @workflow.run

@@ -150,6 +150,7 @@ def _parcel_mismatch(ctx: Context, signal: ReturnReceived) -> str | None:
 RETURN_SAGA = SagaDefinition(
     name=RETURN_SAGA_WORKFLOW,
     lean_from_start=True,
+    incidents=True,
     steps=[
         Step(
             name=ReturnSteps.AUTHORIZE_RETURN,
@@ -278,6 +279,7 @@ class ReturnSaga(OperatedSaga):
                 CUSTOMER_ID_KEY.value_set(saga_input.customer_id),
             ],
             label=f"return {saga_input.request.return_id}",
+            order_id=saga_input.request.order_id,
         )
 
     @workflow.run

@@ -38,11 +38,13 @@ from contracts.activities import (
     COMPLETE_RETURN,
     EXPIRE_RETURN,
     ISSUE_RETURN_LABEL,
+    OPEN_INCIDENT,
     PLACE_ORDER,
     REFUND_PAYMENT,
     REFUND_RETURN,
     RELEASE_STOCK,
     RESERVE_STOCK,
+    RESOLVE_INCIDENT,
     RESTOCK,
     SCHEDULE_SHIPMENT,
     VOID_RETURN_LABEL,
@@ -60,6 +62,9 @@ from contracts.activities import (
     CompleteReturnResult,
     ExpireReturnInput,
     ExpireReturnResult,
+    IncidentOpened,
+    IncidentRecorded,
+    IncidentResolved,
     IssueReturnLabelInput,
     IssueReturnLabelResult,
     Order,
@@ -147,8 +152,21 @@ class CallLog:
     gates: dict[tuple[str, int], Gate] = field(default_factory=dict)
     """(activity name, call number from 1) -> a gate that call waits at."""
 
+    incidents: list[IncidentOpened | IncidentResolved] = field(default_factory=list)
+    """Every incident the saga opened and resolved, in order (apart from ``calls``)."""
+
     def gate(self, name: str, call: int) -> Gate:
         return self.gates.setdefault((name, call), Gate())
+
+    @activity.defn(name=OPEN_INCIDENT)
+    async def open_incident(self, incident: IncidentOpened) -> IncidentRecorded:
+        self.incidents.append(incident)
+        return IncidentRecorded(incident_id=incident.incident_id, recorded=True)
+
+    @activity.defn(name=RESOLVE_INCIDENT)
+    async def resolve_incident(self, incident: IncidentResolved) -> IncidentRecorded:
+        self.incidents.append(incident)
+        return IncidentRecorded(incident_id=incident.incident_id, recorded=True)
 
     def count(self, name: str) -> int:
         return self.calls.count(name)
@@ -258,6 +276,8 @@ def _activities_by_queue(stand_ins: StandIns) -> dict[str, list[object]]:
             stand_ins.place_order,
             stand_ins.complete_order,
             stand_ins.cancel_order,
+            stand_ins.open_incident,
+            stand_ins.resolve_incident,
         ],
         task_queues.PAYMENT: [stand_ins.charge_payment, stand_ins.refund_payment],
         task_queues.INVENTORY: [stand_ins.reserve_stock, stand_ins.release_stock],
@@ -500,6 +520,8 @@ async def return_workers(
             stand_ins.authorize_return,
             stand_ins.expire_return,
             stand_ins.complete_return,
+            stand_ins.open_incident,
+            stand_ins.resolve_incident,
         ],
         task_queues.SHIPPING: [stand_ins.issue_return_label, stand_ins.void_return_label],
         task_queues.INVENTORY: [stand_ins.restock],

@@ -168,6 +168,10 @@ def stack(
         startup_timeout_seconds=90,
         otlp_endpoint=otlp_receiver.endpoint,
         api_tokens=_token_entries(scoped_tokens),
+        # A planted stuck saga shows in `sagas_stuck` within seconds, not a minute and a half
+        # (tests/system/infra/test_prometheus.py).
+        saga_watch_interval_seconds=3,
+        saga_watch_min_age_seconds=10,
     )
     with stack_up(settings):
         yield settings

@@ -366,6 +366,11 @@ async def test_unknown_sagas_and_ended_sagas_answer_clearly(api: httpx.AsyncClie
     )
     assert cancel.status_code == 409
     assert "ended" in cancel.json()["detail"]
+    # The refusal is in the operator log (the API's own table: on PostgreSQL in the cluster).
+    logged = (await api.get("/ops-log", params={"order_id": order_id})).json()["entries"]
+    assert [(e["action"], e["outcome"], e["detail"]) for e in logged] == [
+        ("cancel", "refused", cancel.json()["detail"])
+    ]
     ready = await api.get("/readyz")
     assert ready.status_code == 200
     assert ready.json() == {"status": "ok", "temporal": "ok", "kafka": "ok"}

@@ -46,6 +46,7 @@ _GUARDED = [
     _Route("POST", f"/sagas/{_ORDER_ID}/cancel", Scope.SAGAS_OPERATE, {"reason": "r"}),
     _Route("POST", f"/sagas/{_ORDER_ID}/repair", Scope.SAGAS_OPERATE, {"reason": "r"}),
     _Route("POST", "/sagas/stuck/repair", Scope.SAGAS_OPERATE, {"reason": "r"}),
+    _Route("GET", "/ops-log", Scope.SAGAS_READ),
     _Route("POST", f"/orders/{_ORDER_ID}/returns", Scope.ORDERS_PLACE, {}),
     _Route("GET", f"/returns/{_ORDER_ID}", Scope.SAGAS_READ),
     _Route("GET", f"/returns/{_ORDER_ID}/events", Scope.SAGAS_READ),

@@ -136,6 +136,7 @@ def test_what_was_added_since_is_known() -> None:
     assert _options(_parser()) - _BEFORE_THE_LAYOUT == {
         "config --markdown",
         "up --topology",
+        "up --monitoring",
         "chaos --topology",
         "chaos --brokers-down",
         "chaos --outage-seconds",
@@ -164,4 +165,11 @@ def test_what_was_added_since_is_known() -> None:
         "return show -f|--follow",
         "return show --json",
         "return show return_id",
+        "ops-log -h|--help",
+        "ops-log --order",
+        "ops-log --since",
+        "ops-log --type",
+        "ops-log --page-size",
+        "ops-log --page-token",
+        "ops-log --json",
     }

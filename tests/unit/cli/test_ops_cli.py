@@ -30,6 +30,7 @@ def test_bad_arguments_exit_2() -> None:
     )
     assert "--rate" in refusal(too_fast, code=2)
     assert "not JSON" in refusal(run_saga(env, "start", "-", stdin="{nope"), code=2)
+    assert run_saga(env, "ops-log", "--since", "yesterday").returncode == 2
 
 
 def test_a_return_needs_its_order() -> None:

@@ -23,12 +23,20 @@ from temporalio.workflow import NondeterminismError
 from contracts.activities import (
     CANCEL_ORDER,
     COMPLETE_ORDER,
+    OPEN_INCIDENT,
     PLACE_ORDER,
+    RESOLVE_INCIDENT,
     OrderSagaInput,
     OrderSagaResult,
 )
 from ops.replay import load_history_files, replay_files
-from orchestrator.saga import LEAN_HISTORY_PATCH, STUCK_ATTRIBUTE_PATCH, SagaDefinition
+from orchestrator.saga import (
+    INCIDENTS_PATCH,
+    LEAN_HISTORY_PATCH,
+    PARKING_PATCH,
+    STUCK_ATTRIBUTE_PATCH,
+    SagaDefinition,
+)
 from orchestrator.workflows import ORDER_SAGA, OrderSaga
 from orchestrator.workflows.order_saga import OUTCOME_MEMO_PATCH
 from tests.support.saga_harness import HISTORIES
@@ -207,8 +215,11 @@ async def test_lean_histories_carry_the_patch_and_run_the_orders_own_steps_local
     own_steps = {PLACE_ORDER, COMPLETE_ORDER, CANCEL_ORDER}
     for name in sorted(PATHS):
         lean = HISTORIES / f"{name}.json"
-        stuck = [STUCK_ATTRIBUTE_PATCH] if name in STUCK_PATHS else []
-        assert _patches(lean) == [LEAN_HISTORY_PATCH, *stuck]  # no outcome-memo marker
+        # No outcome-memo marker any more; the stuck paths open an incident and keep
+        # SagaStuck, and the one that fails for five minutes parks its step.
+        stuck = {INCIDENTS_PATCH, STUCK_ATTRIBUTE_PATCH} if name in STUCK_PATHS else set()
+        parked = {PARKING_PATCH} if name == "forward_budget_exhausted" else set()
+        assert set(_patches(lean)) == {LEAN_HISTORY_PATCH} | stuck | parked, name
         assert not own_steps & set(_scheduled_activities(lean))
         local = [
             data["activity_type"] for data in _marker_data(lean, "core_local_activity", "data")
@@ -221,11 +232,19 @@ async def test_lean_histories_carry_the_patch_and_run_the_orders_own_steps_local
 
 async def test_stuck_sagas_keep_the_stuck_attribute_and_older_histories_replay() -> None:
     """A saga that gets stuck sets ``SagaStuck`` behind its patch marker, true then false once
-    it moves on; the same paths recorded before the attribute have neither and replay."""
+    it moves on (and opens an incident, parks, each behind its own); the same paths recorded
+    before them have none of it and replay."""
     for name in sorted(STUCK_PATHS):
         values = _stuck_values(HISTORIES / f"{name}.json")
         assert values[0] is True and values[-1] is False, (name, values)
-        assert STUCK_ATTRIBUTE_PATCH not in _patches(HISTORIES / f"prestuck_{name}.json")
+        local = _marker_data(HISTORIES / f"{name}.json", "core_local_activity", "data")
+        incidents = [str(data["activity_type"]) for data in local]
+        assert [a for a in incidents if a.startswith("incident.")] == [
+            OPEN_INCIDENT,
+            RESOLVE_INCIDENT,
+        ], name
+        before = set(_patches(HISTORIES / f"prestuck_{name}.json"))
+        assert not before & {STUCK_ATTRIBUTE_PATCH, INCIDENTS_PATCH, PARKING_PATCH}
         assert _stuck_values(HISTORIES / f"prestuck_{name}.json") == []
     for name in sorted(PATHS - STUCK_PATHS):
         assert _stuck_values(HISTORIES / f"{name}.json") == [], name
