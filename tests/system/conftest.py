@@ -28,7 +28,6 @@ from runtime import wait_for_temporal
 from tests.support.cli import without_settings
 from tests.support.orders_api import api_client
 from tests.support.otlp_receiver import OtlpReceiver
-from tests.support.webhook_receiver import WebhookReceiver
 from tests.support.stacks import (
     CARRIER_DELAY,
     DEFAULT_SKUS,
@@ -46,6 +45,7 @@ from tests.support.stacks import (
     stack_settings,
     stack_up,
 )
+from tests.support.webhook_receiver import WebhookReceiver
 
 logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
 
