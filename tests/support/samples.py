@@ -230,7 +230,7 @@ def incident_events() -> list[AnyEvent]:
     incident = {
         "order_id": ORDER_ID,
         "incident_id": INCIDENT_ID,
-        "saga_type": "order",
+        "saga_type": "OrderSaga",
         "workflow_id": f"order-{ORDER_ID}",
         "step": "refund_payment",
     }

@@ -81,7 +81,7 @@ def _incident(order_id: str, episode: int = 1) -> dict[str, str]:
     return {
         "order_id": order_id,
         "incident_id": f"{workflow_id}/refund_payment/{episode}",
-        "saga_type": "order",
+        "saga_type": "OrderSaga",
         "workflow_id": workflow_id,
         "step": "refund_payment",
     }

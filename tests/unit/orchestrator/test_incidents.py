@@ -46,7 +46,7 @@ def _opened(order_id: str, episode: int = 1) -> IncidentOpened:
     workflow_id = f"order-{order_id}"
     return IncidentOpened(
         incident_id=f"{workflow_id}/refund_payment/{episode}",
-        saga_type="order",
+        saga_type="OrderSaga",
         workflow_id=workflow_id,
         order_id=order_id,
         step="refund_payment",
