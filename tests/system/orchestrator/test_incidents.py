@@ -17,6 +17,7 @@ from contracts.topics import TOPICS, topic_for_event_type
 from infra.config.settings import Settings
 from tests.support.bus import reader, records_to_end
 from tests.support.orders_api import order_body, place, repair, until_ended
+from tests.support.scrapes import metrics_url, scrape
 from tests.support.webhook_receiver import ReceivedWebhook, WebhookReceiver
 
 OPENED = SagaIncidentOpened.EVENT_TYPE
@@ -73,6 +74,10 @@ async def test_a_failing_refund_opens_one_incident_and_its_resolution_ends_it_on
         "compensation-failing",
     )
     assert "refuses refunds" in (data["last_error"] or "")
+    # Other tests' sagas may hold incidents open too: this one is among them.
+    async with httpx.AsyncClient() as http:
+        metrics = await scrape(http, metrics_url(stack, "orchestrator"))
+    assert metrics.value("saga_incidents_open") >= 1
 
     done = await repair(
         api, order_id, "resolve_manually", "charge_payment", reason="refunded by bank transfer"
