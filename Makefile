@@ -3,7 +3,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PYTHON ?= python3.11
 
-.PHONY: install up down test test-unit lint lock
+.PHONY: install chromium up down test test-unit lint lock
 
 $(BIN)/saga: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -12,8 +12,22 @@ $(BIN)/saga: pyproject.toml requirements.lock
 	touch $@
 
 ## install: the virtual environment, the package, Temporal's binaries and Kafka's jars
-install: $(BIN)/saga
+install: $(BIN)/saga chromium
 	$(BIN)/saga fetch
+
+## chromium: Debian's chromium and chromium-driver for the web pages' browser tests, where
+## missing (as root with apt-get; otherwise a note says what to install)
+chromium:
+	@if [ ! -x /usr/bin/chromedriver ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing Debian's chromium and chromium-driver (for tests/system/ui)"; \
+	    apt-get update -q && DEBIAN_FRONTEND=noninteractive \
+	      apt-get install -y -q --no-install-recommends chromium chromium-driver; \
+	  else \
+	    echo "note: /usr/bin/chromedriver is missing: the browser tests (tests/system/ui) need" \
+	      "Debian's chromium and chromium-driver: sudo apt-get install chromium chromium-driver"; \
+	  fi; \
+	fi
 
 ## up: install, bring the whole stack up in the background, run one demo order through it
 up: install

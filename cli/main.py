@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -85,35 +86,49 @@ def _fetch(settings: Settings, args: argparse.Namespace) -> int:
     from infra.engines.schema_registry import ensure_apicurio, find_java, java_version
     from infra.engines.temporal_build import ensure_temporal_server, ensure_temporal_ui
 
-    libs = ensure_kafka_jars(settings.kafka_cache_dir, settings.kafka_version, maven=settings.maven)
-    print(f"Apache Kafka {settings.kafka_version} jars are in {libs}")
-    postgres = ensure_postgres_installed(settings.postgres_bin_dir, progress=say)
-    print(f"PostgreSQL is in {postgres}")
-    prometheus, promtool = ensure_prometheus_installed(
-        settings.prometheus, settings.promtool, progress=say
-    )
-    print(f"Prometheus is {prometheus} (promtool {promtool})")
-    registry = ensure_apicurio(
-        settings.schema_registry_cache_dir,
-        settings.schema_registry_version,
-        maven=settings.maven,
-        progress=say,
-    )
-    java = find_java(settings.schema_registry_java)
-    print(
-        f"Apicurio Registry {settings.schema_registry_version} is in {registry}; "
-        f"it runs on {java} (Java {java_version(java)})"
-    )
-    for what, ensure, cache_dir, version in (
-        ("server", ensure_temporal_server, settings.temporal_server_cache_dir,
-         settings.temporal_server_version),
-        ("Web UI", ensure_temporal_ui, settings.temporal_ui_cache_dir,
-         settings.temporal_ui_version),
-    ):  # fmt: skip
-        build = ensure(
-            cache_dir, version, go=settings.go, toolchain=settings.go_toolchain, progress=say
+    def from_maven() -> None:
+        libs = ensure_kafka_jars(
+            settings.kafka_cache_dir, settings.kafka_version, maven=settings.maven
         )
-        print(f"Temporal's {what} {version} is in {build.root}")
+        print(f"Apache Kafka {settings.kafka_version} jars are in {libs}", flush=True)
+        registry = ensure_apicurio(
+            settings.schema_registry_cache_dir,
+            settings.schema_registry_version,
+            maven=settings.maven,
+            progress=say,
+        )
+        java = find_java(settings.schema_registry_java)
+        print(
+            f"Apicurio Registry {settings.schema_registry_version} is in {registry}; "
+            f"it runs on {java} (Java {java_version(java)})",
+            flush=True,
+        )
+
+    def from_debian() -> None:
+        postgres = ensure_postgres_installed(settings.postgres_bin_dir, progress=say)
+        print(f"PostgreSQL is in {postgres}", flush=True)
+        prometheus, promtool = ensure_prometheus_installed(
+            settings.prometheus, settings.promtool, progress=say
+        )
+        print(f"Prometheus is {prometheus} (promtool {promtool})", flush=True)
+
+    def with_go() -> None:
+        for what, ensure, cache_dir, version in (
+            ("server", ensure_temporal_server, settings.temporal_server_cache_dir,
+             settings.temporal_server_version),
+            ("Web UI", ensure_temporal_ui, settings.temporal_ui_cache_dir,
+             settings.temporal_ui_version),
+        ):  # fmt: skip
+            build = ensure(
+                cache_dir, version, go=settings.go, toolchain=settings.go_toolchain, progress=say
+            )
+            print(f"Temporal's {what} {version} is in {build.root}", flush=True)
+
+    # Three lanes at once: downloads (Maven Central, Debian) wait on the network while Go
+    # compiles; within a lane, one tool at a time (apt and Maven each keep one local store).
+    with ThreadPoolExecutor(max_workers=3) as lanes:
+        for lane in [lanes.submit(from_maven), lanes.submit(from_debian), lanes.submit(with_go)]:
+            lane.result()
     return 0
 
 
@@ -417,9 +432,49 @@ def _rate(text: str) -> float | Literal["auto"]:
     return rate
 
 
+def _at_least_one(text: str) -> int:
+    try:
+        number = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more: {text!r}")
+    return number
+
+
+def _bench_map(settings: Settings, args: argparse.Namespace) -> int:
+    from ops.bench.map_page import run_map_bench
+
+    report = asyncio.run(run_map_bench(settings, args.map, requests=args.map_requests, say=say))
+    if args.json:
+        print(report.model_dump_json(indent=2))
+        return 0 if report.met else 1
+    seeded = f"{report.seeded_now} seeded now in {report.seed_seconds} s"
+    print(
+        f"{report.sagas} sagas in namespace {report.namespace} ({seeded}; {report.running} running)"
+    )
+    rows = [
+        [
+            f"/ui/map/{page.saga_type}",
+            page.requests,
+            page.p50_ms,
+            page.p95_ms,
+            page.max_ms,
+            "yes" if page.counts_match else "NO",
+            "met" if page.p95_ms <= report.target_ms else "missed",
+        ]
+        for page in report.pages
+    ]
+    headers = ["PAGE", "REQUESTS", "P50 MS", "P95 MS", "MAX MS", "COUNTS MATCH", "P95 <= 300 MS"]
+    print(table(rows, headers))
+    return 0 if report.met else 1
+
+
 def _bench(settings: Settings, args: argparse.Namespace) -> int:
     from ops.bench import BenchError, BenchOptions, render_text, run_bench
 
+    if args.map:
+        return _bench_map(settings, args)
     options = chaos.options_from(BenchOptions, args)
     try:
         run = asyncio.run(run_bench(settings, options, say=say))
@@ -575,6 +630,20 @@ def _parser() -> argparse.ArgumentParser:
     )
     bench.add_argument(
         "--profile", action="store_true", help="py-spy the stack's processes during the orders"
+    )
+    bench.add_argument(
+        "--map",
+        type=_at_least_one,
+        metavar="N",
+        help="instead of the load run: time the saga map's page with N sagas in a namespace of "
+        "their own (saga-map-bench, seeded once, kept for later runs)",
+    )
+    bench.add_argument(
+        "--map-requests",
+        type=_at_least_one,
+        default=20,
+        metavar="R",
+        help="--map: timed requests per page (default 20)",
     )
     dlq = commands.add_parser("dlq", help="Dead letters: list them, send them back.")
     dlq_commands = dlq.add_subparsers(dest="dlq_command", required=True, metavar="COMMAND")

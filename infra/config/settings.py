@@ -554,6 +554,23 @@ class Settings(BaseSettings):
             "(default: the development token of the run directory)."
         ),
     )
+    ui_session_hours: int = Field(
+        8,
+        ge=1,
+        le=24 * 30,
+        description=(
+            "How long a sign-in to the web pages (`/ui`) lasts, in hours; then the browser "
+            "asks for the token again (see docs/ui.md)."
+        ),
+    )
+    ui_session_secret: SecretStr | None = Field(
+        None,
+        description=(
+            "Secret that signs the web pages' session cookies and their forms' CSRF tokens "
+            "(at least 32 characters; every copy of the API needs the same one). Unset in "
+            "development: made once into the run directory; required in production."
+        ),
+    )
     payload_encryption: bool = Field(
         False,
         description=(

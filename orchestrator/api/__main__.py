@@ -13,6 +13,7 @@ from infra.config.temporal import temporal_connection
 from infra.config.tracing import export_traces
 from orchestrator.api.app import create_app
 from orchestrator.api.auth import TokenStore
+from orchestrator.api.ui import session_secret
 
 _PROCESS = "orchestrator-api"
 
@@ -25,6 +26,7 @@ def main() -> None:
         tokens = TokenStore.from_settings(settings)  # before anything connects or listens
         kafka_connection(settings)  # refuses incomplete Kafka security settings
         temporal_connection(settings)  # refuses Temporal TLS files it cannot use
+        session_secret(settings)  # refuses a missing or short secret of the web pages
     except ConfigurationError as exc:
         print(f"{_PROCESS}: {exc}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -18,7 +18,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from prometheus_client import CollectorRegistry, make_asgi_app
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -45,6 +45,7 @@ from orchestrator.api.service import (
     SagaService,
     SagaUnavailable,
 )
+from orchestrator.api.ui import add_ui, is_ui_path, refused_page, start_ui
 from orchestrator.orders import OrderBook
 from orchestrator.queries import OrderQueries
 from orchestrator.queries import database_path as orchestrator_database
@@ -91,6 +92,11 @@ def _is_json(content_type: str | None) -> bool:
     )
 
 
+def _is_form(content_type: str | None) -> bool:
+    media_type = (content_type or "").partition(";")[0].strip().lower()
+    return media_type == "application/x-www-form-urlencoded"
+
+
 class _RequestBodyGuard:
     """Refuses the request bodies no route takes, before any route reads them: larger than
     ``max_bytes`` (413), or sent to a route that takes one without a JSON content type (415;
@@ -98,6 +104,9 @@ class _RequestBodyGuard:
 
     A body within the limit is read here and handed on whole, so a route never gets more
     than ``max_bytes`` of it, whatever the client declared or streamed.
+
+    The web pages' forms (``/ui``) are the exception: there an HTML form's
+    ``application/x-www-form-urlencoded`` body is taken too.
     """
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
@@ -117,7 +126,9 @@ class _RequestBodyGuard:
             await _refuse(scope, receive, send, 413, self._too_large(int(declared)))
             return
         content_type = headers.get("content-type")
-        if scope["method"] in ("POST", "PUT", "PATCH") and not _is_json(content_type):
+        if scope["method"] in ("POST", "PUT", "PATCH") and not (
+            _is_json(content_type) or (is_ui_path(scope["path"]) and _is_form(content_type))
+        ):
             sent = f"not {_shown(content_type)}" if content_type else "no Content-Type was sent"
             detail = (
                 f"the request body must be JSON, sent as Content-Type: application/json ({sent})"
@@ -305,6 +316,7 @@ def create_app(
                 OrderQueries(timeline_db),
                 base_url=settings.api_url,
             )
+            start_ui(app, client)
             # The runtime's relay wiring, as every service's: the lease (copies of the API
             # share its outbox), and on stop the repairs written last are published.
             schemas = SchemaRegistry.from_settings(
@@ -345,9 +357,15 @@ def create_app(
     async def temporal_down(request: Request, exc: Exception) -> JSONResponse:
         return JSONResponse(status_code=503, content={"detail": f"Temporal did not answer: {exc}"})
 
-    async def invalid_request(request: Request, exc: Exception) -> JSONResponse:
+    async def invalid_request(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
         problems = [_validation_problem(error) for error in exc.errors()]
+        if is_ui_path(request.url.path):
+            said = "; ".join(
+                f"{'.'.join(str(part) for part in problem.get('loc', ()))}: {problem.get('msg')}"
+                for problem in problems
+            )
+            return refused_page(request, 422, said)
         return JSONResponse(status_code=422, content={"detail": jsonable_encoder(problems)})
 
     async def http_problem(request: Request, exc: Exception) -> Any:
@@ -370,6 +388,7 @@ def create_app(
     app.include_router(returns.router)
     app.include_router(sagas.router)
     app.include_router(ops_log.router)
+    add_ui(app, settings)
     if converter.payload_codec is not None:
         app.include_router(
             codec_router(

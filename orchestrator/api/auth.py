@@ -77,7 +77,14 @@ class TokenStore:
 
     def principal(self, token: str) -> Principal | None:
         """The principal of ``token``, or None when no token of the store is ``token``."""
-        digest = token_sha256(token)
+        return self.principal_by_sha256(token_sha256(token))
+
+    def principal_by_sha256(self, digest: str) -> Principal | None:
+        """The principal of the token whose SHA-256 (hex) is ``digest``, or None.
+
+        The web pages' session cookie holds the hash, never the token: each request looks
+        it up again, so a token removed from the store stops working at once.
+        """
         found = None
         for sha256, principal in self._principals:
             # Every hash is compared, in constant time: timing tells nothing of the others.

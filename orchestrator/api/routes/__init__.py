@@ -1,1 +1,5 @@
-"""One router per resource."""
+"""The API's routes, one module per resource; the web pages share their id and stream."""
+
+from orchestrator.api.routes._common import IdPath, event_stream
+
+__all__ = ["IdPath", "event_stream"]
