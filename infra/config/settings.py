@@ -4,7 +4,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from contracts.activities import (
@@ -321,6 +321,7 @@ class Settings(BaseSettings):
     )
     incident_webhook_secret: SecretStr | None = Field(
         None,
+        validate_default=True,
         description=(
             "The HMAC-SHA256 key that signs each webhook (`Saga-Signature`); required with "
             "incident_webhook_url. `saga config` masks it."
@@ -646,6 +647,16 @@ class Settings(BaseSettings):
         scheme, sep, rest = value.partition("://")
         if not sep or scheme not in ("http", "https") or not rest:
             raise ValueError(f"{value!r} is not an http:// or https:// URL")
+        return value
+
+    @field_validator("incident_webhook_secret")
+    @classmethod
+    def _webhook_secret(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        if info.data.get("incident_webhook_url") and not (value and value.get_secret_value()):
+            raise ValueError(
+                "required with SAGA_INCIDENT_WEBHOOK_URL: set the key the receiver verifies "
+                "Saga-Signature with (or unset the URL)"
+            )
         return value
 
     @field_validator(

@@ -16,8 +16,14 @@ def test_without_a_url_there_is_no_webhook() -> None:
 
 
 def test_a_url_without_a_secret_is_refused_with_what_to_set() -> None:
-    with pytest.raises(ConfigurationError, match="SAGA_INCIDENT_WEBHOOK_SECRET is not"):
-        webhook_config(load_settings(incident_webhook_url="https://pager.example/hooks"))
+    with pytest.raises(ConfigurationError) as refused:
+        load_settings(incident_webhook_url="https://pager.example/hooks")
+    assert "SAGA_INCIDENT_WEBHOOK_SECRET=None" in str(refused.value)
+    assert "required with SAGA_INCIDENT_WEBHOOK_URL" in str(refused.value)
+    with pytest.raises(ConfigurationError, match="required with SAGA_INCIDENT_WEBHOOK_URL"):
+        load_settings(
+            incident_webhook_url="https://pager.example/hooks", incident_webhook_secret=""
+        )
 
 
 def test_a_url_that_is_not_http_is_refused() -> None:
