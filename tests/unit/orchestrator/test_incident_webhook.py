@@ -1,14 +1,26 @@
-"""The incident webhook's settings and signature, without a server."""
+"""The incident webhook's settings and signature, and its record of deliveries on a real store
+(SQLite and PostgreSQL) against a receiver in the test process."""
 
 import hashlib
 import hmac
+import uuid
+from collections.abc import Callable, Iterator
 
+import httpx
 import pytest
 
 from infra.config.settings import ConfigurationError, load_settings
-from orchestrator.incident_webhook import sign, webhook_body, webhook_config
+from contracts.events.saga import SagaIncidentOpened, SagaIncidentResolved
+from orchestrator.incident_webhook import (
+    IncidentWebhook,
+    WebhookConfig,
+    sign,
+    webhook_body,
+    webhook_config,
+)
+from runtime import RetryPolicy, Where, open_database, transaction
 from tests.support.samples import incident_events
-from tests.support.webhook_receiver import verify_signature
+from tests.support.webhook_receiver import WebhookReceiver, verify_signature
 
 
 def test_without_a_url_there_is_no_webhook() -> None:
@@ -57,3 +69,50 @@ def test_the_signature_is_hmac_sha256_of_the_timestamp_a_dot_and_the_body() -> N
     assert not verify_signature(b"other", header, body, now=1765000100)
     assert not verify_signature(b"k", header, body + b" ", now=1765000100)
     assert not verify_signature(b"k", header, body, now=1765000000 + 3600)  # replayed late
+
+
+@pytest.fixture
+def receiver() -> Iterator[WebhookReceiver]:
+    server = WebhookReceiver("s3cret")
+    server.start()
+    yield server
+    server.stop()
+
+
+async def test_a_delivered_state_is_recorded_in_the_store_and_not_posted_again(
+    database_at: Callable[[str], Where], receiver: WebhookReceiver
+) -> None:
+    """On either store (SQLite, PostgreSQL in its own schema, as the worker opens it)."""
+    db = open_database(
+        database_at("orchestrator"),
+        migrations=[IncidentWebhook.MIGRATIONS],
+        schema="incident_webhook",
+    )
+    config = WebhookConfig(
+        url=receiver.url, secret=b"s3cret", retry=RetryPolicy(attempts=1), timeout=5
+    )
+    opened, resolved = incident_events()
+    reemitted = opened.model_copy(update={"event_id": uuid.uuid4()})
+    async with httpx.AsyncClient() as client:
+        webhook = IncidentWebhook(config, client)
+        for event in (opened, reemitted, resolved, resolved):
+            with transaction(db):
+                await webhook.deliver(event, db)
+
+    assert isinstance(opened, SagaIncidentOpened)
+    incident_id = opened.data.incident_id
+    assert receiver.delivered(incident_id) == {
+        SagaIncidentOpened.EVENT_TYPE: 1,
+        SagaIncidentResolved.EVENT_TYPE: 1,
+    }
+    assert len(receiver.of(incident_id)) == 2
+    rows = db.execute(
+        "SELECT state, event_id, status_code FROM webhook_deliveries WHERE incident_id = ?"
+        " ORDER BY state",
+        (incident_id,),
+    ).fetchall()
+    assert [tuple(row) for row in rows] == [
+        ("opened", str(opened.event_id), 200),
+        ("resolved", str(resolved.event_id), 200),
+    ]
+    db.close()
