@@ -9,8 +9,8 @@ from collections.abc import Callable, Iterator
 import httpx
 import pytest
 
-from infra.config.settings import ConfigurationError, load_settings
 from contracts.events.saga import SagaIncidentOpened, SagaIncidentResolved
+from infra.config.settings import ConfigurationError, load_settings
 from orchestrator.incident_webhook import (
     IncidentWebhook,
     WebhookConfig,
