@@ -26,9 +26,10 @@ from contracts.events.saga import (
 )
 from contracts.topics import topic_for_event_type
 from infra.engines.kafka_broker import KafkaBroker
+from infra.engines.schema_registry import SchemaRegistryServer
 from ops.dead_letters import DeadLetter, list_dead_letters
 from orchestrator.incident_webhook import IncidentWebhook, WebhookConfig, webhook_body
-from runtime import Database, RetryPolicy, open_database
+from runtime import Database, RetryPolicy, SchemaRegistry, open_database
 from tests.support.bus import bus_consumer, running
 from tests.support.webhook_receiver import WebhookReceiver
 
@@ -57,19 +58,27 @@ def _config(receiver: WebhookReceiver) -> WebhookConfig:
 
 @asynccontextmanager
 async def _webhook(
-    bootstrap: str, db: Database, config: WebhookConfig, group_id: str | None = None
-) -> AsyncIterator[None]:
-    async with httpx.AsyncClient() as client:
+    bootstrap: str,
+    registry: SchemaRegistryServer,
+    db: Database,
+    config: WebhookConfig,
+) -> AsyncIterator[str]:
+    """The webhook's consumer in a fresh group of its own (its id, to the block), reading the
+    topic from its start: the session stack's records (framed: decoded through the registry)
+    and other tests' too."""
+    group = f"test-webhook-{uuid.uuid4()}"
+    async with httpx.AsyncClient() as client, SchemaRegistry(registry.url) as schemas:
         consumer = bus_consumer(
             bootstrap,
             [TOPIC],
             IncidentWebhook(config, client).deliver,
             db,
-            group_id=group_id,
+            group_id=group,
             retry=config.retry,
+            schemas=schemas,
         )
         async with running(consumer):
-            yield
+            yield group
 
 
 def _store(tmp_path: Path) -> Database:
@@ -145,7 +154,10 @@ async def _dead_letters(bootstrap: str, order_id: str) -> list[DeadLetter]:
 
 
 async def test_each_state_of_an_incident_is_posted_once_signed_with_the_event_as_its_body(
-    kafka_broker: KafkaBroker, receiver: WebhookReceiver, tmp_path: Path
+    kafka_broker: KafkaBroker,
+    schema_registry: SchemaRegistryServer,
+    receiver: WebhookReceiver,
+    tmp_path: Path,
 ) -> None:
     order_id = f"hook-{uuid.uuid4()}"
     opened, resolved = _opened(order_id), _resolved(order_id)
@@ -153,7 +165,7 @@ async def test_each_state_of_an_incident_is_posted_once_signed_with_the_event_as
     bootstrap = kafka_broker.bootstrap_servers
     await _produce(bootstrap, opened, resolved)
 
-    async with _webhook(bootstrap, _store(tmp_path), _config(receiver)):
+    async with _webhook(bootstrap, schema_registry, _store(tmp_path), _config(receiver)) as group:
         await _until(lambda: receiver.delivered(incident_id) == {OPENED: 1, RESOLVED: 1})
 
     first, second = receiver.of(incident_id)
@@ -167,10 +179,17 @@ async def test_each_state_of_an_incident_is_posted_once_signed_with_the_event_as
     assert second.headers["saga-event-type"] == RESOLVED
     assert second.body["data"]["resolution"].startswith("resolved-manually by ops")
     assert webhook_body(opened).startswith(b'{"causationId":null,"correlationId":')
+    # Whatever else the topic holds (the stack's framed records, other tests'), none of it
+    # was this consumer's trouble.
+    letters = await list_dead_letters(bootstrap, [TOPIC])
+    assert [d.as_dict() for d in letters if d.header("dlq_consumer_group") == group] == []
 
 
 async def test_a_5xx_408_or_429_is_retried_with_backoff_then_delivered_once(
-    kafka_broker: KafkaBroker, receiver: WebhookReceiver, tmp_path: Path
+    kafka_broker: KafkaBroker,
+    schema_registry: SchemaRegistryServer,
+    receiver: WebhookReceiver,
+    tmp_path: Path,
 ) -> None:
     order_id = f"hook-{uuid.uuid4()}"
     opened = _opened(order_id)
@@ -179,7 +198,7 @@ async def test_a_5xx_408_or_429_is_retried_with_backoff_then_delivered_once(
     bootstrap = kafka_broker.bootstrap_servers
     await _produce(bootstrap, opened)
 
-    async with _webhook(bootstrap, _store(tmp_path), _config(receiver)):
+    async with _webhook(bootstrap, schema_registry, _store(tmp_path), _config(receiver)):
         await _until(lambda: receiver.delivered(incident_id) == {OPENED: 1})
 
     requests = receiver.of(incident_id)
@@ -192,7 +211,10 @@ async def test_a_5xx_408_or_429_is_retried_with_backoff_then_delivered_once(
 
 
 async def test_after_its_attempts_or_a_refusal_the_event_is_dead_lettered_with_the_status(
-    kafka_broker: KafkaBroker, receiver: WebhookReceiver, tmp_path: Path
+    kafka_broker: KafkaBroker,
+    schema_registry: SchemaRegistryServer,
+    receiver: WebhookReceiver,
+    tmp_path: Path,
 ) -> None:
     failing, refused = f"hook-{uuid.uuid4()}", f"hook-{uuid.uuid4()}"
     receiver.answer(_opened(failing).data.incident_id, 503, 503, 503)
@@ -200,7 +222,7 @@ async def test_after_its_attempts_or_a_refusal_the_event_is_dead_lettered_with_t
     bootstrap = kafka_broker.bootstrap_servers
     await _produce(bootstrap, _opened(failing), _opened(refused))
 
-    async with _webhook(bootstrap, _store(tmp_path), _config(receiver)):
+    async with _webhook(bootstrap, schema_registry, _store(tmp_path), _config(receiver)):
 
         async def both_dead_lettered() -> bool:
             return bool(
@@ -229,7 +251,10 @@ async def test_after_its_attempts_or_a_refusal_the_event_is_dead_lettered_with_t
 
 
 async def test_a_redelivered_or_reemitted_event_is_not_posted_again_nor_after_a_restart(
-    kafka_broker: KafkaBroker, receiver: WebhookReceiver, tmp_path: Path
+    kafka_broker: KafkaBroker,
+    schema_registry: SchemaRegistryServer,
+    receiver: WebhookReceiver,
+    tmp_path: Path,
 ) -> None:
     order_id = f"hook-{uuid.uuid4()}"
     opened = _opened(order_id)
@@ -242,7 +267,7 @@ async def test_a_redelivered_or_reemitted_event_is_not_posted_again_nor_after_a_
     await _produce(bootstrap, opened, opened, reemitted, marker)
     db = _store(tmp_path)
 
-    async with _webhook(bootstrap, db, _config(receiver)):
+    async with _webhook(bootstrap, schema_registry, db, _config(receiver)):
         await _until(lambda: receiver.delivered(marker.data.incident_id) == {OPENED: 1})
     assert receiver.delivered(incident_id) == {OPENED: 1}
     assert len(receiver.of(incident_id)) == 1
@@ -250,7 +275,7 @@ async def test_a_redelivered_or_reemitted_event_is_not_posted_again_nor_after_a_
     # A restart that reads the topic again from the start (a new group, the same store).
     restart_marker = _opened(order_id, episode=3)
     await _produce(bootstrap, restart_marker)
-    async with _webhook(bootstrap, db, _config(receiver), group_id=f"test-{uuid.uuid4()}"):
+    async with _webhook(bootstrap, schema_registry, db, _config(receiver)):
         await _until(lambda: receiver.delivered(restart_marker.data.incident_id) == {OPENED: 1})
     assert len(receiver.of(incident_id)) == 1
     assert len(receiver.of(marker.data.incident_id)) == 1
