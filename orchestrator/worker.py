@@ -83,13 +83,15 @@ def build(context: ServiceContext) -> ServiceParts:
         db: Database,
         handler: EventHandler,
         retry: RetryPolicy | None = None,
+        max_poll_records: int | None = None,
     ) -> EventConsumer:
+        options = {} if max_poll_records is None else {"max_poll_records": max_poll_records}
         return EventConsumer(
             group_id=group,
             topics=topics,
             handler=handler,
             database=db,
-            consumer_factory=lambda group_id: new_consumer(kafka, group_id),
+            consumer_factory=lambda group_id: new_consumer(kafka, group_id, **options),
             producer_factory=lambda: new_producer(kafka),
             metrics=context.metrics,
             schemas=context.schemas,
@@ -190,6 +192,10 @@ def _webhook_consumer(
                 db,
                 IncidentWebhook(config, client).deliver,
                 config.retry,
+                # One record per poll: a receiver that is down holds each incident event for
+                # up to its attempts' time (bounded by the settings), and Kafka drops a member
+                # that does not poll within 5 minutes; other records come from the local buffer.
+                max_poll_records=1,
             ).run()
 
     return run

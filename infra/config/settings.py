@@ -29,6 +29,10 @@ __all__ = [
 ENV_PREFIX = "SAGA_"
 
 
+_WEBHOOK_PATIENCE_SECONDS = 240
+"""Longest a webhook event may be tried: under aiokafka's max.poll.interval (5 minutes)."""
+
+
 class ConfigurationError(Exception):
     """A setting has a value that cannot be used; the message names it and what to do."""
 
@@ -343,7 +347,13 @@ class Settings(BaseSettings):
         description="Wait after the first failed POST; doubled after each further one.",
     )
     incident_webhook_timeout_seconds: float = Field(
-        5.0, gt=0, le=60, description="How long one webhook POST may take."
+        5.0,
+        gt=0,
+        le=60,
+        description=(
+            "How long one webhook POST may take. All the attempts of one event, with their "
+            "backoff, must fit in 240 s (5 attempts, 1 s: 15 s of backoff plus 5 POSTs of 5 s)."
+        ),
     )
     startup_timeout_seconds: float = Field(
         120.0, gt=0, description="How long `saga up` waits for each component to be healthy."
@@ -647,6 +657,23 @@ class Settings(BaseSettings):
         scheme, sep, rest = value.partition("://")
         if not sep or scheme not in ("http", "https") or not rest:
             raise ValueError(f"{value!r} is not an http:// or https:// URL")
+        return value
+
+    @field_validator("incident_webhook_timeout_seconds")
+    @classmethod
+    def _webhook_patience(cls, value: float, info: ValidationInfo) -> float:
+        attempts = info.data.get("incident_webhook_attempts")
+        backoff = info.data.get("incident_webhook_backoff_seconds")
+        if attempts is None or backoff is None:
+            return value  # reported on their own
+        waits = backoff * (2 ** (attempts - 1) - 1)
+        if waits + attempts * value > _WEBHOOK_PATIENCE_SECONDS:
+            raise ValueError(
+                f"{attempts} POSTs of up to {value:g} s with {waits:g} s of backoff between "
+                f"them may hold one event over {_WEBHOOK_PATIENCE_SECONDS} s (Kafka would drop "
+                "the consumer from its group): lower SAGA_INCIDENT_WEBHOOK_ATTEMPTS, "
+                "_BACKOFF_SECONDS or _TIMEOUT_SECONDS"
+            )
         return value
 
     @field_validator("incident_webhook_secret")

@@ -45,6 +45,13 @@ def test_a_url_that_is_not_http_is_refused() -> None:
         )
 
 
+def test_attempts_that_could_outlast_the_consumers_poll_interval_are_refused() -> None:
+    with pytest.raises(ConfigurationError, match="may hold one event over 240 s"):
+        load_settings(incident_webhook_attempts=8, incident_webhook_backoff_seconds=2)
+    # 7 attempts, 1 s: 63 s of backoff and 7 x 5 s of POSTs fit.
+    assert load_settings(incident_webhook_attempts=7).incident_webhook_attempts == 7
+
+
 def test_the_settings_give_the_retry_policy() -> None:
     config = webhook_config(
         load_settings(
