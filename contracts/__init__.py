@@ -27,6 +27,7 @@ from contracts.events.inventory import *  # noqa: F403
 from contracts.events.order import *  # noqa: F403
 from contracts.events.payment import *  # noqa: F403
 from contracts.events.returns import *  # noqa: F403
+from contracts.events.saga import *  # noqa: F403
 from contracts.events.shipping import *  # noqa: F403
 from contracts.registry import *  # noqa: F403
 from contracts.search_attributes import *  # noqa: F403

@@ -36,6 +36,8 @@ from contracts.events import (
     ReturnCompleted,
     ReturnExpired,
     ReturnRejected,
+    SagaIncidentOpened,
+    SagaIncidentResolved,
     ShippingCancelled,
     ShippingDispatched,
     ShippingFailed,
@@ -89,6 +91,8 @@ EVENT_MODELS: Mapping[str, type[AnyEvent]] = MappingProxyType(
             ReturnRejected,
             ReturnExpired,
             ReturnCompleted,
+            SagaIncidentOpened,
+            SagaIncidentResolved,
         )
     }
 )

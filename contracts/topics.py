@@ -7,7 +7,8 @@ the ``payment.completed`` it undoes. Each topic has a dead-letter twin ``<topic>
 
 A domain without a service of its own travels on its owner's topic: the ``return``
 domain's events are the order service's, on ``order.events``, so that a return's events
-share the partition of its order's (both are keyed by the order id) and follow them.
+share the partition of its order's (both are keyed by the order id) and follow them. The
+``saga`` domain (incidents) is the orchestrator's, whose order service owns ``order.events``.
 
 Replication figures are the production ones (design document 002: replication factor 3,
 ``min.insync.replicas`` 2); a smaller cluster, such as the one-node embedded broker, gets
@@ -78,9 +79,14 @@ DOMAIN_TOPICS: Mapping[str, str] = MappingProxyType(
     {
         **{domain: f"{domain}.events" for domain in DOMAINS},
         "return": "order.events",
+        "saga": "order.events",
     }
 )
-"""Every event domain -> the topic that carries its events (``return`` -> ``order.events``)."""
+"""Every event domain -> the topic that carries its events (``return`` -> ``order.events``).
+
+The ``saga`` domain (the orchestrator's own events: incidents) is the order service's too: it
+runs in the orchestrator's process, so its events travel on ``order.events``, each on its
+order's partition after that order's events."""
 
 
 def dlq_topic(topic: str) -> str:

@@ -7,7 +7,12 @@ consumer group with its own database connection:
 - the projector, which keeps every order's event timeline for the API;
 - the dispatch bridge, which turns ``shipping.dispatched`` and ``shipping.return_received``
   into the sagas' signals;
-- the audit consumer and the notification consumer (choreography: nobody calls them).
+- the audit consumer and the notification consumer (choreography: nobody calls them);
+- with ``SAGA_INCIDENT_WEBHOOK_URL`` set, the incident webhook, which POSTs each incident
+  event, signed (:mod:`orchestrator.incident_webhook`).
+
+The sagas' incidents are recorded by the ``incident.open`` / ``incident.resolve`` local
+activities (:mod:`orchestrator.incidents`), registered here beside the workflows.
 
 It also keeps the saga metrics (:mod:`orchestrator.metrics`) and the Kafka cluster's
 figures (:mod:`orchestrator.cluster_metrics`) on its ``/metrics``.
@@ -19,16 +24,23 @@ add up across copies; the cluster and in-flight figures are read (never written)
 copy alike, so they are aggregated with ``max``, not ``sum``.
 """
 
+from collections.abc import Callable, Coroutine
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
+
+import httpx
 
 from contracts.envelope import AnyEvent
+from contracts.events.saga import SagaIncidentOpened
 from contracts.task_queues import ORCHESTRATOR
 from contracts.topics import TOPICS, topic_for_event_type
 from infra.config.kafka import kafka_connection
 from orchestrator.choreography import AuditLog, Notifications
 from orchestrator.cluster_metrics import KafkaClusterMetrics, KafkaClusterWatch
 from orchestrator.dispatch_bridge import DispatchBridge
+from orchestrator.incident_webhook import IncidentWebhook, WebhookConfig, webhook_config
+from orchestrator.incidents import IncidentActivities, IncidentBook, IncidentMetrics
 from orchestrator.metrics import SagaMetrics, SagaWatch
 from orchestrator.orders import OrderActivities, OrderBook
 from orchestrator.queries import database_path
@@ -39,6 +51,7 @@ from runtime import (
     Database,
     EventConsumer,
     EventHandler,
+    RetryPolicy,
     ServiceContext,
     ServiceParts,
     new_consumer,
@@ -58,21 +71,31 @@ def build(context: ServiceContext) -> ServiceParts:
     saga_metrics = SagaMetrics(context.registry)
     orders = OrderActivities(OrderBook(context.db, context.outbox, saga_metrics))
     returns = ReturnActivities(ReturnBook(context.db, context.outbox))
+    incident_book = IncidentBook(context.db, context.outbox, IncidentMetrics(context.registry))
+    incidents = IncidentActivities(incident_book)
+    webhook = webhook_config(settings)  # refuses a URL without a secret before anything runs
 
     kafka = kafka_connection(settings)
 
     def consumer(
-        group: str, topics: list[str], db: Database, handler: EventHandler
+        group: str,
+        topics: list[str],
+        db: Database,
+        handler: EventHandler,
+        retry: RetryPolicy | None = None,
+        max_poll_records: int | None = None,
     ) -> EventConsumer:
+        options = {} if max_poll_records is None else {"max_poll_records": max_poll_records}
         return EventConsumer(
             group_id=group,
             topics=topics,
             handler=handler,
             database=db,
-            consumer_factory=lambda group_id: new_consumer(kafka, group_id),
+            consumer_factory=lambda group_id: new_consumer(kafka, group_id, **options),
             producer_factory=lambda: new_producer(kafka),
             metrics=context.metrics,
             schemas=context.schemas,
+            retry=retry,
         )
 
     # One store (a SQLite file, a PostgreSQL schema) per consumer whose handler awaits inside
@@ -118,6 +141,13 @@ def build(context: ServiceContext) -> ServiceParts:
             Notifications(notifications_db).notify,
         ),
     ]
+    background = [c.run for c in consumers]
+    if webhook is not None:
+        background.append(
+            _webhook_consumer(
+                webhook, store("incident-webhook", (IncidentWebhook.MIGRATIONS,)), consumer
+            )
+        )
     return ServiceParts(
         # Both sagas run the order service's own steps as local activities, which only the
         # worker that runs the workflows can run: they are registered here, beside them.
@@ -128,11 +158,14 @@ def build(context: ServiceContext) -> ServiceParts:
             returns.authorize,
             returns.expire,
             returns.complete,
+            incidents.open,
+            incidents.resolve,
         ],
         workflows=[OrderSaga, ReturnSaga],
         deterministic_modules=["orchestrator.workflows", "orchestrator.saga", "contracts"],
         background=[
-            *(c.run for c in consumers),
+            *background,
+            incident_book.watch,
             KafkaClusterWatch(kafka, KafkaClusterMetrics(context.registry)).run,
             SagaWatch(
                 context.temporal,
@@ -142,6 +175,30 @@ def build(context: ServiceContext) -> ServiceParts:
             ).run,
         ],
     )
+
+
+def _webhook_consumer(
+    config: WebhookConfig,
+    db: Database,
+    consumer: Callable[..., EventConsumer],
+) -> Callable[[], Coroutine[Any, Any, None]]:
+    """The incident webhook's consumer, with the HTTP client it POSTs with, as one task."""
+
+    async def run() -> None:
+        async with httpx.AsyncClient() as client:
+            await consumer(
+                "incident-webhook",
+                [topic_for_event_type(SagaIncidentOpened.EVENT_TYPE)],
+                db,
+                IncidentWebhook(config, client).deliver,
+                config.retry,
+                # One record per poll: a receiver that is down holds each incident event for
+                # up to its attempts' time (bounded by the settings), and Kafka drops a member
+                # that does not poll within 5 minutes; other records come from the local buffer.
+                max_poll_records=1,
+            ).run()
+
+    return run
 
 
 def main() -> None:

@@ -27,6 +27,7 @@ from runtime._consumer import (
     UNPARSEABLE_RECORD,
     EventConsumer,
     EventHandler,
+    HandlingFailed,
     Inbox,
     RetryPolicy,
 )
@@ -95,6 +96,7 @@ __all__ = [
     "EventConsumer",
     "EventCounts",
     "EventHandler",
+    "HandlingFailed",
     "Inbox",
     "IncompatibleSchema",
     "IntegrityError",

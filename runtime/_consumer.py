@@ -4,8 +4,9 @@ For every record: decode it (a record that cannot be read goes straight to the d
 topic); skip it if the inbox has its event id; otherwise run the handler and record the
 event id in the inbox in the same local transaction. A failing handler is retried with
 exponential backoff (100, 200, 400 ms by default); after the last attempt the record goes
-to ``<topic>.dlq`` with the error, and the partition moves on. Offsets are committed only
-for records that were handled or dead-lettered.
+to ``<topic>.dlq`` with the error, and the partition moves on (a handler that raises
+:class:`HandlingFailed` names the dead letter's reason, and can refuse further attempts).
+Offsets are committed only for records that were handled or dead-lettered.
 
 No record stops the loop: whatever its bytes, headers, key or size, it is handled or
 dead-lettered. A record the Kafka client itself cannot parse (a header name that is not
@@ -53,6 +54,7 @@ __all__ = [
     "UNPARSEABLE_RECORD",
     "EventConsumer",
     "EventHandler",
+    "HandlingFailed",
     "Inbox",
     "RetryPolicy",
 ]
@@ -86,6 +88,16 @@ A handler that awaits while the transaction is open (a network call) needs a dat
 that no other writer of the same process uses: SQLite waits for a lock by blocking the
 event loop, and the lock's holder could then never finish.
 """
+
+
+class HandlingFailed(Exception):
+    """A handler's failure that says whether another attempt can help, and the reason its
+    dead letter gives (``dlq_reason``); any other exception is retried as ``handler-failed``."""
+
+    def __init__(self, message: str, *, reason: str, retryable: bool = True) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.retryable = retryable
 
 
 @dataclass(frozen=True)
@@ -411,9 +423,11 @@ class EventConsumer:
                     "%s: handling %s %s failed (attempt %d/%d): %s",
                     self.group_id, event.event_type, event_id, attempt, self._retry.attempts, exc,
                 )  # fmt: skip
-                if attempt == self._retry.attempts:
+                retryable = not isinstance(exc, HandlingFailed) or exc.retryable
+                if attempt == self._retry.attempts or not retryable:
+                    reason = exc.reason if isinstance(exc, HandlingFailed) else "handler-failed"
                     await self._dead_letter(
-                        record, reason="handler-failed", error=f"{type(exc).__name__}: {exc}",
+                        record, reason=reason, error=f"{type(exc).__name__}: {exc}",
                         attempts=attempt,
                     )  # fmt: skip
                     return

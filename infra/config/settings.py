@@ -4,7 +4,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from contracts.activities import (
@@ -27,6 +27,10 @@ __all__ = [
 ]
 
 ENV_PREFIX = "SAGA_"
+
+
+_WEBHOOK_PATIENCE_SECONDS = 240
+"""Longest a webhook event may be tried: under aiokafka's max.poll.interval (5 minutes)."""
 
 
 class ConfigurationError(Exception):
@@ -310,6 +314,46 @@ class Settings(BaseSettings):
     )
     orchestrator_port: int = Field(
         8104, ge=1, le=65535, description="Health and metrics port of the orchestrator's worker."
+    )
+    # Incidents (docs/operations.md#incidents)
+    incident_webhook_url: str | None = Field(
+        None,
+        description=(
+            "Where the orchestrator POSTs every incident event (opened, resolved) as signed "
+            "JSON; unset, no webhook (the events are on Kafka all the same)."
+        ),
+    )
+    incident_webhook_secret: SecretStr | None = Field(
+        None,
+        validate_default=True,
+        description=(
+            "The HMAC-SHA256 key that signs each webhook (`Saga-Signature`); required with "
+            "incident_webhook_url. `saga config` masks it."
+        ),
+    )
+    incident_webhook_attempts: int = Field(
+        5,
+        ge=1,
+        le=20,
+        description=(
+            "POSTs of one incident event before it is dead-lettered (to `order.events.dlq`); "
+            "a 4xx answer other than 408 and 429 is not tried again."
+        ),
+    )
+    incident_webhook_backoff_seconds: float = Field(
+        1.0,
+        gt=0,
+        le=60,
+        description="Wait after the first failed POST; doubled after each further one.",
+    )
+    incident_webhook_timeout_seconds: float = Field(
+        5.0,
+        gt=0,
+        le=60,
+        description=(
+            "How long one webhook POST may take. All the attempts of one event, with their "
+            "backoff, must fit in 240 s (5 attempts, 1 s: 15 s of backoff plus 5 POSTs of 5 s)."
+        ),
     )
     startup_timeout_seconds: float = Field(
         120.0, gt=0, description="How long `saga up` waits for each component to be healthy."
@@ -623,6 +667,33 @@ class Settings(BaseSettings):
         scheme, sep, rest = value.partition("://")
         if not sep or scheme not in ("http", "https") or not rest:
             raise ValueError(f"{value!r} is not an http:// or https:// URL")
+        return value
+
+    @field_validator("incident_webhook_timeout_seconds")
+    @classmethod
+    def _webhook_patience(cls, value: float, info: ValidationInfo) -> float:
+        attempts = info.data.get("incident_webhook_attempts")
+        backoff = info.data.get("incident_webhook_backoff_seconds")
+        if attempts is None or backoff is None:
+            return value  # reported on their own
+        waits = backoff * (2 ** (attempts - 1) - 1)
+        if waits + attempts * value > _WEBHOOK_PATIENCE_SECONDS:
+            raise ValueError(
+                f"{attempts} POSTs of up to {value:g} s with {waits:g} s of backoff between "
+                f"them may hold one event over {_WEBHOOK_PATIENCE_SECONDS} s (Kafka would drop "
+                "the consumer from its group): lower SAGA_INCIDENT_WEBHOOK_ATTEMPTS, "
+                "_BACKOFF_SECONDS or _TIMEOUT_SECONDS"
+            )
+        return value
+
+    @field_validator("incident_webhook_secret")
+    @classmethod
+    def _webhook_secret(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        if info.data.get("incident_webhook_url") and not (value and value.get_secret_value()):
+            raise ValueError(
+                "required with SAGA_INCIDENT_WEBHOOK_URL: set the key the receiver verifies "
+                "Saga-Signature with (or unset the URL)"
+            )
         return value
 
     @field_validator(

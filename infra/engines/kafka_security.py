@@ -72,7 +72,8 @@ KAFKA_ACCESS: Mapping[str, ServiceAccess] = {
         # order.* events of the sagas, and the dead letters of every topic its consumers read
         writes=("order.events", *(dlq_topic(topic) for topic in _DOMAIN_TOPICS)),
         reads=_DOMAIN_TOPICS,  # projector and audit: all; dispatch bridge, notifications: some
-        groups=ORCHESTRATOR_GROUPS,
+        # and the incident webhook's group, which runs only with SAGA_INCIDENT_WEBHOOK_URL set
+        groups=(*ORCHESTRATOR_GROUPS, "incident-webhook"),
         describes_configs=tuple(spec.name for spec in all_topics()),
     ),
     # The API publishes order.repaired through its outbox; it consumes nothing.

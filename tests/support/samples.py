@@ -42,6 +42,10 @@ from contracts import (
     ReturnRejected,
     ReturnRejectedData,
     ReturnRejectionCode,
+    SagaIncidentOpened,
+    SagaIncidentOpenedData,
+    SagaIncidentResolved,
+    SagaIncidentResolvedData,
     ShippingCancelled,
     ShippingCancelledData,
     ShippingDispatched,
@@ -159,7 +163,7 @@ def sample_events() -> dict[str, AnyEvent]:
             "shipping-service",
         ),
     ]
-    return {event.event_type: event for event in events + return_events()}
+    return {event.event_type: event for event in events + return_events() + incident_events()}
 
 
 def return_events() -> list[AnyEvent]:
@@ -214,6 +218,43 @@ def return_events() -> list[AnyEvent]:
                 **ret, payment_id="pay-1", amount=RETURNED_AMOUNT, refund_id="rfd-1"
             ),
             "payment-service",
+        ),
+    ]
+
+
+INCIDENT_ID = f"order-{ORDER_ID}/refund_payment/1"
+
+
+def incident_events() -> list[AnyEvent]:
+    """The incident of a refund that keeps failing, opened and resolved by hand."""
+    incident = {
+        "order_id": ORDER_ID,
+        "incident_id": INCIDENT_ID,
+        "saga_type": "OrderSaga",
+        "workflow_id": f"order-{ORDER_ID}",
+        "step": "refund_payment",
+    }
+    return [
+        _sample(
+            SagaIncidentOpened,
+            SagaIncidentOpenedData(
+                **incident,
+                compensating=True,
+                kind="compensation-failing",
+                attempts=5,
+                last_error="RefundFailed: the card issuer refused the refund",
+                opened_at="2026-12-06T02:14:31.000000+00:00",
+            ),
+            "orchestrator",
+        ),
+        _sample(
+            SagaIncidentResolved,
+            SagaIncidentResolvedData(
+                **incident,
+                resolution="resolved-manually by ops: refunded by bank transfer",
+                resolved_at="2026-12-06T02:31:02.000000+00:00",
+            ),
+            "orchestrator",
         ),
     ]
 

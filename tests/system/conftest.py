@@ -45,6 +45,7 @@ from tests.support.stacks import (
     stack_settings,
     stack_up,
 )
+from tests.support.webhook_receiver import WebhookReceiver
 
 logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
 
@@ -117,6 +118,16 @@ def otlp_receiver() -> Iterator[OtlpReceiver]:
     receiver.stop()
 
 
+@pytest.fixture(scope="session")
+def incident_receiver() -> Iterator[WebhookReceiver]:
+    """An incident webhook endpoint in the test process, which the session's stack POSTs to;
+    it verifies every signature with its secret."""
+    receiver = WebhookReceiver(secrets.token_hex(32))
+    receiver.start()
+    yield receiver
+    receiver.stop()
+
+
 @pytest.fixture
 async def api(stack: Settings) -> AsyncIterator[httpx.AsyncClient]:
     """A client of the session stack's API, sending its development token."""
@@ -143,6 +154,7 @@ def stack(
     temporal_server: TemporalDevServer,
     schema_registry: SchemaRegistryServer,
     otlp_receiver: OtlpReceiver,
+    incident_receiver: WebhookReceiver,
     scoped_tokens: dict[Scope, str],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Settings]:
@@ -153,7 +165,8 @@ def stack(
 
     Inventory holds the default SKUs and the ``E2E-*`` SKUs, which only the end-to-end test
     orders, so that it can account for every unit. Every process logs JSON lines to its log
-    under ``<run_dir>/logs`` and sends its traces to ``otlp_receiver``.
+    under ``<run_dir>/logs`` and sends its traces to ``otlp_receiver``; the orchestrator POSTs
+    its incidents to ``incident_receiver``.
     """
     with reserve_ports() as ports:
         processes = process_ports(ports)
@@ -172,6 +185,8 @@ def stack(
         # (tests/system/infra/test_prometheus.py).
         saga_watch_interval_seconds=3,
         saga_watch_min_age_seconds=10,
+        incident_webhook_url=incident_receiver.url,
+        incident_webhook_secret=incident_receiver.secret.decode(),
     )
     with stack_up(settings):
         yield settings

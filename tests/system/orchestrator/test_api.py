@@ -322,7 +322,8 @@ async def test_a_saga_stuck_in_a_failing_compensation_is_found_and_moved_on(
             break
         await asyncio.sleep(0.2)
     assert types.count(REPAIRED) == 1
-    assert [t for t in types if t != REPAIRED] == [
+    # The saga's own incident events (saga.incident_*) are the subject of test_incidents.py.
+    assert [t for t in types if t != REPAIRED and not t.startswith("saga.")] == [
         PLACED,
         CHARGED,
         RESERVED,

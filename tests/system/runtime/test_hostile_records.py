@@ -50,9 +50,10 @@ from runtime import Database, open_database
 from tests.support.bus import bus_consumer, running
 from tests.support.samples import sample_events
 
-# The consumer groups of the orchestrator's worker (orchestrator/worker.py), by topic.
+# The consumer groups of the orchestrator's worker (orchestrator/worker.py), by topic; the
+# session's stack runs the incident webhook too (SAGA_INCIDENT_WEBHOOK_URL).
 GROUPS_OF_TOPIC = {
-    "order.events": {"orchestrator-projector", "audit", "notifications"},
+    "order.events": {"orchestrator-projector", "audit", "notifications", "incident-webhook"},
     "payment.events": {"orchestrator-projector", "audit"},
     "inventory.events": {"orchestrator-projector", "audit"},
     "shipping.events": {"orchestrator-projector", "audit", "orchestrator-dispatch-bridge"},
