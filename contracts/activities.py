@@ -449,7 +449,7 @@ class IncidentOpened(_Model):
 
     incident_id: str
     saga_type: str
-    """The saga's name (``order``, ``return``)."""
+    """The saga's workflow type (``OrderSaga``, ``ReturnSaga``)."""
     workflow_id: str
     order_id: str
     step: str
