@@ -14,6 +14,7 @@ import pytest
 from contracts.activities import saga_workflow_id
 from infra.config.payload_codec import data_converter
 from infra.config.settings import Settings
+from infra.config.temporal import temporal_connection
 from infra.engines.processes import ProcessTable, stop_processes
 from infra.engines.stack import Stack, split_instance
 from orchestrator.api.auth import DEVELOPMENT_PRINCIPAL
@@ -349,7 +350,7 @@ async def test_a_saga_stuck_in_a_failing_compensation_is_found_and_moved_on(
 
 async def _web_ui_metadata(settings: Settings, workflow_id: str) -> tuple[str | None, str]:
     client = await wait_for_temporal(
-        settings.temporal_address,
+        temporal_connection(settings),  # the cluster's server takes mTLS clients only
         settings.temporal_namespace,
         wait_seconds=10,
         data_converter=data_converter(settings),
