@@ -17,6 +17,7 @@ from selenium import webdriver
 from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webelement import WebElement
+from selenium.webdriver.support.expected_conditions import staleness_of
 from selenium.webdriver.support.ui import WebDriverWait
 from temporalio.client import Client
 
@@ -45,10 +46,18 @@ def _wait(browser: webdriver.Chrome, what: Callable[[webdriver.Chrome], _T], sec
 
 
 def _sign_in(browser: webdriver.Chrome, stack: Settings, token: str) -> None:
+    """Submit the sign-in form and wait for the page it leads to.
+
+    A click returns before the form's answer has replaced the page: a ``get`` issued at once
+    can be overtaken by the sign-in's redirect to the map.
+    """
     browser.get(f"{stack.api_url}/ui/signin")
     browser.delete_all_cookies()
-    browser.find_element(By.ID, "token").send_keys(token)
+    field = browser.find_element(By.ID, "token")
+    field.send_keys(token)
     browser.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
+    _wait(browser, staleness_of(field), 15)
+    _wait(browser, lambda b: b.execute_script("return document.readyState") == "complete", 15)
 
 
 @pytest.fixture(scope="module")
