@@ -58,79 +58,77 @@ class IncidentBook(Book):
 
     def open(self, incident: IncidentOpened, cause: str | None) -> bool:
         """Record the incident and write ``saga.incident_opened``; False if recorded before."""
-        with self.transaction():
-            opened = (
-                self._db.execute(
-                    "INSERT INTO incidents (incident_id, order_id, saga_type, workflow_id, step,"
-                    " compensating, kind, attempts, last_error, opened_at, recorded_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                    (
-                        incident.incident_id,
-                        incident.order_id,
-                        incident.saga_type,
-                        incident.workflow_id,
-                        incident.step,
-                        incident.compensating,
-                        incident.kind.value,
-                        incident.attempts,
-                        incident.last_error,
-                        incident.opened_at.isoformat(),
-                        time.time(),
-                    ),
-                ).rowcount
-                > 0
-            )
-            if opened:
-                self._events.emit(
-                    SagaIncidentOpenedData(
-                        order_id=incident.order_id,
-                        incident_id=incident.incident_id,
-                        saga_type=incident.saga_type,
-                        workflow_id=incident.workflow_id,
-                        step=incident.step,
-                        compensating=incident.compensating,
-                        kind=incident.kind.value,
-                        attempts=incident.attempts,
-                        last_error=incident.last_error,
-                        opened_at=incident.opened_at.isoformat(),
-                    ),
-                    caused_by=cause,
-                )
-        self.refresh_metrics()
-        return opened
+        return self._record(
+            "INSERT INTO incidents (incident_id, order_id, saga_type, workflow_id, step,"
+            " compensating, kind, attempts, last_error, opened_at, recorded_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            (
+                incident.incident_id,
+                incident.order_id,
+                incident.saga_type,
+                incident.workflow_id,
+                incident.step,
+                incident.compensating,
+                incident.kind.value,
+                incident.attempts,
+                incident.last_error,
+                incident.opened_at.isoformat(),
+                time.time(),
+            ),
+            SagaIncidentOpenedData(
+                order_id=incident.order_id,
+                incident_id=incident.incident_id,
+                saga_type=incident.saga_type,
+                workflow_id=incident.workflow_id,
+                step=incident.step,
+                compensating=incident.compensating,
+                kind=incident.kind.value,
+                attempts=incident.attempts,
+                last_error=incident.last_error,
+                opened_at=incident.opened_at.isoformat(),
+            ),
+            cause,
+        )
 
     def resolve(self, incident: IncidentResolved, cause: str | None) -> bool:
         """Close the open incident and write ``saga.incident_resolved``; False if it was
         closed before (or never opened: nothing to resolve)."""
+        return self._record(
+            "UPDATE incidents SET resolution = ?, resolved_at = ?, closed_at = ?"
+            " WHERE incident_id = ? AND closed_at IS NULL",
+            (
+                incident.resolution,
+                incident.resolved_at.isoformat(),
+                time.time(),
+                incident.incident_id,
+            ),
+            SagaIncidentResolvedData(
+                order_id=incident.order_id,
+                incident_id=incident.incident_id,
+                saga_type=incident.saga_type,
+                workflow_id=incident.workflow_id,
+                step=incident.step,
+                resolution=incident.resolution,
+                resolved_at=incident.resolved_at.isoformat(),
+            ),
+            cause,
+        )
+
+    def _record(
+        self,
+        sql: str,
+        parameters: tuple[object, ...],
+        event: SagaIncidentOpenedData | SagaIncidentResolvedData,
+        cause: str | None,
+    ) -> bool:
+        """Change the table with ``sql`` and, if a row changed, write ``event`` to the outbox in
+        the same transaction; False if no row changed (this state was recorded before)."""
         with self.transaction():
-            resolved = (
-                self._db.execute(
-                    "UPDATE incidents SET resolution = ?, resolved_at = ?, closed_at = ?"
-                    " WHERE incident_id = ? AND closed_at IS NULL",
-                    (
-                        incident.resolution,
-                        incident.resolved_at.isoformat(),
-                        time.time(),
-                        incident.incident_id,
-                    ),
-                ).rowcount
-                > 0
-            )
-            if resolved:
-                self._events.emit(
-                    SagaIncidentResolvedData(
-                        order_id=incident.order_id,
-                        incident_id=incident.incident_id,
-                        saga_type=incident.saga_type,
-                        workflow_id=incident.workflow_id,
-                        step=incident.step,
-                        resolution=incident.resolution,
-                        resolved_at=incident.resolved_at.isoformat(),
-                    ),
-                    caused_by=cause,
-                )
+            changed = self._db.execute(sql, parameters).rowcount > 0
+            if changed:
+                self._events.emit(event, caused_by=cause)
         self.refresh_metrics()
-        return resolved
+        return changed
 
     def open_count(self) -> int:
         """How many incidents are open, in the whole store."""
