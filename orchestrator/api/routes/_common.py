@@ -19,6 +19,7 @@ __all__ = [
     "IdPath",
     "event_stream",
     "known_step",
+    "saga_event_stream",
 ]
 
 IdPath = Annotated[
@@ -75,3 +76,23 @@ def event_stream(
         yield ServerSentEvent(data=json.dumps(await end()), event="end")
 
     return EventSourceResponse(messages())
+
+
+def saga_event_stream(
+    sagas: SagaService, saga_type: SagaType, saga_id: str, after: int
+) -> EventSourceResponse:
+    """The events of the order or return ``saga_id`` after position ``after`` as Server-Sent
+    Events, ending with its saga's status (and a return's outcome) once it has ended."""
+    if saga_type is SagaType.RETURN:
+
+        async def return_end() -> dict[str, str]:
+            view = await sagas.view_return(saga_id)
+            return {"status": view.saga.status.value, "outcome": view.saga.outcome.value}
+
+        return event_stream(sagas.follow_return(saga_id, after=after), return_end)
+
+    async def order_end() -> dict[str, str]:
+        view = await sagas.view(saga_id)
+        return {"status": view.saga.status.value}
+
+    return event_stream(sagas.follow(saga_id, after=after), order_end)

@@ -25,8 +25,8 @@ from orchestrator.api.routes._common import (
     UNAVAILABLE,
     UNREADABLE,
     IdPath,
-    event_stream,
     known_step,
+    saga_event_stream,
 )
 
 router = APIRouter(
@@ -121,12 +121,7 @@ async def follow_return(
     Send ``Last-Event-ID`` to resume after the event with that id.
     """
     await sagas.describe_return(return_id)  # a missing saga answers 404, not an empty stream
-
-    async def end() -> dict[str, str]:
-        view = await sagas.view_return(return_id)
-        return {"status": view.saga.status.value, "outcome": view.saga.outcome.value}
-
-    return event_stream(sagas.follow_return(return_id, after=last_event_id or 0), end)
+    return saga_event_stream(sagas, SagaType.RETURN, return_id, last_event_id or 0)
 
 
 @router.post(

@@ -30,8 +30,8 @@ from orchestrator.api.routes._common import (
     UNAVAILABLE,
     UNREADABLE,
     IdPath,
-    event_stream,
     known_step,
+    saga_event_stream,
 )
 from orchestrator.api.service import SagaFilter
 
@@ -171,12 +171,7 @@ async def follow_saga(
     Send ``Last-Event-ID`` to resume after the event with that id.
     """
     await sagas.describe(order_id)  # a missing saga answers 404, not an empty stream
-
-    async def end() -> dict[str, str]:
-        view = await sagas.view(order_id)
-        return {"status": view.saga.status.value}
-
-    return event_stream(sagas.follow(order_id, after=last_event_id or 0), end)
+    return saga_event_stream(sagas, SagaType.ORDER, order_id, last_event_id or 0)
 
 
 @router.post(

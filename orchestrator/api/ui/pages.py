@@ -34,7 +34,7 @@ from orchestrator.api.models import (
     RepairRequest,
     SagaType,
 )
-from orchestrator.api.routes import IdPath, event_stream
+from orchestrator.api.routes import IdPath, saga_event_stream
 from orchestrator.api.service import (
     ActionRefused,
     SagaNotFound,
@@ -492,12 +492,7 @@ async def order_events(
 ) -> EventSourceResponse:
     """The order's events as they arrive (Server-Sent Events), for the saga's page."""
     await _shown(lambda: sagas.describe(order_id))
-
-    async def end() -> dict[str, str]:
-        view = await sagas.view(order_id)
-        return {"status": view.saga.status.value}
-
-    return event_stream(sagas.follow(order_id, after=_after(after, last_event_id)), end)
+    return saga_event_stream(sagas, SagaType.ORDER, order_id, _after(after, last_event_id))
 
 
 @router.get("/returns/{return_id}/events", dependencies=_LOOKING)
@@ -509,12 +504,7 @@ async def return_events(
 ) -> EventSourceResponse:
     """The return's events as they arrive (Server-Sent Events), for the saga's page."""
     await _shown(lambda: sagas.describe_return(return_id))
-
-    async def end() -> dict[str, str]:
-        view = await sagas.view_return(return_id)
-        return {"status": view.saga.outcome.value}
-
-    return event_stream(sagas.follow_return(return_id, after=_after(after, last_event_id)), end)
+    return saga_event_stream(sagas, SagaType.RETURN, return_id, _after(after, last_event_id))
 
 
 @router.post("/orders/{order_id}/cancel")

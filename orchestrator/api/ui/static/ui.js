@@ -66,7 +66,8 @@ function followSaga(saga) {
   }
   source.addEventListener("end", (message) => {
     source.close();
-    const status = JSON.parse(message.data).status;
+    const end = JSON.parse(message.data); // a return's outcome is what its page shows
+    const status = end.outcome || end.status;
     document.getElementById("saga-status").textContent = status;
     live.textContent = "The saga has ended: " + status + ". Reloading the page.";
     window.location.reload();
