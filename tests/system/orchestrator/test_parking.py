@@ -133,6 +133,22 @@ class ParkingSaga(OperatedSaga):
 Handle = WorkflowHandle[ParkingSaga, str]
 
 
+def _worker(workflow_env: WorkflowEnvironment, services: ProbeServices) -> Worker:
+    """The probe saga's worker, with ``services`` as its activities (incidents included)."""
+    return Worker(
+        workflow_env.client,
+        task_queue=QUEUE,
+        workflows=[ParkingSaga],
+        activities=[
+            services.call,
+            services.undo,
+            services.check,
+            services.open_incident,
+            services.resolve_incident,
+        ],
+    )
+
+
 async def _until(handle: Handle, holds: Callable[[StepState], bool], seconds: float = 20) -> None:
     """Ask the ``call`` step's state until ``holds`` (real time: no clock is skipped)."""
     async with asyncio.timeout(seconds):
@@ -146,18 +162,7 @@ async def test_a_parked_step_makes_no_attempt_until_its_park_for_has_passed(
     workflow_env: WorkflowEnvironment,
 ) -> None:
     services = ProbeServices()
-    async with Worker(
-        workflow_env.client,
-        task_queue=QUEUE,
-        workflows=[ParkingSaga],
-        activities=[
-            services.call,
-            services.undo,
-            services.check,
-            services.open_incident,
-            services.resolve_incident,
-        ],
-    ):
+    async with _worker(workflow_env, services):
         handle = await workflow_env.client.start_workflow(
             ParkingSaga.run, Probe(probe_id="p-1"), id=f"park-{uuid.uuid4()}", task_queue=QUEUE
         )
@@ -194,18 +199,7 @@ async def test_a_parked_compensation_waits_for_an_operator_and_is_never_given_up
     workflow_env: WorkflowEnvironment,
 ) -> None:
     services = ProbeServices(down=False)
-    async with Worker(
-        workflow_env.client,
-        task_queue=QUEUE,
-        workflows=[ParkingSaga],
-        activities=[
-            services.call,
-            services.undo,
-            services.check,
-            services.open_incident,
-            services.resolve_incident,
-        ],
-    ):
+    async with _worker(workflow_env, services):
         handle = await workflow_env.client.start_workflow(
             ParkingSaga.run, Probe(probe_id="no-2"), id=f"park-{uuid.uuid4()}", task_queue=QUEUE
         )
