@@ -32,11 +32,13 @@ lint: install
 	$(BIN)/mypy .
 	$(BIN)/lint-imports
 
-## test: install, lint, then the whole test suite: tests/unit, then tests/system against real Kafka and Temporal
+## test: install, lint, then the whole test suite against real Kafka, Temporal, PostgreSQL and the
+## registry, on two workers: one runs the unit tests and the tests that start engines of their own,
+## the other every test of the session's embedded stack (tests/conftest.py, `lane`)
 test: lint
-	$(BIN)/pytest
+	$(BIN)/pytest --numprocesses 2 --dist loadgroup
 
-## test-unit: install, then the unit tests alone (tests/unit: no server, under a minute), the fast loop
+## test-unit: install, then the unit tests alone (tests/unit: no server, about a minute), the fast loop
 test-unit: install
 	$(BIN)/pytest tests/unit -m "not postgres"
 

@@ -9,7 +9,7 @@ them: the session's servers serve the other tests meanwhile.
 """
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -43,12 +43,11 @@ def chaos_stack(kafka_libs: Path, tmp_path: Path) -> Iterator[Settings]:
 
 @pytest.mark.timeout(1200)
 def test_no_saga_is_lost_and_the_books_balance_when_every_process_is_killed(
-    chaos_stack: Settings, capsys: pytest.CaptureFixture[str]
+    chaos_stack: Settings, figures: Callable[[str], None]
 ) -> None:
     options = ChaosOptions(orders=ORDERS, concurrency=20, returns=RETURNS, seed=7)
     report = asyncio.run(run_chaos(chaos_stack, options, say=print))
-    with capsys.disabled():  # the run's figures belong in CI's output, passed or not
-        print("\n" + render_text(report))
+    figures(render_text(report))  # the run's figures belong in CI's output, passed or not
 
     struck = {(fault.kind.value, fault.target) for fault in report.faults}
     assert {target for kind, target in struck if kind == "kill"} == set(KILL_TARGETS)

@@ -10,7 +10,7 @@ The stack is its own: the run kills its engines.
 """
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg
@@ -58,7 +58,7 @@ def test_the_chaos_run_counts_every_store_of_the_orchestrators_database(
 
 @pytest.mark.timeout(600)
 def test_no_saga_or_acknowledged_event_is_lost_when_the_clusters_engines_are_killed(
-    cluster_stack: Settings, capsys: pytest.CaptureFixture[str]
+    cluster_stack: Settings, figures: Callable[[str], None]
 ) -> None:
     options = ChaosOptions(
         orders=ORDERS,
@@ -71,8 +71,7 @@ def test_no_saga_or_acknowledged_event_is_lost_when_the_clusters_engines_are_kil
         seed=7,
     )
     report = asyncio.run(run_chaos(cluster_stack, options, say=print))
-    with capsys.disabled():  # the run's figures belong in CI's output, passed or not
-        print("\n" + render_text(report))
+    figures(render_text(report))  # the run's figures belong in CI's output, passed or not
 
     assert report.topology == "cluster"
     assert sorted(report.lag_groups) == sorted(ORCHESTRATOR_GROUPS)
