@@ -17,6 +17,7 @@ applies the ones a database lacks before handing out the connection.
 import contextlib
 import re
 import sqlite3
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import lru_cache, partial
 from pathlib import Path
@@ -63,6 +64,10 @@ RUNTIME_MIGRATIONS = Path(__file__).with_name("migrations")
 """The runtime's own tables: the outbox, the inbox and the relay lease (every database)."""
 
 _BUSY_TIMEOUT = 30.0
+_MIGRATING = threading.Lock()
+"""Threads of one process migrate one at a time. yoyo's lock row is keyed by the process id,
+and its SQLite connections share one cache, where a second connection's write fails at once
+("database table is locked") instead of waiting; processes still take turns by yoyo's lock."""
 _CONNECT_TIMEOUT = 10
 _URL_SCHEMES = ("postgresql://", "postgres://")
 _SCHEMA_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
@@ -299,7 +304,7 @@ def _open_sqlite(path: Path) -> sqlite3.Connection:
 def migrate(where: Where, sources: Sequence[Path], *, schema: str | None = None) -> list[str]:
     """Apply the migrations of ``sources`` (folders holding ``sqlite/`` and ``postgresql/``)
     that the database lacks, in order, each in its own transaction; copies that start
-    together take turns (yoyo's lock).
+    together take turns (yoyo's lock), and so do threads of one process (``_MIGRATING``).
 
     Returns:
         The ids of the migrations applied now.
@@ -320,15 +325,16 @@ def migrate(where: Where, sources: Sequence[Path], *, schema: str | None = None)
         path = Path(where).resolve()
         path.parent.mkdir(parents=True, exist_ok=True)
         uri = "sqlite:///" + quote(str(path))
-    backend = get_backend(uri)
-    try:
-        migrations = read_migrations(*folders)
-        with backend.lock():
-            pending = backend.to_apply(migrations)
-            backend.apply_migrations(pending)
-        return [migration.id for migration in pending]
-    finally:
-        backend.connection.close()
+    with _MIGRATING:
+        backend = get_backend(uri)
+        try:
+            migrations = read_migrations(*folders)
+            with backend.lock():
+                pending = backend.to_apply(migrations)
+                backend.apply_migrations(pending)
+            return [migration.id for migration in pending]
+        finally:
+            backend.connection.close()
 
 
 def open_database(

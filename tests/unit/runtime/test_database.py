@@ -1,5 +1,6 @@
 """One database interface on both engines: statements, transactions, migrations, readers."""
 
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -67,6 +68,34 @@ def test_migrations_are_applied_once_and_recorded(database_at: Callable[[str], W
         assert db.has_table(table), table
     assert not db.has_table("stock")
     db.close()
+
+
+def test_threads_of_one_process_opening_a_new_database_at_once_both_get_it(
+    database_at: Callable[[str], Where],
+) -> None:
+    """Two threads migrating one new database at the same moment take turns: on SQLite,
+    yoyo's shared-cache connections would otherwise fail the second ("database table is
+    locked"; 8 rounds in 40 failed so before the process-wide turn)."""
+    failures: list[str] = []
+    for round_ in range(20):
+        where = database_at(f"race{round_}")
+        barrier = threading.Barrier(2)
+
+        def opens(where: Where = where, barrier: threading.Barrier = barrier) -> None:
+            barrier.wait(timeout=10)
+            try:
+                open_database(where, migrations=[PaymentLedger.MIGRATIONS]).close()
+            except DatabaseError as exc:  # what a failed migration raises
+                failures.append(str(exc))
+            except Exception as exc:  # noqa: BLE001 - yoyo's own error, named in the failure
+                failures.append(repr(exc))
+
+        threads = [threading.Thread(target=opens) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+    assert failures == []
 
 
 def test_a_reader_cannot_write(database_at: Callable[[str], Where]) -> None:
