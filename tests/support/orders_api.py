@@ -114,11 +114,12 @@ async def until_step_done(api: httpx.AsyncClient, order_id: str, step: str) -> N
     )
 
 
-async def run_path(api: httpx.AsyncClient, path: SagaPath) -> dict[str, Any]:
+async def run_path(api: httpx.AsyncClient, path: SagaPath, **order: Any) -> dict[str, Any]:
     """Order as ``path`` says through ``POST /orders`` (the customer cancelling if it says
-    so) and return the saga once it ended."""
+    so) and return the saga once it ended and its timeline holds the path's events.
+    ``order``: more of :func:`order_body`'s fields (``sku``, ``prefix``, ``customer_id``)."""
     order_id = await place(
-        api, order_body(path.token, path.country, path.quantity, deadline=path.deadline)
+        api, order_body(path.token, path.country, path.quantity, deadline=path.deadline, **order)
     )
     if path.customer_cancels:
         await until_step_done(api, order_id, "schedule_shipment")

@@ -8,7 +8,6 @@ import asyncio
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -27,8 +26,8 @@ from infra.config.settings import Settings, api_headers
 from infra.engines.processes import ProcessTable
 from infra.engines.stack import Stack
 from runtime import new_admin, new_consumer, new_producer
-from tests.support.orders_api import order_body, place, until_ended
-from tests.support.saga_paths import SAGA_PATHS, SagaPath
+from tests.support.orders_api import order_body, place, run_path, until_ended
+from tests.support.saga_paths import SAGA_PATHS
 from tests.support.stacks import own_stack
 from tests.support.temporal_history import raw_history
 
@@ -65,19 +64,10 @@ async def test_sagas_run_end_to_end_on_the_secured_broker(secured_stack: Setting
     async with httpx.AsyncClient(
         base_url=secured_stack.api_url, timeout=30, headers=api_headers(secured_stack)
     ) as api:
-
-        async def run(path: SagaPath) -> dict[str, Any]:
-            body = order_body(
-                path.token,
-                path.country,
-                path.quantity,
-                sku=_SKU,
-                prefix="sec",
-                customer_id="cust-secured",
-            )
-            return await until_ended(api, await place(api, body))
-
-        sagas = await asyncio.wait_for(asyncio.gather(*(run(p) for p in _PATHS)), timeout=120)
+        order = {"sku": _SKU, "prefix": "sec", "customer_id": "cust-secured"}
+        sagas = await asyncio.wait_for(
+            asyncio.gather(*(run_path(api, path, **order) for path in _PATHS)), timeout=120
+        )
     for path, saga in zip(_PATHS, sagas, strict=True):
         assert saga["saga"]["status"] == path.status, (path.name, saga["saga"])
         assert [e["event_type"] for e in saga["events"]] == path.events, path.name
