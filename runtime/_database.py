@@ -326,6 +326,11 @@ def migrate(where: Where, sources: Sequence[Path], *, schema: str | None = None)
         path.parent.mkdir(parents=True, exist_ok=True)
         uri = "sqlite:///" + quote(str(path))
     with _MIGRATING:
+        if dialect == "sqlite":
+            # WAL before yoyo's first write, so that no later open has to change the journal
+            # mode (an exclusive lock) while another migration writes: the two would deadlock
+            # and one would fail at once with "database is locked".
+            _open_sqlite(Path(where)).close()
         backend = get_backend(uri)
         try:
             migrations = read_migrations(*folders)

@@ -89,8 +89,11 @@ async def test_every_operator_action_is_in_the_log_after_the_sagas_ended(
         resolved = await repair(api, stuck_id, "resolve_manually", "charge_payment", by_hand)
         assert resolved.status_code == 200, resolved.text
 
+        # Closed workflows, whatever their timelines hold: a cancel that arrives before the
+        # first step (under load it can) undoes nothing, so no order.cancelled is written.
         for order_id in (stuck_id, cancelled_id):
-            assert (await until_ended(api, order_id))["saga"]["status"] == "CANCELLED"
+            ended = await until_ended(api, order_id, closing_event=False)
+            assert ended["saga"]["status"] == "CANCELLED"
 
         entries = await _log(api, order_id=stuck_id)
         assert [(e["action"], e["outcome"]) for e in entries] == [
