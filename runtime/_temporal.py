@@ -37,10 +37,11 @@ _TLS_FAILURES: tuple[tuple[str, str, str], ...] = (
     ("invalidcontenttype", "it does not speak TLS on that port", "SAGA_TEMPORAL_TLS"),
     ("invalidcertificate", "its certificate cannot be used", _CA),
 )
-_CLOSED = ("brokenpipe", "connectionclosed", "connectionreset")
+_CLOSED = ("brokenpipe", "connectionclosed", "connectionreset", "connectionwasnotready")
 """What a server that requires mTLS and refuses the client's certificate (or its absence) may
 look like instead of an alert: the client's side of the handshake ends, then its first call
-finds the connection closed. Under TLS, taken for a refusal when it happens again and again."""
+finds the connection closed (or, on busy cores, cancelled: "connection was not ready"). Under
+TLS, taken for a refusal when it happens again and again."""
 _CLOSINGS_BEFORE_REFUSAL = 3
 _REFUSALS = (RPCStatusCode.UNAUTHENTICATED, RPCStatusCode.PERMISSION_DENIED)
 

@@ -204,8 +204,9 @@ async def test_mtls_refuses_a_client_without_a_certificate(mtls: Running) -> Non
     assert mtls.server.tls is not None
     no_cert = TLSConfig(server_root_ca_cert=mtls.server.tls.ca.read_bytes())
     # The server's alert (CertificateRequired), or, when the client had sent its first call
-    # before the alert came, a connection closed under it.
-    with pytest.raises(RuntimeError, match=r"CertificateRequired|broken pipe|connection closed"):
+    # before the alert came, a connection closed under it (or cancelled, on busy cores).
+    closed = r"CertificateRequired|broken pipe|connection closed|connection was not ready"
+    with pytest.raises(RuntimeError, match=closed):
         client = await Client.connect(mtls.server.address, tls=no_cert)
         await client.count_workflows()
 
