@@ -7,6 +7,7 @@ taking one lane of :func:`lane`) and the figures a test reports whether it passe
 (:func:`figures`, printed at the end of the run).
 """
 
+import os
 import uuid
 from collections.abc import Callable, Iterator
 from fnmatch import fnmatch
@@ -16,6 +17,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from infra.engines.processes import PORTS, use_ports
 from runtime import Where
 from tests.support.cli import own_stack_env
 from tests.support.postgres import running_postgres
@@ -57,6 +59,19 @@ def lane(item: pytest.Item) -> str:
     if CLUSTER_FIXTURES & set(getattr(item, "fixturenames", ())):
         return ENGINES_LANE
     return ENGINES_LANE if any(fnmatch(item.nodeid, p) for p in ENGINES_TESTS) else SHARED_LANE
+
+
+def pytest_configure() -> None:
+    """On a pytest-xdist worker, choose ports from a slice of the range of this worker's own:
+    a port another worker's stack has reserved but not bound yet is never chosen here."""
+    worker, workers = (
+        os.environ.get("PYTEST_XDIST_WORKER"),
+        os.environ.get("PYTEST_XDIST_WORKER_COUNT"),
+    )
+    if worker and workers:
+        size = len(PORTS) // int(workers)
+        start = PORTS.start + int(worker.removeprefix("gw")) * size
+        use_ports(range(start, start + size))
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -230,6 +230,24 @@ def port_in_use(host: str, port: int) -> bool:
         return probe.connect_ex((host, port)) == 0
 
 
+PORTS = range(20_000, 32_000)
+"""Where reservations choose ports: below Linux's ephemeral range (32768 and up)."""
+_ports = PORTS
+
+
+def use_ports(ports: range) -> None:
+    """Let this process's reservations choose from ``ports`` only (a slice of ``PORTS``).
+
+    A reservation proves a port free when it is chosen, not when its process binds it, so
+    two processes reserving side by side (the test suite's workers) could choose the same
+    port; each takes a slice of its own instead.
+    """
+    if ports.start < PORTS.start or ports.stop > PORTS.stop or len(ports) < 2_000:
+        raise ValueError(f"{ports} is not a slice of {PORTS} of 2000 ports or more")
+    global _ports  # one setting of the whole process, made once at its start
+    _ports = ports
+
+
 class PortReservation:
     """Ports chosen for one stack, each held bound until the reservation ends.
 
@@ -246,13 +264,14 @@ class PortReservation:
         """A port that nobody listens on, whose ``port + n`` for each of ``neighbours`` is free
         too, all of them apart from every port this reservation holds already.
 
-        Taken below Linux's ephemeral range (32768 and up), so that the port is still free
+        Taken from ``PORTS`` (or this process's slice of it, :func:`use_ports`), below
+        Linux's ephemeral range (32768 and up), so that the port is still free
         when a process restarts on it: the kernel hands ephemeral ports to outgoing
         connections, and one of them could otherwise take the port while its process is down.
         """
         offsets = (0, *neighbours)
         for _ in range(1000):
-            base = random.randrange(20_000, 32_000 - max(offsets))
+            base = random.randrange(_ports.start, _ports.stop - max(offsets))
             taken = self._bind_all([base + offset for offset in offsets])
             if taken is not None:
                 self._held.extend(taken)

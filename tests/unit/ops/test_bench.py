@@ -105,11 +105,13 @@ async def test_the_open_loop_does_not_wait_for_earlier_sagas() -> None:
 
 
 async def test_the_open_loop_holds_starts_back_at_the_cap_and_counts_them() -> None:
-    """Two at most in flight: the third start waits for the first saga's end."""
-    starts, _, delays, cap_waits, peak = await _timed_open_loop(4, 100.0, 2, 0.3)
+    """Two at most in flight: the third start waits for the first saga's end. The sagas last
+    1.5 s, so that a busy machine's stall of the loop cannot end them before the last start is
+    due (at 0.3 s they did, in one CI run)."""
+    starts, _, delays, cap_waits, peak = await _timed_open_loop(4, 100.0, 2, 1.5)
     assert (cap_waits, peak) == (2, 2)
-    assert starts[2] >= 0.29  # due at 20 ms, started when a saga ended
-    assert delays[2] >= 0.25
+    assert starts[2] >= 1.49  # due at 20 ms, started when a saga ended
+    assert delays[2] >= 1.4
 
 
 def test_paced_plan_takes_its_rate_from_the_option_or_the_saturation() -> None:
